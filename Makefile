@@ -1,0 +1,23 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (see README).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+GEOSLIDE_DATA_DIR ?= $(abspath ../shared/data)
+export GEOSLIDE_DATA_DIR
+
+.PHONY: demo test install
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/geoslide demo --out out/demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow and not gpu" -p no:cacheprovider

@@ -1,0 +1,47 @@
+"""Typed exceptions: every bad input gets one that says what was expected, what was found
+and how to fix it."""
+from __future__ import annotations
+
+
+class GeoslideError(Exception):
+    """Base class of every error geoslide raises on purpose."""
+
+
+class MissingFileError(GeoslideError, FileNotFoundError):
+    """An input file or store does not exist."""
+
+
+class CRSError(GeoslideError):
+    """A raster or vector has no CRS, or not the one expected."""
+
+
+class GridMismatchError(GeoslideError):
+    """Rasters are not on the same grid (shape, transform, resolution)."""
+
+
+class InventoryError(GeoslideError):
+    """The landslide inventory is empty, outside the raster or malformed."""
+
+
+class VocabularyError(GeoslideError):
+    """A categorical raster holds a class code outside the fixed vocabulary."""
+
+
+class NoDataError(GeoslideError):
+    """A raster's nodata cannot be represented, or a raster holds no valid value."""
+
+
+class ChunkingError(GeoslideError):
+    """Chunks do not suit the operation (e.g. smaller than the halo)."""
+
+
+class PatchSizeError(GeoslideError):
+    """A patch (core plus halo) does not fit the raster."""
+
+
+class FeatureMismatchError(GeoslideError):
+    """A model and a Dataset disagree on features or resolution."""
+
+
+class StoreError(GeoslideError):
+    """A Zarr store is incomplete, corrupt or not a geoslide store."""
