@@ -1,0 +1,158 @@
+"""Train / validation / test masks of a raster grid, by pixel.
+
+Three kinds, each returning ``{"train", "val", "test"}`` boolean ``(H, W)`` numpy arrays that
+never overlap and together cover every pixel of the grid (pixels whose label is -1 are
+assigned too; the loss and the metrics ignore them):
+
+``band``
+    The paper's public code: test = the rows ``[band*H//n_bands, (band+1)*H//n_bands)`` (the
+    second fifth by default, ``band=1``). Validation = whole ``core`` x ``core`` windows of the
+    grid aligned on the raster origin, outside the test band, drawn at random with ``seed``
+    until they hold ``val_fraction`` of the non-test pixels. Train = the rest.
+``paper``
+    Section 4.2 of the paper: the ``core`` x ``core`` windows of the grid (the last row and
+    column of windows may be partial) shuffled with ``seed``; 80% of the windows train, 10%
+    validation, 10% test (at least one window each when there are three or more windows).
+``kfold``
+    Spatial k-fold: the windows are dealt at random (``seed``) into ``n_folds`` folds of equal
+    window count; test = fold ``fold``; validation = windows drawn from the other folds as for
+    ``band``; train = the rest.
+
+Sets are made of whole windows (or a whole band of rows), never of single pixels, so that a
+training patch's loss never sees a validation or test label (see :mod:`geoslide.patches`,
+which sets labels outside a patch's set to -1).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import PatchSizeError
+
+KINDS = ("band", "paper", "kfold")
+DEFAULT_CORE = 64  # px; window size of the split grid (the quick presets' block size)
+
+
+def _shape(ds_or_shape: Any) -> tuple[int, int]:
+    if isinstance(ds_or_shape, tuple | list):
+        h, w = (int(v) for v in ds_or_shape[-2:])
+        return h, w
+    sizes = getattr(ds_or_shape, "sizes", None)
+    if sizes is not None and "y" in sizes and "x" in sizes:
+        return int(sizes["y"]), int(sizes["x"])
+    shape = getattr(ds_or_shape, "shape", None)
+    if shape is not None:
+        return int(shape[-2]), int(shape[-1])
+    raise TypeError(
+        f"split_masks expects an xarray Dataset/DataArray with dims (y, x) or a shape (H, W); "
+        f"got {type(ds_or_shape).__name__}"
+    )
+
+
+def window_ids(shape: tuple[int, int], core: int) -> np.ndarray:
+    """Index of the ``core`` x ``core`` window each pixel belongs to (row-major), int64 (H, W)."""
+    h, w = shape
+    ncols = -(-w // core)
+    rows = np.arange(h) // core
+    cols = np.arange(w) // core
+    return rows[:, None] * ncols + cols[None, :]
+
+
+def _draw_val(
+    ids: np.ndarray, eligible: np.ndarray, fraction: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Windows (whole, clipped to ``eligible``) drawn at random until ``fraction`` is reached."""
+    val = np.zeros(ids.shape, dtype=bool)
+    if fraction <= 0:
+        return val
+    counts = np.bincount(ids[eligible].ravel(), minlength=int(ids.max()) + 1)
+    candidates = np.flatnonzero(counts)
+    target = fraction * eligible.sum()
+    order = rng.permutation(candidates)
+    chosen, total = [], 0
+    for win in order:
+        if total >= target:
+            break
+        chosen.append(win)
+        total += counts[win]
+    if chosen:
+        val = np.isin(ids, np.asarray(chosen)) & eligible
+    return val
+
+
+def split_masks(
+    ds_or_shape: Any,
+    kind: str = "band",
+    *,
+    core: int = DEFAULT_CORE,
+    seed: int = 0,
+    band: int = 1,
+    n_bands: int = 5,
+    fold: int = 0,
+    n_folds: int = 5,
+    val_fraction: float = 0.1,
+) -> dict[str, np.ndarray]:
+    """Boolean ``(H, W)`` masks ``{"train", "val", "test"}`` of a grid (see the module doc).
+
+    ``core`` is the window size in pixels; ``seed`` makes every random draw reproducible.
+    """
+    h, w = _shape(ds_or_shape)
+    if kind not in KINDS:
+        raise ValueError(f"split kind must be one of {KINDS}; got {kind!r}")
+    core = int(core)
+    if core < 1:
+        raise PatchSizeError(f"split window size (core) must be >= 1 px; got {core}")
+    rng = np.random.default_rng(seed)
+    ids = window_ids((h, w), core)
+    test = np.zeros((h, w), dtype=bool)
+
+    if kind == "band":
+        if not 0 <= band < n_bands:
+            raise ValueError(f"band must lie in [0, {n_bands}); got {band}")
+        start, stop = band * h // n_bands, (band + 1) * h // n_bands
+        test[start:stop] = True
+        val = _draw_val(ids, ~test, val_fraction, rng)
+    elif kind == "paper":
+        n = int(ids.max()) + 1
+        order = rng.permutation(n)
+        n_test = int(round(0.1 * n))
+        n_val = int(round(0.1 * n))
+        if n >= 3:
+            n_test, n_val = max(n_test, 1), max(n_val, 1)
+        test_w = order[:n_test]
+        val_w = order[n_test : n_test + n_val]
+        test = np.isin(ids, test_w)
+        val = np.isin(ids, val_w)
+    else:  # kfold
+        if not 0 <= fold < n_folds:
+            raise ValueError(f"fold must lie in [0, {n_folds}); got {fold}")
+        n = int(ids.max()) + 1
+        if n < n_folds:
+            raise PatchSizeError(
+                f"k-fold needs at least n_folds={n_folds} windows; the {h}x{w} grid has {n} "
+                f"windows of {core} px: use a smaller core"
+            )
+        order = rng.permutation(n)
+        folds = np.empty(n, dtype=np.int64)
+        folds[order] = np.arange(n) % n_folds
+        test = folds[ids] == fold
+        val = _draw_val(ids, ~test, val_fraction, rng)
+
+    train = ~(test | val)
+    return {"train": train, "val": val, "test": test}
+
+
+def describe(masks: dict[str, np.ndarray], labels: np.ndarray | None = None) -> dict[str, Any]:
+    """Pixel counts (and landslide counts / positive rate when ``labels`` is given) per set."""
+    out: dict[str, Any] = {}
+    for name, m in masks.items():
+        info: dict[str, Any] = {"pixels": int(m.sum())}
+        if labels is not None:
+            lab = labels[m]
+            valid = lab >= 0
+            info["labelled"] = int(valid.sum())
+            info["landslides"] = int((lab == 1).sum())
+            info["positive_rate"] = float((lab == 1).sum() / max(valid.sum(), 1))
+        out[name] = info
+    return out
