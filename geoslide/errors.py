@@ -45,3 +45,11 @@ class FeatureMismatchError(GeoslideError):
 
 class StoreError(GeoslideError):
     """A Zarr store is incomplete, corrupt or not a geoslide store."""
+
+
+class DistanceError(GeoslideError, ValueError):
+    """A looking distance is not a positive whole number of metres, or gives no ring on the grid."""
+
+
+class SchedulerError(GeoslideError):
+    """A dask scheduler cannot be reached, or its address is malformed."""
