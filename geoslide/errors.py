@@ -53,3 +53,7 @@ class DistanceError(GeoslideError, ValueError):
 
 class SchedulerError(GeoslideError):
     """A dask scheduler cannot be reached, or its address is malformed."""
+
+
+class ChecksumError(GeoslideError):
+    """A fetched file does not match its recorded checksum."""

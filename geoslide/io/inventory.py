@@ -1,0 +1,202 @@
+"""Landslide inventories (polygons or points, any OGR format) rasterized to int8 labels.
+
+Labels: 1 landslide, 0 stable, -1 no data. Polygons burn the pixels whose centre lies inside
+(``all_touched=False``); points burn the pixel they fall in, optionally with a buffer in
+metres. A field (``label_field``, e.g. ``lslpts`` in the Ecuador points) may say landslide (1)
+or not (0); pixels touched by no feature become stable (``unlabelled="stable"``) or no data
+(``unlabelled="nodata"``). Where a landslide and a stable feature hit the same pixel, the
+landslide wins. Chunked (dask) grids are rasterized block by block.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+import xarray as xr
+
+from ..errors import CRSError, InventoryError, MissingFileError
+
+InventorySource = Union[str, os.PathLike, "geopandas.GeoDataFrame"]  # noqa: F821
+
+
+def read_inventory(source: InventorySource, *, layer: str | None = None):
+    """A GeoDataFrame from a path (shp, gpkg, geojson, ... any OGR format) or a GeoDataFrame."""
+    import geopandas as gpd
+
+    if isinstance(source, gpd.GeoDataFrame):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise MissingFileError(
+            f"inventory file {str(path)!r} does not exist; expected a vector file of landslide "
+            "polygons or points (shp, gpkg, geojson, ...); check the path"
+        )
+    try:
+        return gpd.read_file(path, layer=layer) if layer else gpd.read_file(path)
+    except Exception as exc:  # pyogrio / fiona errors vary
+        raise InventoryError(
+            f"cannot read inventory {str(path)!r} as a vector file ({exc}); expected polygons or "
+            "points in an OGR format (shp with its .shx/.dbf/.prj, gpkg, geojson)"
+        ) from exc
+
+
+def prepare_inventory(gdf, like: xr.DataArray, *, label_field: str | None = None,
+                      buffer: float = 0.0, year_range: tuple[int, int] | None = None,
+                      year_field: str | None = None, reproject: bool = False,
+                      name: str = "inventory"):
+    """Validate, filter and reproject ``gdf``; returns ``(positive_shapes, negative_shapes)``."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    if not isinstance(gdf, gpd.GeoDataFrame):
+        raise InventoryError(f"{name}: expected a GeoDataFrame or a vector file path, "
+                             f"found {type(gdf).__name__}")
+    if len(gdf) == 0:
+        raise InventoryError(
+            f"{name} is empty (0 features); expected at least one landslide polygon or point; "
+            "check the file and its layer"
+        )
+    crs = like.rio.crs
+    if gdf.crs is None:
+        raise CRSError(
+            f"{name} has no CRS; expected the rasters' CRS ({crs.to_string()}); fix: set it, "
+            f"e.g. `gdf.set_crs(...)` or `ogr2ogr -a_srs {crs.to_string()} OUT IN`"
+        )
+    if gdf.crs != crs:
+        if not reproject:
+            raise CRSError(
+                f"{name} is in {gdf.crs.to_string()} but the rasters are in {crs.to_string()}; "
+                "expected the same CRS; fix: reproject it (`gdf.to_crs(...)`, "
+                f"`ogr2ogr -t_srs {crs.to_string()} OUT IN`) or pass reproject_inventory=True "
+                "(CLI: --reproject-inventory)"
+            )
+        gdf = gdf.to_crs(crs)
+    if year_range is not None:
+        if year_field is None or year_field not in gdf.columns:
+            raise InventoryError(
+                f"{name}: year_range={year_range} needs a year field; expected year_field to be "
+                f"one of {[c for c in gdf.columns if c != gdf.geometry.name]}, found {year_field!r}"
+            )
+        lo, hi = year_range
+        years = gdf[year_field]
+        gdf = gdf[(years >= lo) & (years <= hi)]
+        if len(gdf) == 0:
+            raise InventoryError(
+                f"{name}: no feature has {year_field} in {lo}..{hi} (found {years.min()}.."
+                f"{years.max()}); expected at least one; widen year_range"
+            )
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
+    if len(gdf) == 0:
+        raise InventoryError(f"{name}: every geometry is empty or missing; expected polygons or points")
+    if label_field is not None:
+        if label_field not in gdf.columns:
+            raise InventoryError(
+                f"{name}: label field {label_field!r} not found; expected one of "
+                f"{[c for c in gdf.columns if c != gdf.geometry.name]}"
+            )
+        values = gdf[label_field]
+        bad = sorted(set(values.dropna().unique().tolist()) - {0, 1, True, False})
+        if bad or values.isna().any():
+            raise InventoryError(
+                f"{name}: label field {label_field!r} must hold 1 (landslide) or 0 (stable); "
+                f"found {bad[:10] if bad else 'missing values'}; fix it or pass another field"
+            )
+        positive = values.astype(bool).to_numpy()
+    else:
+        positive = np.ones(len(gdf), bool)
+    bounds = like.rio.bounds()
+    inside = gdf.geometry.intersects(box(*bounds)).to_numpy()
+    if not inside.any():
+        gb = gdf.total_bounds
+        raise InventoryError(
+            f"{name}: no feature lies inside the raster extent; expected features within "
+            f"x {bounds[0]:.1f}..{bounds[2]:.1f}, y {bounds[1]:.1f}..{bounds[3]:.1f} "
+            f"({crs.to_string()}), found x {gb[0]:.1f}..{gb[2]:.1f}, y {gb[1]:.1f}..{gb[3]:.1f}; "
+            "check the file or its CRS"
+        )
+    geoms = gdf.geometry.to_numpy()[inside]
+    positive = positive[inside]
+    shapes = list(geoms)
+    if buffer > 0:
+        # keep the features themselves too: a point always labels the pixel it falls in
+        shapes = shapes + [g.buffer(buffer) for g in geoms]
+        positive = np.concatenate([positive, positive])
+    pos = [g for g, p in zip(shapes, positive) if p]
+    neg = [g for g, p in zip(shapes, positive) if not p]
+    return pos, neg
+
+
+def _burn(pos: list, neg: list, shape: tuple[int, int], transform, default: int) -> np.ndarray:
+    from rasterio.features import rasterize
+
+    out = np.full(shape, default, np.int8)
+    for shapes, value in ((neg, 0), (pos, 1)):
+        if shapes:
+            m = rasterize(shapes, out_shape=shape, transform=transform, fill=0, default_value=1,
+                          all_touched=False, dtype=np.uint8)
+            out[m.astype(bool)] = value
+    return out
+
+
+class _Burner:
+    """Rasterizes the features that intersect one block (a spatial index picks them)."""
+
+    def __init__(self, pos: list, neg: list, transform, default: int) -> None:
+        from shapely import STRtree
+
+        self.pos, self.neg = pos, neg
+        self.tpos = STRtree(pos) if pos else None
+        self.tneg = STRtree(neg) if neg else None
+        self.transform, self.default = transform, default
+
+    def __call__(self, _: np.ndarray, block_info=None) -> np.ndarray:
+        from affine import Affine
+        from shapely.geometry import box
+
+        (y0, y1), (x0, x1) = block_info[None]["array-location"]
+        t = self.transform * Affine.translation(x0, y0)
+        xa, ya = t * (0, 0)
+        xb, yb = t * (x1 - x0, y1 - y0)
+        window = box(min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
+        pick = lambda tree, shapes: ([shapes[i] for i in tree.query(window)]  # noqa: E731
+                                     if tree is not None else [])
+        return _burn(pick(self.tpos, self.pos), pick(self.tneg, self.neg),
+                     (y1 - y0, x1 - x0), t, self.default)
+
+
+def rasterize_inventory(inventory: InventorySource, like: xr.DataArray, *,
+                        label_field: str | None = None, buffer: float = 0.0,
+                        unlabelled: Literal["stable", "nodata"] = "stable",
+                        year_range: tuple[int, int] | None = None,
+                        year_field: str | None = None, reproject: bool = False,
+                        layer: str | None = None) -> xr.DataArray:
+    """Labels (int8: 1 landslide, 0 stable, -1 unlabelled when ``unlabelled="nodata"``) on
+    ``like``'s grid (a 2-D DataArray with CRS; dask-chunked ``like`` gives a lazy result)."""
+    if unlabelled not in ("stable", "nodata"):
+        raise ValueError(f"unlabelled must be 'stable' or 'nodata', found {unlabelled!r}")
+    if buffer < 0:
+        raise ValueError(f"point_buffer is a distance in metres >= 0, found {buffer}")
+    name = f"inventory {str(inventory)!r}" if not hasattr(inventory, "geometry") else "inventory"
+    gdf = read_inventory(inventory, layer=layer)
+    pos, neg = prepare_inventory(gdf, like, label_field=label_field, buffer=buffer,
+                                 year_range=year_range, year_field=year_field,
+                                 reproject=reproject, name=name)
+    default = 0 if unlabelled == "stable" else -1
+    transform = like.rio.transform()
+    shape = (like.sizes["y"], like.sizes["x"])
+    if like.chunks is None:
+        data = _burn(pos, neg, shape, transform, default)
+    else:
+        import dask.array as dsa
+
+        template = dsa.empty(shape, chunks=like.data.chunks, dtype=np.int8)
+        data = dsa.map_blocks(_Burner(pos, neg, transform, default), template, dtype=np.int8,
+                              meta=np.empty((0, 0), np.int8))
+    out = xr.DataArray(data, dims=("y", "x"), coords={"y": like["y"], "x": like["x"]},
+                       name="landslide",
+                       attrs={"long_name": "landslide label", "flag_values": [-1, 0, 1],
+                              "flag_meanings": "nodata stable landslide"})
+    out = out.rio.write_crs(like.rio.crs).rio.write_transform(transform)
+    return out

@@ -1,0 +1,44 @@
+"""Shared fixtures: the data directory and the real Kashmir / Ecuador Datasets.
+
+``kashmir`` and ``ecuador`` are session-scoped and numpy-backed: treat them as read-only
+(``.copy()`` before modifying). Tests needing the data are skipped with a clear reason when the
+data directory (``GEOSLIDE_DATA_DIR`` or ``../shared/data``) does not hold it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _data_dir() -> Path:
+    from geoslide.datasets import data_dir
+
+    return data_dir()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The data directory (``GEOSLIDE_DATA_DIR``, else ``../shared/data`` beside the checkout)."""
+    path = _data_dir()
+    if not (path / "kashmir").is_dir():
+        pytest.skip(f"real data not found in {path} (set GEOSLIDE_DATA_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kashmir(data_dir):
+    """``geoslide.datasets.load("kashmir")``: 987 x 826 px, slope, elevation, one-hot
+    geology / landcover, ``landslide`` (polygons 2000..2014)."""
+    from geoslide.datasets import load
+
+    return load("kashmir", data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def ecuador(data_dir):
+    """``geoslide.datasets.load("ecuador")``: 415 x 383 px, 5 terrain attributes,
+    ``landslide`` 1 / 0 at the 350 points, -1 elsewhere."""
+    from geoslide.datasets import load
+
+    return load("ecuador", data_dir=data_dir)
