@@ -1,0 +1,166 @@
+"""``geoslide prepare``: rasters + landslide inventory -> a geoslide Zarr store.
+
+    geoslide prepare kashmir out/kashmir.zarr                 # a registered data set
+    geoslide prepare out/my.zarr --raster elevation=dem.tif --raster geology=geo.tif \\
+        --categorical geology --inventory landslides.gpkg     # your own data
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..errors import GeoslideError
+
+
+class UsageError(GeoslideError):
+    """Bad command-line arguments (reported like any other geoslide error)."""
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values or []:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"{what} expects NAME=PATH, found {v!r}")
+        out[name] = path
+    return out
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    from .. import datasets
+
+    p = subparsers.add_parser(
+        "prepare",
+        help="rasters + landslide inventory -> Zarr store",
+        description=("Stack rasters (continuous and categorical, one-hot encoded) and rasterize "
+                     "a landslide inventory into a geoslide Zarr store. Either a registered data "
+                     f"set ({', '.join(datasets.available())}) or your own files via --raster."),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+    )
+    p.add_argument("target", nargs="+", metavar="[DATASET] OUT",
+                   help="registered data set name and output store, or only the output store "
+                        "with --raster")
+    p.add_argument("--raster", action="append", metavar="NAME=PATH",
+                   help="a raster to stack (repeatable); the first is the reference grid")
+    p.add_argument("--categorical", action="append", metavar="NAME",
+                   help="a --raster of class codes to one-hot encode (repeatable)")
+    p.add_argument("--inventory", metavar="PATH",
+                   help="landslide polygons or points (shp, gpkg, geojson, ...)")
+    p.add_argument("--reference", metavar="NAME", help="raster whose grid all others share")
+    p.add_argument("--resample", action="store_true",
+                   help="reproject rasters off the reference grid (nearest for categorical, "
+                        "bilinear otherwise) instead of failing")
+    p.add_argument("--vocabulary", action="append", metavar="NAME=CSV",
+                   help="fix the classes of a categorical raster with a CSV of codes")
+    p.add_argument("--label-field", metavar="FIELD",
+                   help="inventory field with 1 (landslide) / 0 (stable), e.g. lslpts")
+    p.add_argument("--point-buffer", type=float, default=0.0, metavar="METRES",
+                   help="buffer around inventory points, metres (default 0)")
+    p.add_argument("--unlabelled", choices=("stable", "nodata"), default="stable",
+                   help="label of pixels touched by no feature (default stable)")
+    p.add_argument("--years", metavar="FROM-TO", help="keep features with --year-field in range")
+    p.add_argument("--year-field", metavar="FIELD", help="inventory field holding the year")
+    p.add_argument("--reproject-inventory", action="store_true",
+                   help="reproject an inventory in another CRS instead of failing")
+    p.add_argument("--chunks", type=int, default=512, metavar="N",
+                   help="store chunk size in pixels (default 512)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="data directory for registered data sets (default $GEOSLIDE_DATA_DIR "
+                        "or ../shared/data)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar nor summary")
+    p.set_defaults(func=run)
+    return p
+
+
+def summary(ds: xr.Dataset, path: str | Path | None = None) -> str:
+    """Pixels, labelled pixels, positive rate and variables of a geoslide Dataset."""
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    t = ds.rio.transform()
+    lines = []
+    if path is not None:
+        lines.append(f"store       {path}")
+    lines.append(f"grid        {ny} x {nx} = {ny * nx:,} pixels, {abs(t.a):g} m, "
+                 f"{ds.rio.crs.to_string() if ds.rio.crs else 'no CRS'}")
+    if "landslide" in ds:
+        lab = np.asarray(ds["landslide"].values)
+        pos, neg = int((lab == 1).sum()), int((lab == 0).sum())
+        labelled = pos + neg
+        rate = pos / labelled if labelled else float("nan")
+        lines.append(f"labels      {labelled:,} labelled ({ny * nx - labelled:,} no data), "
+                     f"{pos:,} landslide, positive rate {100 * rate:.2f}%")
+    cont = ds.attrs.get("geoslide:continuous", [])
+    cats = ds.attrs.get("geoslide:categorical", {})
+    feats = [v for v in ds.data_vars if v != "landslide"]
+    parts = [f"continuous {cont}"] + [f"{k} one-hot {len(c)} classes {c}"
+                                      for k, c in cats.items()]
+    lines.append(f"variables   {len(feats)} features: " + "; ".join(parts))
+    if ds.chunks:
+        lines.append(f"chunks      {ds.chunks['y'][0]} x {ds.chunks['x'][0]}")
+    return "\n".join(lines)
+
+
+def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
+    from .. import datasets
+    from ..io import stack
+
+    target = list(args.target)
+    if len(target) == 2:
+        name, out = target
+        if args.raster:
+            raise UsageError("give either a registered data set name or --raster, not both")
+        try:
+            datasets.get(name)
+        except KeyError as exc:
+            raise UsageError(str(exc).strip("'\"")) from None
+        return datasets.load(name, data_dir=args.data_dir), Path(out)
+    if len(target) != 1:
+        raise UsageError(f"expected [DATASET] OUT, found {len(target)} arguments {target}")
+    out = Path(target[0])
+    rasters = _pairs(args.raster, "--raster")
+    if not rasters:
+        raise UsageError(
+            f"no input: give a registered data set ({', '.join(datasets.available())}) before "
+            f"OUT, e.g. `geoslide prepare kashmir {out}`, or --raster NAME=PATH")
+    cats = args.categorical or []
+    unknown = [c for c in cats if c not in rasters]
+    if unknown:
+        raise UsageError(f"--categorical {unknown} is not a --raster name ({list(rasters)})")
+    vocab = _pairs(args.vocabulary, "--vocabulary")
+    if args.reference and args.reference not in rasters:
+        raise UsageError(f"--reference {args.reference!r} is not a --raster name ({list(rasters)})")
+    years = None
+    if args.years:
+        try:
+            a, b = (int(v) for v in args.years.split("-"))
+            years = (a, b)
+        except ValueError:
+            raise UsageError(f"--years expects FROM-TO, e.g. 2000-2014, found {args.years!r}") from None
+    try:
+        ds = stack(rasters, cats, args.inventory, reference=args.reference,
+                   resample=args.resample, vocabulary=vocab, label_field=args.label_field,
+                   point_buffer=args.point_buffer, unlabelled=args.unlabelled,
+                   year_range=years, year_field=args.year_field,
+                   reproject_inventory=args.reproject_inventory)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return ds, out
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..store import open_zarr, to_zarr
+
+    ds, out = _dataset_from_args(args)
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{out} exists; pass --overwrite to replace it")
+    to_zarr(ds, out, mode="w" if args.overwrite else "w-", chunks=args.chunks,
+            progress=not args.quiet)
+    if not args.quiet:
+        print(summary(open_zarr(out), out), file=sys.stdout)
+    return 0

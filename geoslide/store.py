@@ -1,0 +1,325 @@
+"""The geoslide Zarr store: atomic writes, CRS-aware reads, variables added region by region.
+
+- :func:`to_zarr` writes a whole Dataset to a temporary sibling folder, then renames it into
+  place: a failed write leaves nothing behind (and ``mode="w"`` keeps the old store until the
+  new one is complete).
+- :func:`open_zarr` reopens it lazily (dask, the store's chunks) with the CRS and transform
+  restored (rioxarray), attrs intact.
+- :func:`write_variables` adds (or overwrites) variables in an existing store, one region (a
+  row of chunks) at a time. While it runs the store's attr ``geoslide:incomplete`` lists the
+  variables being written and ``geoslide:progress`` records the regions done, so an interrupted
+  run is detected (:func:`open_zarr` refuses it, :func:`incomplete` tells) and resumed by
+  calling :func:`write_variables` again (regions done are skipped).
+
+The on-disk format is whatever the installed zarr / xarray write by default (Zarr v3 with
+zarr-python 3), with consolidated metadata, re-consolidated after each metadata change.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import xarray as xr
+
+from .errors import GridMismatchError, MissingFileError, StoreError
+
+FORMAT = "geoslide-store/1"
+FORMAT_ATTR = "geoslide:format"
+INCOMPLETE_ATTR = "geoslide:incomplete"
+PROGRESS_ATTR = "geoslide:progress"
+DEFAULT_CHUNK = 512  # pixels, for numpy-backed Datasets written without chunks
+
+
+def _chunk_spec(ds: xr.Dataset, chunks: Any) -> dict[str, int]:
+    if chunks is not None:
+        if isinstance(chunks, (int, np.integer)):
+            return {"y": int(chunks), "x": int(chunks)}
+        return {k: v for k, v in dict(chunks).items() if k in ("y", "x")}
+    if ds.chunks:
+        # keep the dask chunking; Zarr needs uniform chunks: use the first block's size
+        return {d: int(ds.chunks[d][0]) for d in ("y", "x") if d in ds.chunks}
+    return {d: min(DEFAULT_CHUNK, ds.sizes[d]) for d in ("y", "x")}
+
+
+def _clean(ds: xr.Dataset) -> xr.Dataset:
+    """Drop encodings inherited from files (GeoTIFF, older stores) that clash with Zarr."""
+    ds = ds.copy()
+    for name in list(ds.variables):
+        enc = ds[name].encoding
+        keep = {k: enc[k] for k in ("dtype", "_FillValue") if k in enc and name != "spatial_ref"}
+        if np.issubdtype(ds[name].dtype, np.floating):
+            keep.pop("_FillValue", None)
+        ds[name].encoding = keep
+    ds.attrs = _jsonable(ds.attrs)
+    for name in ds.variables:
+        ds[name].attrs = _jsonable(ds[name].attrs)
+    if "spatial_ref" in ds.coords:
+        # name the CRS coordinate in each variable so that plain xarray.open_zarr keeps
+        # spatial_ref as a coordinate (and rioxarray finds the CRS)
+        for name in ds.data_vars:
+            ds[name].encoding["coordinates"] = "spatial_ref"
+            ds[name].attrs.setdefault("grid_mapping", "spatial_ref")
+    return ds
+
+
+def _jsonable(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    def conv(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): conv(x) for k, x in v.items()}
+        return v
+
+    return {k: conv(v) for k, v in attrs.items()}
+
+
+@contextmanager
+def _quiet():
+    """Silence zarr's note that consolidated metadata is not in the v3 spec (we re-consolidate
+    on every change: plain ``xarray.open_zarr`` needs it to open without a warning)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        yield
+
+
+def _tmp_sibling(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
+
+
+def to_zarr(ds: xr.Dataset, path: str | os.PathLike, *, mode: str = "w-",
+            chunks: Any = None, progress: bool = False) -> Path:
+    """Write ``ds`` atomically as a geoslide Zarr store at ``path``.
+
+    ``mode``: ``"w-"`` fails if ``path`` exists (:class:`FileExistsError`), ``"w"`` replaces it
+    (only once the new store is complete). ``chunks``: int or ``{"y": ny, "x": nx}``; default
+    the Dataset's dask chunks, else 512 x 512.
+    """
+    if mode not in ("w", "w-"):
+        raise ValueError(f"mode must be 'w' or 'w-', found {mode!r}")
+    path = Path(path)
+    if path.exists() and mode == "w-":
+        raise FileExistsError(
+            f"store {str(path)!r} exists; expected a new path; pass mode='w' (CLI: --overwrite) "
+            "to replace it")
+    if ds.rio.crs is None:
+        from .errors import CRSError
+
+        raise CRSError("cannot write a store without a CRS; expected a Dataset with a CRS "
+                       "(rioxarray: ds.rio.write_crs(...))")
+    spec = _chunk_spec(ds, chunks)
+    out = _clean(ds).chunk(spec)
+    out = out.rio.write_crs(ds.rio.crs).rio.write_transform(ds.rio.transform())
+    out.attrs[FORMAT_ATTR] = FORMAT
+    out.attrs.pop(INCOMPLETE_ATTR, None)
+    out.attrs.pop(PROGRESS_ATTR, None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path, "tmp")
+    old = None
+    try:
+        with _quiet():
+            job = out.to_zarr(tmp, mode="w-", consolidated=True, compute=False)
+            _compute(job, progress, f"writing {path.name}")
+        if path.exists():
+            old = _tmp_sibling(path, "old")
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not path.exists():
+            os.replace(old, path)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def _compute(job: Any, progress: bool, desc: str) -> None:
+    if job is None:
+        return
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            job.compute()
+    else:
+        job.compute()
+
+
+def _check_store(path: Path) -> None:
+    if not path.exists():
+        raise MissingFileError(
+            f"store {str(path)!r} does not exist; expected a Zarr store written by geoslide; "
+            "create it with `geoslide prepare` or geoslide.store.to_zarr(ds, path)")
+    if not path.is_dir() or not ((path / "zarr.json").exists() or (path / ".zgroup").exists()):
+        raise StoreError(
+            f"{str(path)!r} is not a Zarr store (no zarr.json / .zgroup); expected a folder "
+            "written by geoslide.store.to_zarr or `geoslide prepare`")
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """The store's root attrs, read directly (not from consolidated metadata)."""
+    import zarr
+
+    path = Path(path)
+    _check_store(path)
+    return dict(zarr.open_group(str(path), mode="r", use_consolidated=False).attrs)
+
+
+def incomplete(path: str | os.PathLike) -> list[str]:
+    """Variables an interrupted :func:`write_variables` left unfinished ([] when complete)."""
+    return list(read_attrs(path).get(INCOMPLETE_ATTR, []))
+
+
+def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool = False,
+              chunks: Any = "store") -> xr.Dataset:
+    """Open a geoslide store lazily, CRS and transform restored, attrs and chunks intact.
+
+    Raises :class:`MissingFileError` when absent, :class:`StoreError` when not a geoslide
+    store or left incomplete by an interrupted write (``allow_incomplete=True`` opens it).
+    """
+    path = Path(path)
+    _check_store(path)
+    try:
+        ds = xr.open_zarr(path, chunks={} if chunks == "store" else chunks,
+                          decode_coords="all")
+    except Exception as exc:
+        raise StoreError(f"cannot open {str(path)!r} as a Zarr store ({exc}); expected a "
+                         "store written by geoslide") from exc
+    if ds.attrs.get(FORMAT_ATTR) != FORMAT:
+        raise StoreError(
+            f"{str(path)!r} is a Zarr store but not a geoslide store (attr {FORMAT_ATTR!r} is "
+            f"{ds.attrs.get(FORMAT_ATTR)!r}, expected {FORMAT!r}); write it with "
+            "geoslide.store.to_zarr or `geoslide prepare`")
+    todo = ds.attrs.get(INCOMPLETE_ATTR) or []
+    if todo and not allow_incomplete:
+        raise StoreError(
+            f"store {str(path)!r} is incomplete: an interrupted write left variables {todo} "
+            "unfinished; expected a complete store; fix: rerun the command that writes them "
+            "(it resumes), or open with allow_incomplete=True")
+    if "spatial_ref" in ds.coords:
+        sr = ds["spatial_ref"].attrs
+        wkt = sr.get("crs_wkt") or sr.get("spatial_ref")
+        if wkt:
+            ds = ds.rio.write_crs(wkt)
+        gt = sr.get("GeoTransform")
+        if gt:
+            from affine import Affine
+
+            ds = ds.rio.write_transform(Affine.from_gdal(*[float(v) for v in gt.split()]))
+    return ds
+
+
+def _update_attrs(path: Path, **attrs: Any) -> None:
+    """Set (value) or delete (None) root attrs and re-consolidate the metadata."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    for k, v in attrs.items():
+        if v is None:
+            if k in group.attrs:
+                del group.attrs[k]
+        else:
+            group.attrs[k] = v
+    with _quiet():
+        zarr.consolidate_metadata(str(path))
+
+
+def _regions(ny: int, cy: int) -> list[tuple[int, int]]:
+    return [(y0, min(y0 + cy, ny)) for y0 in range(0, ny, cy)]
+
+
+def write_variables(ds_new: xr.Dataset, path: str | os.PathLike, progress: bool = True, *,
+                    resume: bool = True) -> list[str]:
+    """Add or overwrite the data variables of ``ds_new`` in the store at ``path``.
+
+    ``ds_new`` must be on the store's grid (same ``y``/``x`` sizes and coordinates); it may be
+    lazy (dask): each region (one row of the store's chunks, full width) is computed and
+    written in turn, so memory stays at one region. The store is marked incomplete
+    (attr ``geoslide:incomplete``) until the last region is written; with ``resume=True`` a
+    rerun after an interruption skips the regions recorded as done. Returns the names written.
+    """
+    path = Path(path)
+    store = open_zarr(path, allow_incomplete=True)
+    names = [str(v) for v in ds_new.data_vars]
+    if not names:
+        return []
+    for d in ("y", "x"):
+        if ds_new.sizes.get(d) != store.sizes[d]:
+            raise GridMismatchError(
+                f"variables to write have {d} size {ds_new.sizes.get(d)}, the store "
+                f"{str(path)!r} has {store.sizes[d]}; expected the store's grid")
+        if d in ds_new.coords and not np.allclose(ds_new[d].values, store[d].values,
+                                                  rtol=0, atol=1e-6 * abs(float(
+                                                      store[d].values[1] - store[d].values[0]))):
+            raise GridMismatchError(
+                f"variables to write have other {d} coordinates than the store {str(path)!r}; "
+                "expected the store's grid (compute them from geoslide.open_zarr(path))")
+    if ds_new.rio.crs is not None and store.rio.crs is not None and ds_new.rio.crs != store.rio.crs:
+        from .errors import CRSError
+
+        raise CRSError(f"variables to write are in {ds_new.rio.crs.to_string()}, the store in "
+                       f"{store.rio.crs.to_string()}; expected the store's CRS")
+    ref = next((v for v in store.data_vars if set(store[v].dims) == {"y", "x"}), None)
+    if ref is not None and store[ref].chunks:
+        cy, cx = int(store[ref].chunks[0][0]), int(store[ref].chunks[1][0])
+    else:
+        cy, cx = (min(DEFAULT_CHUNK, store.sizes[d]) for d in ("y", "x"))
+
+    attrs = dict(store.attrs)
+    prev = attrs.get(PROGRESS_ATTR) or {}
+    regions = _regions(store.sizes["y"], cy)
+    done: set[int] = set()
+    if resume and prev.get("variables") == names and prev.get("chunk") == [cy, cx] \
+            and all(v in store for v in names):
+        done = set(prev.get("done", []))
+    new = _clean(ds_new[names]).drop_vars(
+        [c for c in ds_new[names].coords if c not in ("y", "x")])
+    new = new.assign_coords(y=store["y"].values, x=store["x"].values).chunk({"y": cy, "x": cx})
+    for v in names:
+        new[v].attrs["grid_mapping"] = "spatial_ref"
+        new[v].encoding["coordinates"] = "spatial_ref"
+    if not done:
+        _update_attrs(path, **{INCOMPLETE_ATTR: sorted(set(attrs.get(INCOMPLETE_ATTR) or [])
+                                                       | set(names)),
+                               PROGRESS_ATTR: {"variables": names, "chunk": [cy, cx],
+                                               "done": []}})
+        # metadata of the new arrays (no data written: compute=False on dask arrays); the
+        # root attrs are rewritten from the Dataset's: pass the store's own
+        new.attrs = read_attrs(path)
+        with _quiet():
+            new.drop_vars(["y", "x"]).to_zarr(path, mode="a", compute=False, consolidated=True)
+    todo = [i for i in range(len(regions)) if i not in done]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(regions), initial=len(done), desc=f"writing {', '.join(names)}",
+                   unit="region")
+    try:
+        for i in todo:
+            y0, y1 = regions[i]
+            part = new.isel(y=slice(y0, y1)).drop_vars(["y", "x"])
+            part.to_zarr(path, region={"y": slice(y0, y1), "x": slice(0, store.sizes["x"])},
+                         mode="r+", consolidated=False)
+            done.add(i)
+            _update_attrs(path, **{PROGRESS_ATTR: {"variables": names, "chunk": [cy, cx],
+                                                   "done": sorted(done)}})
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    remaining = sorted(set(read_attrs(path).get(INCOMPLETE_ATTR) or []) - set(names))
+    _update_attrs(path, **{INCOMPLETE_ATTR: remaining or None, PROGRESS_ATTR: None})
+    return names
