@@ -1,0 +1,361 @@
+"""Resumable, region-by-region writes of new variables into an existing Zarr store.
+
+The Zarr store is the unit of work. :func:`write_regions` writes lazy (dask) variables into a
+store one *region* (one dask chunk of the output, aligned with the Zarr chunks) at a time:
+
+- every region is computed **and written on the worker** that computed it; the client only
+  receives a one-byte "done" per region, so nothing is gathered, whatever the raster size;
+- before the first region, the variables are added to the store's root attr
+  ``geoslide:incomplete`` (a list of names, the marker :func:`geoslide.store.open_zarr`
+  refuses to open without ``allow_incomplete=True``); a crash, a killed client or Ctrl-C
+  leaves it in place, so a reader can tell the store is incomplete (:func:`incomplete`,
+  :func:`check_complete`);
+- the run (variables, shape, chunks and a caller ``key`` describing how they are computed) is
+  described in the attrs of a small Zarr sub-group ``_geoslide_progress``, whose int8 array
+  ``done`` has one cell (and one Zarr chunk, so concurrent workers never write the same file)
+  per region, set by the worker after all the region's variables are written;
+- a re-run with the same variables, shape, chunks and ``key`` skips the regions already done
+  (their tasks are culled from the graph, so they are not recomputed); a different run starts
+  afresh; the last region removes the progress array and the marker, and re-consolidates the
+  metadata.
+
+Regions are idempotent (a region is a pure function of the inputs), so dask may retry a
+region whose worker died: the rewritten bytes are identical and the result equals a fault-free
+run. Writes go through each worker's own Zarr handle, so the store path must be visible to
+every worker (a local path for a LocalCluster; a shared file system or object store URL on a
+cluster).
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .errors import ChunkingError, MissingFileError, StoreError
+
+INCOMPLETE_ATTR = "geoslide:incomplete"
+"""Root attribute listing the variables of unfinished writes (same as geoslide.store's)."""
+
+PROGRESS_GROUP = "_geoslide_progress"
+"""Zarr sub-group holding the per-region ``done`` array while a write is unfinished."""
+
+
+@dataclass
+class WriteReport:
+    """What :func:`write_regions` did: regions in total, written now, skipped as already done."""
+
+    variables: list[str]
+    regions: int
+    written: int
+    skipped: int
+    seconds: float
+    chunks: tuple[int, int] = (0, 0)
+    extra: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- store helpers
+def _root(path: str | Path, mode: str = "r+") -> Any:
+    import zarr
+
+    p = str(path)
+    if "://" not in p and not Path(p).exists():
+        raise MissingFileError(
+            f"expected a Zarr store at {p!r}; none found. Create it first "
+            f"(`geoslide prepare` or geoslide.store.to_zarr)."
+        )
+    return zarr.open_group(p, mode=mode, use_consolidated=False)
+
+
+def incomplete(path: str | Path) -> list[str]:
+    """Variables an interrupted write left unfinished (``[]`` when the store is complete)."""
+    return [str(v) for v in (_root(path, "r").attrs.get(INCOMPLETE_ATTR) or [])]
+
+
+def check_complete(path: str | Path) -> None:
+    """Raise StoreError if an interrupted write left the store incomplete."""
+    todo = incomplete(path)
+    if todo:
+        run = _progress_run(_root(path, "r")) or {}
+        raise StoreError(
+            f"the store {str(path)!r} is incomplete: a write of {todo} was interrupted "
+            f"({regions_done(path)} of {run.get('regions', '?')} regions written); expected a "
+            f"complete store. Re-run the same command to resume it."
+        )
+
+
+def _progress_run(root: Any) -> dict | None:
+    try:
+        run = root[PROGRESS_GROUP].attrs.get("run")
+    except KeyError:
+        return None
+    return dict(run) if isinstance(run, Mapping) else None
+
+
+def regions_done(path: str | Path) -> int:
+    """Regions recorded as written by the unfinished write of a store (0 if none)."""
+    root = _root(path, "r")
+    try:
+        arr = root[f"{PROGRESS_GROUP}/done"]
+    except KeyError:
+        return 0
+    return int(np.asarray(arr[...]).sum())
+
+
+def _consolidated(path: str) -> bool:
+    meta = Path(path) / "zarr.json"
+    if meta.exists():
+        try:
+            return json.loads(meta.read_text()).get("consolidated_metadata") is not None
+        except (OSError, ValueError):
+            return False
+    return (Path(path) / ".zmetadata").exists()
+
+
+def _reconsolidate(path: str) -> None:
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(path)
+
+
+# --------------------------------------------------------------------------- the region task
+def _write_region(*blocks: np.ndarray, path: str, names: list[str], attrs: list[dict],
+                  region_chunks: tuple[int, int], block_info: Any = None) -> np.ndarray:
+    """Encode and write one region of every variable, then mark it done. Runs on a worker."""
+    import zarr
+
+    i, j = block_info[None]["chunk-location"]
+    cy, cx = region_chunks
+    root = zarr.open_group(path, mode="r+", use_consolidated=False)
+    for name, block, var_attrs in zip(names, blocks, attrs):
+        var = xr.conventions.encode_cf_variable(xr.Variable(("y", "x"), block, var_attrs))
+        y0, x0 = i * cy, j * cx
+        root[name][y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = np.asarray(var.values)
+    root[f"{PROGRESS_GROUP}/done"][i, j] = 1
+    return np.ones((1, 1), np.int8)
+
+
+# --------------------------------------------------------------------------- planning
+def _regular_chunks(ds_new: xr.Dataset) -> tuple[int, int]:
+    """The (cy, cx) regions: the first dask variable's first chunk along y and x (Zarr needs
+    regular chunks, so every variable is rechunked to it); the whole grid for numpy data."""
+    for var in ds_new.data_vars.values():
+        if var.chunks is not None and set(var.dims) == {"y", "x"}:
+            return (int(var.chunks[var.dims.index("y")][0]),
+                    int(var.chunks[var.dims.index("x")][0]))
+    return int(ds_new.sizes["y"]), int(ds_new.sizes["x"])
+
+
+def _prepare_vars(ds_new: xr.Dataset, chunks: tuple[int, int]) -> xr.Dataset:
+    import dask.array as da
+
+    out = {}
+    for name, var in ds_new.data_vars.items():
+        if set(var.dims) != {"y", "x"}:
+            raise StoreError(
+                f"write_regions writes (y, x) variables; {name!r} has dims {var.dims}. Select "
+                f"or stack it into (y, x) variables first."
+            )
+        var = var.transpose("y", "x")
+        data = var.data if isinstance(var.data, da.Array) else da.from_array(
+            np.asarray(var.data), chunks=chunks)
+        data = data.rechunk(chunks)
+        out[name] = var.copy(data=data)
+        out[name].encoding = {}
+        if "spatial_ref" in ds_new.coords:
+            out[name].attrs.setdefault("grid_mapping", "spatial_ref")
+    return xr.Dataset(out, coords=ds_new.coords, attrs=ds_new.attrs)
+
+
+def _run_marker(ds: xr.Dataset, chunks: tuple[int, int], key: str | None, n_regions: int) -> dict:
+    return {
+        "variables": sorted(str(n) for n in ds.data_vars),
+        "shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
+        "chunks": [int(chunks[0]), int(chunks[1])],
+        "key": "" if key is None else str(key),
+        "regions": int(n_regions),
+    }
+
+
+def _same_run(old: Any, new: dict) -> bool:
+    if not isinstance(old, Mapping):
+        return False
+    return all(old.get(k) == new.get(k) for k in ("variables", "shape", "chunks", "key"))
+
+
+def _create_targets(ds: xr.Dataset, path: str, root: Any, grid: tuple[int, int],
+                    run: dict) -> None:
+    """(Re)create the target arrays (metadata only) and an all-zero ``done`` array."""
+    import zarr
+
+    for name in ds.data_vars:
+        if name in root:
+            del root[name]
+    if PROGRESS_GROUP in root:
+        del root[PROGRESS_GROUP]
+    template = ds.drop_vars([c for c in ("y", "x") if c in root and c in ds.coords])
+    # xarray replaces the root attrs with the Dataset's: keep the store's (and the marker)
+    template.attrs = dict(zarr.open_group(path, mode="r", use_consolidated=False).attrs)
+    # metadata (and the small numpy coords not yet in the store); the lazy data is not computed
+    template.to_zarr(path, mode="a", compute=False, consolidated=False)
+    group = zarr.open_group(path, mode="r+", use_consolidated=False).require_group(PROGRESS_GROUP)
+    group.create_array("done", shape=grid, chunks=(1, 1), dtype="int8", fill_value=0,
+                       overwrite=True)
+    group.attrs["run"] = run
+
+
+# --------------------------------------------------------------------------- running
+def _compute(todo: list[Any], progress: bool, desc: str) -> None:
+    """Compute the region tasks on the active Client (futures) or dask's local scheduler."""
+    from .cluster import active_client
+
+    client = active_client()
+    if client is not None:
+        from distributed import as_completed
+
+        futures = client.compute(todo)
+        bar = _bar(len(todo), progress, desc)
+        try:
+            for fut in as_completed(futures):
+                fut.result()  # re-raises a region's error (after dask's retries)
+                bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+        finally:
+            bar.close()
+        return
+
+    import dask
+    from dask.callbacks import Callback
+
+    bar = _bar(len(todo), progress, desc)
+    names = {d.key[0] if isinstance(d.key, tuple) else d.key for d in todo}
+
+    class _Tick(Callback):
+        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:
+            if isinstance(key, tuple) and key[0] in names:
+                bar.update(1)
+
+    try:
+        with _Tick():
+            dask.compute(*todo)
+    finally:
+        bar.close()
+
+
+def _bar(total: int, progress: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="region", disable=not progress)
+
+
+def write_regions(
+    ds_new: xr.Dataset | xr.DataArray,
+    path: str | Path,
+    *,
+    key: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    desc: str = "writing",
+) -> WriteReport:
+    """Write the (y, x) variables of ``ds_new`` into the existing store ``path``, region by
+    region, resumably.
+
+    Parameters
+    ----------
+    ds_new : variables on the store's (y, x) grid, usually lazy (dask); each dask chunk of the
+        output becomes one region (irregular chunks are made regular, numpy data becomes one
+        region). Existing variables of the same names are replaced.
+    path : the Zarr store (must exist; every dask worker must see the same path).
+    key : what identifies this computation beyond the variable names, shape and chunks (e.g.
+        distances and features, or the model file's hash): resuming requires the same key.
+    resume : skip regions an interrupted run with the same key already wrote (default);
+        ``False`` starts afresh.
+    progress : a progress bar over the regions.
+    desc : the progress bar's label.
+
+    Returns
+    -------
+    WriteReport with the number of regions written now and skipped.
+
+    Under an active ``distributed.Client`` (see :func:`geoslide.cluster.get_client`) the regions
+    run on its workers; otherwise on dask's current local scheduler.
+    """
+    import dask.array as da
+
+    t0 = time.perf_counter()
+    if isinstance(ds_new, xr.DataArray):
+        ds_new = ds_new.to_dataset(name=ds_new.name or "variable")
+    path = str(path)
+    root = _root(path)
+    consolidated = "://" in path or _consolidated(path)
+    chunks = _regular_chunks(ds_new)
+    ds = _prepare_vars(ds_new, chunks)
+    for dim in ("y", "x"):
+        if dim in root and root[dim].shape[0] != ds.sizes[dim]:
+            raise StoreError(
+                f"the store {path!r} has {root[dim].shape[0]} {dim} values but the variables to "
+                f"write have {ds.sizes[dim]}; expected the store's grid."
+            )
+    names = [str(n) for n in ds.data_vars]
+    if not names:
+        return WriteReport([], 0, 0, 0, 0.0, chunks)
+    first = ds[names[0]].data
+    grid = (len(first.chunks[0]), len(first.chunks[1]))
+    if any(c <= 0 for c in chunks):
+        raise ChunkingError(f"expected positive chunks; found {chunks}")
+    run = _run_marker(ds, chunks, key, grid[0] * grid[1])
+
+    done = None
+    if resume and _same_run(_progress_run(root), run) and set(names) <= set(incomplete(path)):
+        try:
+            arr = root[f"{PROGRESS_GROUP}/done"]
+            if tuple(arr.shape) == grid:
+                done = np.asarray(arr[...]).astype(bool)
+        except KeyError:
+            done = None
+    if done is None:
+        # marked before anything else changes: from here on a crash leaves it incomplete
+        root.attrs[INCOMPLETE_ATTR] = sorted(set(incomplete(path)) | set(names))
+        _create_targets(ds, path, root, grid, run)
+        done = np.zeros(grid, bool)
+
+    arrays = [ds[n].data for n in names]
+    attrs = [dict(ds[n].attrs) for n in names]
+    out = da.map_blocks(
+        _write_region, *arrays, path=path, names=names, attrs=attrs, region_chunks=chunks,
+        chunks=((1,) * grid[0], (1,) * grid[1]),
+        dtype=np.int8, name=f"geoslide-write-{abs(hash((path, tuple(names), chunks)))}",
+        meta=np.empty((0, 0), np.int8),
+    )
+    delayed = out.to_delayed(optimize_graph=True)
+    todo = [delayed[i, j] for i in range(grid[0]) for j in range(grid[1]) if not done[i, j]]
+    if todo:
+        _compute(todo, progress, desc)
+
+    root = _root(path)
+    if PROGRESS_GROUP in root:
+        del root[PROGRESS_GROUP]
+    left = [v for v in incomplete(path) if v not in names]
+    if left:
+        root.attrs[INCOMPLETE_ATTR] = left
+    elif INCOMPLETE_ATTR in root.attrs:
+        del root.attrs[INCOMPLETE_ATTR]
+    if consolidated:
+        _reconsolidate(path)
+    return WriteReport(names, grid[0] * grid[1], len(todo), int(done.sum()),
+                       time.perf_counter() - t0, chunks)
+
+
+__all__ = ["write_regions", "incomplete", "check_complete", "regions_done", "WriteReport",
+           "INCOMPLETE_ATTR", "PROGRESS_GROUP"]
