@@ -129,13 +129,20 @@ def prepare_inventory(gdf, like: xr.DataArray, *, label_field: str | None = None
 
 
 def _burn(pos: list, neg: list, shape: tuple[int, int], transform, default: int) -> np.ndarray:
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
     from rasterio.features import rasterize
 
     out = np.full(shape, default, np.int8)
     for shapes, value in ((neg, 0), (pos, 1)):
         if shapes:
-            m = rasterize(shapes, out_shape=shape, transform=transform, fill=0, default_value=1,
-                          all_touched=False, dtype=np.uint8)
+            with warnings.catch_warnings():
+                # rasterio's in-memory dataset reads its transform before setting it; in
+                # worker threads its own suppression of this benign warning does not apply
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                m = rasterize(shapes, out_shape=shape, transform=transform, fill=0,
+                              default_value=1, all_touched=False, dtype=np.uint8)
             out[m.astype(bool)] = value
     return out
 
@@ -156,9 +163,9 @@ class _Burner:
         from shapely.geometry import box
 
         (y0, y1), (x0, x1) = block_info[None]["array-location"]
-        t = self.transform * Affine.translation(x0, y0)
-        xa, ya = t * (0, 0)
-        xb, yb = t * (x1 - x0, y1 - y0)
+        t = self.transform @ Affine.translation(x0, y0)
+        xa, ya = t @ (0, 0)
+        xb, yb = t @ (x1 - x0, y1 - y0)
         window = box(min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
         pick = lambda tree, shapes: ([shapes[i] for i in tree.query(window)]  # noqa: E731
                                      if tree is not None else [])
