@@ -1,0 +1,410 @@
+"""Self-aligned features (paper section 4, figure 1): for each pixel and looking distance
+``d``, the highest-elevation cell on the ring at ``d`` metres, and the input features read
+there.
+
+Definitions (also in docs/aligned-features.md)
+----------------------------------------------
+- **Ring** at ``d`` metres: the cells whose distance from the centre, in metres, lies in
+  ``[d - w, d]`` with ``w = max(|xres|, |yres|)``; for square pixels (``res``) this is the
+  paper's ``[d/res - 1, d/res]`` in pixels. On non-square pixels the distance is measured in
+  metres (``hypot(col * xres, row * yres)``) and the ring is one *coarser* cell wide, so it
+  has no gaps along either axis. The centre itself is never part of a ring; a relative
+  tolerance of ``1e-9`` keeps cells exactly on either bound. A distance shorter than ``w``
+  (no ring) raises :class:`DistanceError`.
+- **Winner**: the ring cell of highest elevation. Cells outside the raster and NaN elevations
+  never win. Ties go to the first cell in the ring's fixed order: azimuth clockwise from
+  north starting at north (0 deg), then nearer first (see :func:`ring_offsets`). A pixel whose
+  ring holds no valid cell gets NaN in every output. The centre's own elevation plays no part
+  in the choice (a NaN centre still gets gathered features; only its ``dz`` is NaN).
+- **Outputs** per distance ``d`` (an int, metres): ``<f>_up<d>`` for each gathered feature
+  ``f`` (float32, the value at the winner, NaN if the feature is NaN there), ``dz_up<d>``
+  (float32, metres, winner elevation minus centre elevation) and ``azimuth_up<d>`` (float32,
+  degrees clockwise from north of the offset from the centre to the winner).
+
+Entry points: :func:`align_numpy` (numpy arrays, threads over row blocks), :func:`align_dask`
+(lazy, one block per chunk with a halo of the largest ring radius) and
+:func:`aligned_features` (xarray). All run the same numba kernel
+(:mod:`geoslide.kernels.ring`), and the dask path equals the numpy path exactly for any
+chunking: chunks thinner than the halo are merged with a neighbour before the overlap
+(automatic rechunk) and the result is rechunked back to the input's chunks.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .errors import DistanceError, FeatureMismatchError
+from .kernels.ring import aligned_rows
+from .terrain import grid_spacing
+
+__all__ = ["aligned_features", "select_features", "ring_offsets", "ring_azimuths",
+           "align_numpy", "align_dask", "output_names", "default_features"]
+
+_ALIGNED_RE = re.compile(r"^(.*_up\d+|dz_up\d+|azimuth_up\d+)$")
+_ROWS_PER_TASK = 32
+
+
+# --------------------------------------------------------------------------- rings
+def _res_pair(res_m: float | tuple[float, float]) -> tuple[float, float]:
+    if isinstance(res_m, (tuple, list, np.ndarray)):
+        xres, yres = float(res_m[0]), float(res_m[1])
+    else:
+        xres, yres = float(res_m), -float(res_m)  # square, north-up
+    if not (math.isfinite(xres) and math.isfinite(yres)) or xres == 0 or yres == 0:
+        raise DistanceError(f"expected a non-zero finite resolution in metres, found {res_m!r}")
+    return xres, yres
+
+
+def ring_azimuths(offsets: np.ndarray, res_m: float | tuple[float, float]) -> np.ndarray:
+    """Azimuth (degrees clockwise from north, ``[0, 360)``, float64) of ``(row, col)`` offsets
+    on a grid of signed steps ``res_m = (xres, yres)`` (a scalar means square, north-up)."""
+    xres, yres = _res_pair(res_m)
+    off = np.asarray(offsets, dtype=np.float64).reshape(-1, 2)
+    east = off[:, 1] * xres
+    north = off[:, 0] * yres  # one row down moves the y coordinate by yres (< 0 north-up)
+    az = np.degrees(np.arctan2(east, north)) % 360.0
+    return np.where(az >= 360.0, 0.0, az)
+
+
+def ring_offsets(d_m: float, res_m: float | tuple[float, float]) -> np.ndarray:
+    """Offsets ``(row, col)`` (int32, shape ``(K, 2)``) of the ring at ``d_m`` metres.
+
+    ``res_m``: the cell size in metres (square, north-up) or the signed steps
+    ``(xres, yres)`` as :func:`geoslide.terrain.grid_spacing` returns. The ring holds the cells
+    whose distance in metres lies in ``[d_m - w, d_m]``, ``w = max(|xres|, |yres|)`` (for
+    square pixels: ``[d/res - 1, d/res]`` pixels), centre excluded. Order (the tie-break order):
+    azimuth clockwise from north, then distance. Row offsets grow downwards (southwards on a
+    north-up grid).
+
+    >>> ring_offsets(30, 10)[:3].tolist()   # north first, nearer first
+    [[-2, 0], [-3, 0], [-2, 1]]
+    """
+    xres, yres = _res_pair(res_m)
+    d = float(d_m)
+    ax, ay = abs(xres), abs(yres)
+    w = max(ax, ay)
+    if not math.isfinite(d) or d < w:
+        raise DistanceError(
+            f"expected a looking distance of at least one cell ({w:g} m) on this grid, found "
+            f"{d_m!r} m; use a larger distance")
+    tol = 1e-9
+    rx = int(math.floor(d / ax * (1 + tol)))
+    ry = int(math.floor(d / ay * (1 + tol)))
+    cols, rows = np.meshgrid(np.arange(-rx, rx + 1), np.arange(-ry, ry + 1))
+    r = np.hypot(cols * ax, rows * ay)
+    keep = (r <= d * (1 + tol)) & (r >= (d - w) * (1 - tol)) & ((rows != 0) | (cols != 0))
+    off = np.stack([rows[keep], cols[keep]], axis=1).astype(np.int32)
+    az = np.round(ring_azimuths(off, (xres, yres)), 9)
+    order = np.lexsort((r[keep], az))
+    return off[order]
+
+
+def _check_distances(distances: Sequence[float] | float) -> list[int]:
+    if isinstance(distances, (int, float, np.integer, np.floating)):
+        distances = [distances]
+    out: list[int] = []
+    for d in distances:
+        if isinstance(d, bool) or not float(d).is_integer() or float(d) <= 0:
+            raise DistanceError(
+                f"expected looking distances as positive whole metres (e.g. 30, 100, 300), "
+                f"found {d!r}")
+        if int(d) in out:
+            raise DistanceError(f"looking distance {int(d)} m given twice in {list(distances)}")
+        out.append(int(d))
+    if not out:
+        raise DistanceError("expected at least one looking distance, found none")
+    return out
+
+
+class _Rings:
+    """Concatenated ring tables of several distances, as the kernel wants them."""
+
+    def __init__(self, distances: Sequence[int], res: tuple[float, float]) -> None:
+        offs = [ring_offsets(d, res) for d in distances]
+        self.dy = np.ascontiguousarray(np.concatenate([o[:, 0] for o in offs]), dtype=np.int32)
+        self.dx = np.ascontiguousarray(np.concatenate([o[:, 1] for o in offs]), dtype=np.int32)
+        self.start = np.concatenate([[0], np.cumsum([len(o) for o in offs])]).astype(np.int64)
+        self.az = ring_azimuths(np.concatenate(offs), res).astype(np.float32)
+        self.ry = int(np.abs(self.dy).max())
+        self.rx = int(np.abs(self.dx).max())
+        self.n = len(distances)
+        self.sizes = [len(o) for o in offs]
+
+
+# --------------------------------------------------------------------------- arrays
+def _elev_dtype(dtype: np.dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize >= 4):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarray,
+                distances: Sequence[int], res_m: float | tuple[float, float], *,
+                threads: int | None = None) -> np.ndarray:
+    """Numpy entry point: aligned features of 2-D arrays.
+
+    ``elevation`` (metres, NaN missing) and each of ``features`` share one ``(H, W)`` grid of
+    cell size ``res_m`` (see :func:`ring_offsets`). Returns float32 ``(n_dist, F + 2, H, W)``:
+    per distance the F gathered features, then ``dz`` (m) and ``azimuth`` (degrees).
+    Runs the nogil kernel on ``threads`` threads (default: all cores) over row blocks.
+    """
+    res = _res_pair(res_m)
+    rings = _Rings(_check_distances(distances), res)
+    z = np.asarray(elevation)
+    if z.ndim != 2:
+        raise FeatureMismatchError(f"expected a 2-D elevation array, found shape {z.shape}")
+    h, w = z.shape
+    dt = _elev_dtype(z.dtype)
+    E = np.full((h + 2 * rings.ry, w + 2 * rings.rx), -np.inf, dtype=dt)
+    core = E[rings.ry:rings.ry + h, rings.rx:rings.rx + w]
+    core[...] = z
+    core[np.isnan(core)] = -np.inf
+    feats = _feature_list(features, (h, w))
+    nf = len(feats)
+    out = np.empty((rings.n, nf + 2, h, w), dtype=np.float32)
+    args = (E, feats, rings.ry, rings.rx, rings.ry, rings.rx, h, w, rings.dy, rings.dx,
+            rings.start, rings.az, out)
+    nthreads = max(1, int(threads or os.cpu_count() or 1))
+    if nthreads == 1 or h <= _ROWS_PER_TASK:
+        aligned_rows(*args, 0, h, 0)
+    else:
+        starts = range(0, h, _ROWS_PER_TASK)
+        with ThreadPoolExecutor(nthreads) as pool:
+            list(pool.map(lambda r0: aligned_rows(*args, r0, min(h, r0 + _ROWS_PER_TASK), 0),
+                          starts))
+    return out
+
+
+def _feature_list(features: Sequence[np.ndarray] | np.ndarray, shape: tuple[int, int]) -> Any:
+    from numba.typed import List
+
+    if isinstance(features, np.ndarray) and features.ndim == 3:
+        arr = np.ascontiguousarray(features, dtype=np.float32)
+        if arr.shape[1:] != shape:
+            raise FeatureMismatchError(
+                f"expected features of shape (F, {shape[0]}, {shape[1]}), found {arr.shape}")
+        return arr
+    lst = List.empty_list(_F32_2D)
+    for i, f in enumerate(features):
+        a = np.ascontiguousarray(np.asarray(f), dtype=np.float32)
+        if a.shape != shape:
+            raise FeatureMismatchError(
+                f"expected feature {i} on the elevation grid {shape}, found shape {a.shape}")
+        lst.append(a)
+    if len(lst) == 0:
+        return np.empty((0,) + shape, dtype=np.float32)
+    return lst
+
+
+def _f32_2d() -> Any:
+    import numba
+
+    return numba.types.Array(numba.types.float32, 2, "C")
+
+
+_F32_2D = _f32_2d()
+
+
+def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.ndarray,
+                 start: np.ndarray, az: np.ndarray) -> np.ndarray:
+    """One dask block (channels: elevation then features, with a halo of ry / rx)."""
+    z = block[0]
+    E = np.where(np.isnan(z), -np.inf, z)
+    h = block.shape[1] - 2 * ry
+    w = block.shape[2] - 2 * rx
+    nf = block.shape[0] - 1
+    feats = _feature_list([block[1 + f] for f in range(nf)], z.shape)
+    nd = len(start) - 1
+    out = np.empty((nd * (nf + 2), h, w), dtype=np.float32)
+    aligned_rows(E, feats, 0, 0, ry, rx, h, w, dy, dx, start, az,
+                 out.reshape(nd, nf + 2, h, w), 0, h, 0)
+    return out
+
+
+def _min_chunks(chunks: tuple[int, ...], depth: int) -> tuple[int, ...]:
+    """Merge chunks thinner than ``depth`` into a neighbour (the total is kept)."""
+    out: list[int] = []
+    for c in chunks:
+        if out and out[-1] < depth:
+            out[-1] += c
+        else:
+            out.append(c)
+    if len(out) > 1 and out[-1] < depth:
+        out[-2] += out.pop()
+    return tuple(out)
+
+
+def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int],
+               res_m: float | tuple[float, float]) -> Any:
+    """Dask entry point: lazy float32 ``(n_dist * (F + 2), H, W)`` array, channel
+    ``d * (F + 2) + c`` as in :func:`align_numpy`. Inputs: 2-D dask arrays on one chunking.
+
+    One task per chunk: ``overlap`` with a halo of the largest ring radius (NaN outside the
+    raster), then the kernel on the chunk's core only. Chunks thinner than the halo are
+    merged with a neighbour first and the result is rechunked back, so any chunking works
+    and gives exactly :func:`align_numpy`'s result.
+    """
+    import dask.array as da
+
+    res = _res_pair(res_m)
+    rings = _Rings(_check_distances(distances), res)
+    dt = _elev_dtype(elevation.dtype)
+    feats = list(features)
+    nf = len(feats)
+    layers = [elevation.astype(dt)] + [f.astype(np.float32) for f in feats]
+    stack = da.stack(layers, axis=0) if nf else layers[0][None]
+    orig = stack.chunks[1:]
+    want = (_min_chunks(orig[0], rings.ry), _min_chunks(orig[1], rings.rx))
+    stack = stack.rechunk(((1 + nf,),) + want)
+    ov = da.overlap.overlap(stack, depth={0: 0, 1: rings.ry, 2: rings.rx},
+                            boundary={0: "none", 1: np.nan, 2: np.nan})
+    out = da.map_blocks(_align_block, ov, dtype=np.float32,
+                        chunks=((rings.n * (nf + 2),),) + want,
+                        ry=rings.ry, rx=rings.rx, dy=rings.dy, dx=rings.dx, start=rings.start,
+                        az=rings.az, name="aligned-features")
+    if want != tuple(orig):
+        out = out.rechunk(((rings.n * (nf + 2),),) + tuple(orig))
+    return out
+
+
+# --------------------------------------------------------------------------- xarray
+def output_names(distances: Sequence[int], features: Sequence[str]) -> list[str]:
+    """Names of the output variables, in order: per distance the features, dz, azimuth."""
+    names = []
+    for d in _check_distances(distances):
+        names += [f"{f}_up{d}" for f in features] + [f"dz_up{d}", f"azimuth_up{d}"]
+    return names
+
+
+def _attr(ds: xr.Dataset, key: str) -> Any:
+    v = ds.attrs.get(key)
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+def default_features(ds: xr.Dataset) -> list[str]:
+    """The inputs to gather when none are given: the continuous variables and the one-hot
+    variables of ``ds.attrs`` (``geoslide:continuous``, ``geoslide:categorical``); without those
+    attrs, every ``(y, x)`` variable except the label and aligned outputs."""
+    cont = _attr(ds, "geoslide:continuous")
+    cat = _attr(ds, "geoslide:categorical")
+    label = _attr(ds, "geoslide:label") or "landslide"
+    if cont is not None or cat is not None:
+        names = list(cont or [])
+        for raster, codes in (cat or {}).items():
+            names += [f"{raster}_{c}" for c in codes]
+        names = [n for n in names if n in ds.data_vars]
+    else:
+        names = [str(v) for v in ds.data_vars if set(ds[v].dims) == {"y", "x"}]
+    return [n for n in names if n != label and not _ALIGNED_RE.match(n)]
+
+
+def _is_dask(a: Any) -> bool:
+    return type(a).__module__.split(".")[0] == "dask"
+
+
+def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
+                     features: Sequence[str] | None = None, elevation: str = "elevation", *,
+                     chunks: Mapping[str, int] | None = None,
+                     threads: int | None = None) -> xr.Dataset:
+    """Self-aligned features of ``ds`` at each looking distance (metres).
+
+    ``features``: variables to gather (default :func:`default_features`); ``elevation``: the
+    DEM variable (metres) that picks the winner. Returns a Dataset on ``ds``'s grid (coords
+    and CRS kept, ``ds.attrs`` kept plus ``geoslide:aligned``) with, per distance ``d``,
+    ``<f>_up<d>``, ``dz_up<d>`` (m) and ``azimuth_up<d>`` (degrees clockwise from north), all
+    float32. Lazy (one task per chunk) when the inputs are dask-backed or ``chunks`` is given
+    (``{"y": 1024, "x": 1024}``); otherwise computed now with ``threads`` threads.
+
+    >>> import geoslide
+    >>> ds = geoslide.datasets.load("kashmir")                 # doctest: +SKIP
+    >>> al = geoslide.aligned_features(ds, (30, 100), ["slope"])  # doctest: +SKIP
+    >>> sorted(al.data_vars)                                   # doctest: +SKIP
+    ['azimuth_up100', 'azimuth_up30', 'dz_up100', 'dz_up30', 'slope_up100', 'slope_up30']
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"expected an xarray.Dataset, found {type(ds).__name__}; "
+                        "use da.to_dataset(name='elevation')")
+    if elevation not in ds.data_vars:
+        raise FeatureMismatchError(
+            f"expected an elevation variable {elevation!r}, found variables "
+            f"{sorted(map(str, ds.data_vars))}; pass elevation='<name>'")
+    dists = _check_distances(distances)
+    feats = default_features(ds) if features is None else [str(f) for f in features]
+    missing = [f for f in feats if f not in ds.data_vars]
+    if missing:
+        raise FeatureMismatchError(
+            f"features {missing} are not in the Dataset (variables: "
+            f"{sorted(map(str, ds.data_vars))}); pick features among them")
+    if len(set(feats)) != len(feats):
+        raise FeatureMismatchError(f"features given twice in {feats}")
+    for v in [elevation] + feats:
+        if set(ds[v].dims) != {"y", "x"}:
+            raise FeatureMismatchError(
+                f"expected variable {v!r} with dims ('y', 'x'), found {ds[v].dims}")
+    res = grid_spacing(ds)
+    sub = ds[[elevation] + feats].transpose("y", "x")
+    if chunks is not None:
+        sub = sub.chunk(dict(chunks))
+    lazy = any(_is_dask(sub[v].data) for v in sub.data_vars)
+    nf = len(feats)
+    if lazy:
+        ref = next(sub[v] for v in [elevation] + feats if _is_dask(sub[v].data))
+        sub = sub.chunk({"y": ref.chunks[0], "x": ref.chunks[1]})
+        data = align_dask(sub[elevation].data, [sub[f].data for f in feats], dists, res)
+        layers = [data[c] for c in range(data.shape[0])]
+    else:
+        arr = align_numpy(np.asarray(sub[elevation].values), [sub[f].values for f in feats],
+                          dists, res, threads=threads)
+        layers = [arr[i, c] for i in range(len(dists)) for c in range(nf + 2)]
+    coords = {k: v for k, v in ds[elevation].coords.items()}
+    names = output_names(dists, feats)
+    out = xr.Dataset(attrs=dict(ds.attrs))
+    out.attrs["geoslide:aligned"] = {"distances": dists, "features": feats,
+                                     "elevation": elevation}
+    i = 0
+    for d in dists:
+        for f in feats:
+            attrs = {"long_name": f"{f} at the highest cell of the ring at {d} m",
+                     "source": f, "distance_m": d}
+            if "units" in ds[f].attrs:
+                attrs["units"] = ds[f].attrs["units"]
+            out[names[i]] = xr.DataArray(layers[i], dims=("y", "x"), coords=coords, attrs=attrs)
+            i += 1
+        out[names[i]] = xr.DataArray(layers[i], dims=("y", "x"), coords=coords, attrs={
+            "long_name": f"elevation of the highest cell of the ring at {d} m minus the centre",
+            "units": "m", "distance_m": d})
+        out[names[i + 1]] = xr.DataArray(layers[i + 1], dims=("y", "x"), coords=coords, attrs={
+            "long_name": f"azimuth of the highest cell of the ring at {d} m, clockwise from north",
+            "units": "degrees", "distance_m": d})
+        i += 2
+    return out
+
+
+def select_features(weights: Mapping[str, float], threshold: float = 0.2) -> list[str]:
+    """Features whose standardised linear-logistic-regression weight has ``|w| >= threshold``
+    (the paper keeps 22 of 94 inputs with 0.2), in the order of ``weights``.
+
+    ``weights``: feature name -> weight of an LLR trained on standardised inputs (a dict or a
+    pandas Series). NaN weights are never selected.
+
+    >>> select_features({"slope": 0.9, "elevation": -0.25, "geology_3": 0.1})
+    ['slope', 'elevation']
+    """
+    if not (isinstance(threshold, (int, float)) and threshold >= 0):
+        raise ValueError(f"expected a threshold >= 0, found {threshold!r}")
+    items = weights.items() if hasattr(weights, "items") else dict(weights).items()
+    return [str(k) for k, w in items if np.isfinite(float(w)) and abs(float(w)) >= threshold]
