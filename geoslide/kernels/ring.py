@@ -59,8 +59,10 @@ def aligned_rows(E, feats, fy, fx, cy, cx, h, w, ring_dy, ring_dx, ring_start, r
     miss = np.zeros((n_dist, nrows), dtype=np.bool_)
     nowin = np.zeros((n_dist, nrows, tile), dtype=np.bool_)
     mindy = 0
+    mindx = 0
     for k in range(ring_dy.shape[0]):
         mindy = min(mindy, ring_dy[k])
+        mindx = min(mindx, ring_dx[k])
     if nf > 0:
         wf = feats[0].shape[1]
     else:
@@ -72,7 +74,7 @@ def aligned_rows(E, feats, fy, fx, cy, cx, h, w, ring_dy, ring_dx, ring_start, r
         bt = best[:tw]
         it = idx[:tw]
         base_row = cy + row0 + mindy - fy       # feature row of rel == 0 (may be < 0)
-        base = base_row * wf + (cx + j0 - fx)   # flat index of rel == 0
+        base = base_row * wf + (cx + j0 + mindx - fx)   # flat index of rel == 0
         for i in range(row0, row1):
             ey = cy + i
             oi = i - orow0
@@ -107,7 +109,7 @@ def aligned_rows(E, feats, fy, fx, cy, cx, h, w, ring_dy, ring_dx, ring_start, r
                     kc = k if ok else 0
                     ddy = ring_dy[kc] if ok else 0
                     ddx = ring_dx[kc] if ok else 0
-                    rr[j] = np.uint32((ey + ddy - fy - base_row) * wf + (j + ddx))
+                    rr[j] = np.uint32((ey + ddy - fy - base_row) * wf + (j + ddx - mindx))
                     c = crow[j]
                     dzr[j] = nan32 if c == ninf else np.float32(bt[j] - c)
                     azr[j] = ring_az[kc]
