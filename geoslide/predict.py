@@ -31,6 +31,9 @@ from .errors import FeatureMismatchError
 ALIGN = 16
 """Window origins, cores and halos are multiples of this many pixels (2**4 pooling stages)."""
 
+DEFAULT_CORE = 256
+"""Smallest default window core (px); the default is max(model core, 4 * halo, this)."""
+
 DEFAULT_REGION = 1024
 """Default region (dask block) side in pixels for in-memory inputs, before rounding to cores."""
 
@@ -62,6 +65,43 @@ def _model_token(module: Any) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+_RADIUS_CACHE: dict[str, int] = {}
+
+
+def receptive_radius(module: Any, in_channels: int, *, start: int = 128, limit: int = 1024) -> int:
+    """Receptive-field radius (px) of a fully convolutional ``module``, measured: the farthest
+    input pixel whose value reaches the centre output pixel (gradient support, random input,
+    plus one pooling cell of margin). 0 for per-pixel models. Cached per weights."""
+    import torch
+
+    key = f"{_model_token(module)}-{in_channels}"
+    if key in _RADIUS_CACHE:
+        return _RADIUS_CACHE[key]
+    was_training = module.training
+    module.eval()
+    size = start
+    gen = torch.Generator().manual_seed(0)
+    try:
+        while True:
+            x = torch.randn(1, in_channels, size, size, generator=gen).requires_grad_(True)
+            c = size // 2
+            out = module(x)[0, 0, c, c]
+            if not out.requires_grad:  # no parameter between input and output: per pixel
+                radius = 0
+                break
+            out.backward()
+            support = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero()
+            radius = int((support - c).abs().max()) if len(support) else 0
+            if radius < c - ALIGN or size >= limit:
+                break
+            size *= 2
+    finally:
+        module.train(was_training)
+    radius = 0 if radius == 0 else radius + ALIGN
+    _RADIUS_CACHE[key] = radius
+    return radius
 
 
 def _resolve_device(device: Any) -> str:
@@ -240,7 +280,11 @@ def predict(
     ----------
     ds : Dataset with the model's features on a (y, x) grid (geoslide layout).
     model : a TrainedModel (``geoslide.modelfile.load_model``) or the path of a model file.
-    core, halo : window core and halo in pixels (default: the model's), rounded up to 16.
+    core, halo : window core and halo in pixels, rounded up to 16. ``halo`` defaults to the
+        network's receptive-field radius (:func:`receptive_radius`: 0 for per-pixel models),
+        so the map equals one pass over the whole raster; pass the model's training halo
+        (``model.halo``) to predict patch by patch as the paper does. ``core`` defaults to
+        max(model core, 4 * halo, 256).
     batch_size : windows per forward pass.
     device : torch device; default CUDA when available, else CPU.
     progress : show a progress bar while computing (numpy-backed input only).
@@ -262,8 +306,12 @@ def predict(
         trained.check(ds)
     features = list(trained.feature_names)
     normalization = dict(getattr(trained, "normalization", {}) or {})
-    core = _round_up(core if core is not None else getattr(trained, "core", 512) or 512, ALIGN)
-    halo = _round_up(halo if halo is not None else getattr(trained, "halo", 64) or 0, ALIGN)
+    if halo is None:
+        halo = receptive_radius(trained.module, len(features))
+    halo = _round_up(halo, ALIGN)
+    if core is None:
+        core = max(int(getattr(trained, "core", 0) or 0), 4 * halo, DEFAULT_CORE)
+    core = _round_up(core, ALIGN)
     if core <= 0 or batch_size <= 0:
         raise ValueError(f"core and batch_size must be positive; found core={core}, "
                          f"batch_size={batch_size}")

@@ -1,0 +1,292 @@
+"""Evaluate trained models (and scikit-learn peers) on the test pixels of a split.
+
+:func:`evaluate` predicts each model's whole map (:func:`geoslide.predict.predict`), reads it on
+the split's pixels and computes, per model: test NLL, train NLL (the paper's Table 2), ROC/AUC,
+precision-recall/AP, Brier score, reliability (ECE), success-rate (train) and prediction-rate
+(test) curves, and susceptibility classes by quantiles. The expected NLL of the paper's Random
+baseline and the NLL of the constant base-rate model are added for reference. With
+``out=DIR`` it writes ``report.md``, ``metrics.json`` and the figures (:mod:`geoslide.report`).
+
+The split defaults to the one the (first) model was trained on, as recorded in its file
+(kind, seed, band, window size); a model trained on another split is flagged in the results
+and the report, since its "test" pixels may have been training pixels.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+from . import metrics as M
+
+DISPLAY = {"random": "Random", "llr": "LLR", "nn": "NN", "sann": "SANN", "cnn": "CNN",
+           "sacnn": "SACNN"}
+
+
+@dataclass
+class Evaluation:
+    """Results of :func:`evaluate`: per-model metrics, split, baselines, maps and figures."""
+
+    results: dict[str, dict[str, Any]]
+    split: dict[str, Any]
+    baselines: dict[str, dict[str, float]]
+    dataset: dict[str, Any]
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """The Table-2-like markdown table (see :func:`geoslide.report.table2`)."""
+        from .report import table2
+
+        return table2(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able dict (what ``metrics.json`` holds)."""
+        return {"dataset": self.dataset, "split": self.split, "baselines": self.baselines,
+                "models": self.results, "histories": self.histories, "files": self.files}
+
+
+def _model_list(models: Any) -> list[Any]:
+    if models is None:
+        return []
+    if isinstance(models, Mapping):
+        return list(models.values())
+    if isinstance(models, (str, Path)) or hasattr(models, "module"):
+        return [models]
+    return list(models)
+
+
+def _load(model: Any) -> Any:
+    if isinstance(model, (str, Path)):
+        from .modelfile import load_model
+
+        return load_model(model)
+    return model
+
+
+def _unique(name: str, taken: Iterable[str], model: Any) -> str:
+    taken = set(taken)
+    if name not in taken:
+        return name
+    stem = Path(str(getattr(model, "path", "") or "")).stem
+    candidate = f"{name} ({stem})" if stem else name
+    k = 2
+    while candidate in taken:
+        candidate = f"{name} #{k}"
+        k += 1
+    return candidate
+
+
+def split_settings(models: Sequence[Any], kind: str | None = None, **given: Any) -> dict[str, Any]:
+    """The split to evaluate on: the first model's training split (from its file), with any
+    ``given`` non-None setting (``band``, ``seed``, ``core``, ``fold``, ...) and ``kind``
+    overriding it; ``band`` split, band 1, seed 0 when nothing says otherwise."""
+    from .splits import DEFAULT_CORE
+
+    base: dict[str, Any] = {}
+    for m in models:
+        info = (getattr(m, "train", None) or {}).get("split")
+        if info:
+            base = dict(info)
+            break
+    if kind is not None and base.get("kind") not in (None, kind):
+        base = {}
+    out = {"kind": kind or base.get("kind", "band"), "seed": base.get("seed", 0),
+           "core": base.get("core", DEFAULT_CORE)}
+    if out["kind"] in ("band", None):
+        out["band"] = base.get("band", 1)
+    for key in ("band", "n_bands", "fold", "n_folds", "val_fraction"):
+        if key in base:
+            out[key] = base[key]
+    out.update({k: v for k, v in given.items() if v is not None})
+    return out
+
+
+def _masks(ds: xr.Dataset, settings: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    from .splits import split_masks
+
+    kw = {k: v for k, v in settings.items() if k != "kind"}
+    return split_masks(ds, settings["kind"], **kw)
+
+
+def _same_split(model: Any, settings: Mapping[str, Any]) -> bool | None:
+    info = (getattr(model, "train", None) or {}).get("split")
+    if not info:
+        return None
+    keys = set(info) & set(settings)
+    return all(info[k] == settings[k] for k in keys) and info.get("kind") == settings["kind"]
+
+
+def _labels(ds: xr.Dataset) -> np.ndarray:
+    from .inputs import to_label_array
+
+    return to_label_array(ds)
+
+
+def _score(labels: np.ndarray, prob: np.ndarray, masks: Mapping[str, np.ndarray],
+           n_bins: int, n_classes: int) -> dict[str, Any]:
+    """Metrics of one map: test (all), train and validation (NLL, AUC, success rate)."""
+    y, p = M.pixels(labels, prob, masks["test"])
+    res = M.summary(y, p, n_bins=n_bins, n_classes=n_classes)
+    for part in ("train", "val"):
+        if part not in masks or not np.any(masks[part]):
+            continue
+        yt, pt = M.pixels(labels, prob, masks[part])
+        if yt.size == 0:
+            continue
+        res[f"{part}_nll"] = M.nll(yt, pt)
+        both = 0 < int((yt == 1).sum()) < yt.size
+        res[f"{part}_auc"] = M.roc_auc(yt, pt) if both else float("nan")
+        if part == "train" and both:
+            rc = M.rate_curve(yt, pt)
+            res["train_rate_auc"] = rc["auc"]
+            res["train_rate_curve"] = {"area": rc["area"], "landslides": rc["landslides"]}
+    return res
+
+
+def evaluate(
+    ds: xr.Dataset,
+    models: Any = (),
+    *,
+    split: str | None = None,
+    band: int | None = None,
+    seed: int | None = None,
+    core: int | None = None,
+    fold: int | None = None,
+    masks: Mapping[str, np.ndarray] | None = None,
+    peers: bool | Sequence[str] = False,
+    peer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    max_peer_train: int | None = None,
+    maps: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    device: Any = None,
+    n_bins: int = 10,
+    n_classes: int = 5,
+) -> Evaluation:
+    """Evaluate ``models`` (TrainedModels or model file paths) on the test pixels of a split.
+
+    Parameters
+    ----------
+    ds : the Dataset (with the aligned features when a model or peer needs them).
+    models : TrainedModels or model file paths (a list, or a {name: model} mapping).
+    split, band, seed, core, fold : the split (default: the one the first model was trained
+        on; else the band split, band 1, seed 0); ignored when ``masks`` is given.
+    masks : explicit {"train", "val", "test"} boolean (H, W) masks.
+    peers : True for every peer of :data:`geoslide.peers.PEERS` whose inputs ``ds`` has, or a
+        list of peer names; ``peer_kwargs`` {peer: estimator params}; ``max_peer_train``
+        subsamples the peers' training pixels uniformly.
+    maps : precomputed probability maps {name: (H, W) array or DataArray} reused instead of
+        predicting (keys are model names as reported).
+    out : folder for report.md, metrics.json and the figures (None: write nothing).
+    """
+    from .predict import predict
+
+    loaded = [_load(m) for m in _model_list(models)]
+    names: list[str] = []
+    for m in loaded:
+        names.append(_unique(str(getattr(m, "name", "model")), names, m))
+    if masks is None:
+        settings = split_settings(loaded, split, band=band, seed=seed, core=core, fold=fold)
+        masks = _masks(ds, settings)
+    else:
+        settings = {"kind": "custom"}
+    masks = {k: np.asarray(v, bool) for k, v in masks.items()}
+    labels = _labels(ds)
+    ytr, _ = M.pixels(labels, np.zeros(labels.shape), masks["train"])
+    yte, _ = M.pixels(labels, np.zeros(labels.shape), masks["test"])
+    train_rate = float((ytr == 1).mean()) if ytr.size else float("nan")
+    test_rate = float((yte == 1).mean()) if yte.size else float("nan")
+
+    results: dict[str, dict[str, Any]] = {}
+    out_maps: dict[str, np.ndarray] = {}
+    histories: dict[str, list[dict[str, Any]]] = {}
+    given = dict(maps or {})
+    for name, model in zip(names, loaded):
+        t0 = time.perf_counter()
+        if name in given:
+            prob = np.asarray(getattr(given[name], "values", given[name]), np.float32)
+        else:
+            prob = predict(ds, model, progress=progress, device=device).values
+        seconds = time.perf_counter() - t0
+        res = _score(labels, prob, masks, n_bins, n_classes)
+        res.update(kind="model", model=str(getattr(model, "name", name)),
+                   label=DISPLAY.get(name, name),
+                   file=str(getattr(model, "path", "") or ""), predict_seconds=seconds)
+        train_info = getattr(model, "train", None) or {}
+        if "best_epoch" in train_info:
+            res["best_epoch"] = train_info["best_epoch"]
+        same = _same_split(model, settings)
+        if same is False:
+            res["split_mismatch"] = train_info.get("split")
+        results[name] = res
+        out_maps[name] = prob
+        if getattr(model, "history", None):
+            histories[name] = list(model.history)
+
+    for peer in _peer_list(ds, peers):
+        from .peers import PEER_LABELS, fit_peer
+
+        t0 = time.perf_counter()
+        fitted = fit_peer(ds, peer, masks["train"], seed=int(settings.get("seed", 0) or 0),
+                          max_train=max_peer_train, **dict((peer_kwargs or {}).get(peer, {})))
+        prob = fitted.predict_map(ds)
+        res = _score(labels, prob, masks, n_bins, n_classes)
+        res.update(kind="peer", model=peer, label=PEER_LABELS.get(peer, peer),
+                   features=fitted.feature_names, info=fitted.info,
+                   fit_predict_seconds=time.perf_counter() - t0)
+        results[peer] = res
+        out_maps[peer] = prob
+
+    baselines = {
+        "random_expected": {
+            "test_nll": M.random_baseline_nll(train_rate, test_rate),
+            "train_nll": M.random_baseline_nll(train_rate, train_rate)},
+        "base_rate": {
+            "test_nll": M.base_rate_nll(train_rate, yte) if yte.size else float("nan"),
+            "train_nll": M.base_rate_nll(train_rate, ytr) if ytr.size else float("nan"),
+            "probability": train_rate},
+    }
+    dataset = {"shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
+               "crs": str(ds.rio.crs) if ds.rio.crs is not None else None,
+               "resolution": _resolution(ds),
+               "sets": {k: {"pixels": int(v.sum()),
+                            "labelled": int((labels[v] >= 0).sum()),
+                            "landslides": int((labels[v] == 1).sum())}
+                        for k, v in masks.items()},
+               "train_positive_rate": train_rate, "test_positive_rate": test_rate}
+    ev = Evaluation(results=results, split=dict(settings), baselines=baselines,
+                    dataset=dataset, histories=histories, maps=out_maps, masks=dict(masks))
+    if out is not None:
+        from .report import write_report
+
+        write_report(ev, out, ds=ds, labels=labels)
+    return ev
+
+
+def _resolution(ds: xr.Dataset) -> float | None:
+    try:
+        rx, ry = ds.rio.resolution()
+        return float((abs(rx) + abs(ry)) / 2)
+    except Exception:  # noqa: BLE001 - no transform
+        return None
+
+
+def _peer_list(ds: xr.Dataset, peers: bool | Sequence[str]) -> list[str]:
+    from .peers import PEERS
+
+    if peers is True:
+        has_aligned = any(str(v).startswith(("slope_up", "elevation_up")) for v in ds.data_vars)
+        return [p for p in PEERS if has_aligned or not p.endswith("+aligned")]
+    if not peers:
+        return []
+    return list(peers)
+
+
+__all__ = ["evaluate", "Evaluation", "split_settings", "DISPLAY"]
