@@ -135,13 +135,25 @@ def to_zarr(ds: xr.Dataset, path: str | os.PathLike, *, mode: str = "w-",
             os.replace(path, old)
         os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         if old is not None and old.exists() and not path.exists():
             os.replace(old, path)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _remove(path: Path, settle: float = 0.1) -> None:
+    """Delete a half-written folder. After a failed dask write, chunk writes already running
+    in other threads may still land: retry until the folder stays gone for ``settle`` s."""
+    import time
+
+    for _ in range(100):
+        shutil.rmtree(path, ignore_errors=True)
+        time.sleep(settle)
+        if not path.exists():
+            return
 
 
 def _compute(job: Any, progress: bool, desc: str) -> None:
