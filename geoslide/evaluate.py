@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import rioxarray  # noqa: F401  (registers .rio, used on stores opened by geoslide.store)
 import xarray as xr
 
 from . import metrics as M
@@ -123,6 +124,18 @@ def _same_split(model: Any, settings: Mapping[str, Any]) -> bool | None:
     return all(info[k] == settings[k] for k in keys) and info.get("kind") == settings["kind"]
 
 
+def stored_map(ds: xr.Dataset, model: Any) -> xr.DataArray | None:
+    """A map of ``model`` already in ``ds`` (written by ``geoslide predict``): a variable whose
+    ``geoslide:model_token`` attr matches the model's weights; None when there is none."""
+    from .predict import _model_token
+
+    token = _model_token(model.module)
+    for name, var in ds.data_vars.items():
+        if var.attrs.get("geoslide:model_token") == token and var.dims == ("y", "x"):
+            return var
+    return None
+
+
 def _labels(ds: xr.Dataset) -> np.ndarray:
     from .inputs import to_label_array
 
@@ -164,6 +177,7 @@ def evaluate(
     peer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
     max_peer_train: int | None = None,
     maps: Mapping[str, Any] | None = None,
+    reuse_maps: bool = True,
     out: str | Path | None = None,
     progress: bool = True,
     device: Any = None,
@@ -183,7 +197,8 @@ def evaluate(
         list of peer names; ``peer_kwargs`` {peer: estimator params}; ``max_peer_train``
         subsamples the peers' training pixels uniformly.
     maps : precomputed probability maps {name: (H, W) array or DataArray} reused instead of
-        predicting (keys are model names as reported).
+        predicting (keys are model names as reported). With ``reuse_maps``, a map of the
+        same weights already in ``ds`` (see :func:`stored_map`) is reused too.
     out : folder for report.md, metrics.json and the figures (None: write nothing).
     """
     from .predict import predict
@@ -210,8 +225,11 @@ def evaluate(
     given = dict(maps or {})
     for name, model in zip(names, loaded):
         t0 = time.perf_counter()
+        stored = stored_map(ds, model) if reuse_maps and name not in given else None
         if name in given:
             prob = np.asarray(getattr(given[name], "values", given[name]), np.float32)
+        elif stored is not None:
+            prob = np.asarray(stored.values, np.float32)
         else:
             prob = predict(ds, model, progress=progress, device=device).values
         seconds = time.perf_counter() - t0
@@ -289,4 +307,4 @@ def _peer_list(ds: xr.Dataset, peers: bool | Sequence[str]) -> list[str]:
     return list(peers)
 
 
-__all__ = ["evaluate", "Evaluation", "split_settings", "DISPLAY"]
+__all__ = ["evaluate", "Evaluation", "split_settings", "stored_map", "DISPLAY"]

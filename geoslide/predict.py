@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import rioxarray  # noqa: F401  (registers .rio, used on stores opened by geoslide.store)
 import xarray as xr
 
 from .errors import FeatureMismatchError
@@ -356,6 +357,7 @@ def predict(
                        "the inventory has no time span)",
         "geoslide:model": str(getattr(trained, "name", type(trained.module).__name__)),
         "geoslide:model_file": path,
+        "geoslide:model_token": _model_token(trained.module),
         "geoslide:features": features,
         "geoslide:core": core,
         "geoslide:halo": halo,

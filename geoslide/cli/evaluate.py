@@ -1,0 +1,62 @@
+"""``geoslide evaluate``: models (and scikit-learn peers) on the test pixels of a split.
+
+    geoslide evaluate out/kashmir.zarr out/models/*.pt --peers --out out/report
+
+Writes OUT/report.md (a table like the paper's Table 2: test and train NLL, AUC, ... for every
+model and peer, plus the Random baseline's expected NLL), OUT/metrics.json and the figures.
+The split defaults to the one the first model was trained on. Maps already written by
+`geoslide predict` for the same weights are reused; the others are predicted in memory.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "evaluate", help="metrics, figures and report of models (+ peers) on a split",
+        description="Evaluate trained models on the test pixels of a split: NLL, ROC/AUC, "
+                    "precision-recall, Brier, reliability, success/prediction rates, "
+                    "susceptibility classes; report.md + metrics.json + PNG figures.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
+    p.add_argument("store", help="geoslide Zarr store")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="model files (from `geoslide train`)")
+    p.add_argument("--split", choices=("band", "paper", "kfold"),
+                   help="split kind (default: the first model's training split, else band)")
+    p.add_argument("--band", type=int, help="test band index for --split band (default 1)")
+    p.add_argument("--fold", type=int, help="test fold for --split kfold")
+    p.add_argument("--seed", type=int, help="split seed (default: the model's, else 0)")
+    p.add_argument("--core", type=int, metavar="PX", help="split window size in pixels")
+    p.add_argument("--peers", action="store_true",
+                   help="also fit scikit-learn logistic regression and random forest (with "
+                        "and without the aligned features when the store has them)")
+    p.add_argument("--max-peer-train", type=int, metavar="N",
+                   help="subsample the peers' training pixels uniformly to N")
+    p.add_argument("--out", default="report", metavar="DIR",
+                   help="output folder (default ./report); existing report files are replaced")
+    p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
+
+    from ..evaluate import evaluate
+    from ..store import open_zarr
+
+    if not args.models and not args.peers:
+        from .prepare import UsageError
+
+        raise UsageError("nothing to evaluate: give model files and/or --peers")
+    ds = open_zarr(args.store).load()  # evaluation reads whole label / map arrays
+    ev = evaluate(ds, args.models, split=args.split, band=args.band, fold=args.fold,
+                  seed=args.seed, core=args.core, peers=args.peers,
+                  max_peer_train=args.max_peer_train, out=args.out, progress=not args.quiet,
+                  device=args.device)
+    print(ev.table())
+    print(f"\nreport: {ev.files['report']}\nmetrics: {ev.files['metrics']}\nfigures: "
+          f"{args.out}/*.png")
+    return 0

@@ -1,0 +1,66 @@
+"""``geoslide predict``: a trained model -> susceptibility map in the store and as a COG.
+
+    geoslide predict out/kashmir.zarr out/models/sacnn.pt --out-tif out/sacnn.tif
+
+The map is computed lazily region by region (on a dask LocalCluster by default, any scheduler
+with --scheduler) and written into the store chunk by chunk as variable
+``susceptibility_<model>`` (or --name); --out-tif also exports it as a Cloud-Optimised GeoTIFF.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "predict", help="susceptibility map of a trained model -> store (+ GeoTIFF)",
+        description="Predict the landslide susceptibility of every pixel of a geoslide Zarr "
+                    "store with a trained model file (sliding windows, no seams) and write "
+                    "the map into the store (and optionally a Cloud-Optimised GeoTIFF).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
+    p.add_argument("store", help="geoslide Zarr store (from `geoslide prepare`/`features`)")
+    p.add_argument("model", help="model file (from `geoslide train`)")
+    p.add_argument("--name", metavar="VAR",
+                   help="variable name in the store (default susceptibility_<model name>)")
+    p.add_argument("--out-tif", metavar="PATH", help="also write the map as a COG GeoTIFF")
+    p.add_argument("--core", type=int, metavar="PX",
+                   help="window core in pixels (default max(model core, 4 x halo, 256))")
+    p.add_argument("--halo", type=int, metavar="PX",
+                   help="window halo in pixels (default: the network's receptive-field radius, "
+                        "so the map equals one pass over the whole raster)")
+    p.add_argument("--batch-size", type=int, default=4, metavar="N",
+                   help="windows per forward pass (default 4)")
+    p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from ..cluster import add_scheduler_argument
+
+    add_scheduler_argument(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
+
+    from ..cluster import client_from_args
+    from ..io import to_geotiff
+    from ..modelfile import load_model
+    from ..predict import predict
+    from ..store import open_zarr, write_variables
+
+    model = load_model(args.model)
+    name = args.name or f"susceptibility_{model.name}"
+    with client_from_args(args):
+        ds = open_zarr(args.store)
+        probs = predict(ds, model, core=args.core, halo=args.halo, batch_size=args.batch_size,
+                        device=args.device, progress=not args.quiet, name=name)
+        write_variables(probs.to_dataset(name=name), args.store, progress=not args.quiet)
+        stored = open_zarr(args.store)[name]
+        if args.out_tif:
+            to_geotiff(stored, args.out_tif)
+    if not args.quiet:
+        print(f"wrote {name!r} into {args.store}"
+              + (f" and {Path(args.out_tif)}" if args.out_tif else ""))
+    return 0
