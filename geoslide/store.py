@@ -16,7 +16,6 @@ zarr-python 3), with consolidated metadata, re-consolidated after each metadata 
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -266,6 +265,10 @@ def write_variables(ds_new: xr.Dataset, path: str | os.PathLike, progress: bool 
     names = [str(v) for v in ds_new.data_vars]
     if not names:
         return []
+    flat = [v for v in names if not {"y", "x"} <= set(ds_new[v].dims)]
+    if flat:
+        raise GridMismatchError(f"variables {flat} lack the dims ('y', 'x'); expected rasters "
+                                "on the store's grid")
     for d in ("y", "x"):
         if ds_new.sizes.get(d) != store.sizes[d]:
             raise GridMismatchError(
