@@ -423,3 +423,27 @@ def test_geotiff_atomic_and_accessor(kstack, tmp_path, monkeypatch):
         gio.to_geotiff(kstack.elevation, tmp_path / "new.tif")
     assert path.read_bytes() == before  # old file intact, no partial new file, no temp left
     assert sorted(os.listdir(tmp_path)) == ["slope.tif"]
+
+
+def test_rasterize_any_chunking_equals_numpy(efiles, points, polygons, kstack):
+    """Labels are burned block by block on dask grids: any chunking gives the numpy result."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    like = _ecuador_bands(efiles)["elevation"].isel(band=0, drop=True)
+    ref = {b: gio.rasterize_inventory(points, like, label_field="lslpts", buffer=b,
+                                      unlabelled="nodata").values for b in (0.0, 15.0, 35.0)}
+    klike = kstack.elevation.isel(y=slice(300, 500), x=slice(200, 420))
+    kref = gio.rasterize_inventory(polygons, klike).values
+
+    @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(cy=st.integers(40, 415), cx=st.integers(40, 383), b=st.sampled_from([0.0, 15.0, 35.0]))
+    def check(cy, cx, b):
+        lazy = gio.rasterize_inventory(points, like.chunk({"y": cy, "x": cx}),
+                                       label_field="lslpts", buffer=b, unlabelled="nodata")
+        assert lazy.chunks == like.chunk({"y": cy, "x": cx}).chunks
+        np.testing.assert_array_equal(lazy.values, ref[b])
+        kl = gio.rasterize_inventory(polygons, klike.chunk({"y": min(cy, 200), "x": min(cx, 220)}))
+        np.testing.assert_array_equal(kl.values, kref)
+
+    check()
