@@ -1,0 +1,159 @@
+"""A trained model in one file: ``torch.save`` of a plain dict.
+
+Keys: ``format`` ("geoslide-model"), ``version`` (1), ``name`` (registry name), ``config``
+(the model's constructor kwargs), ``state_dict`` (weights), ``feature_names``,
+``normalization`` ({feature: [mean, std]}), ``core`` / ``halo`` (px), ``resolution`` (m),
+``crs`` (WKT or None), ``history`` (list of per-epoch dicts), ``train`` (the recipe, split and
+seed it was trained with). Written atomically (temp file, then rename). Loaded with
+``weights_only=True`` (plain containers and tensors only, no pickled code).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .errors import FeatureMismatchError, MissingFileError, StoreError
+from .inputs import check_features, to_input_array
+
+FORMAT, VERSION = "geoslide-model", 1
+RESOLUTION_RTOL = 0.01  # relative tolerance on the pixel size
+
+
+def grid_resolution(ds: xr.Dataset) -> float | None:
+    """Pixel size in CRS units (metres for projected CRSs), from the transform or the coords."""
+    try:
+        rx, ry = ds.rio.resolution()
+        return float((abs(rx) + abs(ry)) / 2)
+    except Exception:  # noqa: BLE001 - no transform: fall back on coordinates
+        if "x" in ds.coords and ds.sizes.get("x", 0) > 1:
+            return float(abs(ds["x"].values[1] - ds["x"].values[0]))
+    return None
+
+
+def grid_crs(ds: xr.Dataset) -> str | None:
+    try:
+        crs = ds.rio.crs
+    except Exception:  # noqa: BLE001
+        return None
+    return None if crs is None else crs.to_wkt()
+
+
+@dataclass
+class TrainedModel:
+    """A trained model and what it needs to rebuild its inputs from a Dataset."""
+
+    module: torch.nn.Module
+    name: str
+    feature_names: list[str]
+    normalization: dict[str, list[float]]
+    core: int
+    halo: int
+    resolution: float | None
+    crs: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    def check(self, ds: xr.Dataset) -> None:
+        """Raise :class:`FeatureMismatchError` if ``ds`` lacks a feature or has another pixel size."""
+        check_features(ds, self.feature_names)
+        if self.resolution is not None:
+            res = grid_resolution(ds)
+            if res is not None and abs(res - self.resolution) > RESOLUTION_RTOL * self.resolution:
+                raise FeatureMismatchError(
+                    f"model {self.name!r} was trained at {self.resolution:.3f} m pixels; the "
+                    f"Dataset has {res:.3f} m pixels. Resample the Dataset to the model's grid "
+                    f"(e.g. ds.rio.reproject(..., resolution={self.resolution:.3f})) or retrain."
+                )
+
+    def predict_array(self, ds: xr.Dataset, device: str | None = None) -> np.ndarray:
+        """Probabilities (H, W) float32 of one forward pass over the whole of ``ds`` (small
+        rasters; use :func:`geoslide.predict.predict` for maps)."""
+        self.check(ds)
+        x = torch.from_numpy(to_input_array(ds, self.feature_names, self.normalization))[None]
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.module.to(dev).eval()
+        with torch.no_grad():
+            out = torch.sigmoid(self.module(x.to(dev)))[0, 0].cpu().numpy()
+        return out.astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": self.name,
+            "config": self.config,
+            "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "feature_names": list(self.feature_names),
+            "normalization": {k: [float(a), float(b)] for k, (a, b) in self.normalization.items()},
+            "core": int(self.core),
+            "halo": int(self.halo),
+            "resolution": None if self.resolution is None else float(self.resolution),
+            "crs": self.crs,
+            "history": self.history,
+            "train": self.train,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return save_model(self, path)
+
+
+def save_model(model: TrainedModel, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(model.to_dict(), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    model.path = str(path)
+    return path
+
+
+def load_model(path: str | os.PathLike, device: str | None = None) -> TrainedModel:
+    """Read a model file written by :func:`save_model` (module in eval mode, on ``device``
+    or the CPU)."""
+    from .models import build
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"model file {str(path)!r} does not exist; train one with `geoslide train`")
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise StoreError(f"{str(path)!r} is not a readable geoslide model file: {exc}") from exc
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise StoreError(f"{str(path)!r} is not a geoslide model file (no format={FORMAT!r} key)")
+    config = dict(d["config"])
+    in_channels = config.pop("in_channels")
+    module = build(d["name"], in_channels, **config)
+    module.load_state_dict(d["state_dict"])
+    module.eval()
+    if device is not None:
+        module.to(device)
+    return TrainedModel(
+        module=module,
+        name=d["name"],
+        feature_names=list(d["feature_names"]),
+        normalization={k: list(v) for k, v in d["normalization"].items()},
+        core=int(d["core"]),
+        halo=int(d["halo"]),
+        resolution=d["resolution"],
+        crs=d.get("crs"),
+        config=dict(d["config"]),
+        history=list(d.get("history", [])),
+        train=dict(d.get("train", {})),
+        path=str(path),
+    )

@@ -1,0 +1,329 @@
+"""Training loop: the paper's recipe (Table 1) and quick presets, on CPU or CUDA.
+
+Loss: negative log-likelihood (binary cross-entropy on logits) averaged over the core pixels
+of a batch whose label is not -1 (halo, padding, no-data and pixels of other sets are -1, see
+:mod:`geoslide.patches`). Validation NLL over every validation pixel after each epoch
+(ReduceLROnPlateau on it, patience 2), the epoch with the lowest validation NLL is kept,
+optional early stopping. Seeded: ``torch.manual_seed(seed)``, seeded shuffles, deterministic
+algorithms while training (warn-only on CUDA), so a CPU run is reproducible bit for bit.
+
+Features: ``features=None`` -> every input variable for random/llr/nn/cnn; the inputs plus the
+aligned features (``*_up<d>``, ``dz_up<d>``, azimuths as ``azimuth_up<d>@sin`` / ``@cos``) for
+sann/sacnn. When the Dataset has no aligned feature, they are computed with
+:func:`geoslide.align.aligned_features` (its default distances and features).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+
+from .errors import FeatureMismatchError
+from .inputs import compute_normalization, default_features, is_aligned, to_label_array
+from .modelfile import TrainedModel, grid_crs, grid_resolution, save_model
+from .models import build, uses_aligned
+from .patches import PatchDataset, RegionSampler, collate
+from .presets import get_preset
+from .splits import split_masks
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the best model, its history and the split masks."""
+
+    model: TrainedModel
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_nll: float
+    masks: dict[str, np.ndarray] = field(repr=False)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.model.feature_names
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """BCE on logits over pixels whose label is not -1; logits (B, 1, H, W) or (B, H, W),
+    labels (B, H, W) float. ``reduction="sum"`` gives the sum (for exact pixel means)."""
+    if logits.dim() == 4:
+        logits = logits[:, 0]
+    valid = labels >= 0
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    loss = F.binary_cross_entropy_with_logits(logits[valid], labels[valid], reduction="sum")
+    return loss if reduction == "sum" else loss / valid.sum()
+
+
+def _flip(batch: dict[str, Any], feature_names: list[str], gen: torch.Generator) -> dict[str, Any]:
+    """Random horizontal / vertical flips of a batch, azimuth channels corrected:
+    a left-right flip maps azimuth a -> -a (sin changes sign), an up-down flip a -> 180 - a
+    (cos changes sign). Raw angle channels (no @sin/@cos) cannot be corrected: refuse."""
+    x, y = batch["x"], batch["y"]
+    sin_idx = [i for i, f in enumerate(feature_names) if f.endswith("@sin")]
+    cos_idx = [i for i, f in enumerate(feature_names) if f.endswith("@cos")]
+    if torch.rand(1, generator=gen).item() < 0.5:
+        x, y = x.flip(-1), y.flip(-1)
+        if sin_idx:
+            x[:, sin_idx] = -x[:, sin_idx]
+    if torch.rand(1, generator=gen).item() < 0.5:
+        x, y = x.flip(-2), y.flip(-2)
+        if cos_idx:
+            x[:, cos_idx] = -x[:, cos_idx]
+    return {**batch, "x": x, "y": y}
+
+
+def with_aligned_features(ds: xr.Dataset, progress: bool = False) -> xr.Dataset:
+    """``ds`` plus aligned features (computed with geoslide.align when it has none)."""
+    if any(is_aligned(str(v)) for v in ds.data_vars):
+        return ds
+    try:
+        from .align import aligned_features
+    except ImportError as exc:  # pragma: no cover - align not installed
+        raise FeatureMismatchError(
+            "this model needs the aligned features (`*_up<d>` variables) and the Dataset has "
+            "none; compute them first with `geoslide features STORE`"
+        ) from exc
+    kwargs: dict[str, Any] = {}
+    try:
+        import inspect
+
+        if "progress" in inspect.signature(aligned_features).parameters:
+            kwargs["progress"] = progress
+    except (TypeError, ValueError):  # pragma: no cover
+        pass
+    extra = aligned_features(ds, **kwargs)
+    return ds.merge(extra.compute() if hasattr(extra, "compute") else extra)
+
+
+def evaluate_nll(
+    module: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean NLL over every labelled pixel of ``loader``'s patches; also (labels, probs)."""
+    module.eval()
+    total, count = 0.0, 0
+    ys, ps = [], []
+    with torch.no_grad():
+        for batch in loader:
+            x, y = batch["x"].to(device), batch["y"].to(device)
+            logits = module(x)[:, 0]
+            valid = y >= 0
+            total += float(masked_bce(logits, y, reduction="sum"))
+            count += int(valid.sum())
+            ys.append(y[valid].cpu().numpy())
+            ps.append(torch.sigmoid(logits[valid]).cpu().numpy())
+    labels = np.concatenate(ys) if ys else np.zeros(0)
+    probs = np.concatenate(ps) if ps else np.zeros(0)
+    return total / max(count, 1), labels, probs
+
+
+def _auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    if labels.size == 0 or labels.min() == labels.max():
+        return float("nan")
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, probs))
+
+
+def train(
+    ds: xr.Dataset,
+    model: str = "sacnn",
+    *,
+    preset: str = "quick",
+    split: str = "band",
+    features: list[str] | None = None,
+    core: int | None = None,
+    halo: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    epochs: int | None = None,
+    progress: bool = True,
+    out: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    **split_kwargs: Any,
+) -> TrainResult:
+    """Train ``model`` on ``ds`` with recipe ``preset`` on split ``split``; returns the model
+    of the best validation epoch. ``core``/``halo`` (px) and ``epochs`` override the preset;
+    ``overrides`` overrides any recipe key (``lr``, ``batch_size``, ``model_kwargs``, ...);
+    ``split_kwargs`` go to :func:`geoslide.splits.split_masks` (``band``, ``fold``,
+    ``n_folds``, ``val_fraction``, ``core`` of the split grid...). ``out``: write the model
+    file there and its history as ``<out>.history.json``."""
+    t_start = time.time()
+    recipe = get_preset(preset, model)
+    for key, value in (overrides or {}).items():
+        if key == "model_kwargs":
+            recipe["model_kwargs"] = {**recipe["model_kwargs"], **value}
+        else:
+            recipe[key] = value
+    if core is not None:
+        recipe["core"] = int(core)
+    if halo is not None:
+        recipe["halo"] = int(halo)
+    if epochs is not None:
+        recipe["epochs"] = int(epochs)
+    name = recipe["model"]
+    dev = resolve_device(device)
+
+    if features is None:
+        if uses_aligned(name):
+            ds = with_aligned_features(ds, progress=progress)
+        features = default_features(ds, aligned=uses_aligned(name))
+    features = list(features)
+
+    split_kwargs = dict(split_kwargs)
+    split_kwargs.setdefault("core", recipe["split_core"])
+    masks = split_masks(ds, split, seed=seed, **split_kwargs)
+    normalization = compute_normalization(ds, features, masks["train"])
+
+    torch.manual_seed(seed)
+    module = build(name, len(features), **recipe["model_kwargs"]).to(dev)
+    common = dict(core=recipe["core"], halo=recipe["halo"])
+    train_set = PatchDataset(ds, features, normalization, mask=masks["train"],
+                             oversample=recipe["oversample"], **common)
+    val_set = PatchDataset(ds, features, normalization, mask=masks["val"], **common)
+    bs = int(recipe["batch_size"])
+    pin = dev.type == "cuda"
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False,
+                                             collate_fn=collate, pin_memory=pin)
+    history: list[dict[str, Any]] = []
+    split_info = {"kind": split, "seed": seed, **split_kwargs}
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        if name == "random":
+            labels = to_label_array(ds)[masks["train"]]
+            labels = labels[labels >= 0]
+            module.fit_prior(float((labels == 1).mean()) if labels.size else 0.0)
+            val_nll, yv, pv = evaluate_nll(module, val_loader, dev)
+            history.append({"epoch": 1, "train_nll": None, "val_nll": val_nll,
+                            "val_auc": _auc(yv, pv), "lr": 0.0, "seconds": 0.0})
+            best_state, best_epoch, best_val = copy.deepcopy(module.state_dict()), 1, val_nll
+        else:
+            best_state, best_epoch, best_val = _fit(
+                module, train_set, val_loader, recipe, features, dev, seed, progress, history
+            )
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+    module.load_state_dict(best_state)
+    module.eval().cpu()
+    trained = TrainedModel(
+        module=module,
+        name=name,
+        feature_names=features,
+        normalization=normalization,
+        core=int(recipe["core"]),
+        halo=int(recipe["halo"]),
+        resolution=grid_resolution(ds),
+        crs=grid_crs(ds),
+        config=dict(module.config),
+        history=history,
+        train={"recipe": recipe, "split": split_info, "seed": seed,
+               "best_epoch": best_epoch, "best_val_nll": best_val,
+               "train_summary": train_set.summary()},
+    )
+    path = None
+    if out is not None:
+        path = save_model(trained, out)
+        hist_path = Path(str(path) + ".history.json")
+        tmp = hist_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"model": name, "best_epoch": best_epoch,
+                                   "history": history, "recipe": recipe,
+                                   "split": split_info}, indent=2, default=str))
+        os.replace(tmp, hist_path)
+    return TrainResult(model=trained, history=history, best_epoch=best_epoch,
+                       best_val_nll=best_val, masks=masks, recipe=recipe, path=path,
+                       seconds=time.time() - t_start)
+
+
+def _fit(
+    module: torch.nn.Module,
+    train_set: PatchDataset,
+    val_loader: torch.utils.data.DataLoader,
+    recipe: dict[str, Any],
+    features: list[str],
+    dev: torch.device,
+    seed: int,
+    progress: bool,
+    history: list[dict[str, Any]],
+) -> tuple[dict[str, torch.Tensor], int, float]:
+    from tqdm.auto import tqdm
+
+    opt_name = str(recipe["optimizer"]).lower()
+    wd = float(recipe["weight_decay"])
+    if opt_name == "adam":
+        opt = torch.optim.Adam(module.parameters(), lr=recipe["lr"], weight_decay=wd)
+    elif opt_name == "adamw":
+        opt = torch.optim.AdamW(module.parameters(), lr=recipe["lr"], weight_decay=wd)
+    elif opt_name == "sgd":
+        opt = torch.optim.SGD(module.parameters(), lr=recipe["lr"], weight_decay=wd,
+                              momentum=float(recipe.get("momentum", 0.0)))
+    else:
+        raise ValueError(f"unknown optimizer {recipe['optimizer']!r}; expected adam, adamw or sgd")
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", patience=int(recipe["patience"]), factor=float(recipe["lr_factor"])
+    )
+    sampler = RegionSampler(train_set, shuffle=True, seed=seed)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=int(recipe["batch_size"]),
+                                         sampler=sampler, collate_fn=collate,
+                                         pin_memory=dev.type == "cuda")
+    gen = torch.Generator().manual_seed(seed)
+    best_state, best_epoch, best_val = copy.deepcopy(module.state_dict()), 0, math.inf
+    stale = 0
+    n_epochs = int(recipe["epochs"])
+    bar = tqdm(total=n_epochs * len(loader), disable=not progress, unit="batch",
+               desc=f"train {recipe['model']}")
+    try:
+        for epoch in range(1, n_epochs + 1):
+            t0 = time.time()
+            sampler.set_epoch(epoch)
+            module.train()
+            total, count = 0.0, 0
+            for batch in loader:
+                if recipe.get("flip"):
+                    batch = _flip(batch, features, gen)
+                x, y = batch["x"].to(dev, non_blocking=True), batch["y"].to(dev, non_blocking=True)
+                opt.zero_grad(set_to_none=True)
+                loss = masked_bce(module(x), y)
+                loss.backward()
+                opt.step()
+                n = int((y >= 0).sum())
+                total += float(loss.detach()) * n
+                count += n
+                bar.update(1)
+                bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+            val_nll, yv, pv = evaluate_nll(module, val_loader, dev)
+            lr = opt.param_groups[0]["lr"]
+            sched.step(val_nll)
+            history.append({"epoch": epoch, "train_nll": total / max(count, 1), "val_nll": val_nll,
+                            "val_auc": _auc(yv, pv), "lr": lr, "seconds": time.time() - t0})
+            if progress:
+                bar.write(f"epoch {epoch}: train NLL {history[-1]['train_nll']:.4f}  "
+                          f"val NLL {val_nll:.4f}  val AUC {history[-1]['val_auc']:.3f}")
+            if val_nll < best_val:
+                best_val, best_epoch, stale = val_nll, epoch, 0
+                best_state = copy.deepcopy(module.state_dict())
+            else:
+                stale += 1
+                if recipe.get("early_stop") and stale >= int(recipe["early_stop"]):
+                    break
+    finally:
+        bar.close()
+    return best_state, best_epoch, best_val
