@@ -78,7 +78,11 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
 
     # open everything (lazily), reference first
     order = [reference] + [n for n in rasters if n != reference]
-    raw = {n: open_raster(rasters[n], n, chunks=chunks) for n in order}
+    raw = {reference: open_raster(rasters[reference], reference, chunks=chunks)}
+    if nchunks is not None:
+        # one concrete chunking for every variable ("auto" depends on each file's dtype)
+        nchunks = {d: int(raw[reference].chunksizes[d][0]) for d in ("y", "x")}
+    raw.update({n: open_raster(rasters[n], n, chunks=nchunks) for n in order[1:]})
     ref_da = raw[reference].isel(band=0, drop=True)
     check_projected(ref_da, reference)
 
