@@ -245,6 +245,9 @@ def test_geographic_reference_refused(kfiles):
     dem = rioxarray.open_rasterio(kfiles["elevation"]).rio.reproject("EPSG:4326")
     with pytest.raises(CRSError, match=r"geographic CRS.*EPSG:4326.*metres"):
         gio.stack({"elevation": dem})
+    lonlat = dem.squeeze("band", drop=True).rename({"y": "lat", "x": "lon"})
+    with pytest.raises(GridMismatchError, match=r"dims \('lat', 'lon'\); expected \('y', 'x'\)"):
+        gio.stack({"elevation": lonlat})
 
 
 def test_missing_files(kfiles, tmp_path):

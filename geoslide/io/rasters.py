@@ -40,8 +40,14 @@ def open_raster(source: RasterSource, name: str, *, chunks: Chunks = None) -> xr
     """Open ``source`` without masking: a DataArray ``(band, y, x)`` with its CRS, lazily read."""
     if isinstance(source, xr.DataArray):
         da = source
+        if not {"y", "x"} <= set(da.dims) or not set(da.dims) <= {"band", "y", "x"}:
+            raise GridMismatchError(
+                f"raster {name!r} has dims {tuple(da.dims)}; expected ('y', 'x') or "
+                "('band', 'y', 'x'); rename them (e.g. da.rename({'lat': 'y', 'lon': 'x'}) "
+                "after reprojecting to a projected CRS)")
         if "band" not in da.dims:
             da = da.expand_dims(band=[1])
+        da = da.transpose("band", "y", "x")
     else:
         path = Path(source)
         if not path.exists():
