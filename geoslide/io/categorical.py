@@ -69,36 +69,48 @@ def as_vocabulary(source: VocabularySource) -> list[int]:
     return sorted({int(c) for c in source})
 
 
-def category_codes(da: xr.DataArray) -> list[int]:
-    """Sorted class codes present in ``da`` (NaN ignored); raises if a value is not an integer."""
-    import dask
-
-    values = da.data
-    if hasattr(values, "dask"):
+def _unique_lazy(da: xr.DataArray):
+    """Unique values of ``da`` as a lazy dask array (or numpy when ``da`` is numpy-backed)."""
+    if hasattr(da.data, "dask"):
         import dask.array as dsa
 
-        values = dask.compute(dsa.unique(values))[0]
-    uniq = np.unique(values)
+        return dsa.unique(da.data)
+    return np.unique(da.values)
+
+
+def _codes_from_unique(uniq: np.ndarray, name: str) -> list[int]:
+    uniq = np.asarray(uniq)
     uniq = uniq[~np.isnan(uniq)] if np.issubdtype(uniq.dtype, np.floating) else uniq
     if np.any(uniq != np.round(uniq)):
         raise VocabularyError(
-            f"categorical raster {da.name!r} holds non-integer values "
+            f"categorical raster {name!r} holds non-integer values "
             f"{uniq[uniq != np.round(uniq)][:5].tolist()}; expected integer class codes; "
             "is it a continuous raster?"
         )
     return [int(c) for c in uniq]
 
 
+def category_codes(da: xr.DataArray) -> list[int]:
+    """Sorted class codes present in ``da`` (NaN ignored); raises if a value is not an integer."""
+    import dask
+
+    (uniq,) = dask.compute(_unique_lazy(da))
+    return _codes_from_unique(uniq, str(da.name))
+
+
 def one_hot(da: xr.DataArray, name: str | None = None,
-            vocabulary: VocabularySource | None = None) -> xr.Dataset:
+            vocabulary: VocabularySource | None = None, *,
+            present: list[int] | None = None) -> xr.Dataset:
     """One float32 0/1 variable ``<name>_<code>`` per class (NaN where ``da`` is NaN).
 
     With ``vocabulary`` the variables are exactly its codes (absent classes give all-zero
     variables) and a code outside it raises :class:`VocabularyError`; without, the codes
-    present in ``da``. Lazy when ``da`` is dask-backed (the codes are computed once).
+    present in ``da``. Lazy when ``da`` is dask-backed (the codes present are computed once,
+    unless given as ``present``).
     """
     name = name or str(da.name)
-    present = category_codes(da.rename(name))
+    if present is None:
+        present = category_codes(da.rename(name))
     if vocabulary is not None:
         codes = as_vocabulary(vocabulary)
         unknown = sorted(set(present) - set(codes))

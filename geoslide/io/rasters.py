@@ -120,13 +120,18 @@ def _SENTINEL_PROBE(da: xr.DataArray) -> list[int]:
     return [int(c) for c in dask.compute(*counts)]
 
 
-def check_not_empty(arrays: Mapping[str, xr.DataArray]) -> None:
-    """Raise :class:`NoDataError` naming every raster whose pixels are all NaN (one pass)."""
+def check_not_empty(arrays: Mapping[str, xr.DataArray],
+                    counts: Mapping[str, int] | None = None) -> None:
+    """Raise :class:`NoDataError` naming every raster whose pixels are all NaN.
+
+    ``counts``: valid-pixel counts already computed (else computed here, in one pass)."""
     import dask
 
     names = list(arrays)
-    counts = dask.compute(*[arrays[n].notnull().sum().data for n in names])
-    empty = [n for n, c in zip(names, counts) if int(c) == 0]
+    if counts is None:
+        counts = dict(zip(names, dask.compute(*[arrays[n].notnull().sum().data
+                                                 for n in names])))
+    empty = [n for n in names if int(counts[n]) == 0]
     if empty:
         srcs = [arrays[n].attrs.get("geoslide:source", "in-memory array") for n in empty]
         raise NoDataError(

@@ -12,7 +12,7 @@ from typing import Iterable, Literal, Mapping
 import numpy as np
 import xarray as xr
 
-from .categorical import VocabularySource, one_hot
+from .categorical import VocabularySource, _codes_from_unique, _unique_lazy, one_hot
 from .inventory import InventorySource, rasterize_inventory
 from .rasters import (Chunks, RasterSource, check_grid, check_not_empty, check_projected,
                       normalize_chunks, open_raster, resample_to, to_float)
@@ -110,14 +110,21 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
             band = band.assign_coords(y=ref_da["y"], x=ref_da["x"])
             arrays[vname] = band
             kinds[vname] = "categorical" if is_cat else "continuous"
-    check_not_empty(arrays)
+    # one pass over the data: valid-pixel counts of all rasters, class codes of categorical ones
+    import dask
+
+    counts, uniques = dask.compute(
+        {n: a.notnull().sum().data for n, a in arrays.items()},
+        {n: _unique_lazy(a) for n, a in arrays.items() if kinds[n] == "categorical"})
+    check_not_empty(arrays, counts)
 
     variables: dict[str, xr.DataArray] = {}
     cat_attrs: dict[str, list[int]] = {}
     continuous = []
     for vname, da in arrays.items():
         if kinds[vname] == "categorical":
-            oh = one_hot(da, vname, vocabulary.get(vname))
+            oh = one_hot(da, vname, vocabulary.get(vname),
+                         present=_codes_from_unique(uniques[vname], vname))
             cat_attrs.update(oh.attrs["geoslide:categorical"])
             variables.update(oh.data_vars)
         else:
