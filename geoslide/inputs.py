@@ -66,14 +66,21 @@ def _input_variables(ds: xr.Dataset) -> list[str]:
     return [n for n in names if not is_aligned(n)]
 
 
-def default_features(ds: xr.Dataset, aligned: bool = False) -> list[str]:
-    """Inputs of a model: every input variable; with ``aligned``, also every ``*_up<d>``
-    variable (azimuths as ``@sin``/``@cos`` pairs). Order: inputs, then aligned by name."""
+def default_features(
+    ds: xr.Dataset, aligned: bool = False, aligned_sources: Sequence[str] | None = None
+) -> list[str]:
+    """Inputs of a model: every input variable; with ``aligned``, also the ``*_up<d>``
+    variables (azimuths as ``@sin``/``@cos`` pairs), all of them or, with
+    ``aligned_sources``, those gathered from these variables plus every ``dz_up<d>`` and
+    ``azimuth_up<d>``. Order: inputs, then aligned by name."""
     names = _input_variables(ds)
     if aligned:
         label = label_name(ds)
+        keep = None if aligned_sources is None else set(aligned_sources) | {"dz", "azimuth"}
         for n in sorted(str(v) for v in ds.data_vars):
             if n == label or not is_aligned(n) or ds[n].dims != ("y", "x"):
+                continue
+            if keep is not None and ALIGNED_RE.match(n).group("base") not in keep:
                 continue
             if n.startswith("azimuth_up"):
                 names += [n + "@sin", n + "@cos"]

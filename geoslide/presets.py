@@ -41,6 +41,7 @@ _COMMON_PAPER: dict[str, Any] = {
     "early_stop": None,
     "flip": False,
     "momentum": 0.0,
+    "aligned_sources": None,
     "model_kwargs": {},
 }
 
@@ -66,15 +67,16 @@ _COMMON_QUICK: dict[str, Any] = {
     "early_stop": 4,
     "flip": False,
     "momentum": 0.0,
+    "aligned_sources": ["slope", "elevation"],
     "model_kwargs": {},
 }
 
 QUICK: dict[str, dict[str, Any]] = {
     "random": {"optimizer": None, "lr": 0.0, "epochs": 1, "batch_size": 16},
-    "llr": {"optimizer": "adam", "lr": 0.01, "epochs": 8, "batch_size": 16},
-    "nn": {"optimizer": "adam", "lr": 0.003, "epochs": 10, "batch_size": 16,
+    "llr": {"optimizer": "adam", "lr": 0.05, "epochs": 8, "batch_size": 16, "halo": 0},
+    "nn": {"optimizer": "adam", "lr": 0.003, "epochs": 10, "batch_size": 16, "halo": 0,
            "model_kwargs": {"hidden": [64, 32]}},
-    "sann": {"optimizer": "adam", "lr": 0.003, "epochs": 10, "batch_size": 16,
+    "sann": {"optimizer": "adam", "lr": 0.003, "epochs": 10, "batch_size": 16, "halo": 0,
              "model_kwargs": {"hidden": [64, 32]}},
     "cnn": {"optimizer": "adam", "lr": 0.001, "epochs": 12, "batch_size": 8,
             "model_kwargs": {"widths": [16, 32, 64, 128, 128]}},

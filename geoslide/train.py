@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import xarray as xr
 
 from .errors import FeatureMismatchError
-from .inputs import compute_normalization, default_features, is_aligned, to_label_array
+from .inputs import ALIGNED_RE, compute_normalization, default_features, is_aligned, to_label_array
 from .modelfile import TrainedModel, grid_crs, grid_resolution, save_model
 from .models import build, uses_aligned
 from .patches import PatchDataset, RegionSampler, collate
@@ -91,9 +91,14 @@ def _flip(batch: dict[str, Any], feature_names: list[str], gen: torch.Generator)
     return {**batch, "x": x, "y": y}
 
 
-def with_aligned_features(ds: xr.Dataset, progress: bool = False) -> xr.Dataset:
-    """``ds`` plus aligned features (computed with geoslide.align when it has none)."""
-    if any(is_aligned(str(v)) for v in ds.data_vars):
+def with_aligned_features(
+    ds: xr.Dataset, sources: list[str] | None = None, progress: bool = False
+) -> xr.Dataset:
+    """``ds`` plus aligned features gathered from ``sources`` (None: geoslide.align's default,
+    every input), computed with :func:`geoslide.align.aligned_features` when ``ds`` has none
+    of them."""
+    have = {ALIGNED_RE.match(str(v)).group("base") for v in ds.data_vars if is_aligned(str(v))}
+    if have and (sources is None or set(sources) <= have):
         return ds
     try:
         from .align import aligned_features
@@ -110,8 +115,12 @@ def with_aligned_features(ds: xr.Dataset, progress: bool = False) -> xr.Dataset:
             kwargs["progress"] = progress
     except (TypeError, ValueError):  # pragma: no cover
         pass
+    if sources is not None:
+        kwargs["features"] = list(sources)
     extra = aligned_features(ds, **kwargs)
-    return ds.merge(extra.compute() if hasattr(extra, "compute") else extra)
+    out = ds.assign({str(k): v for k, v in extra.data_vars.items()})
+    out.attrs = dict(ds.attrs)
+    return out
 
 
 def evaluate_nll(
@@ -183,9 +192,10 @@ def train(
     dev = resolve_device(device)
 
     if features is None:
+        sources = recipe.get("aligned_sources")
         if uses_aligned(name):
-            ds = with_aligned_features(ds, progress=progress)
-        features = default_features(ds, aligned=uses_aligned(name))
+            ds = with_aligned_features(ds, sources, progress=progress)
+        features = default_features(ds, aligned=uses_aligned(name), aligned_sources=sources)
     features = list(features)
 
     split_kwargs = dict(split_kwargs)

@@ -1,0 +1,61 @@
+"""``geoslide train``: train one model on a geoslide Zarr store, write one model file.
+
+    geoslide train out/kashmir.zarr --model sacnn --preset quick --split band --out out/models/sacnn.pt
+
+The model file holds the weights, the config, the feature names and their normalisation
+(reload it with ``geoslide.modelfile.load_model``); ``<out>.history.json`` beside it holds
+the per-epoch training / validation NLL.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..models import MODELS
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train", help="train a model (random, llr, nn, sann, cnn, sacnn) on a store",
+        description="Train one of the paper's models on a geoslide Zarr store with the "
+                    "paper's recipe (--preset paper) or a quick one (--preset quick); the "
+                    "epoch with the lowest validation NLL is kept and written to --out.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
+    p.add_argument("store", help="geoslide Zarr store (from `geoslide prepare` / `features`)")
+    p.add_argument("--model", default="sacnn", choices=sorted(MODELS), help="model (default sacnn)")
+    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
+                   help="training recipe (default quick)")
+    p.add_argument("--split", default="band", choices=["band", "paper", "kfold"],
+                   help="train/val/test split (default band: test = a fifth of the rows)")
+    p.add_argument("--band", type=int, default=1, help="band split: which fifth is the test set (default 1)")
+    p.add_argument("--fold", type=int, default=0, help="kfold split: the test fold (default 0)")
+    p.add_argument("--n-folds", type=int, default=5, help="kfold split: number of folds (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
+    p.add_argument("--core", type=int, metavar="PX", help="patch core in pixels (default: the preset's)")
+    p.add_argument("--halo", type=int, metavar="PX", help="patch halo in pixels (default: the preset's)")
+    p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
+    p.add_argument("--out", metavar="FILE", help="model file to write (default <model>.pt)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..store import open_zarr
+    from ..train import train
+
+    ds = open_zarr(args.store)
+    split_kwargs: dict[str, Any] = {}
+    if args.split == "band":
+        split_kwargs["band"] = args.band
+    elif args.split == "kfold":
+        split_kwargs.update(fold=args.fold, n_folds=args.n_folds)
+    out = args.out or f"{args.model}.pt"
+    result = train(ds, args.model, preset=args.preset, split=args.split, seed=args.seed,
+                   epochs=args.epochs, core=args.core, halo=args.halo, device=args.device,
+                   progress=not args.quiet, out=out, **split_kwargs)
+    if not args.quiet:
+        print(f"{args.model}: best epoch {result.best_epoch}, validation NLL "
+              f"{result.best_val_nll:.4f}, {result.seconds:.0f} s; wrote {result.path}")
+    return 0
