@@ -1,0 +1,240 @@
+"""geoslide.cluster: which scheduler runs the heavy steps, and the steps under dask.distributed.
+
+The distributed tests use one LocalCluster of 2 worker *processes* (module-scoped: starting
+one costs seconds) and the real Kashmir data; their reference is the eager numpy path.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geoslide.cluster import (
+    LOCAL_SCHEDULERS,
+    active_client,
+    add_scheduler_argument,
+    client_from_args,
+    get_client,
+    worker_memory,
+)
+from geoslide.errors import MissingFileError, SchedulerError
+
+DISTANCES = (100, 300)
+CHUNK = 256
+
+
+# --------------------------------------------------------------------------- get_client
+def test_local_scheduler_names_yield_none_and_switch_dask():
+    import dask
+
+    with get_client("threads") as client:
+        assert client is None
+        assert dask.config.get("scheduler") == "threads"
+    with get_client("synchronous") as client:
+        assert client is None
+        assert dask.config.get("scheduler") == "synchronous"
+    assert "threads" in LOCAL_SCHEDULERS
+
+
+def test_active_client_is_reused_and_left_open():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as mine:
+        assert active_client() is mine
+        with get_client() as client:
+            assert client is mine
+        assert mine.status == "running"  # not closed by get_client
+        # an explicit address connects a new client to the same scheduler, closed after
+        with get_client(cluster.scheduler_address) as other:
+            assert other is not mine
+            assert other.scheduler.address == cluster.scheduler_address
+            assert other.submit(lambda x: x + 1, 1).result() == 2
+        assert other.status == "closed"
+        assert mine.status == "running"
+
+
+def test_new_local_cluster_when_no_client():
+    assert active_client() is None
+    with get_client(n_workers=1, processes=False, memory_limit="1GiB") as client:
+        info = client.scheduler_info()
+        assert len(info["workers"]) == 1
+        (worker,) = info["workers"].values()
+        assert worker["memory_limit"] == 2**30
+        assert client.submit(sum, [1, 2, 3]).result() == 6
+    assert active_client() is None
+    assert client.status == "closed"
+
+
+def test_unreachable_or_malformed_scheduler_raises_typed_errors(tmp_path):
+    with pytest.raises(SchedulerError, match="could not reach a dask scheduler"):
+        with get_client("tcp://127.0.0.1:9", timeout=1):
+            pass
+    with pytest.raises(SchedulerError, match="expected a scheduler address"):
+        with get_client("not an address"):
+            pass
+    with pytest.raises(MissingFileError, match="scheduler file"):
+        with get_client(str(tmp_path / "scheduler.json")):
+            pass
+
+
+def test_cli_helpers_parse_and_default_from_environment(monkeypatch):
+    parser = argparse.ArgumentParser()
+    add_scheduler_argument(parser)
+    args = parser.parse_args(["--scheduler", "tcp://h:8786", "--workers", "4",
+                              "--memory-limit", "3GiB"])
+    assert (args.scheduler, args.workers, args.memory_limit) == ("tcp://h:8786", 4, "3GiB")
+    args = parser.parse_args([])
+    assert args.scheduler is None and args.workers == 2
+
+    monkeypatch.setenv("GEOSLIDE_SCHEDULER", "threads")
+    parser = add_scheduler_argument(argparse.ArgumentParser())
+    args = parser.parse_args([])
+    assert args.scheduler == "threads"
+    import dask
+
+    with client_from_args(args) as client:
+        assert client is None and dask.config.get("scheduler") == "threads"
+
+
+# --------------------------------------------------------------------------- distributed runs
+@pytest.fixture(scope="module")
+def cluster_client():
+    """A LocalCluster of 2 worker processes, 1 thread each (as the benchmark's)."""
+    with get_client("local", n_workers=2, threads_per_worker=1, memory_limit="2GiB") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def base(kashmir):
+    return kashmir[["elevation", "slope"]]
+
+
+@pytest.fixture()
+def store(base, tmp_path):
+    from geoslide.store import to_zarr
+
+    path = tmp_path / "kashmir.zarr"
+    to_zarr(base, path, chunks=CHUNK)
+    return path
+
+
+@pytest.mark.slow
+def test_features_on_a_local_cluster_equal_numpy(cluster_client, store, base):
+    from geoslide.align import aligned_features
+    from geoslide.resume import write_regions
+    from geoslide.store import open_zarr
+
+    from distributed import get_task_stream
+
+    assert active_client() is cluster_client
+    lazy = aligned_features(open_zarr(store), DISTANCES, ["slope"])
+    with get_task_stream(cluster_client) as stream:
+        report = write_regions(lazy, store, key="features", progress=False)
+    assert report.written == 16
+    # the kernel and the writes ran on both worker processes
+    workers = set(cluster_client.scheduler_info()["workers"])
+    kernel = {t["worker"] for t in stream.data if "align" in str(t["key"])}
+    writes = [t for t in stream.data if "geoslide-write" in str(t["key"])]
+    assert kernel == workers and len(writes) == 16
+    ref = aligned_features(base, DISTANCES, ["slope"])
+    got = open_zarr(store)
+    for name in ref.data_vars:
+        np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=name)
+    rss = worker_memory(cluster_client)
+    assert len(rss) == 2 and all(100 * 2**20 < v < 2 * 2**30 for v in rss.values())
+
+
+_COUNTING_MODULE = '''
+import os
+import torch
+
+
+class CountingUNet(torch.nn.Module):
+    """Wraps a module; every unpickling appends this process's pid to LOG."""
+
+    LOG = None
+
+    def __init__(self, inner, log):
+        super().__init__()
+        self.inner = inner
+        self.log = log
+
+    def forward(self, x):
+        return self.inner(x)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()}\\n")
+'''
+
+
+def _tiny_sacnn(kashmir_like, features, tmp_path, counting=None):
+    import torch
+
+    from geoslide.inputs import compute_normalization
+    from geoslide.modelfile import TrainedModel
+    from geoslide.models import build
+
+    torch.manual_seed(0)
+    module = build("sacnn", len(features), widths=[4, 8, 8, 8, 8]).eval()
+    if counting is not None:
+        module = counting.CountingUNet(module, str(tmp_path / "unpickled.log")).eval()
+    norm = compute_normalization(kashmir_like, features)
+    return TrainedModel(module=module, name="sacnn", feature_names=list(features),
+                        normalization=norm, core=128, halo=32,
+                        resolution=float(abs(kashmir_like.rio.resolution()[0])))
+
+
+@pytest.mark.slow
+def test_predict_on_a_local_cluster_equals_threads_and_ships_the_model_once(
+        cluster_client, store, base, tmp_path):
+    """Prediction under the LocalCluster writes the same map as the threaded scheduler, and the
+    model is deserialised at most once per worker process (not once per region)."""
+    import dask
+    import importlib.util
+
+    from geoslide.align import aligned_features
+    from geoslide.predict import predict
+    from geoslide.resume import write_regions
+    from geoslide.store import open_zarr
+
+    write_regions(aligned_features(open_zarr(store), DISTANCES, ["slope"]), store,
+                  progress=False)
+    ds = open_zarr(store)
+    features = ["slope", "elevation", "slope_up100", "dz_up300"]
+
+    mod_path = tmp_path / "geoslide_counting_module.py"
+    mod_path.write_text(_COUNTING_MODULE)
+    spec = importlib.util.spec_from_file_location("geoslide_counting_module", mod_path)
+    counting = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules["geoslide_counting_module"] = counting
+    spec.loader.exec_module(counting)
+    cluster_client.upload_file(str(mod_path))
+    model = _tiny_sacnn(ds.compute(), features, tmp_path, counting)
+
+    with dask.config.set(scheduler="threads"):
+        expected = predict(ds.compute().chunk(CHUNK), model, progress=False).compute()
+
+    log = tmp_path / "unpickled.log"
+    log.write_text("")
+    probs = predict(ds, model, progress=False, region=CHUNK)  # lazy: dask-backed input
+    regions = probs.data.npartitions
+    report = write_regions(probs.to_dataset(name="susceptibility"), store, key="m",
+                           progress=False)
+    assert report.written == regions == 16
+    got = open_zarr(store)["susceptibility"].values
+    np.testing.assert_allclose(got, expected.values, rtol=0, atol=1e-6)
+    assert np.isfinite(got).sum() > 0.5 * got.size
+
+    worker_pids = set(cluster_client.run(os.getpid).values())
+    pids = [int(p) for p in log.read_text().split()]
+    on_workers = [p for p in pids if p in worker_pids]
+    assert 1 <= len(on_workers) <= len(worker_pids), pids  # once per worker, not per region
+    assert len(set(on_workers)) == len(on_workers)
