@@ -290,7 +290,7 @@ def predict(
     device : torch device; default CUDA when available, else CPU.
     progress : show a progress bar while computing (numpy-backed input only).
     region : side in pixels of a dask block (default: the input's chunks when dask-backed,
-        else 1024); rounded up to a multiple of ``core``.
+        else 1024); at least ``halo``, rounded up to a multiple of ``core``.
     name : name of the returned DataArray.
 
     Returns
@@ -325,7 +325,7 @@ def predict(
     first = ds[variables[0]].transpose("y", "x")
     if region is None:
         region = (max(first.chunks[0]) if lazy_input and first.chunks else DEFAULT_REGION)
-    region = max(core, _round_up(region, core))
+    region = _round_up(max(region, core, halo), core)  # dask overlap needs blocks >= halo
     _, height, width = stack.shape
     stack = stack.rechunk((len(features), _region_chunks(height, region, halo),
                            _region_chunks(width, region, halo)))

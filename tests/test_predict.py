@@ -1,0 +1,196 @@
+"""geoslide.predict on the real Kashmir data: seamless stitching, NaN mask, grid, round trips."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401
+import torch
+import xarray as xr
+
+
+EDGE = 128  # px: within a receptive field of the raster edge, windows and one pass differ
+# (zero input beyond the edge vs zero padding of every layer's activations)
+
+
+@pytest.fixture(scope="module")
+def small(kashmir):
+    """A 448 x 416 px real window with landslides and no-data pixels (the raster's top-left
+    corner has NaN slope at the edge)."""
+    return kashmir.isel(y=slice(0, 448), x=slice(0, 416)).copy()
+
+
+def _trained(ds, name="cnn", seed=0, **kwargs):
+    from geoslide.inputs import compute_normalization, default_features
+    from geoslide.modelfile import TrainedModel, grid_resolution
+    from geoslide.models import build
+
+    feats = default_features(ds)
+    torch.manual_seed(seed)
+    module = build(name, len(feats), **kwargs).eval()
+    for m in module.modules():  # variance-preserving init: outputs vary in space (not ~const)
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            torch.nn.init.normal_(m.bias, std=0.1)
+    return TrainedModel(module=module, name=name, feature_names=feats,
+                        normalization=compute_normalization(ds, feats), core=64, halo=32,
+                        resolution=grid_resolution(ds), crs=None, config=dict(module.config))
+
+
+@pytest.fixture(scope="module")
+def unet(small):
+    return _trained(small, "cnn", widths=[8, 8, 16, 16, 16])
+
+
+def test_receptive_radius(unet, small):
+    from geoslide.predict import receptive_radius
+
+    r = receptive_radius(unet.module, len(unet.feature_names))
+    # 4-stage UNet with two 3x3 convs per stage: ~122 px theoretical radius
+    assert 110 <= r <= 160
+    assert receptive_radius(_trained(small, "llr").module, len(unet.feature_names)) == 0
+
+
+def test_stitched_map_equals_one_forward_pass(unet, small):
+    """Many small windows (core 64) in several dask regions == one pass over the raster."""
+    from geoslide.predict import predict
+
+    probs = predict(small, unet, core=64, region=128, progress=False)
+    ref = unet.predict_array(small)  # the training helper's single forward pass
+    valid = np.isfinite(probs.values)
+    ref = np.where(valid, ref, np.nan)
+    e = EDGE
+    assert np.nanstd(ref[e:-e, e:-e]) > 0.01  # the map varies: equality is not trivial
+    np.testing.assert_allclose(probs.values[e:-e, e:-e], ref[e:-e, e:-e], rtol=0, atol=2e-6)
+    # window borders (every 64 px) included: no seam
+    rows = np.arange(e, probs.shape[0] - e)
+    border = rows[(rows % 64 == 0) | (rows % 64 == 63)]
+    assert np.isfinite(probs.values[border, e:-e]).any()
+    np.testing.assert_allclose(probs.values[border, e:-e], ref[border, e:-e], atol=2e-6)
+
+
+def test_too_small_halo_shows_seams(unet, small):
+    """Negative control: with a halo well under the receptive field the windows disagree with
+    the single pass (so the test above can fail)."""
+    from geoslide.predict import predict
+
+    probs = predict(small, unet, core=64, halo=16, progress=False).values
+    ref = np.where(np.isfinite(probs), unet.predict_array(small), np.nan)
+    e = EDGE
+    assert np.nanmax(np.abs(probs[e:-e, e:-e] - ref[e:-e, e:-e])) > 1e-3
+
+
+def test_numpy_and_dask_chunkings_agree(unet, small):
+    """Windows sit on one global grid whatever the chunks: same map for any chunking (a
+    32 px halo keeps this test fast; the equality holds for any fixed core and halo)."""
+    from geoslide.predict import predict
+
+    base = predict(small, unet, core=64, halo=32, progress=False)
+    assert isinstance(base.data, np.ndarray)
+    for chunks in ({"y": 200, "x": 150}, {"y": 448, "x": 70}, {"y": 37, "x": 416}):
+        lazy = predict(small.chunk(chunks), unet, core=64, halo=32, progress=False)
+        assert hasattr(lazy.data, "dask")
+        assert lazy.chunks == small.chunk(chunks)["slope"].chunks
+        np.testing.assert_allclose(lazy.values, base.values, rtol=0, atol=2e-6)
+        assert np.array_equal(np.isnan(lazy.values), np.isnan(base.values))
+
+
+def test_nan_where_inputs_missing_or_label_minus_one(small):
+    from geoslide.predict import predict
+
+    ds = small.copy(deep=True)
+    ds["elevation"][100:110, 50:60] = np.nan
+    ds["landslide"][200:205, 20:30] = -1
+    model = _trained(ds, "nn", hidden=[8])
+    probs = predict(ds, model, progress=False).values
+    feats = np.stack([ds[f].values for f in model.feature_names])
+    expected_nan = ~np.isfinite(feats).all(axis=0) | (ds["landslide"].values == -1)
+    assert expected_nan[100:110, 50:60].all() and expected_nan[200:205, 20:30].all()
+    assert np.array_equal(np.isnan(probs), expected_nan)
+    ok = probs[~expected_nan]
+    assert ok.min() >= 0 and ok.max() <= 1
+
+
+def test_grid_crs_and_attrs(small):
+    from geoslide.predict import predict
+
+    model = _trained(small, "llr")
+    probs = small.geoslide.predict(model, progress=False)  # the accessor
+    assert probs.name == "susceptibility" and probs.dtype == np.float32
+    assert probs.dims == ("y", "x")
+    xr.testing.assert_identical(probs["y"], small["y"])
+    xr.testing.assert_identical(probs["x"], small["x"])
+    assert probs.rio.crs == small.rio.crs
+    assert probs.rio.transform().almost_equals(small.rio.transform())
+    assert probs.attrs["geoslide:model"] == "llr"
+    assert probs.attrs["geoslide:features"] == model.feature_names
+    assert probs.attrs["geoslide:halo"] == 0 and probs.attrs["geoslide:core"] == 256
+    assert predict(small, model, progress=False, name="other").name == "other"
+
+
+def test_model_file_and_feature_mismatch(tmp_path, small):
+    from geoslide.errors import FeatureMismatchError
+    from geoslide.modelfile import save_model
+    from geoslide.predict import predict
+
+    model = _trained(small, "llr")
+    path = save_model(model, tmp_path / "llr.pt")
+    from_file = predict(small, str(path), progress=False)
+    direct = predict(small, model, progress=False)
+    np.testing.assert_array_equal(from_file.values, direct.values)
+    assert from_file.attrs["geoslide:model_file"] == str(path.resolve())
+    with pytest.raises(FeatureMismatchError, match="slope"):
+        predict(small.drop_vars("slope"), model, progress=False)
+
+
+def test_zarr_and_geotiff_round_trip(tmp_path, small):
+    from geoslide.io import to_geotiff
+    from geoslide.predict import predict
+    from geoslide.store import open_zarr, to_zarr, write_variables
+
+    store = tmp_path / "k.zarr"
+    to_zarr(small, store, chunks=128, progress=False)
+    model = _trained(small, "nn", hidden=[8])
+    ds = open_zarr(store)
+    lazy = predict(ds, model, progress=False)
+    assert hasattr(lazy.data, "dask")
+    write_variables(lazy.to_dataset(name="susceptibility"), store, progress=False)
+    back = open_zarr(store)["susceptibility"]
+    expected = predict(small, model, progress=False)
+    np.testing.assert_allclose(back.values, expected.values, atol=1e-7)
+    assert back.attrs["geoslide:model"] == "nn"
+    tif = to_geotiff(back, tmp_path / "map.tif")
+    read = rioxarray.open_rasterio(tif).squeeze("band", drop=True)
+    np.testing.assert_array_equal(read.values, back.values)
+    assert read.rio.crs == small.rio.crs
+    assert read.rio.transform().almost_equals(small.rio.transform())
+
+
+def test_model_is_one_graph_key_and_pickles(unet, small):
+    """The model is a single dask key every region depends on (so distributed ships it once
+    per worker), and the shipped runner gives the same probabilities after pickling."""
+    import pickle
+
+    from geoslide.predict import _Runner, predict
+
+    lazy = predict(small.chunk({"y": 128, "x": 128}), unet, core=128, progress=False)
+    graph = dict(lazy.data.__dask_graph__())
+    keys = [k for k in graph if "geoslide-model" in str(k)]
+    assert len(keys) == 1
+    runner = _Runner(unet.module, "cpu")
+    x = np.random.default_rng(0).normal(size=(1, len(unet.feature_names), 64, 64)).astype("f4")
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(runner)).forward(x), runner.forward(x))
+
+
+@pytest.mark.slow
+def test_distributed_local_cluster_matches_threads(unet, small):
+    """Worker processes of a LocalCluster give the threaded result (about 30 s: slow)."""
+    from distributed import Client, LocalCluster
+
+    from geoslide.predict import predict
+
+    ds = small.chunk({"y": 128, "x": 128})
+    expected = predict(ds, unet, core=128, progress=False).values
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        got = predict(ds, unet, core=128, progress=False).values
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)
