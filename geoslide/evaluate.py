@@ -7,6 +7,10 @@ precision-recall/AP, Brier score, reliability (ECE), success-rate (train) and pr
 baseline and the NLL of the constant base-rate model are added for reference. With
 ``out=DIR`` it writes ``report.md``, ``metrics.json`` and the figures (:mod:`geoslide.report`).
 
+Every map is scored on the same pixels: the labelled pixels of the set where every map
+evaluated together is finite (a map is NaN where one of its inputs is, e.g. aligned features
+near the raster edge); the report gives their count.
+
 The split defaults to the one the (first) model was trained on, as recorded in its file
 (kind, seed, band, window size); a model trained on another split is flagged in the results
 and the report, since its "test" pixels may have been training pixels.
@@ -214,10 +218,6 @@ def evaluate(
         settings = {"kind": "custom"}
     masks = {k: np.asarray(v, bool) for k, v in masks.items()}
     labels = _labels(ds)
-    ytr, _ = M.pixels(labels, np.zeros(labels.shape), masks["train"])
-    yte, _ = M.pixels(labels, np.zeros(labels.shape), masks["test"])
-    train_rate = float((ytr == 1).mean()) if ytr.size else float("nan")
-    test_rate = float((yte == 1).mean()) if yte.size else float("nan")
 
     results: dict[str, dict[str, Any]] = {}
     out_maps: dict[str, np.ndarray] = {}
@@ -232,16 +232,14 @@ def evaluate(
             prob = np.asarray(stored.values, np.float32)
         else:
             prob = predict(ds, model, progress=progress, device=device).values
-        seconds = time.perf_counter() - t0
-        res = _score(labels, prob, masks, n_bins, n_classes)
-        res.update(kind="model", model=str(getattr(model, "name", name)),
-                   label=DISPLAY.get(name, name),
-                   file=str(getattr(model, "path", "") or ""), predict_seconds=seconds)
+        res: dict[str, Any] = {
+            "kind": "model", "model": str(getattr(model, "name", name)),
+            "label": DISPLAY.get(name, name), "file": str(getattr(model, "path", "") or ""),
+            "predict_seconds": time.perf_counter() - t0}
         train_info = getattr(model, "train", None) or {}
         if "best_epoch" in train_info:
             res["best_epoch"] = train_info["best_epoch"]
-        same = _same_split(model, settings)
-        if same is False:
+        if _same_split(model, settings) is False:
             res["split_mismatch"] = train_info.get("split")
         results[name] = res
         out_maps[name] = prob
@@ -254,14 +252,24 @@ def evaluate(
         t0 = time.perf_counter()
         fitted = fit_peer(ds, peer, masks["train"], seed=int(settings.get("seed", 0) or 0),
                           max_train=max_peer_train, **dict((peer_kwargs or {}).get(peer, {})))
-        prob = fitted.predict_map(ds)
-        res = _score(labels, prob, masks, n_bins, n_classes)
-        res.update(kind="peer", model=peer, label=PEER_LABELS.get(peer, peer),
-                   features=fitted.feature_names, info=fitted.info,
-                   fit_predict_seconds=time.perf_counter() - t0)
-        results[peer] = res
-        out_maps[peer] = prob
+        out_maps[peer] = fitted.predict_map(ds)
+        results[peer] = {"kind": "peer", "model": peer, "label": PEER_LABELS.get(peer, peer),
+                         "features": fitted.feature_names, "info": fitted.info,
+                         "fit_predict_seconds": time.perf_counter() - t0}
 
+    # every map is scored on the same pixels: labelled, and finite in every map (a map is NaN
+    # where one of its inputs is, e.g. aligned features near the raster edge)
+    common = labels >= 0
+    for prob in out_maps.values():
+        common &= np.isfinite(prob)
+    scored = {k: v & common for k, v in masks.items()}
+    for name, prob in out_maps.items():
+        results[name].update(_score(labels, prob, scored, n_bins, n_classes))
+
+    ytr, _ = M.pixels(labels, np.zeros(labels.shape), scored["train"])
+    yte, _ = M.pixels(labels, np.zeros(labels.shape), scored["test"])
+    train_rate = float((ytr == 1).mean()) if ytr.size else float("nan")
+    test_rate = float((yte == 1).mean()) if yte.size else float("nan")
     baselines = {
         "random_expected": {
             "test_nll": M.random_baseline_nll(train_rate, test_rate),
@@ -276,7 +284,9 @@ def evaluate(
                "resolution": _resolution(ds),
                "sets": {k: {"pixels": int(v.sum()),
                             "labelled": int((labels[v] >= 0).sum()),
-                            "landslides": int((labels[v] == 1).sum())}
+                            "landslides": int((labels[v] == 1).sum()),
+                            "scored": int(scored[k].sum()),
+                            "scored_landslides": int((labels[scored[k]] == 1).sum())}
                         for k, v in masks.items()},
                "train_positive_rate": train_rate, "test_positive_rate": test_rate}
     ev = Evaluation(results=results, split=dict(settings), baselines=baselines,

@@ -112,12 +112,14 @@ def markdown(ev: "Evaluation", figures: dict[str, str], title: str = "geoslide e
         + (f", {d['crs']}" if d.get("crs") else "") + ".",
         f"Split: {_split_text(ev)}.",
         "",
-        "| set | pixels | labelled | landslide pixels | landslide share |",
-        "|---|---|---|---|---|",
+        "| set | pixels | labelled | landslide pixels | scored (finite in every map) | "
+        "landslide share (scored) |",
+        "|---|---|---|---|---|---|",
     ]
     for k, v in sets.items():
-        share = v["landslides"] / v["labelled"] if v["labelled"] else float("nan")
-        lines.append(f"| {k} | {v['pixels']} | {v['labelled']} | {v['landslides']} | "
+        n, pos = v.get("scored", v["labelled"]), v.get("scored_landslides", v["landslides"])
+        share = pos / n if n else float("nan")
+        lines.append(f"| {k} | {v['pixels']} | {v['labelled']} | {v['landslides']} | {n} | "
                      f"{_fmt(share, 4)} |")
     lines += [
         "",

@@ -1,0 +1,189 @@
+"""Metrics against independent references, and the evaluation report on real Kashmir data."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from geoslide import metrics as M
+
+
+@pytest.fixture(scope="module")
+def slope_score(kashmir):
+    """(y, p) of every labelled Kashmir pixel under a crude real score: p = sigmoid of the
+    standardised slope, rounded to 3 decimals so that ties occur."""
+    lab = kashmir["landslide"].values
+    s = kashmir["slope"].values
+    z = (s - np.nanmean(s)) / np.nanstd(s)
+    p = np.round(1 / (1 + np.exp(-(z - 4))), 3)
+    return M.pixels(lab, p)
+
+
+def test_nll_by_hand():
+    y = np.array([1, 0, 0, 1])
+    p = np.array([0.9, 0.2, 0.1, 0.6])
+    expected = -(math.log(0.9) + math.log(0.8) + math.log(0.9) + math.log(0.6)) / 4
+    assert M.nll(y, p) == pytest.approx(expected, rel=1e-12)
+    # clipping: a confident wrong answer costs -log(eps), not infinity
+    assert M.nll(np.array([1]), np.array([0.0])) == pytest.approx(-math.log(M.EPS))
+
+
+def test_metrics_match_sklearn_on_real_pixels(slope_score):
+    y, p = slope_score
+    assert 0.005 < y.mean() < 0.03 and len(np.unique(p)) < 1000  # imbalanced, with ties
+    assert M.roc_auc(y, p) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert M.average_precision(y, p) == pytest.approx(skm.average_precision_score(y, p),
+                                                      abs=1e-12)
+    assert M.brier(y, p) == pytest.approx(skm.brier_score_loss(y, p), abs=1e-12)
+    assert M.nll(y, p) == pytest.approx(skm.log_loss(y, np.clip(p, M.EPS, 1 - M.EPS)), rel=1e-9)
+    fpr, tpr, _ = M.roc_curve(y, p)
+    sfpr, stpr, _ = skm.roc_curve(y, p, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sfpr)
+    np.testing.assert_allclose(tpr, stpr)
+    prec, rec, _ = M.precision_recall_curve(y, p)
+    sprec, srec, _ = skm.precision_recall_curve(y, p, drop_intermediate=False)
+    np.testing.assert_allclose(prec[1:], sprec[::-1][1:])  # sklearn: increasing thresholds
+    np.testing.assert_allclose(rec, srec[::-1])
+
+
+def test_rate_curve_and_classes(slope_score):
+    y, p = slope_score
+    rc = M.rate_curve(y, p)
+    assert rc["area"][0] == 0 and rc["landslides"][-1] == pytest.approx(1)
+    assert np.all(np.diff(rc["landslides"]) >= -1e-12)
+    # area under the success-rate curve = 1/2 + (AUC - 1/2) * (1 - share): the ROC relation
+    share = y.mean()
+    assert rc["auc"] == pytest.approx(0.5 + (M.roc_auc(y, p) - 0.5) * (1 - share), abs=1e-9)
+    perfect = M.rate_curve(y, y.astype(float))
+    assert perfect["auc"] == pytest.approx(1 - share / 2, abs=1e-9)
+    classes = M.susceptibility_classes(y, np.random.default_rng(0).random(y.size))
+    assert [c["class"] for c in classes][-1] == "very high"
+    assert all(c["area_share"] == pytest.approx(0.2, abs=1e-3) for c in classes)
+    assert sum(c["landslide_share"] for c in classes) == pytest.approx(1)
+    top = M.susceptibility_classes(y, p)[-1]
+    assert top["frequency_ratio"] > 1.5  # steep slopes hold more landslides
+
+
+def test_reliability():
+    rng = np.random.default_rng(1)
+    p = rng.random(200_000) * 0.1
+    y = (rng.random(p.size) < p).astype(int)  # calibrated by construction
+    rel = M.reliability(y, p)
+    assert sum(rel["count"]) == p.size
+    assert rel["ece"] < 0.003
+    biased = M.reliability(y, np.clip(p * 5, 0, 1))  # 5x over-prediction (oversampling)
+    assert biased["ece"] > 0.1
+
+
+def test_random_baseline_matches_paper():
+    # paper section 5.1: p_p = 0.013 on the training set -> expected NLL about 0.18
+    assert M.random_baseline_nll(0.013, 0.013) == pytest.approx(0.178, abs=0.002)
+    rng = np.random.default_rng(0)
+    y = (rng.random(400_000) < 0.02).astype(int)
+    draws = np.where(rng.random(y.size) < 0.013, 0.999, 0.001)
+    assert M.nll(y, draws) == pytest.approx(M.random_baseline_nll(0.013, 0.02), rel=0.02)
+
+
+def _llr(ds, masks):
+    """A real (non-trained) LLR TrainedModel: weights from a quick sklearn logistic fit on the
+    train pixels, so its map is informative."""
+    from sklearn.linear_model import LogisticRegression
+
+    from geoslide.inputs import compute_normalization, default_features, to_input_array
+    from geoslide.modelfile import TrainedModel, grid_resolution
+    from geoslide.models import build
+
+    feats = default_features(ds)
+    norm = compute_normalization(ds, feats, masks["train"])
+    x = to_input_array(ds, feats, norm).reshape(len(feats), -1).T
+    lab = ds["landslide"].values.ravel()
+    keep = masks["train"].ravel() & (lab >= 0)
+    lr = LogisticRegression(max_iter=500).fit(x[keep], lab[keep])
+    module = build("llr", len(feats))
+    with torch.no_grad():
+        for prm in module.parameters():
+            if prm.ndim == 4:
+                prm.copy_(torch.tensor(lr.coef_, dtype=prm.dtype).reshape(prm.shape))
+            else:
+                prm.copy_(torch.tensor(lr.intercept_, dtype=prm.dtype))
+    history = [{"epoch": 1, "val_nll": 0.07}, {"epoch": 2, "val_nll": 0.065}]
+    return TrainedModel(module=module, name="llr", feature_names=feats, normalization=norm,
+                        core=64, halo=32, resolution=grid_resolution(ds), config=module.config,
+                        history=history, train={"split": {"kind": "band", "seed": 0,
+                                                          "core": 64, "band": 1}})
+
+
+@pytest.fixture(scope="module")
+def subset(kashmir):
+    return kashmir.isel(y=slice(0, 500)).copy()
+
+
+def test_evaluate_writes_report(tmp_path, subset):
+    from geoslide.evaluate import evaluate
+    from geoslide.splits import split_masks
+
+    masks = split_masks(subset, "band", core=64, band=1)
+    model = _llr(subset, masks)
+    ev = evaluate(subset, [model], peers=["logreg"], out=tmp_path, progress=False)
+    assert ev.split == {"kind": "band", "seed": 0, "core": 64, "band": 1}  # from the model
+    for name in ("report.md", "metrics.json", "roc.png", "reliability.png",
+                 "validation_nll.png", "success_prediction_rate.png", "map_llr.png",
+                 "map_logreg.png", "precision_recall.png", "susceptibility_classes.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(data["models"]) == {"llr", "logreg"}
+    # the reported AUC / NLL are those of the map on the test pixels (sklearn as reference)
+    y, p = M.pixels(subset["landslide"].values, ev.maps["llr"], masks["test"])
+    assert data["models"]["llr"]["auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-9)
+    assert data["models"]["llr"]["nll"] == pytest.approx(skm.log_loss(y, p), rel=1e-6)
+    assert data["models"]["llr"]["auc"] > 0.65
+    yt, pt = M.pixels(subset["landslide"].values, ev.maps["llr"], masks["train"])
+    assert data["models"]["llr"]["train_nll"] == pytest.approx(skm.log_loss(yt, pt), rel=1e-6)
+    assert data["dataset"]["sets"]["test"]["pixels"] == int(masks["test"].sum())
+    report = (tmp_path / "report.md").read_text()
+    for text in ("| LLR |", "| Logistic regression (sklearn) |", "Random (expected",
+                 "test NLL", "train NLL", "![ROC curves](roc.png)"):
+        assert text in report, text
+    # re-running into the same folder replaces the files
+    evaluate(subset, [model], out=tmp_path, progress=False)
+    assert "logreg" not in json.loads((tmp_path / "metrics.json").read_text())["models"]
+
+
+def test_evaluate_flags_another_split_and_reuses_stored_maps(subset):
+    from geoslide.evaluate import evaluate
+    from geoslide.predict import predict
+    from geoslide.splits import split_masks
+
+    masks = split_masks(subset, "band", core=64, band=1)
+    model = _llr(subset, masks)
+    ev = evaluate(subset, [model], band=3, progress=False)
+    assert ev.split["band"] == 3 and ev.results["llr"]["split_mismatch"]["band"] == 1
+    stored = predict(subset, model, progress=False)
+    ds = subset.assign(susceptibility_llr=stored * 0 + 0.5)  # same token, other values
+    ds["susceptibility_llr"].attrs = stored.attrs
+    ev = evaluate(ds, [model], progress=False)
+    assert np.nanmax(ev.maps["llr"]) == 0.5  # the stored map was used, not recomputed
+    assert ev.results["llr"]["auc"] == pytest.approx(0.5)
+
+
+def test_cli_predict_then_evaluate(tmp_path, subset, capsys):
+    from geoslide.cli import main
+    from geoslide.modelfile import save_model
+    from geoslide.splits import split_masks
+    from geoslide.store import open_zarr, to_zarr
+
+    store = tmp_path / "s.zarr"
+    to_zarr(subset, store, progress=False)
+    path = save_model(_llr(subset, split_masks(subset, "band", core=64)), tmp_path / "llr.pt")
+    tif = tmp_path / "llr.tif"
+    assert main(["predict", str(store), str(path), "--out-tif", str(tif), "--quiet",
+                 "--scheduler", "threads"]) == 0
+    assert "susceptibility_llr" in open_zarr(store) and tif.exists()
+    assert main(["evaluate", str(store), str(path), "--out", str(tmp_path / "rep"),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| LLR |" in out and (tmp_path / "rep" / "report.md").exists()
