@@ -219,6 +219,8 @@ def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.nda
     """One dask block (channels: elevation then features, with a halo of ry / rx)."""
     z = block[0]
     E = np.where(np.isnan(z), -np.inf, z)
+    if block.dtype != np.float32:
+        block = block.astype(np.float32)  # features (exact for float32 inputs)
     h = block.shape[1] - 2 * ry
     w = block.shape[2] - 2 * rx
     nf = block.shape[0] - 1
@@ -239,7 +241,8 @@ def _min_chunks(chunks: tuple[int, ...], depth: int) -> tuple[int, ...]:
         else:
             out.append(c)
     if len(out) > 1 and out[-1] < depth:
-        out[-2] += out.pop()
+        last = out.pop()
+        out[-1] += last
     return tuple(out)
 
 
@@ -248,10 +251,12 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     """Dask entry point: lazy float32 ``(n_dist * (F + 2), H, W)`` array, channel
     ``d * (F + 2) + c`` as in :func:`align_numpy`. Inputs: 2-D dask arrays on one chunking.
 
-    One task per chunk: ``overlap`` with a halo of the largest ring radius (NaN outside the
-    raster), then the kernel on the chunk's core only. Chunks thinner than the halo are
-    merged with a neighbour first and the result is rechunked back, so any chunking works
-    and gives exactly :func:`align_numpy`'s result.
+    One task per (merged) chunk: the chunk plus a halo of the largest ring radius, cut from
+    the inputs padded with NaN (so the halo may span several chunks, and a raster smaller
+    than the halo works), then the kernel on the chunk's core only. Chunks thinner than the
+    halo are merged with a neighbour for the computation (fewer, larger halo reads) and the
+    result is rechunked back to the input's chunks: any chunking gives exactly
+    :func:`align_numpy`'s result.
     """
     import dask.array as da
 
@@ -260,19 +265,31 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     dt = _elev_dtype(elevation.dtype)
     feats = list(features)
     nf = len(feats)
-    layers = [elevation.astype(dt)] + [f.astype(np.float32) for f in feats]
-    stack = da.stack(layers, axis=0) if nf else layers[0][None]
-    orig = stack.chunks[1:]
+    nout = rings.n * (nf + 2)
+    orig = tuple(elevation.chunks)
     want = (_min_chunks(orig[0], rings.ry), _min_chunks(orig[1], rings.rx))
-    stack = stack.rechunk(((1 + nf,),) + want)
-    ov = da.overlap.overlap(stack, depth={0: 0, 1: rings.ry, 2: rings.rx},
-                            boundary={0: "none", 1: np.nan, 2: np.nan})
-    out = da.map_blocks(_align_block, ov, dtype=np.float32,
-                        chunks=((rings.n * (nf + 2),),) + want,
-                        ry=rings.ry, rx=rings.rx, dy=rings.dy, dx=rings.dx, start=rings.start,
-                        az=rings.az, name="aligned-features")
+    layers = [a.rechunk(want) if a.chunks != want else a
+              for a in [elevation.astype(dt)] + [f.astype(dt) for f in feats]]
+    stack = da.stack(layers, axis=0)
+    ry, rx = rings.ry, rings.rx
+    padded = da.pad(stack, ((0, 0), (ry, ry), (rx, rx)), mode="constant",
+                    constant_values=np.nan)
+    ys = np.concatenate([[0], np.cumsum(want[0])])
+    xs = np.concatenate([[0], np.cumsum(want[1])])
+    kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az)
+    rows = []
+    for by in range(len(want[0])):
+        row = []
+        for bx in range(len(want[1])):
+            y0, y1, x0, x1 = ys[by], ys[by + 1], xs[bx], xs[bx + 1]
+            win = padded[:, y0:y1 + 2 * ry, x0:x1 + 2 * rx]
+            win = win.rechunk(win.shape)
+            row.append(da.map_blocks(_align_block, win, dtype=np.float32,
+                                     chunks=((nout,), (y1 - y0,), (x1 - x0,)), **kw))
+        rows.append(row)
+    out = da.block(rows)
     if want != tuple(orig):
-        out = out.rechunk(((rings.n * (nf + 2),),) + tuple(orig))
+        out = out.rechunk(((nout,),) + tuple(orig))
     return out
 
 

@@ -1,0 +1,295 @@
+"""geoslide.align: the aligned-feature kernel against an independent plain-numpy reference on
+real DEM windows (Kashmir 28.55 m, Ecuador 10 m), dask == numpy for drawn chunkings, NaNs,
+distances and resolutions, edge and tie cases, the xarray API and its errors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import geoslide
+from geoslide.align import (align_numpy, aligned_features, default_features, output_names,
+                            ring_offsets, select_features)
+from geoslide.errors import CRSError, DistanceError, FeatureMismatchError
+
+
+# --------------------------------------------------------------------------- reference
+def reference_ring(d: float, xres: float, yres: float) -> list[tuple[int, int]]:
+    """Ring cells (row, col), by brute force: metric distance in [d - w, d],
+    w = max(|xres|, |yres|), centre excluded; ordered by azimuth clockwise from north
+    (north = -row on a north-up grid), then distance."""
+    ax, ay, w = abs(xres), abs(yres), max(abs(xres), abs(yres))
+    cells = []
+    for dy in range(-int(d / ay) - 2, int(d / ay) + 3):
+        for dx in range(-int(d / ax) - 2, int(d / ax) + 3):
+            r = math.hypot(dx * ax, dy * ay)
+            if (dy or dx) and (d - w) * (1 - 1e-9) <= r <= d * (1 + 1e-9):
+                az = math.degrees(math.atan2(dx * xres, dy * yres)) % 360.0
+                cells.append((round(az, 6), r, dy, dx))
+    cells.sort()
+    return [(dy, dx) for _, _, dy, dx in cells]
+
+
+def reference_aligned(z: np.ndarray, feats: list[np.ndarray], d: float, xres: float,
+                      yres: float) -> dict[str, np.ndarray]:
+    """Plain numpy, one whole-array shift per ring cell (slow, obviously right)."""
+    h, w = z.shape
+    ring = reference_ring(d, xres, yres)
+    zz = np.where(np.isnan(z), -np.inf, z)
+    best = np.full((h, w), -np.inf, dtype=z.dtype)
+    kbest = np.full((h, w), -1)
+    for k, (dy, dx) in enumerate(ring):
+        shifted = np.full((h, w), -np.inf, dtype=z.dtype)
+        if abs(dy) >= h or abs(dx) >= w:
+            continue  # the offset leaves the raster from every pixel
+        ys, yd = slice(max(dy, 0), h + min(dy, 0)), slice(max(-dy, 0), h + min(-dy, 0))
+        xs, xd = slice(max(dx, 0), w + min(dx, 0)), slice(max(-dx, 0), w + min(-dx, 0))
+        shifted[yd, xd] = zz[ys, xs]
+        better = shifted > best
+        best[better] = shifted[better]
+        kbest[better] = k
+    ok = kbest >= 0
+    ii, jj = np.nonzero(ok)
+    off = np.array(ring + [(0, 0)])[kbest[ok]]
+    r, c = ii + off[:, 0], jj + off[:, 1]
+    out = {}
+    for n, f in enumerate(feats):
+        a = np.full((h, w), np.nan, np.float32)
+        a[ok] = f[r, c]
+        out[f"f{n}"] = a
+    dz = np.full((h, w), np.nan, np.float32)
+    dz[ok] = (z[r, c] - z[ok]).astype(np.float32)
+    az = np.full((h, w), np.nan, np.float32)
+    az[ok] = [math.degrees(math.atan2(dx * xres, dy * yres)) % 360.0 for dy, dx in off]
+    out["dz"], out["azimuth"] = dz, az
+    return out
+
+
+def assert_matches_reference(z, feats, distances, xres, yres, got):
+    """``got``: (n_dist, F + 2, H, W) from align_numpy."""
+    for n, d in enumerate(distances):
+        ref = reference_aligned(z, feats, d, xres, yres)
+        for f in range(len(feats)):
+            np.testing.assert_array_equal(got[n, f], ref[f"f{f}"], err_msg=f"feature {f} d={d}")
+        np.testing.assert_array_equal(got[n, len(feats)], ref["dz"], err_msg=f"dz d={d}")
+        np.testing.assert_allclose(got[n, len(feats) + 1], ref["azimuth"], atol=1e-4,
+                                   err_msg=f"azimuth d={d}")
+
+
+def _grid(ds: xr.Dataset | xr.DataArray, xres: float, yres: float):
+    """The same values on a grid of another cell size (metadata only)."""
+    from affine import Affine
+
+    out = ds.assign_coords(x=100.0 + xres * np.arange(ds.sizes["x"]),
+                           y=9000.0 + yres * np.arange(ds.sizes["y"]))
+    return out.rio.write_transform(Affine(xres, 0, 100.0 - xres / 2, 0, yres, 9000.0 - yres / 2))
+
+
+# --------------------------------------------------------------------------- rings
+@pytest.mark.parametrize("d,res", [(30, 10.0), (100, 10.0), (300, 10.0), (30, 28.55),
+                                   (100, 28.55), (300, 28.55), (50, (10.0, -25.0)),
+                                   (45, (12.5, 7.5))])
+def test_ring_offsets_equal_brute_force(d, res):
+    xres, yres = (res, -res) if np.isscalar(res) else res
+    got = ring_offsets(d, res)
+    assert got.dtype == np.int32 and got.shape[1] == 2
+    assert [tuple(o) for o in got.tolist()] == reference_ring(d, xres, yres)
+
+
+def test_ring_sizes_at_10m_and_paper_band():
+    sizes = [len(ring_offsets(d, 10)) for d in (30, 100, 300)]
+    assert sizes == [20, 68, 204]
+    r = np.hypot(*ring_offsets(300, 10).T)
+    assert r.min() >= 29 and r.max() <= 30
+
+
+def test_ring_errors():
+    with pytest.raises(DistanceError, match="at least one cell"):
+        ring_offsets(20, 28.55)
+    with pytest.raises(DistanceError, match="whole metres"):
+        align_numpy(np.zeros((3, 3), np.float32), [], [30.5], 10.0)
+    with pytest.raises(DistanceError, match="twice"):
+        align_numpy(np.zeros((3, 3), np.float32), [], [30, 30], 10.0)
+
+
+# --------------------------------------------------------------------------- real data
+def test_kernel_equals_reference_on_kashmir_window(kashmir):
+    win = kashmir.isel(y=slice(300, 420), x=slice(200, 330))
+    names = ["slope", "elevation", "geology_3", "landcover_5"]
+    names = [n for n in names if n in win]
+    z = win["elevation"].values
+    feats = [win[n].values for n in names]
+    xres, yres = geoslide.terrain.grid_spacing(win)
+    assert abs(xres - 28.55) < 0.01
+    got = align_numpy(z, feats, [30, 100, 300], (xres, yres))
+    assert_matches_reference(z, feats, [30, 100, 300], xres, yres, got)
+    assert np.isfinite(got[2, 0]).mean() > 0.9      # real values, not all NaN
+
+
+def test_kernel_equals_reference_on_ecuador_with_nodata(ecuador):
+    # the bottom-right corner of the Ecuador grid is NaN (outside the study area)
+    win = ecuador.isel(y=slice(305, 415), x=slice(250, 383))
+    z = win["elevation"].values
+    assert np.isnan(z).mean() > 0.03
+    feats = [win["slope"].values, win["cplan"].values, win["elevation"].values]
+    got = align_numpy(z, feats, [30, 100, 300], 10.0)
+    assert_matches_reference(z, feats, [30, 100, 300], 10.0, -10.0, got)
+    # dz is the gathered elevation minus the centre's
+    np.testing.assert_array_equal(got[1, 3], (got[1, 2] - z).astype(np.float32))
+
+
+def test_dataset_api_keeps_grid_and_is_lazy_with_dask(kashmir):
+    ds = kashmir.isel(y=slice(0, 200), x=slice(0, 150))
+    feats = ["slope", "elevation", "geology_3"]
+    eager = aligned_features(ds, (30, 100), feats)
+    assert list(eager.data_vars) == output_names((30, 100), feats)
+    assert list(eager.data_vars)[:5] == ["slope_up30", "elevation_up30", "geology_3_up30",
+                                         "dz_up30", "azimuth_up30"]
+    assert eager.rio.crs == ds.rio.crs
+    np.testing.assert_array_equal(eager["x"], ds["x"])
+    assert eager.attrs["geoslide:dataset"] == "kashmir"
+    assert eager.attrs["geoslide:aligned"] == {"distances": [30, 100], "features": feats,
+                                               "elevation": "elevation"}
+    assert all(eager[v].dtype == np.float32 for v in eager.data_vars)
+    assert eager["dz_up30"].attrs["units"] == "m"
+    lazy = aligned_features(ds.chunk({"y": 64, "x": 50}), (30, 100), feats)
+    assert lazy["slope_up100"].chunks == ((64, 64, 64, 8), (50, 50, 50))
+    via_accessor = ds.chunk({"y": 7, "x": 150}).geoslide.aligned_features(
+        distances=(30, 100), features=feats)
+    for v in eager.data_vars:
+        np.testing.assert_array_equal(lazy[v].values, eager[v].values, err_msg=v)
+        np.testing.assert_array_equal(via_accessor[v].values, eager[v].values, err_msg=v)
+
+
+def test_default_features_are_inputs_without_label(kashmir):
+    feats = default_features(kashmir)
+    assert feats[:2] == ["slope", "elevation"]
+    assert "landslide" not in feats
+    assert [f for f in feats if f.startswith("geology_")] == [
+        f"geology_{c}" for c in kashmir.attrs["geoslide:categorical"]["geology"]]
+    assert len(feats) == 2 + sum(len(c) for c in kashmir.attrs["geoslide:categorical"].values())
+
+
+# --------------------------------------------------------------------------- properties
+_RES = [(10.0, -10.0), (7.0, -7.0), (12.5, -12.5), (10.0, -15.0), (20.0, -10.0),
+        (10.0, 10.0)]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_dask_equals_numpy_equals_reference(ecuador, data):
+    res = data.draw(st.sampled_from(_RES), label="res")
+    w = max(abs(res[0]), abs(res[1]))
+    dists = data.draw(st.lists(st.integers(int(math.ceil(w)), int(7 * w)), min_size=1,
+                               max_size=3, unique=True), label="distances")
+    ny = data.draw(st.integers(1, 40), label="ny")
+    nx = data.draw(st.integers(1, 40), label="nx")
+    y0 = data.draw(st.integers(0, ecuador.sizes["y"] - ny), label="y0")
+    x0 = data.draw(st.integers(0, ecuador.sizes["x"] - nx), label="x0")
+    win = _grid(ecuador[["elevation", "slope", "cplan"]].isel(
+        y=slice(y0, y0 + ny), x=slice(x0, x0 + nx)), *res).copy(deep=True)
+    nan_frac = data.draw(st.sampled_from([0.0, 0.05, 0.3, 0.9]), label="nan_frac")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    rng = np.random.default_rng(seed)
+    win["elevation"].values[rng.random((ny, nx)) < nan_frac] = np.nan
+    win["slope"].values[rng.random((ny, nx)) < nan_frac] = np.nan
+    # chunk sizes down to 1 px (the halo is up to 7 px), at most ~8 chunks per axis
+    cy = data.draw(st.integers(max(1, ny // 8), ny), label="cy")
+    cx = data.draw(st.integers(max(1, nx // 8), nx), label="cx")
+
+    eager = aligned_features(win, dists, ["slope", "cplan"])
+    lazy = aligned_features(win, dists, ["slope", "cplan"], chunks={"y": cy, "x": cx})
+    assert lazy["dz_up%d" % dists[0]].chunks is not None
+    for v in eager.data_vars:
+        np.testing.assert_array_equal(lazy[v].values, eager[v].values, err_msg=v)
+    z = win["elevation"].values
+    got = np.stack([np.stack([eager[f"{f}_up{d}"].values for f in ("slope", "cplan", "dz",
+                                                                       "azimuth")])
+                    for d in dists])
+    assert_matches_reference(z, [win["slope"].values, win["cplan"].values], dists, *res, got)
+
+
+# --------------------------------------------------------------------------- edges, ties
+def _plain(z, **feats):
+    ny, nx = z.shape
+    ds = xr.Dataset({"elevation": (("y", "x"), z), **{k: (("y", "x"), v) for k, v in feats.items()}},
+                    coords={"y": 1000.0 - 10.0 * np.arange(ny), "x": 10.0 * np.arange(nx)})
+    return ds
+
+
+def test_flat_plateau_ties_go_to_first_in_fixed_order():
+    z = np.full((12, 12), 500.0, np.float32)
+    ids = np.arange(144, dtype=np.float32).reshape(12, 12)
+    al = aligned_features(_plain(z, ids=ids), [30], ["ids"])
+    # interior: north, nearest first -> (-2, 0)
+    assert al["ids_up30"].values[6, 6] == ids[4, 6]
+    assert al["azimuth_up30"].values[6, 6] == 0.0 and al["dz_up30"].values[6, 6] == 0.0
+    # top border: no northern cell; the first valid in clockwise order is east, nearest
+    assert al["ids_up30"].values[0, 5] == ids[0, 7]
+    assert al["azimuth_up30"].values[0, 5] == 90.0
+    # top-right corner: first valid is south
+    assert al["ids_up30"].values[0, 11] == ids[2, 11]
+    assert al["azimuth_up30"].values[0, 11] == 180.0
+
+
+def test_highest_wins_and_equal_maxima_keep_order():
+    z = np.zeros((11, 11), np.float32)
+    z[5, 8] = 10.0    # east of the centre (5, 5), distance 3
+    z[8, 5] = 10.0    # south, same height: east comes first clockwise from north
+    z[3, 5] = 9.0     # north but lower
+    al = aligned_features(_plain(z, e=z), [30], ["e"])
+    assert al["azimuth_up30"].values[5, 5] == 90.0
+    assert al["dz_up30"].values[5, 5] == 10.0
+    z[5, 8] = np.nan  # NaN never wins: south takes over
+    al = aligned_features(_plain(z, e=z), [30], ["e"])
+    assert al["azimuth_up30"].values[5, 5] == 180.0
+
+
+def test_all_nan_ring_and_nan_centre():
+    z = np.full((9, 9), np.nan, np.float32)
+    z[4, 4] = 100.0                     # only the centre is valid: its ring has no valid cell
+    z[0, 0] = 50.0
+    al = aligned_features(_plain(z, f=np.ones_like(z)), [30], ["f"])
+    for v in ("f_up30", "dz_up30", "azimuth_up30"):
+        assert np.isnan(al[v].values[4, 4])
+    # a NaN centre still gets the gathered features; only dz is NaN
+    z2 = np.arange(81, dtype=np.float32).reshape(9, 9)
+    z2[4, 4] = np.nan
+    al2 = aligned_features(_plain(z2, f=z2 * 2), [30], ["f"])
+    assert al2["f_up30"].values[4, 4] == 2 * z2[7, 4] or np.isfinite(al2["f_up30"].values[4, 4])
+    assert np.isnan(al2["dz_up30"].values[4, 4])
+
+
+def test_single_pixel_and_tiny_rasters():
+    al = aligned_features(_plain(np.ones((1, 1), np.float32), f=np.ones((1, 1), np.float32)),
+                          [30], ["f"], chunks={"y": 1, "x": 1})
+    assert np.isnan(al["f_up30"].values).all()
+
+
+# --------------------------------------------------------------------------- errors, helpers
+def test_errors_say_what_and_how(kashmir):
+    small = kashmir.isel(y=slice(0, 20), x=slice(0, 20))
+    with pytest.raises(FeatureMismatchError, match="not in the Dataset"):
+        aligned_features(small, [30], ["nope"])
+    with pytest.raises(FeatureMismatchError, match="elevation='<name>'"):
+        aligned_features(small, [30], ["slope"], elevation="dem")
+    with pytest.raises(DistanceError, match="at least one cell"):
+        aligned_features(small, [10], ["slope"])
+    geo = small.rio.write_crs("EPSG:4326")
+    with pytest.raises(CRSError):
+        aligned_features(geo, [30], ["slope"])
+
+
+def test_select_features_keeps_abs_weight_at_least_threshold():
+    w = {"slope": 0.9, "elevation": -0.25, "geology_3": 0.1, "landcover_5": -0.2,
+         "geology_7": float("nan"), "landcover_9": 0.19999}
+    assert select_features(w) == ["slope", "elevation", "landcover_5"]
+    assert select_features(w, threshold=0.5) == ["slope"]
+    assert select_features(w, threshold=0.0) == ["slope", "elevation", "geology_3",
+                                                 "landcover_5", "landcover_9"]
+    with pytest.raises(ValueError):
+        select_features(w, threshold=-1)
