@@ -238,3 +238,46 @@ def test_predict_on_a_local_cluster_equals_threads_and_ships_the_model_once(
     on_workers = [p for p in pids if p in worker_pids]
     assert 1 <= len(on_workers) <= len(worker_pids), pids  # once per worker, not per region
     assert len(set(on_workers)) == len(on_workers)
+
+
+# --------------------------------------------------------------------------- chunk sizes
+def test_auto_chunks_fit_the_budget_with_the_halo_and_split_evenly():
+    from geoslide.chunking import auto_chunks, overlap_overhead
+
+    for shape, halo, n_vars, target, multiple in [
+        ((8192, 8192), 30, 20, 256 * 2**20, 1),
+        ((21005, 19500), 30, 160, 512 * 2**20, 1),  # the paper's Veneto grid, 94 + 66 vars
+        ((8192, 8192), 64, 23, 256 * 2**20, 16),
+        ((987, 826), 11, 6, 256 * 2**20, 1),
+    ]:
+        cy, cx = auto_chunks(shape, halo, n_vars, 4, target, multiple=multiple)
+        assert halo <= cy <= shape[0] and halo <= cx <= shape[1]
+        if (cy, cx) != tuple(shape):
+            assert n_vars * 4 * (cy + 2 * halo) * (cx + 2 * halo) <= target * 1.05
+        if multiple > 1 and cy < shape[0]:
+            assert cy % multiple == 0 and cx % multiple == 0
+        for n, c in zip(shape, (cy, cx)):  # no sliver: the last block is not tiny
+            last = n - c * (-(-n // c) - 1)
+            assert last >= c // 2, (shape, c, last)
+    # a bigger budget never gives smaller chunks, and so less halo overhead
+    small = auto_chunks((8192, 8192), 30, 20, 4, 64 * 2**20)
+    big = auto_chunks((8192, 8192), 30, 20, 4, 1024 * 2**20)
+    assert big[0] > small[0] and overlap_overhead(big, 30) < overlap_overhead(small, 30)
+    assert auto_chunks((987, 826), 11, 6) == (987, 826)  # fits whole: one chunk
+
+
+def test_chunk_errors_and_overrides():
+    from geoslide.chunking import parse_bytes, resolve_chunks, task_budget
+    from geoslide.errors import ChunkingError
+
+    with pytest.raises(ChunkingError, match=r"Raise the budget to >= \d+ bytes"):
+        resolve_chunks("auto", (8192, 8192), 300, 200, target_bytes="10MiB")
+    with pytest.raises(ChunkingError, match="smaller than the 30 px halo"):
+        resolve_chunks(16, (8192, 8192), 30, 5)
+    assert resolve_chunks(1024, (8192, 8192), 30, 5) == (1024, 1024)
+    assert resolve_chunks((512, 2048), (8192, 8192), 30, 5) == (512, 2048)
+    assert resolve_chunks({"y": 256, "x": -1}, (987, 826), 11, 5) == (256, 826)
+    assert parse_bytes("4GiB") == 4 * 2**30 and parse_bytes("256 MB") == 256 * 10**6
+    assert task_budget("4GiB", threads_per_worker=2) == 2**27
+    with pytest.raises(ValueError, match="expected a size"):
+        parse_bytes("lots")
