@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor used to read CRS / transform)
 import xarray as xr
 
 from .errors import CRSError, GridMismatchError
