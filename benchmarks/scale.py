@@ -158,18 +158,30 @@ class PeakRSS:
 
 
 # --------------------------------------------------------------------------- one run
-def run_steps(store: Path, model_spec: tuple, pids: list[int]) -> dict:
+def _writer(kind: str):
+    """``regions``: geoslide.resume.write_regions (every region in one graph, written by the
+    workers); ``rows``: geoslide.store.write_variables (one row of chunks per compute)."""
+    from geoslide.resume import write_regions
+    from geoslide.store import write_variables
+
+    if kind == "rows":
+        return lambda ds, path, key: write_variables(ds, path, progress=False, resume=False)
+    return lambda ds, path, key: write_regions(ds, path, key=key, resume=False, progress=False)
+
+
+def run_steps(store: Path, model_spec: tuple, pids: list[int], writer: str = "regions") -> dict:
     """Time features then prediction on the current scheduler; returns seconds and peaks."""
     from geoslide.align import aligned_features
     from geoslide.predict import predict
-    from geoslide.resume import write_regions
     from geoslide.store import open_zarr
+
+    write = _writer(writer)
 
     out = {}
     with PeakRSS(pids) as mem:
         t0 = time.perf_counter()
         feats = aligned_features(open_zarr(store, allow_incomplete=True), DISTANCES, GATHERED)
-        write_regions(feats, store, key="bench-features", resume=False, progress=False)
+        write(feats, store, "bench-features")
         out["features_s"] = time.perf_counter() - t0
         out["features_peak"] = max(mem.peak.values())
     with PeakRSS(pids) as mem:
@@ -179,8 +191,7 @@ def run_steps(store: Path, model_spec: tuple, pids: list[int]) -> dict:
         ds = open_zarr(store)
         probs = predict(ds, model, core=CORE, halo=HALO, region=int(ds.chunks["y"][0]),
                         batch_size=2, progress=False)
-        write_regions(probs.to_dataset(name="susceptibility"), store, key="bench-predict",
-                      resume=False, progress=False)
+        write(probs.to_dataset(name="susceptibility"), store, "bench-predict")
         out["predict_s"] = time.perf_counter() - t0
         out["predict_peak"] = max(mem.peak.values())
     out["total_s"] = out["features_s"] + out["predict_s"]
@@ -188,7 +199,8 @@ def run_steps(store: Path, model_spec: tuple, pids: list[int]) -> dict:
     return out
 
 
-def on_local_cluster(store: Path, model_spec: tuple, workers: int, memory_limit: str) -> dict:
+def on_local_cluster(store: Path, model_spec: tuple, workers: int, memory_limit: str,
+                     writer: str = "regions") -> dict:
     from geoslide.cluster import get_client
 
     with get_client("local", n_workers=workers, threads_per_worker=1,
@@ -196,7 +208,7 @@ def on_local_cluster(store: Path, model_spec: tuple, workers: int, memory_limit:
         pids = list(client.run(os.getpid).values())
         # warm the workers (imports, numba cache) outside the timing, as a long-lived cluster is
         client.run(_warm)
-        return run_steps(store, model_spec, pids)
+        return run_steps(store, model_spec, pids, writer)
 
 
 def _warm() -> None:
@@ -210,7 +222,7 @@ def _warm() -> None:
     align_numpy(z, [z], DISTANCES, 10.0, threads=1)
 
 
-def on_threads(store: Path, model_spec: tuple, workers: int) -> dict:
+def on_threads(store: Path, model_spec: tuple, workers: int, writer: str = "regions") -> dict:
     import dask
     import torch
 
@@ -219,7 +231,7 @@ def on_threads(store: Path, model_spec: tuple, workers: int) -> dict:
     torch.set_num_threads(1)  # as in a worker (OMP_NUM_THREADS=1): 2 tasks x 1 thread each
     try:
         with dask.config.set(scheduler="threads", num_workers=workers):
-            return run_steps(store, model_spec, [os.getpid()])
+            return run_steps(store, model_spec, [os.getpid()], writer)
     finally:
         torch.set_num_threads(previous)
 
@@ -233,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit", default="4GiB")
     parser.add_argument("--schedulers", nargs="+", default=["local", "threads"],
                         choices=["local", "threads"])
+    parser.add_argument("--writer", choices=["regions", "rows"], default="regions",
+                        help="regions: geoslide.resume.write_regions (default); rows: "
+                        "geoslide.store.write_variables (one row of chunks at a time)")
     parser.add_argument("--workdir", default=None, help="where the stores go (default: a "
                         "temporary folder, removed at the end)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
@@ -251,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(GATHERED)} features (+dz, azimuth) = {len(DISTANCES) * (len(GATHERED) + 2)} "
           f"variables; SACNN (untrained, widths {WIDTHS}) on {len(features)} inputs, core "
           f"{CORE} px + halo {HALO} px; chunks {args.chunk} px; {args.workers} workers x 1 "
-          f"thread ({args.memory_limit}) vs threaded scheduler ({args.workers} threads)")
+          f"thread ({args.memory_limit}) vs threaded scheduler ({args.workers} threads); "
+          f"writer: {args.writer}")
     results: dict = {}
     try:
         for size in args.sizes:
@@ -262,9 +278,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{time.perf_counter() - t0:.1f} s (not timed)", flush=True)
             for sched in args.schedulers:
                 if sched == "local":
-                    r = on_local_cluster(store, model_spec, args.workers, args.memory_limit)
+                    r = on_local_cluster(store, model_spec, args.workers, args.memory_limit,
+                                         args.writer)
                 else:
-                    r = on_threads(store, model_spec, args.workers)
+                    r = on_threads(store, model_spec, args.workers, args.writer)
                 r["ns_per_px"] = r["total_s"] / (size * size) * 1e9
                 results.setdefault(str(size), {})[sched] = r
                 print(f"  {sched:8s} features {r['features_s']:7.1f} s  predict "
