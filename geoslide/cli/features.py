@@ -29,6 +29,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--elevation", default="elevation", metavar="NAME",
                    help="elevation variable that picks the highest cell (default elevation)")
     p.add_argument("--quiet", action="store_true", help="no progress bar nor summary")
+    from ..cluster import add_scheduler_argument
+
+    add_scheduler_argument(p)
     p.set_defaults(func=run)
     return p
 
@@ -52,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     ds = _open(args.store)
     new = aligned_features(ds, distances=args.distances, features=args.features,
                            elevation=args.elevation)
-    names = write_variables(new, args.store, progress=not args.quiet)
+    from ..cluster import client_from_args
+
+    with client_from_args(args):  # --scheduler ADDRESS, else a LocalCluster
+        names = write_variables(new, args.store, progress=not args.quiet)
     if not args.quiet:
         feats = new.attrs["geoslide:aligned"]["features"]
         print(f"wrote {len(names)} variables to {args.store}: {len(feats)} features x "
