@@ -149,13 +149,14 @@ def _elev_dtype(dtype: np.dtype) -> np.dtype:
 
 def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarray,
                 distances: Sequence[int], res_m: float | tuple[float, float], *,
-                threads: int | None = None) -> np.ndarray:
+                threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Numpy entry point: aligned features of 2-D arrays.
 
     ``elevation`` (metres, NaN missing) and each of ``features`` share one ``(H, W)`` grid of
     cell size ``res_m`` (see :func:`ring_offsets`). Returns float32 ``(n_dist, F + 2, H, W)``:
     per distance the F gathered features, then ``dz`` (m) and ``azimuth`` (degrees).
     Runs the nogil kernel on ``threads`` threads (default: all cores) over row blocks.
+    ``out``: an optional preallocated float32 C-contiguous array of that shape to fill.
     """
     res = _res_pair(res_m)
     rings = _Rings(_check_distances(distances), res)
@@ -170,7 +171,12 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
     core[np.isnan(core)] = -np.inf
     feats = _feature_list(features, (h, w))
     nf = len(feats)
-    out = np.empty((rings.n, nf + 2, h, w), dtype=np.float32)
+    shape = (rings.n, nf + 2, h, w)
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"expected out as a C-contiguous float32 array of shape {shape}, "
+                         f"found {out.dtype} {out.shape}")
     args = (E, feats, rings.ry, rings.rx, rings.ry, rings.rx, h, w, rings.dy, rings.dx,
             rings.start, rings.az, out)
     nthreads = max(1, int(threads or os.cpu_count() or 1))
