@@ -220,6 +220,14 @@ def _warm() -> None:
 
     z = np.zeros((64, 64), np.float32)
     align_numpy(z, [z], DISTANCES, 10.0, threads=1)
+    from geoslide.models import build
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with torch.no_grad():  # oneDNN primitives for the window shape, created once per process
+        build("sacnn", 23, widths=WIDTHS).eval()(torch.zeros(2, 23, CORE + 2 * HALO,
+                                                             CORE + 2 * HALO))
+    torch.set_num_threads(threads)
 
 
 def on_threads(store: Path, model_spec: tuple, workers: int, writer: str = "regions") -> dict:

@@ -148,6 +148,23 @@ def test_features_on_a_local_cluster_equal_numpy(cluster_client, store, base):
     assert len(rss) == 2 and all(100 * 2**20 < v < 2 * 2**30 for v in rss.values())
 
 
+@pytest.mark.slow
+def test_prepare_lazily_on_a_local_cluster_equals_numpy(cluster_client, kashmir, tmp_path):
+    """The `prepare` step read lazily (dask chunks: the workers read the GeoTIFFs and
+    rasterize the inventory) and written under the LocalCluster equals the numpy Dataset."""
+    from geoslide.datasets import load
+    from geoslide.store import open_zarr, to_zarr
+
+    lazy = load("kashmir", chunks=CHUNK)
+    assert lazy["elevation"].chunks is not None
+    to_zarr(lazy, tmp_path / "k.zarr")
+    got = open_zarr(tmp_path / "k.zarr")
+    assert sorted(got.data_vars) == sorted(kashmir.data_vars)
+    for name in kashmir.data_vars:
+        np.testing.assert_array_equal(got[name].values, kashmir[name].values, err_msg=name)
+    assert got.rio.crs == kashmir.rio.crs
+
+
 _COUNTING_MODULE = '''
 import os
 import torch
