@@ -31,6 +31,9 @@ _LAZY = {
     "select_features": "geoslide.align",
     "predict": "geoslide.predict",
     "evaluate": "geoslide.evaluate",
+    "get_client": "geoslide.cluster",
+    "write_regions": "geoslide.resume",
+    "auto_chunks": "geoslide.chunking",
 }
 
 
