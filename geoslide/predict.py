@@ -301,6 +301,7 @@ def predict(
     """
     import dask
     import dask.array as da
+    from dask.base import tokenize
 
     trained, path = _as_model(model)
     if hasattr(trained, "check"):
@@ -332,14 +333,15 @@ def predict(
     if halo:
         stack = da.overlap.overlap(stack, depth={0: 0, 1: halo, 2: halo},
                                    boundary={0: "none", 1: 0, 2: 0})
+    token = _model_token(trained.module)
     runner = _Runner(trained.module, _resolve_device(device))
-    runner_d = dask.delayed(runner, name=f"geoslide-model-{_model_token(trained.module)}",
-                            pure=True)
+    runner_d = dask.delayed(runner, name=f"geoslide-model-{token}", pure=True)
     probs = da.map_blocks(
         _predict_region, stack, runner_d, core=core, halo=halo, batch_size=batch_size,
         drop_axis=0, chunks=(_region_chunks(height, region, halo),
                              _region_chunks(width, region, halo)),
-        dtype=np.float32, name=f"geoslide-predict-{_model_token(trained.module)}-{core}-{halo}",
+        dtype=np.float32,
+        name="geoslide-predict-" + tokenize(stack.name, token, core, halo, batch_size),
     )
     ok = valid_mask(ds, features).rechunk(probs.chunks)
     probs = da.where(ok, probs, np.float32(np.nan)).astype(np.float32)
@@ -357,7 +359,7 @@ def predict(
                        "the inventory has no time span)",
         "geoslide:model": str(getattr(trained, "name", type(trained.module).__name__)),
         "geoslide:model_file": path,
-        "geoslide:model_token": _model_token(trained.module),
+        "geoslide:model_token": token,
         "geoslide:features": features,
         "geoslide:core": core,
         "geoslide:halo": halo,
