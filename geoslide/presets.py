@@ -42,6 +42,7 @@ _COMMON_PAPER: dict[str, Any] = {
     "flip": False,
     "momentum": 0.0,
     "aligned_sources": None,
+    "prior_bias": False,
     "model_kwargs": {},
 }
 
@@ -68,6 +69,7 @@ _COMMON_QUICK: dict[str, Any] = {
     "flip": False,
     "momentum": 0.0,
     "aligned_sources": ["slope", "elevation"],
+    "prior_bias": True,
     "model_kwargs": {},
 }
 

@@ -91,6 +91,16 @@ def _flip(batch: dict[str, Any], feature_names: list[str], gen: torch.Generator)
     return {**batch, "x": x, "y": y}
 
 
+def init_output_bias(module: torch.nn.Module, positive_rate: float) -> None:
+    """Set the bias of the last convolution to logit(positive_rate), so training starts from
+    the training set's base rate instead of 0.5 (fewer steps spent learning the imbalance)."""
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
+    if not convs or not 0 < positive_rate < 1:
+        return
+    with torch.no_grad():
+        convs[-1].bias.fill_(math.log(positive_rate / (1 - positive_rate)))
+
+
 def with_aligned_features(
     ds: xr.Dataset, sources: list[str] | None = None, progress: bool = False
 ) -> xr.Dataset:
@@ -204,7 +214,13 @@ def train(
     normalization = compute_normalization(ds, features, masks["train"])
 
     torch.manual_seed(seed)
-    module = build(name, len(features), **recipe["model_kwargs"]).to(dev)
+    module = build(name, len(features), **recipe["model_kwargs"])
+    train_labels = to_label_array(ds)[masks["train"]]
+    train_labels = train_labels[train_labels >= 0]
+    positive_rate = float((train_labels == 1).mean()) if train_labels.size else 0.0
+    if recipe.get("prior_bias", True):
+        init_output_bias(module, positive_rate)
+    module = module.to(dev)
     common = dict(core=recipe["core"], halo=recipe["halo"])
     train_set = PatchDataset(ds, features, normalization, mask=masks["train"],
                              oversample=recipe["oversample"], **common)
@@ -219,9 +235,7 @@ def train(
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         if name == "random":
-            labels = to_label_array(ds)[masks["train"]]
-            labels = labels[labels >= 0]
-            module.fit_prior(float((labels == 1).mean()) if labels.size else 0.0)
+            module.fit_prior(positive_rate)
             val_nll, yv, pv = evaluate_nll(module, val_loader, dev)
             history.append({"epoch": 1, "train_nll": None, "val_nll": val_nll,
                             "val_auc": _auc(yv, pv), "lr": 0.0, "seconds": 0.0})

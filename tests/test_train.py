@@ -1,0 +1,152 @@
+"""Training on the real Kashmir data: the loss mask, reproducibility, the model file, the CLI."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from geoslide.errors import FeatureMismatchError
+from geoslide.inputs import compute_normalization, default_features, to_label_array
+from geoslide.modelfile import load_model
+from geoslide.models import build
+from geoslide.patches import PatchDataset
+from geoslide.splits import split_masks
+from geoslide.train import masked_bce, train
+
+QUICK_LLR = dict(preset="quick", epochs=1, overrides={"oversample": 1}, progress=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def llr_run(kashmir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("llr") / "llr.pt"
+    return train(kashmir, "llr", out=out, **QUICK_LLR)
+
+
+def _loss_of(ds, feats, norm, masks, core=64, halo=32, seed=0):
+    torch.manual_seed(seed)
+    model = build("llr", len(feats))
+    pd = PatchDataset(ds, feats, norm, core=core, halo=halo, mask=masks["train"])
+    total = 0.0
+    with torch.no_grad():
+        for p in pd.patches[::7]:
+            item = pd.patch(int(p))
+            total += float(masked_bce(model(item["x"][None]), item["y"][None]))
+    return total
+
+
+def test_loss_ignores_other_sets_and_halo(kashmir):
+    feats = default_features(kashmir)
+    masks = split_masks(kashmir, "band", core=64)
+    norm = compute_normalization(kashmir, feats, masks["train"])
+    ref = _loss_of(kashmir, feats, norm, masks)
+    # flip every label outside the training set (validation and test pixels, which also
+    # fill the halos of training patches): the training loss must not move
+    flipped = kashmir.copy()
+    lab = to_label_array(kashmir).copy()
+    other = ~masks["train"] & (lab >= 0)
+    lab[other] = 1 - lab[other]
+    flipped["landslide"] = (("y", "x"), lab)
+    assert _loss_of(flipped, feats, norm, masks) == ref
+    # and flipping training labels does move it
+    lab2 = to_label_array(kashmir).copy()
+    tr = masks["train"] & (lab2 >= 0)
+    lab2[tr] = 1 - lab2[tr]
+    flipped["landslide"] = (("y", "x"), lab2)
+    assert _loss_of(flipped, feats, norm, masks) != ref
+
+
+def test_masked_bce_against_reference():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, generator=g)
+    labels = torch.randint(-1, 2, (2, 8, 8), generator=g).float()
+    valid = labels >= 0
+    p = torch.sigmoid(logits[:, 0][valid]).double()
+    y = labels[valid].double()
+    ref = float(-(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean())
+    assert math.isclose(float(masked_bce(logits, labels)), ref, rel_tol=1e-5)
+    # logits of ignored pixels do not matter
+    changed = logits.clone()
+    changed[:, 0][~valid] = 1e3
+    assert float(masked_bce(changed, labels)) == float(masked_bce(logits, labels))
+
+
+def test_train_reproducible_and_round_trip(kashmir, llr_run):
+    again = train(kashmir, "llr", **QUICK_LLR)
+    for k, v in llr_run.model.module.state_dict().items():
+        assert torch.equal(v, again.model.module.state_dict()[k])
+    loaded = load_model(llr_run.path)
+    assert loaded.name == "llr" and loaded.feature_names == llr_run.feature_names
+    assert loaded.normalization == llr_run.model.normalization
+    assert (loaded.core, loaded.halo) == (64, 0)
+    assert loaded.resolution == pytest.approx(28.55, abs=0.01)
+    a = llr_run.model.predict_array(kashmir)
+    b = loaded.predict_array(kashmir)
+    np.testing.assert_array_equal(a, b)
+    hist = json.loads((llr_run.path.parent / (llr_run.path.name + ".history.json")).read_text())
+    assert hist["best_epoch"] == llr_run.best_epoch == 1
+    assert hist["history"][0]["val_nll"] == pytest.approx(llr_run.best_val_nll)
+
+
+def test_trained_llr_beats_random_and_random_is_chance(kashmir, llr_run):
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    lab = to_label_array(kashmir)
+    test = llr_run.masks["test"] & (lab >= 0)
+    y = lab[test]
+    rnd = train(kashmir, "random", progress=False)
+    p_rnd = rnd.model.predict_array(kashmir)[test]
+    p_llr = llr_run.model.predict_array(kashmir)[test]
+    # the Random baseline ignores the labels: AUC 0.5 within sampling noise
+    assert abs(roc_auc_score(y, p_rnd) - 0.5) < 0.02
+    assert roc_auc_score(y, p_llr) > 0.6
+    assert log_loss(y, p_llr) < 0.5 * log_loss(y, p_rnd)
+    # untrained networks (random weights) are not better than chance on held-out pixels
+    feats = llr_run.feature_names
+    x = torch.from_numpy(
+        __import__("geoslide.inputs", fromlist=["x"]).to_input_array(kashmir, feats, llr_run.model.normalization)
+    )[None]
+    aucs = []
+    for seed in range(10):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            p = torch.sigmoid(build("llr", len(feats))(x))[0, 0].numpy()[test]
+        aucs.append(roc_auc_score(y, p))
+    assert abs(np.mean(aucs) - 0.5) < 0.1
+
+
+def test_feature_mismatch(kashmir, llr_run):
+    model = llr_run.model
+    model.check(kashmir)
+    with pytest.raises(FeatureMismatchError, match="slope"):
+        model.check(kashmir.drop_vars("slope"))
+    coarse = kashmir.isel(y=slice(None, None, 2), x=slice(None, None, 2))
+    coarse = coarse.rio.write_transform(coarse.rio.transform(recalc=True))
+    with pytest.raises(FeatureMismatchError, match="57.1"):
+        model.check(coarse)
+
+
+def test_cli_trains_tiny_run(kashmir, tmp_path):
+    from geoslide.cli import main
+    from geoslide.store import to_zarr
+
+    small = kashmir.isel(y=slice(0, 320), x=slice(0, 320))
+    store = tmp_path / "small.zarr"
+    to_zarr(small, store)
+    out = tmp_path / "m.pt"
+    rc = main(["train", str(store), "--model", "llr", "--split", "paper", "--epochs", "1",
+               "--seed", "1", "--quiet", "--out", str(out)])
+    assert rc == 0
+    m = load_model(out)
+    assert m.name == "llr" and m.train["split"]["kind"] == "paper"
+    assert len(m.history) == 1 and np.isfinite(m.history[0]["val_nll"])
