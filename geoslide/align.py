@@ -191,6 +191,8 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
 
 
 def _feature_list(features: Sequence[np.ndarray] | np.ndarray, shape: tuple[int, int]) -> Any:
+    """A numba typed List of C-contiguous float32 2-D arrays (views where possible; a 2-D
+    array list gathers 3x faster in the kernel than slices of one 3-D array)."""
     from numba.typed import List
 
     if isinstance(features, np.ndarray) and features.ndim == 3:
@@ -198,7 +200,7 @@ def _feature_list(features: Sequence[np.ndarray] | np.ndarray, shape: tuple[int,
         if arr.shape[1:] != shape:
             raise FeatureMismatchError(
                 f"expected features of shape (F, {shape[0]}, {shape[1]}), found {arr.shape}")
-        return arr
+        features = [arr[f] for f in range(arr.shape[0])]  # C-contiguous 2-D views
     lst = List.empty_list(_F32_2D)
     for i, f in enumerate(features):
         a = np.ascontiguousarray(np.asarray(f), dtype=np.float32)
