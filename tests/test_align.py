@@ -303,14 +303,15 @@ def test_cli_features_writes_store_equal_to_numpy(kashmir, tmp_path, capsys):
     from geoslide.store import open_zarr, to_zarr
 
     path = tmp_path / "k.zarr"
-    to_zarr(kashmir.isel(y=slice(0, 150), x=slice(0, 130)), path, chunks=64)
+    to_zarr(kashmir.isel(y=slice(0, 96), x=slice(0, 80)), path, chunks=48)
     assert main(["features", str(path), "--distances", "30", "100",
-                 "--features", "slope", "geology_3"]) == 0
+                 "--features", "slope", "geology_3", "--scheduler", "threads"]) == 0
     assert "wrote 8 variables" in capsys.readouterr().out
     ds = open_zarr(path)
     ref = aligned_features(ds.load(), (30, 100), ["slope", "geology_3"])
     for v in ref.data_vars:
         np.testing.assert_array_equal(ds[v].values, ref[v].values, err_msg=v)
     assert ds["azimuth_up100"].attrs["units"] == "degrees"
-    assert main(["features", str(path), "--features", "nope", "--quiet"]) == 2
+    assert main(["features", str(path), "--features", "nope", "--quiet",
+                 "--scheduler", "threads"]) == 2
     assert "not in the Dataset" in capsys.readouterr().err
