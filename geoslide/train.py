@@ -177,6 +177,7 @@ def train(
     progress: bool = True,
     out: str | os.PathLike | None = None,
     overrides: dict[str, Any] | None = None,
+    threads: int | None = None,
     **split_kwargs: Any,
 ) -> TrainResult:
     """Train ``model`` on ``ds`` with recipe ``preset`` on split ``split``; returns the model
@@ -184,7 +185,8 @@ def train(
     ``overrides`` overrides any recipe key (``lr``, ``batch_size``, ``model_kwargs``, ...);
     ``split_kwargs`` go to :func:`geoslide.splits.split_masks` (``band``, ``fold``,
     ``n_folds``, ``val_fraction``, ``core`` of the split grid...). ``out``: write the model
-    file there and its history as ``<out>.history.json``."""
+    file there and its history as ``<out>.history.json``. ``threads``: torch CPU threads
+    while training (1 is fastest on a machine shared with other jobs)."""
     t_start = time.time()
     recipe = get_preset(preset, model)
     for key, value in (overrides or {}).items():
@@ -232,6 +234,9 @@ def train(
     history: list[dict[str, Any]] = []
     split_info = {"kind": split, "seed": seed, **split_kwargs}
     prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         if name == "random":
@@ -246,6 +251,7 @@ def train(
             )
     finally:
         torch.use_deterministic_algorithms(prev_det)
+        torch.set_num_threads(prev_threads)
     module.load_state_dict(best_state)
     module.eval().cpu()
     trained = TrainedModel(

@@ -34,6 +34,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
     p.add_argument("--core", type=int, metavar="PX", help="patch core in pixels (default: the preset's)")
     p.add_argument("--halo", type=int, metavar="PX", help="patch halo in pixels (default: the preset's)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default torch's; 1 is fastest on a shared machine)")
     p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
     p.add_argument("--out", metavar="FILE", help="model file to write (default <model>.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or f"{args.model}.pt"
     result = train(ds, args.model, preset=args.preset, split=args.split, seed=args.seed,
                    epochs=args.epochs, core=args.core, halo=args.halo, device=args.device,
-                   progress=not args.quiet, out=out, **split_kwargs)
+                   threads=args.threads, progress=not args.quiet, out=out, **split_kwargs)
     if not args.quiet:
         print(f"{args.model}: best epoch {result.best_epoch}, validation NLL "
               f"{result.best_val_nll:.4f}, {result.seconds:.0f} s; wrote {result.path}")
