@@ -34,6 +34,9 @@ _LAZY = {
     "get_client": "geoslide.cluster",
     "write_regions": "geoslide.resume",
     "auto_chunks": "geoslide.chunking",
+    "train": "geoslide.train",
+    "load_model": "geoslide.modelfile",
+    "split_masks": "geoslide.splits",
 }
 
 

@@ -42,6 +42,14 @@ class GeoslideAccessor:
         """Self-aligned features (see :func:`geoslide.align.aligned_features`)."""
         return _call("align", "aligned_features", self._ds, **kwargs)
 
+    def train(self, model: str = "sacnn", **kwargs: Any) -> Any:
+        """Train a model on this Dataset (see :func:`geoslide.train.train`)."""
+        return _call("train", "train", self._ds, model, **kwargs)
+
+    def split_masks(self, kind: str = "band", **kwargs: Any) -> dict:
+        """Train / validation / test masks (see :func:`geoslide.splits.split_masks`)."""
+        return _call("splits", "split_masks", self._ds, kind, **kwargs)
+
     def predict(self, model: Any, **kwargs: Any) -> xr.DataArray:
         """Susceptibility map of a trained model (see :func:`geoslide.predict.predict`)."""
         return _call("predict", "predict", self._ds, model, **kwargs)
