@@ -12,8 +12,8 @@ a Cloud-Optimised GeoTIFF OUT/susceptibility_sacnn.tif; (5) evaluate every model
 scikit-learn peers on the test rows: OUT/report/report.md, metrics.json and figures.
 
 Re-running with the same OUT reuses what is complete: the store, its aligned features, and
-model files trained with the same preset and split (a model file is only written once its
-training has finished); maps are recomputed only for new weights, and the report is rewritten.
+model files trained with the same preset, epochs and split (a model file is only written once
+its training has finished); maps are recomputed only for new weights, and the report is rewritten.
 ``--fresh`` deletes OUT/kashmir.zarr, OUT/models and OUT/report first and redoes everything.
 """
 from __future__ import annotations
@@ -43,6 +43,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="training recipe (default quick)")
     p.add_argument("--band", type=int, default=1, help="test band of the band split (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and training")
+    p.add_argument("--epochs", type=int, metavar="N",
+                   help="override the preset's epochs (a smoke run: the models are then not "
+                        "the preset's)")
     p.add_argument("--no-peers", action="store_true", help="skip the scikit-learn peers")
     p.add_argument("--fresh", action="store_true",
                    help="delete the store, models and report in OUT first")
@@ -91,7 +94,7 @@ def _features(store: Path, quiet: bool) -> None:
                 f"({time.perf_counter() - t0:.0f} s)")
 
 
-def _reusable(path: Path, preset: str, band: int, seed: int) -> Any:
+def _reusable(path: Path, preset: str, band: int, seed: int, epochs: int | None) -> Any:
     from ..errors import GeoslideError
     from ..modelfile import load_model
 
@@ -104,8 +107,12 @@ def _reusable(path: Path, preset: str, band: int, seed: int) -> Any:
     info = model.train or {}
     split = info.get("split") or {}
     recipe = info.get("recipe") or {}
+    from ..presets import get_preset
+
+    want = epochs if epochs is not None else get_preset(preset, model.name).get("epochs")
     if (recipe.get("preset") == preset and split.get("kind") == "band"
-            and split.get("band", 1) == band and info.get("seed") == seed):
+            and split.get("band", 1) == band and info.get("seed") == seed
+            and recipe.get("epochs") == want):
         return model
     return None
 
@@ -135,13 +142,14 @@ def run(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     for i, name in enumerate(names, 1):
         path = out / "models" / f"{name}.pt"
-        model = _reusable(path, args.preset, args.band, args.seed)
+        model = _reusable(path, args.preset, args.band, args.seed, args.epochs)
         if model is not None:
             _say(quiet, f"[3/5] {name}: reused {path}")
         else:
             t0 = time.perf_counter()
             result = train(ds, name, preset=args.preset, split="band", band=args.band,
-                           seed=args.seed, device=args.device, progress=not quiet, out=path)
+                           seed=args.seed, device=args.device, progress=not quiet, out=path,
+                           epochs=args.epochs)
             model = result.model
             timings[name] = time.perf_counter() - t0
             _say(quiet, f"[3/5] trained {name} ({i}/{len(names)}) in {timings[name]:.0f} s: "

@@ -1,0 +1,32 @@
+"""``geoslide demo`` end to end on the real Kashmir data (about 15 minutes on 2 cores: slow)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_and_rerun(tmp_path, data_dir, capsys):
+    from geoslide.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "report.md" in printed and "| SACNN |" in printed
+    report = out / "report"
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert {"llr", "cnn", "sacnn", "logreg", "rf", "logreg+aligned",
+            "rf+aligned"} <= set(metrics["models"])
+    for name in ("report.md", "roc.png", "reliability.png", "validation_nll.png",
+                 "map_sacnn.png"):
+        assert (report / name).stat().st_size > 1000
+    assert (out / "susceptibility_sacnn.tif").exists()
+    for m in ("llr", "cnn", "sacnn"):
+        assert metrics["models"][m]["auc"] > 0.6  # trained models beat chance on test rows
+    # a re-run reuses the store, the features and the trained models, and rewrites the report
+    before = {p.name: p.stat().st_mtime for p in (out / "models").glob("*.pt")}
+    assert main(["demo", "--out", str(out), "--quiet", "--no-peers"]) == 0
+    after = {p.name: p.stat().st_mtime for p in (out / "models").glob("*.pt")}
+    assert before == after
+    assert "rf" not in json.loads((report / "metrics.json").read_text())["models"]
