@@ -32,7 +32,7 @@ from .nt import store_fence, store_nt
 # window one feature is read from for a tile, (ROWS + 2 r) x (TILE + 2 r) floats, and the
 # tile's winner offsets (n_dist x ROWS x TILE x 4 bytes) stay in L2.
 TILE = 256
-ROWS = 128
+ROWS = 32
 _MISSING = np.uint32(0x80000000)   # flag bit in a winner offset: the ring had no valid cell
 _OFFSET = np.uint32(0x7FFFFFFF)
 
