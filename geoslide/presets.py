@@ -80,10 +80,10 @@ QUICK: dict[str, dict[str, Any]] = {
            "model_kwargs": {"hidden": [64, 32]}},
     "sann": {"optimizer": "adam", "lr": 0.003, "epochs": 10, "batch_size": 16, "halo": 0,
              "model_kwargs": {"hidden": [64, 32]}},
-    "cnn": {"optimizer": "adam", "lr": 0.001, "epochs": 12, "batch_size": 8,
-            "model_kwargs": {"widths": [16, 32, 64, 128, 128]}},
-    "sacnn": {"optimizer": "adam", "lr": 0.001, "epochs": 12, "batch_size": 8,
-              "model_kwargs": {"widths": [16, 32, 64, 128, 128]}},
+    "cnn": {"optimizer": "adam", "lr": 0.003, "epochs": 8, "batch_size": 8, "oversample": 2,
+            "early_stop": 3, "model_kwargs": {"widths": [8, 16, 32, 64, 64]}},
+    "sacnn": {"optimizer": "adam", "lr": 0.003, "epochs": 8, "batch_size": 8, "oversample": 2,
+              "early_stop": 3, "model_kwargs": {"widths": [8, 16, 32, 64, 64]}},
 }
 
 PRESETS = {"paper": (_COMMON_PAPER, PAPER), "quick": (_COMMON_QUICK, QUICK)}
