@@ -87,7 +87,9 @@ def _split_text(ev: "Evaluation") -> str:
     if s.get("kind") == "band":
         n = s.get("n_bands", 5)
         b = s.get("band", 1)
-        what = f"band split: test = rows [{b}H/{n}, {b + 1}H/{n}) (band {b} of {n})"
+        h = ev.dataset["shape"][0]
+        what = (f"band split: test = rows [{b * h // n}, {(b + 1) * h // n}) = "
+                f"[{b}H/{n}, {b + 1}H/{n}) (band {b} of {n})")
     elif s.get("kind") == "paper":
         what = "the paper's split: core windows shuffled, 80% train / 10% validation / 10% test"
     elif s.get("kind") == "kfold":
