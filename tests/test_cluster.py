@@ -237,11 +237,13 @@ def test_predict_on_a_local_cluster_equals_threads_and_ships_the_model_once(
     model = _tiny_sacnn(ds.compute(), features, tmp_path, counting)
 
     with dask.config.set(scheduler="threads"):
-        expected = predict(ds.compute().chunk(CHUNK), model, progress=False).compute()
+        expected = predict(ds.compute().chunk(CHUNK), model, core=128, halo=32,
+                           progress=False).compute()
 
     log = tmp_path / "unpickled.log"
     log.write_text("")
-    probs = predict(ds, model, progress=False, region=CHUNK)  # lazy: dask-backed input
+    # lazy (dask-backed input); the model's 32 px halo, not the measured receptive field
+    probs = predict(ds, model, core=128, halo=32, progress=False, region=CHUNK)
     regions = probs.data.npartitions
     report = write_regions(probs.to_dataset(name="susceptibility"), store, key="m",
                            progress=False)
@@ -257,10 +259,6 @@ def test_predict_on_a_local_cluster_equals_threads_and_ships_the_model_once(
     assert len(set(on_workers)) == len(on_workers)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "geoslide/predict.py names its map_blocks layer f'geoslide-predict-{model}-{core}-{halo}', "
-    "the same for every input: two maps of one model computed together share keys. Fix: add "
-    "dask.base.tokenize(stack.name, batch_size) to that name; then remove this marker."))
 def test_two_inputs_computed_together_keep_their_own_results(base, tmp_path):
     """On a cluster, graphs share one key space: two lazy results computed together (or one
     persisted while the other runs) must not share dask keys unless they are the same
@@ -270,11 +268,12 @@ def test_two_inputs_computed_together_keep_their_own_results(base, tmp_path):
     from geoslide.align import aligned_features
     from geoslide.predict import predict
 
-    a = base.chunk(CHUNK)
-    b = (base * np.float32(1.5)).chunk(CHUNK)
+    window = base.isel(y=slice(0, 512), x=slice(0, 512))  # 2 x 2 chunks: enough to collide
+    a = window.chunk(CHUNK)
+    b = (window * np.float32(1.5)).chunk(CHUNK)
     fa, fb = (aligned_features(x, DISTANCES, ["slope"])["slope_up300"] for x in (a, b))
-    model = _tiny_sacnn(base, ["slope", "elevation"], tmp_path)
-    pa, pb = (predict(x, model, progress=False) for x in (a, b))
+    model = _tiny_sacnn(window, ["slope", "elevation"], tmp_path)
+    pa, pb = (predict(x, model, core=128, halo=32, progress=False) for x in (a, b))
     with dask.config.set(scheduler="threads"):
         together = dask.compute(fa, fb, pa, pb)
         alone = [x.compute() for x in (fa, fb, pa, pb)]

@@ -111,7 +111,7 @@ def _pids(client):
     return set(client.run(os.getpid).values())
 
 
-def _wait_for_workers(client, n=2, timeout=60):
+def _wait_for_workers(client, n=2, timeout=180):
     client.wait_for_workers(n, timeout=timeout)
 
 
@@ -133,8 +133,8 @@ def clean(client, base_store):
     names = sorted(write_regions(_features(path), path, progress=False).variables)
     ds = open_zarr(path)
     model = _tiny_model(ds.compute(), FEATURES)
-    write_regions(predict(ds, model, progress=False).to_dataset(name="p"), path, key="m",
-                  progress=False)
+    probs = predict(ds, model, core=128, halo=32, progress=False)
+    write_regions(probs.to_dataset(name="p"), path, key="m", progress=False)
     return path, names, model
 
 
@@ -170,7 +170,8 @@ def test_worker_dying_mid_predict_leaves_the_fault_free_store(client, clean, tmp
     clean_path, _, model = clean
     faulty = _copy(clean_path, tmp_path / "faulty.zarr")  # features already there
     flag = tmp_path / "died"
-    probs = predict(open_zarr(faulty), model, progress=False).to_dataset(name="p")
+    probs = predict(open_zarr(faulty), model, core=128, halo=32,
+                    progress=False).to_dataset(name="p")
     report = write_regions(_with_fault(probs, die_once, flag=str(flag), at=(1, 2)), faulty,
                            key="m2", progress=False)
     assert flag.exists(), "the fault was not injected"
