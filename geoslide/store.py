@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import rioxarray  # noqa: F401  (registers .rio, used by open_zarr)
 import xarray as xr
 
 from .errors import GridMismatchError, MissingFileError, StoreError
