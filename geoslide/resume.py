@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .errors import ChunkingError, MissingFileError, StoreError
+from .errors import ChunkingError, GridMismatchError, MissingFileError, StoreError
 
 INCOMPLETE_ATTR = "geoslide:incomplete"
 """Root attribute listing the variables of unfinished writes (same as geoslide.store's)."""
@@ -307,6 +307,15 @@ def write_regions(
                 f"the store {path!r} has {root[dim].shape[0]} {dim} values but the variables to "
                 f"write have {ds.sizes[dim]}; expected the store's grid."
             )
+        if dim in root and dim in ds.coords and ds.sizes[dim] > 1:
+            have, want = np.asarray(ds[dim].values, float), np.asarray(root[dim][...], float)
+            step = abs(want[1] - want[0])
+            if not np.allclose(have, want, rtol=0, atol=1e-6 * step):
+                raise GridMismatchError(
+                    f"the variables to write have other {dim} coordinates than the store "
+                    f"{path!r} (first {have[0]} vs {want[0]}); expected the store's grid: "
+                    f"compute them from geoslide.store.open_zarr(path)."
+                )
     names = [str(n) for n in ds.data_vars]
     if not names:
         return WriteReport([], 0, 0, 0, 0.0, chunks)

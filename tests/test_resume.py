@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geoslide.errors import MissingFileError, StoreError
+from geoslide.errors import GridMismatchError, MissingFileError, StoreError
 
 DISTANCES = (100, 300)  # metres: rings of 3.5 and 10.5 px on Kashmir's 28.55 m grid
 FEATURES = ["slope"]
@@ -197,6 +197,9 @@ def test_numpy_dataarray_input_and_errors(store, base, tmp_path):
         write_regions(doubled, tmp_path / "absent.zarr", progress=False)
     with pytest.raises(StoreError, match="store's grid"):
         write_regions(doubled.isel(y=slice(0, 100)), store, progress=False)
+    shifted = doubled.assign_coords(x=doubled.x + 1000.0)
+    with pytest.raises(GridMismatchError, match="other x coordinates"):
+        write_regions(shifted, store, progress=False)
     cube = xr.Dataset({"c": (("band", "y", "x"), np.zeros((2, 987, 826), np.float32))})
     with pytest.raises(StoreError, match="dims"):
         write_regions(cube, store, progress=False)
