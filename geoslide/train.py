@@ -128,6 +128,8 @@ def with_aligned_features(
     if sources is not None:
         kwargs["features"] = list(sources)
     extra = aligned_features(ds, **kwargs)
+    if extra.chunks and extra.nbytes < 2**30:
+        extra = extra.persist()  # computed once, not once per variable read
     out = ds.assign({str(k): v for k, v in extra.data_vars.items()})
     out.attrs = dict(ds.attrs)
     return out
