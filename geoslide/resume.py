@@ -176,6 +176,17 @@ def _prepare_vars(ds_new: xr.Dataset, chunks: tuple[int, int]) -> xr.Dataset:
     return xr.Dataset(out, coords=ds_new.coords, attrs=ds_new.attrs)
 
 
+def _jsonable(attrs: Mapping[str, Any]) -> dict:
+    """Attrs that survive Zarr's JSON metadata (numpy values converted, the rest skipped)."""
+    out = {}
+    for k, v in attrs.items():
+        try:
+            out[str(k)] = json.loads(json.dumps(v, default=lambda o: o.tolist()))
+        except (TypeError, ValueError, AttributeError):
+            continue
+    return out
+
+
 def _run_marker(ds: xr.Dataset, chunks: tuple[int, int], key: str | None, n_regions: int) -> dict:
     return {
         "variables": sorted(str(n) for n in ds.data_vars),
@@ -203,8 +214,9 @@ def _create_targets(ds: xr.Dataset, path: str, root: Any, grid: tuple[int, int],
     if PROGRESS_GROUP in root:
         del root[PROGRESS_GROUP]
     template = ds.drop_vars([c for c in ("y", "x") if c in root and c in ds.coords])
-    # xarray replaces the root attrs with the Dataset's: keep the store's (and the marker)
-    template.attrs = dict(zarr.open_group(path, mode="r", use_consolidated=False).attrs)
+    # the store's attrs (and the marker) stay; the new Dataset's attrs are added where new
+    stored = dict(zarr.open_group(path, mode="r", use_consolidated=False).attrs)
+    template.attrs = {**_jsonable(ds.attrs), **stored}
     # metadata (and the small numpy coords not yet in the store); the lazy data is not computed
     template.to_zarr(path, mode="a", compute=False, consolidated=False)
     group = zarr.open_group(path, mode="r+", use_consolidated=False).require_group(PROGRESS_GROUP)

@@ -133,6 +133,8 @@ def test_write_regions_equals_numpy_and_marks_complete(store, reference, count_b
     got = _assert_equal_to_reference(store, reference)
     assert got.rio.crs == reference.rio.crs
     assert "elevation" in got  # the store's own variables are kept
+    assert got.attrs["geoslide:format"] == "geoslide-store/1"  # and its attrs
+    assert got.attrs["geoslide:aligned"]["distances"] == list(DISTANCES)  # new ones added
     assert not (store / "_geoslide_progress").exists()
 
 
