@@ -165,6 +165,50 @@ def test_prepare_lazily_on_a_local_cluster_equals_numpy(cluster_client, kashmir,
     assert got.rio.crs == kashmir.rio.crs
 
 
+@pytest.mark.slow
+def test_cli_features_on_a_separate_scheduler_and_worker(store, base, tmp_path):
+    """`geoslide features STORE --scheduler FILE` on a `dask scheduler` + `dask worker` started
+    as separate processes (as on a cluster): the store gets the numpy result."""
+    import subprocess
+    import sys
+    import time
+
+    from geoslide.align import aligned_features
+    from geoslide.cli import main
+    from geoslide.store import open_zarr
+
+    dask_cli = [sys.executable, "-m", "dask"]
+    sched_file = tmp_path / "scheduler.json"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    procs = [subprocess.Popen(dask_cli + ["scheduler", "--port", "0", "--dashboard-address",
+                                          ":0", "--scheduler-file", str(sched_file)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        procs.append(subprocess.Popen(dask_cli + ["worker", "--scheduler-file", str(sched_file),
+                                                  "--nthreads", "1", "--nworkers", "2",
+                                                  "--memory-limit", "2GiB"],
+                                      env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(scheduler_file=str(sched_file)) as c:
+            c.wait_for_workers(2, timeout=120)
+        assert main(["features", str(store), "--distances", *map(str, DISTANCES),
+                     "--features", "slope", "--scheduler", str(sched_file), "--quiet"]) == 0
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
+    ref = aligned_features(base, DISTANCES, ["slope"])
+    got = open_zarr(store)
+    for name in ref.data_vars:
+        np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=name)
+
+
 _COUNTING_MODULE = '''
 import os
 import torch
