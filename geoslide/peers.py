@@ -1,10 +1,11 @@
 """Peers: the per-pixel scikit-learn models users pick today, on the same pixels and split.
 
 - ``logreg``: standardised inputs + ``LogisticRegression`` (L2, C=1).
-- ``rf``: ``RandomForestClassifier`` (100 trees, leaves of at least 50 pixels so that leaf
-  frequencies are usable probabilities, each tree grown on a bootstrap sample of
-  ``max_samples`` = 10% of the training pixels; a speed setting, it does not bias the
-  probabilities since both classes are sampled alike).
+- ``rf``: ``RandomForestClassifier`` (100 trees; leaves of at least n/10,000 pixels, between
+  5 and 50, so that leaf frequencies are usable probabilities; each tree grown on a bootstrap
+  sample of at most 60,000 of the n training pixels: a speed setting that does not bias the
+  probabilities since both classes are sampled alike. On Kashmir's ~575,000 training pixels:
+  leaves >= 50, 10% per tree; on Ecuador's ~250 points: leaves >= 5, full bootstrap).
 - ``+aligned`` variants add the aligned slope and elevation (``slope_up<d>``,
   ``elevation_up<d>`` for every looking distance present in the Dataset, 30/100/300 m by
   default).
@@ -132,6 +133,10 @@ def fit_peer(ds: xr.Dataset, name: str, train_mask: np.ndarray, *, seed: int = 0
     if idx.size == 0 or len(np.unique(y[idx])) < 2:
         raise ValueError(f"peer {name}: the train mask holds {idx.size} labelled pixels and "
                          f"needs both landslide and stable ones")
+    if kind == "rf":  # sized for the pixel count (see the module doc), unless given
+        n = idx.size
+        params = {"min_samples_leaf": int(np.clip(n // 10_000, 5, 50)),
+                  "max_samples": None if n <= 60_000 else 60_000 / n, **params}
     est = make_estimator(kind, seed=seed, **params)
     t0 = time.perf_counter()
     est.fit(x[idx], y[idx].astype(np.int8))

@@ -185,8 +185,10 @@ def input_stack(ds: xr.Dataset, feature_names: Sequence[str], normalization: dic
     return da.stack(layers, axis=0)
 
 
-def valid_mask(ds: xr.Dataset, feature_names: Sequence[str], label: str | None = None) -> Any:
-    """Lazy (H, W) bool dask array: True where every feature is finite and the label is not -1."""
+def valid_mask(ds: xr.Dataset, feature_names: Sequence[str], label: str | None = None,
+               mask_label: bool = True) -> Any:
+    """Lazy (H, W) bool dask array: True where every feature is finite (and, with
+    ``mask_label``, the label is not -1)."""
     import dask.array as da
 
     from .inputs import base_variable
@@ -196,7 +198,7 @@ def valid_mask(ds: xr.Dataset, feature_names: Sequence[str], label: str | None =
         good = da.isfinite(_lazy(_feature_array(ds, var)))
         ok = good if ok is None else ok & good
     label = label or ds.attrs.get("geoslide:label", "landslide")
-    if label in ds:
+    if mask_label and label in ds:
         ok = ok & (_lazy(_feature_array(ds, label)) != -1)
     return ok
 
@@ -274,6 +276,7 @@ def predict(
     progress: bool = True,
     region: int | None = None,
     name: str = "susceptibility",
+    mask_label: bool = False,
 ) -> xr.DataArray:
     """Landslide susceptibility (probability, 0..1) of every pixel of ``ds``.
 
@@ -292,11 +295,15 @@ def predict(
     region : side in pixels of a dask block (default: the input's chunks when dask-backed,
         else 1024); at least ``halo``, rounded up to a multiple of ``core``.
     name : name of the returned DataArray.
+    mask_label : also NaN where the label is -1. Off by default: in the geoslide layout -1
+        marks pixels with a missing input, which are NaN anyway when the model reads that
+        input; a point inventory (Ecuador) also labels every unsampled pixel -1 ("unknown"),
+        and a map must still cover those.
 
     Returns
     -------
     DataArray ``name`` (float32) on exactly the input grid (same y/x coords, CRS, transform),
-    NaN where any feature is NaN or the label is -1. Lazy (dask) when ``ds`` is dask-backed,
+    NaN where any of the model's inputs is NaN (or the label is -1, with ``mask_label``). Lazy (dask) when ``ds`` is dask-backed,
     computed otherwise.
     """
     import dask
@@ -343,7 +350,7 @@ def predict(
         dtype=np.float32,
         name="geoslide-predict-" + tokenize(stack.name, token, core, halo, batch_size),
     )
-    ok = valid_mask(ds, features).rechunk(probs.chunks)
+    ok = valid_mask(ds, features, mask_label=mask_label).rechunk(probs.chunks)
     probs = da.where(ok, probs, np.float32(np.nan)).astype(np.float32)
     if lazy_input and first.chunks:
         probs = probs.rechunk(first.chunks)
@@ -381,7 +388,7 @@ def forward_whole(ds: xr.Dataset, model: Any, device: Any = None) -> np.ndarray:
     padded = np.zeros((c, _round_up(h, ALIGN), _round_up(w, ALIGN)), np.float32)
     padded[:, :h, :w] = x
     probs = _Runner(trained.module, _resolve_device(device)).forward(padded[None])[0, :h, :w]
-    ok = np.asarray(valid_mask(ds, features).compute())
+    ok = np.asarray(valid_mask(ds, features, mask_label=False).compute())
     return np.where(ok, probs, np.nan).astype(np.float32)
 
 

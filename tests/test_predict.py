@@ -99,15 +99,21 @@ def test_nan_where_inputs_missing_or_label_minus_one(small):
 
     ds = small.copy(deep=True)
     ds["elevation"][100:110, 50:60] = np.nan
-    ds["landslide"][200:205, 20:30] = -1
+    ds["landslide"][200:205, 20:30] = -1  # "unknown" (as a point inventory's unsampled pixels)
     model = _trained(ds, "nn", hidden=[8])
     probs = predict(ds, model, progress=False).values
     feats = np.stack([ds[f].values for f in model.feature_names])
-    expected_nan = ~np.isfinite(feats).all(axis=0) | (ds["landslide"].values == -1)
-    assert expected_nan[100:110, 50:60].all() and expected_nan[200:205, 20:30].all()
-    assert np.array_equal(np.isnan(probs), expected_nan)
-    ok = probs[~expected_nan]
+    missing = ~np.isfinite(feats).all(axis=0)
+    assert missing[100:110, 50:60].all() and not missing[200:205, 20:30].any()
+    assert np.array_equal(np.isnan(probs), missing)  # a map covers unlabelled pixels
+    masked = predict(ds, model, progress=False, mask_label=True).values
+    assert np.array_equal(np.isnan(masked), missing | (ds["landslide"].values == -1))
+    assert np.array_equal(masked[~np.isnan(masked)], probs[~np.isnan(masked)])
+    ok = probs[~missing]
     assert ok.min() >= 0 and ok.max() <= 1
+    # the real inventory: every -1 pixel of Kashmir has a missing input, so both agree there
+    assert np.array_equal(np.isnan(predict(small, model, progress=False).values),
+                          np.isnan(predict(small, model, progress=False, mask_label=True).values))
 
 
 def test_grid_crs_and_attrs(small):
