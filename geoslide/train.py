@@ -180,6 +180,7 @@ def train(
     out: str | os.PathLike | None = None,
     overrides: dict[str, Any] | None = None,
     threads: int | None = None,
+    split_seed: int = 0,
     **split_kwargs: Any,
 ) -> TrainResult:
     """Train ``model`` on ``ds`` with recipe ``preset`` on split ``split``; returns the model
@@ -188,7 +189,9 @@ def train(
     ``split_kwargs`` go to :func:`geoslide.splits.split_masks` (``band``, ``fold``,
     ``n_folds``, ``val_fraction``, ``core`` of the split grid...). ``out``: write the model
     file there and its history as ``<out>.history.json``. ``threads``: torch CPU threads
-    while training (1 is fastest on a machine shared with other jobs)."""
+    while training (1 is fastest on a machine shared with other jobs). ``seed`` seeds the
+    weights and the shuffles; ``split_seed`` (default 0) the split's random draws, kept apart
+    so that runs with several seeds share one split."""
     t_start = time.time()
     recipe = get_preset(preset, model)
     for key, value in (overrides or {}).items():
@@ -214,7 +217,7 @@ def train(
 
     split_kwargs = dict(split_kwargs)
     split_kwargs.setdefault("core", recipe["split_core"])
-    masks = split_masks(ds, split, seed=seed, **split_kwargs)
+    masks = split_masks(ds, split, seed=split_seed, **split_kwargs)
     normalization = compute_normalization(ds, features, masks["train"])
 
     torch.manual_seed(seed)
@@ -234,7 +237,7 @@ def train(
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False,
                                              collate_fn=collate, pin_memory=pin)
     history: list[dict[str, Any]] = []
-    split_info = {"kind": split, "seed": seed, **split_kwargs}
+    split_info = {"kind": split, "seed": split_seed, **split_kwargs}
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_threads = torch.get_num_threads()
     if threads:

@@ -145,8 +145,9 @@ def test_cli_trains_tiny_run(kashmir, tmp_path):
     to_zarr(small, store)
     out = tmp_path / "m.pt"
     rc = main(["train", str(store), "--model", "llr", "--split", "paper", "--epochs", "1",
-               "--seed", "1", "--quiet", "--out", str(out)])
+               "--seed", "1", "--split-seed", "2", "--quiet", "--out", str(out)])
     assert rc == 0
     m = load_model(out)
     assert m.name == "llr" and m.train["split"]["kind"] == "paper"
+    assert m.train["split"]["seed"] == 2 and m.train["seed"] == 1
     assert len(m.history) == 1 and np.isfinite(m.history[0]["val_nll"])

@@ -30,7 +30,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--band", type=int, default=1, help="band split: which fifth is the test set (default 1)")
     p.add_argument("--fold", type=int, default=0, help="kfold split: the test fold (default 0)")
     p.add_argument("--n-folds", type=int, default=5, help="kfold split: number of folds (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and shuffles (default 0)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the split's random draws (default 0)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
     p.add_argument("--core", type=int, metavar="PX", help="patch core in pixels (default: the preset's)")
     p.add_argument("--halo", type=int, metavar="PX", help="patch halo in pixels (default: the preset's)")
@@ -55,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         split_kwargs.update(fold=args.fold, n_folds=args.n_folds)
     out = args.out or f"{args.model}.pt"
     result = train(ds, args.model, preset=args.preset, split=args.split, seed=args.seed,
+                   split_seed=args.split_seed,
                    epochs=args.epochs, core=args.core, halo=args.halo, device=args.device,
                    threads=args.threads, progress=not args.quiet, out=out, **split_kwargs)
     if not args.quiet:
