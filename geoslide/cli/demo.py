@@ -42,7 +42,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", choices=("quick", "paper"),
                    help="training recipe (default quick)")
     p.add_argument("--band", type=int, default=1, help="test band of the band split (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and training")
+    p.add_argument("--seed", type=int, default=0,
+                   help="training seed (weights, shuffles); the split's draws keep seed 0")
     p.add_argument("--epochs", type=int, metavar="N",
                    help="override the preset's epochs (a smoke run: the models are then not "
                         "the preset's)")
@@ -172,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     _say(quiet, f"[4/5] maps written into {store}" + (f" and {tif}" if tif else ""))
 
     report = out / "report"
-    ev = evaluate(ds, list(models.values()), split="band", band=args.band, seed=args.seed,
+    # the split (kind, band, seed, window) is read from the model files
+    ev = evaluate(ds, list(models.values()), split="band", band=args.band,
                   peers=not args.no_peers, out=report, progress=not quiet, device=args.device)
     minutes = (time.perf_counter() - t_start) / 60
     print(f"[5/5] evaluation on the test rows (band {args.band}):\n")
