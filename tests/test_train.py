@@ -151,3 +151,34 @@ def test_cli_trains_tiny_run(kashmir, tmp_path):
     assert m.name == "llr" and m.train["split"]["kind"] == "paper"
     assert m.train["split"]["seed"] == 2 and m.train["seed"] == 1
     assert len(m.history) == 1 and np.isfinite(m.history[0]["val_nll"])
+
+
+def test_flip_keeps_azimuths_consistent():
+    """A flipped patch's azimuth channels equal the azimuths of the flipped terrain: the
+    uphill target at offset (drow, dcol) has azimuth atan2(dcol, -drow) clockwise from north."""
+    from geoslide.train import _flip
+
+    g = np.random.default_rng(0)
+    drow, dcol = g.integers(-3, 4, (2, 6, 6)).astype(float)
+    ids = np.arange(36.0).reshape(6, 6)  # tells which flips happened
+
+    def sincos(dr, dc):
+        az = np.radians(np.degrees(np.arctan2(dc, -dr)))
+        return np.stack([np.sin(az), np.cos(az)])
+
+    x = np.concatenate([sincos(drow, dcol), ids[None]])[None].astype(np.float32)
+    feats = ["azimuth_up30@sin", "azimuth_up30@cos", "ids"]
+    seen = set()
+    for seed in range(12):
+        batch = {"x": torch.from_numpy(x.copy()), "y": torch.zeros(1, 6, 6)}
+        out = _flip(batch, feats, torch.Generator().manual_seed(seed))["x"][0].numpy()
+        flip_lr = bool(out[2, 0, 0] % 6 == 5)
+        flip_ud = bool(out[2, 0, 0] // 6 == 5)
+        dr, dc = drow, dcol
+        if flip_lr:  # columns mirrored: east <-> west
+            dr, dc = dr[:, ::-1], -dc[:, ::-1]
+        if flip_ud:  # rows mirrored: north <-> south
+            dr, dc = -dr[::-1], dc[::-1]
+        np.testing.assert_allclose(out[:2], sincos(dr, dc), atol=1e-6)
+        seen.add((flip_lr, flip_ud))
+    assert len(seen) >= 3
