@@ -74,7 +74,7 @@ _COMMON_QUICK: dict[str, Any] = {
 }
 
 QUICK: dict[str, dict[str, Any]] = {
-    "random": {"optimizer": None, "lr": 0.0, "epochs": 1, "batch_size": 16},
+    "random": {"optimizer": None, "lr": 0.0, "epochs": 1, "batch_size": 16, "halo": 0},
     "llr": {"optimizer": "adam", "lr": 0.05, "epochs": 8, "batch_size": 16, "halo": 0},
     "nn": {"optimizer": "adam", "lr": 0.003, "epochs": 10, "batch_size": 16, "halo": 0,
            "model_kwargs": {"hidden": [64, 32]}},
