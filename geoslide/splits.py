@@ -92,10 +92,15 @@ def split_masks(
     fold: int = 0,
     n_folds: int = 5,
     val_fraction: float = 0.1,
+    val_shape: str = "windows",
 ) -> dict[str, np.ndarray]:
     """Boolean ``(H, W)`` masks ``{"train", "val", "test"}`` of a grid (see the module doc).
 
     ``core`` is the window size in pixels; ``seed`` makes every random draw reproducible.
+    ``val_shape`` (``band`` only): ``"windows"`` (scattered windows, above) or ``"rows"``: the
+    validation set is a contiguous band of ``round(val_fraction * non-test rows)`` rows just
+    below the test band (just above it when the test band is the last one), shaped like the
+    test set so that model selection sees spatially held-out terrain.
     """
     h, w = _shape(ds_or_shape)
     if kind not in KINDS:
@@ -112,7 +117,17 @@ def split_masks(
             raise ValueError(f"band must lie in [0, {n_bands}); got {band}")
         start, stop = band * h // n_bands, (band + 1) * h // n_bands
         test[start:stop] = True
-        val = _draw_val(ids, ~test, val_fraction, rng)
+        if val_shape == "rows":
+            n_val = int(round(val_fraction * (h - (stop - start))))
+            val = np.zeros((h, w), dtype=bool)
+            if stop + n_val <= h:
+                val[stop : stop + n_val] = True
+            else:
+                val[max(start - n_val, 0) : start] = True
+        elif val_shape == "windows":
+            val = _draw_val(ids, ~test, val_fraction, rng)
+        else:
+            raise ValueError(f"val_shape must be 'windows' or 'rows'; got {val_shape!r}")
     elif kind == "paper":
         n = int(ids.max()) + 1
         order = rng.permutation(n)

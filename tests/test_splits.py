@@ -77,3 +77,24 @@ def test_split_errors():
         split_masks((10, 10), "random")
     with pytest.raises(ValueError, match="band"):
         split_masks((10, 10), "band", band=5)
+
+
+@pytest.mark.parametrize("band", [0, 1, 3, 4])
+def test_band_split_val_rows(kashmir, band):
+    """``val_shape="rows"``: validation = a contiguous band of rows next to the test band."""
+    h, w = kashmir.sizes["y"], kashmir.sizes["x"]
+    m = split_masks(kashmir, "band", band=band, core=64, val_shape="rows")
+    _check_partition(m)
+    start, stop = band * h // 5, (band + 1) * h // 5
+    n_val = int(round(0.1 * (h - (stop - start))))
+    val_rows = np.flatnonzero(m["val"].any(axis=1))
+    assert (m["val"][val_rows]).all(), "whole rows"
+    assert val_rows.size == n_val and (np.diff(val_rows) == 1).all(), "one contiguous band"
+    if band < 4:
+        assert val_rows[0] == stop           # just below the test band
+    else:
+        assert val_rows[-1] == start - 1     # last band: just above it
+    # the test band is the same as with scattered windows
+    assert (m["test"] == split_masks(kashmir, "band", band=band, val_shape="windows")["test"]).all()
+    with pytest.raises(ValueError, match="val_shape"):
+        split_masks(kashmir, "band", val_shape="blocks")
