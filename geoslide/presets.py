@@ -43,6 +43,7 @@ _COMMON_PAPER: dict[str, Any] = {
     "momentum": 0.0,
     "aligned_sources": None,
     "prior_bias": False,
+    "ensemble": 1,
     "model_kwargs": {},
 }
 
@@ -70,6 +71,7 @@ _COMMON_QUICK: dict[str, Any] = {
     "momentum": 0.0,
     "aligned_sources": ["slope", "elevation"],
     "prior_bias": True,
+    "ensemble": 1,
     "model_kwargs": {},
 }
 

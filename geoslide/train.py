@@ -220,14 +220,19 @@ def train(
     masks = split_masks(ds, split, seed=split_seed, **split_kwargs)
     normalization = compute_normalization(ds, features, masks["train"])
 
-    torch.manual_seed(seed)
-    module = build(name, len(features), **recipe["model_kwargs"])
+    n_members = 1 if name == "random" else max(int(recipe.get("ensemble", 1) or 1), 1)
     train_labels = to_label_array(ds)[masks["train"]]
     train_labels = train_labels[train_labels >= 0]
     positive_rate = float((train_labels == 1).mean()) if train_labels.size else 0.0
-    if recipe.get("prior_bias", True):
-        init_output_bias(module, positive_rate)
-    module = module.to(dev)
+
+    def new_member(member_seed: int) -> torch.nn.Module:
+        torch.manual_seed(member_seed)
+        m = build(name, len(features), **recipe["model_kwargs"])
+        if recipe.get("prior_bias", True):
+            init_output_bias(m, positive_rate)
+        return m.to(dev)
+
+    module = new_member(seed)
     common = dict(core=recipe["core"], halo=recipe["halo"])
     train_set = PatchDataset(ds, features, normalization, mask=masks["train"],
                              oversample=recipe["oversample"], **common)
@@ -250,10 +255,29 @@ def train(
             history.append({"epoch": 1, "train_nll": None, "val_nll": val_nll,
                             "val_auc": _auc(yv, pv), "lr": 0.0, "seconds": 0.0})
             best_state, best_epoch, best_val = copy.deepcopy(module.state_dict()), 1, val_nll
-        else:
+        elif n_members == 1:
             best_state, best_epoch, best_val = _fit(
                 module, train_set, val_loader, recipe, features, dev, seed, progress, history
             )
+        else:  # seed ensemble: members trained with seeds seed .. seed + k - 1
+            members, member_info = [], []
+            for i in range(n_members):
+                member = module if i == 0 else new_member(seed + i)
+                member_hist: list[dict[str, Any]] = []
+                state, ep, val = _fit(member, train_set, val_loader, recipe, features, dev,
+                                      seed + i, progress, member_hist)
+                member.load_state_dict(state)
+                members.append(member)
+                member_info.append({"seed": seed + i, "best_epoch": ep, "best_val_nll": val})
+                history.extend({**h, "member": i} for h in member_hist)
+            module = build(name, len(features), **recipe["model_kwargs"], ensemble=n_members)
+            module.members = torch.nn.ModuleList(members)
+            best_val, yv, pv = evaluate_nll(module, val_loader, dev)
+            history.append({"epoch": None, "member": "ensemble", "train_nll": None,
+                            "val_nll": best_val, "val_auc": _auc(yv, pv), "lr": None,
+                            "seconds": 0.0})
+            best_state = copy.deepcopy(module.state_dict())
+            best_epoch = max(m["best_epoch"] for m in member_info)
     finally:
         torch.use_deterministic_algorithms(prev_det)
         torch.set_num_threads(prev_threads)
@@ -272,6 +296,7 @@ def train(
         history=history,
         train={"recipe": recipe, "split": split_info, "seed": seed,
                "best_epoch": best_epoch, "best_val_nll": best_val,
+               "members": member_info if n_members > 1 else None,
                "train_summary": train_set.summary()},
     )
     path = None

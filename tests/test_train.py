@@ -182,3 +182,27 @@ def test_flip_keeps_azimuths_consistent():
         np.testing.assert_allclose(out[:2], sincos(dr, dc), atol=1e-6)
         seen.add((flip_lr, flip_ud))
     assert len(seen) >= 3
+
+
+def test_seed_ensemble_mean_probability_and_round_trip(kashmir, tmp_path):
+    """``ensemble=2``: members = the single-seed runs of seeds 0 and 1; the module returns the
+    logit of their mean probability; the model file rebuilds it."""
+    small = kashmir.isel(y=slice(0, 320), x=slice(0, 320))
+    kw = dict(preset="quick", epochs=1, progress=False, split="band", val_shape="rows")
+    ens = train(small, "llr", out=tmp_path / "e.pt", overrides={"oversample": 1, "ensemble": 2},
+                **kw)
+    singles = [train(small, "llr", seed=s, overrides={"oversample": 1}, **kw) for s in (0, 1)]
+    members = ens.model.module.members
+    assert len(members) == 2 and ens.model.train["members"][1]["seed"] == 1
+    for member, single in zip(members, singles):
+        for k, v in single.model.module.state_dict().items():
+            assert torch.equal(v, member.state_dict()[k])
+    p = ens.model.predict_array(small)
+    ref = np.mean([s.model.predict_array(small) for s in singles], axis=0)
+    np.testing.assert_allclose(p, ref, rtol=1e-5, atol=1e-7)
+    loaded = load_model(ens.path)
+    assert loaded.config["ensemble"] == 2
+    np.testing.assert_array_equal(loaded.predict_array(small), p)
+    # logits, not probabilities: large logits stay finite
+    x = torch.full((1, len(ens.model.feature_names), 4, 4), 50.0)
+    assert torch.isfinite(loaded.module(x)).all()

@@ -20,6 +20,7 @@ from typing import Any
 
 from torch import nn
 
+from .ensemble import Ensemble
 from .linear import LinearLogistic
 from .mlp import PixelMLP
 from .random import RandomBaseline
@@ -48,12 +49,19 @@ def _check(name: str) -> str:
 
 
 def build(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
-    """A new, randomly initialised model ``name`` for ``in_channels`` input channels."""
+    """A new, randomly initialised model ``name`` for ``in_channels`` input channels.
+
+    ``ensemble=k`` (k > 1) builds an :class:`Ensemble` of ``k`` such models (mean probability,
+    returned as a logit); its ``config`` carries ``ensemble`` so that a model file rebuilds it."""
     cls, aligned = MODELS[_check(name)]
-    model = cls(int(in_channels), **kwargs)
+    k = int(kwargs.pop("ensemble", 1) or 1)
+    if k > 1:
+        model = Ensemble([cls(int(in_channels), **kwargs) for _ in range(k)])
+    else:
+        model = cls(int(in_channels), **kwargs)
     model.aligned = aligned
     model.name = _check(name)
     return model
 
 
-__all__ = ["MODELS", "build", "uses_aligned", "LinearLogistic", "PixelMLP", "RandomBaseline", "UNet"]
+__all__ = ["MODELS", "Ensemble", "build", "uses_aligned", "LinearLogistic", "PixelMLP", "RandomBaseline", "UNet"]
