@@ -217,6 +217,8 @@ def train(
 
     split_kwargs = dict(split_kwargs)
     split_kwargs.setdefault("core", recipe["split_core"])
+    if split == "band":
+        split_kwargs.setdefault("val_shape", recipe.get("split_val_shape", "windows"))
     masks = split_masks(ds, split, seed=split_seed, **split_kwargs)
     normalization = compute_normalization(ds, features, masks["train"])
 
