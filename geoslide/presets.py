@@ -86,7 +86,7 @@ QUICK: dict[str, dict[str, Any]] = {
              "model_kwargs": {"hidden": [64, 32]}},
     "cnn": {"optimizer": "adam", "lr": 0.003, "epochs": 8, "batch_size": 8, "oversample": 2,
             "early_stop": 3, "model_kwargs": {"widths": [8, 16, 32, 64, 64]}},
-    "sacnn": {"optimizer": "adam", "lr": 0.003, "epochs": 8, "batch_size": 8, "oversample": 2,
+    "sacnn": {"optimizer": "adam", "lr": 0.001, "epochs": 12, "batch_size": 8, "oversample": 2,
               "early_stop": 3, "model_kwargs": {"widths": [8, 16, 32, 64, 64]}},
 }
 
