@@ -247,6 +247,12 @@ def _update_attrs(path: Path, **attrs: Any) -> None:
         zarr.consolidate_metadata(str(path))
 
 
+def _describe(names: list[str], limit: int = 3) -> str:
+    """Progress-bar label: the first few variable names, then a count."""
+    shown = ", ".join(names[:limit])
+    return f"writing {shown}" + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
 def _regions(ny: int, cy: int) -> list[tuple[int, int]]:
     return [(y0, min(y0 + cy, ny)) for y0 in range(0, ny, cy)]
 
@@ -320,7 +326,7 @@ def write_variables(ds_new: xr.Dataset, path: str | os.PathLike, progress: bool 
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(regions), initial=len(done), desc=f"writing {', '.join(names)}",
+        bar = tqdm(total=len(regions), initial=len(done), desc=_describe(names),
                    unit="region")
     try:
         for i in todo:
