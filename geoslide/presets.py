@@ -19,8 +19,10 @@ pixels).
 
 ``quick`` values were chosen on the validation pixels of the Kashmir band split (see
 docs/training.md for the figures): small cores (64 px) and halos (32 px) so that Kashmir
-(987 x 826 px) gives ~200 windows, narrower UNets, early stopping.
-"""
+(987 x 826 px) gives ~200 windows, narrower UNets, early stopping; for the band split the
+validation set is a contiguous band of rows beside the test band (``split_val_shape``), which
+ranks settings for a held-out band better than scattered windows. ``ensemble`` (default 1)
+trains that many seeds and saves their mean probability as one model."""
 from __future__ import annotations
 
 import copy
