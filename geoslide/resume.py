@@ -226,20 +226,31 @@ def _create_targets(ds: xr.Dataset, path: str, root: Any, grid: tuple[int, int],
 
 
 # --------------------------------------------------------------------------- running
-def _compute(todo: list[Any], progress: bool, desc: str) -> None:
-    """Compute the region tasks on the active Client (futures) or dask's local scheduler."""
+def _compute(todo: list[Any], progress: bool, desc: str,
+             max_in_flight: int | None = None) -> None:
+    """Compute the region tasks on the active Client (futures) or dask's local scheduler.
+
+    Under a Client, ``max_in_flight`` regions at most are submitted at a time (the next one
+    when one finishes), which bounds the prepared inputs a worker holds; None submits all."""
     from .cluster import active_client
 
     client = active_client()
     if client is not None:
         from distributed import as_completed
 
-        futures = client.compute(todo)
+        n = len(todo) if not max_in_flight else max(1, int(max_in_flight))
+        rest = list(todo[n:])
+        futures = list(client.compute(list(todo[:n])))
+        running = as_completed(futures)
         bar = _bar(len(todo), progress, desc)
         try:
-            for fut in as_completed(futures):
+            for fut in running:
                 fut.result()  # re-raises a region's error (after dask's retries)
                 bar.update(1)
+                if rest:
+                    nxt = client.compute(rest.pop(0))
+                    futures.append(nxt)
+                    running.add(nxt)
         except BaseException:
             client.cancel(futures)
             raise
@@ -279,6 +290,7 @@ def write_regions(
     resume: bool = True,
     progress: bool = True,
     desc: str = "writing",
+    max_in_flight: int | None = None,
 ) -> WriteReport:
     """Write the (y, x) variables of ``ds_new`` into the existing store ``path``, region by
     region, resumably.
@@ -295,6 +307,10 @@ def write_regions(
         ``False`` starts afresh.
     progress : a progress bar over the regions.
     desc : the progress bar's label.
+    max_in_flight : under a distributed Client, submit at most this many regions at a time
+        (e.g. 2 per worker thread) to bound the memory of inputs prepared ahead of slow tasks
+        (prediction); None (default) submits every region at once. Experimental: not yet
+        benchmarked, and a shared key (the model) may be sent again between submissions.
 
     Returns
     -------
@@ -362,7 +378,7 @@ def write_regions(
     delayed = out.to_delayed(optimize_graph=True)
     todo = [delayed[i, j] for i in range(grid[0]) for j in range(grid[1]) if not done[i, j]]
     if todo:
-        _compute(todo, progress, desc)
+        _compute(todo, progress, desc, max_in_flight)
 
     root = _root(path)
     if PROGRESS_GROUP in root:
