@@ -119,7 +119,7 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
             datasets.get(name)
         except KeyError as exc:
             raise UsageError(str(exc).strip("'\"")) from None
-        return datasets.load(name, data_dir=args.data_dir), Path(out)
+        return datasets.load(name, data_dir=args.data_dir, chunks=args.chunks), Path(out)
     if len(target) != 1:
         raise UsageError(f"expected [DATASET] OUT, found {len(target)} arguments {target}")
     out = Path(target[0])
@@ -147,7 +147,7 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
                    resample=args.resample, vocabulary=vocab, label_field=args.label_field,
                    point_buffer=args.point_buffer, unlabelled=args.unlabelled,
                    year_range=years, year_field=args.year_field,
-                   reproject_inventory=args.reproject_inventory)
+                   reproject_inventory=args.reproject_inventory, chunks=args.chunks)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     return ds, out
