@@ -106,7 +106,7 @@ def split_settings(models: Sequence[Any], kind: str | None = None, **given: Any)
            "core": base.get("core", DEFAULT_CORE)}
     if out["kind"] in ("band", None):
         out["band"] = base.get("band", 1)
-    for key in ("band", "n_bands", "fold", "n_folds", "val_fraction"):
+    for key in ("band", "n_bands", "fold", "n_folds", "val_fraction", "val_shape"):
         if key in base:
             out[key] = base[key]
     out.update({k: v for k, v in given.items() if v is not None})
