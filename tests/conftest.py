@@ -42,3 +42,15 @@ def ecuador(data_dir):
     from geoslide.datasets import load
 
     return load("ecuador", data_dir=data_dir)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module: faster on a shared 2-core machine (no OpenMP
+    oversubscription)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -15,13 +15,7 @@ from geoslide.train import masked_bce, with_aligned_features
 SMALL = {"cnn": {"widths": [8, 16, 16, 32, 32]}, "sacnn": {"widths": [8, 16, 16, 32, 32]}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: faster on a shared 2-core machine (no OpenMP oversubscription)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,7 @@ from geoslide.train import masked_bce, train
 QUICK_LLR = dict(preset="quick", epochs=1, overrides={"oversample": 1}, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
