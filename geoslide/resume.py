@@ -107,24 +107,14 @@ def regions_done(path: str | Path) -> int:
     return int(np.asarray(arr[...]).sum())
 
 
-def _consolidated(path: str) -> bool:
-    meta = Path(path) / "zarr.json"
-    if meta.exists():
-        try:
-            return json.loads(meta.read_text()).get("consolidated_metadata") is not None
-        except (OSError, ValueError):
-            return False
-    return (Path(path) / ".zmetadata").exists()
-
-
 def _reconsolidate(path: str) -> None:
     import warnings
 
     import zarr
 
     with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            zarr.consolidate_metadata(path)
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(path)
 
 
 # --------------------------------------------------------------------------- the region task
@@ -326,7 +316,6 @@ def write_regions(
         ds_new = ds_new.to_dataset(name=ds_new.name or "variable")
     path = str(path)
     root = _root(path)
-    consolidated = "://" in path or _consolidated(path)
     chunks = _regular_chunks(ds_new)
     ds = _prepare_vars(ds_new, chunks)
     for dim in ("y", "x"):
@@ -365,6 +354,9 @@ def write_regions(
         # marked before anything else changes: from here on a crash leaves it incomplete
         root.attrs[INCOMPLETE_ATTR] = sorted(set(incomplete(path)) | set(names))
         _create_targets(ds, path, root, grid, run)
+        # readers of the consolidated metadata (xarray.open_zarr, geoslide.store.open_zarr)
+        # must see the new arrays and the incomplete marker too
+        _reconsolidate(path)
         done = np.zeros(grid, bool)
 
     arrays = [ds[n].data for n in names]
@@ -388,8 +380,7 @@ def write_regions(
         root.attrs[INCOMPLETE_ATTR] = left
     elif INCOMPLETE_ATTR in root.attrs:
         del root.attrs[INCOMPLETE_ATTR]
-    if consolidated:
-        _reconsolidate(path)
+    _reconsolidate(path)
     return WriteReport(names, grid[0] * grid[1], len(todo), int(done.sum()),
                        time.perf_counter() - t0, chunks)
 

@@ -5,11 +5,11 @@
   new one is complete).
 - :func:`open_zarr` reopens it lazily (dask, the store's chunks) with the CRS and transform
   restored (rioxarray), attrs intact.
-- :func:`write_variables` adds (or overwrites) variables in an existing store, one region (a
-  row of chunks) at a time. While it runs the store's attr ``geoslide:incomplete`` lists the
-  variables being written and ``geoslide:progress`` records the regions done, so an interrupted
-  run is detected (:func:`open_zarr` refuses it, :func:`incomplete` tells) and resumed by
-  calling :func:`write_variables` again (regions done are skipped).
+- :func:`write_variables` adds (or overwrites) variables in an existing store: it checks
+  that they are on the store's grid, rechunks them to the store's chunks and hands them to
+  :func:`geoslide.resume.write_regions` (the one write path: every region in one dask graph,
+  written by the worker that computed it, the store marked ``geoslide:incomplete`` until done,
+  a rerun recomputing only the regions not yet written).
 
 The on-disk format is whatever the installed zarr / xarray write by default (Zarr v3 with
 zarr-python 3), with consolidated metadata, re-consolidated after each metadata change.
@@ -33,7 +33,7 @@ from .errors import GridMismatchError, MissingFileError, StoreError
 FORMAT = "geoslide-store/1"
 FORMAT_ATTR = "geoslide:format"
 INCOMPLETE_ATTR = "geoslide:incomplete"
-PROGRESS_ATTR = "geoslide:progress"
+PROGRESS_ATTR = "geoslide:progress"  # written by older geoslide versions; removed on write
 DEFAULT_CHUNK = 512  # pixels, for numpy-backed Datasets written without chunks
 
 
@@ -253,20 +253,22 @@ def _describe(names: list[str], limit: int = 3) -> str:
     return f"writing {shown}" + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _regions(ny: int, cy: int) -> list[tuple[int, int]]:
-    return [(y0, min(y0 + cy, ny)) for y0 in range(0, ny, cy)]
-
-
 def write_variables(ds_new: xr.Dataset, path: str | os.PathLike, progress: bool = True, *,
-                    resume: bool = True) -> list[str]:
+                    resume: bool = True, key: str | None = None) -> list[str]:
     """Add or overwrite the data variables of ``ds_new`` in the store at ``path``.
 
-    ``ds_new`` must be on the store's grid (same ``y``/``x`` sizes and coordinates); it may be
-    lazy (dask): each region (one row of the store's chunks, full width) is computed and
-    written in turn, so memory stays at one region. The store is marked incomplete
-    (attr ``geoslide:incomplete``) until the last region is written; with ``resume=True`` a
-    rerun after an interruption skips the regions recorded as done. Returns the names written.
+    ``ds_new`` must be on the store's grid (same ``y``/``x`` sizes, coordinates and CRS); it
+    may be lazy (dask). It is rechunked to the store's chunks and written by
+    :func:`geoslide.resume.write_regions`: one region per store chunk, all regions in one dask
+    graph, each computed and written by the worker that computed it (nothing is gathered to
+    the client). The store is marked incomplete (attr ``geoslide:incomplete``) until the last
+    region is written; with ``resume=True`` a rerun after an interruption (same variables,
+    chunks and ``key``) recomputes only the regions not yet written. ``key`` names how the
+    variables are computed (e.g. the distances, or the model's hash), so that a rerun of a
+    different computation does not resume. Returns the names written.
     """
+    from .resume import write_regions
+
     path = Path(path)
     store = open_zarr(path, allow_incomplete=True)
     names = [str(v) for v in ds_new.data_vars]
@@ -297,51 +299,16 @@ def write_variables(ds_new: xr.Dataset, path: str | os.PathLike, progress: bool 
         cy, cx = int(store[ref].chunks[0][0]), int(store[ref].chunks[1][0])
     else:
         cy, cx = (min(DEFAULT_CHUNK, store.sizes[d]) for d in ("y", "x"))
-
-    attrs = dict(store.attrs)
-    prev = attrs.get(PROGRESS_ATTR) or {}
-    regions = _regions(store.sizes["y"], cy)
-    done: set[int] = set()
-    if resume and prev.get("variables") == names and prev.get("chunk") == [cy, cx] \
-            and all(v in store for v in names):
-        done = set(prev.get("done", []))
     new = _clean(ds_new[names]).drop_vars(
         [c for c in ds_new[names].coords if c not in ("y", "x")])
+    # the store's own coordinates (bit for bit) and chunks: one region per store chunk
     new = new.assign_coords(y=store["y"].values, x=store["x"].values).chunk({"y": cy, "x": cx})
+    if "spatial_ref" in store.coords:
+        new = new.assign_coords(spatial_ref=store["spatial_ref"])
     for v in names:
+        new[v] = new[v].transpose("y", "x")
         new[v].attrs["grid_mapping"] = "spatial_ref"
-        new[v].encoding["coordinates"] = "spatial_ref"
-    if not done:
-        _update_attrs(path, **{INCOMPLETE_ATTR: sorted(set(attrs.get(INCOMPLETE_ATTR) or [])
-                                                       | set(names)),
-                               PROGRESS_ATTR: {"variables": names, "chunk": [cy, cx],
-                                               "done": []}})
-        # metadata of the new arrays (no data written: compute=False on dask arrays); the
-        # root attrs are rewritten from the Dataset's: pass the store's own
-        new.attrs = read_attrs(path)
-        with _quiet():
-            new.drop_vars(["y", "x"]).to_zarr(path, mode="a", compute=False, consolidated=True)
-    todo = [i for i in range(len(regions)) if i not in done]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(regions), initial=len(done), desc=_describe(names),
-                   unit="region")
-    try:
-        for i in todo:
-            y0, y1 = regions[i]
-            part = new.isel(y=slice(y0, y1)).drop_vars(["y", "x"])
-            part.to_zarr(path, region={"y": slice(y0, y1), "x": slice(0, store.sizes["x"])},
-                         mode="r+", consolidated=False)
-            done.add(i)
-            _update_attrs(path, **{PROGRESS_ATTR: {"variables": names, "chunk": [cy, cx],
-                                                   "done": sorted(done)}})
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    remaining = sorted(set(read_attrs(path).get(INCOMPLETE_ATTR) or []) - set(names))
-    _update_attrs(path, **{INCOMPLETE_ATTR: remaining or None, PROGRESS_ATTR: None})
+    if PROGRESS_ATTR in store.attrs:  # left by a row-by-row write of an older geoslide
+        _update_attrs(path, **{PROGRESS_ATTR: None})
+    write_regions(new, path, key=key, resume=resume, progress=progress, desc=_describe(names))
     return names

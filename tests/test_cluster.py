@@ -257,7 +257,6 @@ def test_predict_on_a_local_cluster_equals_threads_and_ships_the_model_once(
     """Prediction under the LocalCluster writes the same map as the threaded scheduler, and the
     model is deserialised at most once per worker process (not once per region)."""
     import dask
-    import importlib.util
 
     from geoslide.align import aligned_features
     from geoslide.predict import predict
@@ -269,15 +268,7 @@ def test_predict_on_a_local_cluster_equals_threads_and_ships_the_model_once(
     ds = open_zarr(store)
     features = ["slope", "elevation", "slope_up100", "dz_up300"]
 
-    mod_path = tmp_path / "geoslide_counting_module.py"
-    mod_path.write_text(_COUNTING_MODULE)
-    spec = importlib.util.spec_from_file_location("geoslide_counting_module", mod_path)
-    counting = importlib.util.module_from_spec(spec)
-    import sys
-
-    sys.modules["geoslide_counting_module"] = counting
-    spec.loader.exec_module(counting)
-    cluster_client.upload_file(str(mod_path))
+    counting = _counting_module(cluster_client, tmp_path)
     model = _tiny_sacnn(ds.compute(), features, tmp_path, counting)
 
     with dask.config.set(scheduler="threads"):
@@ -300,6 +291,64 @@ def test_predict_on_a_local_cluster_equals_threads_and_ships_the_model_once(
     pids = [int(p) for p in log.read_text().split()]
     on_workers = [p for p in pids if p in worker_pids]
     assert 1 <= len(on_workers) <= len(worker_pids), pids  # once per worker, not per region
+    assert len(set(on_workers)) == len(on_workers)
+
+
+def _counting_module(cluster_client, tmp_path):
+    import importlib.util
+    import sys
+
+    mod_path = tmp_path / "geoslide_counting_module.py"
+    mod_path.write_text(_COUNTING_MODULE)
+    spec = importlib.util.spec_from_file_location("geoslide_counting_module", mod_path)
+    counting = importlib.util.module_from_spec(spec)
+    sys.modules["geoslide_counting_module"] = counting
+    spec.loader.exec_module(counting)
+    cluster_client.upload_file(str(mod_path))
+    return counting
+
+
+@pytest.mark.slow
+def test_cli_features_and_predict_on_the_active_cluster_ship_the_model_once(
+        cluster_client, store, base, tmp_path, monkeypatch):
+    """`geoslide features` then `geoslide predict` (the CLI's write path, write_variables)
+    under the active LocalCluster: the store gets the numpy features and the threaded map,
+    and the model is unpickled at most once per worker process (not once per region or per
+    row of regions: the old row-by-row writer unpickled it 7 times for 4 rows)."""
+    import dask
+
+    import geoslide.modelfile
+    from geoslide.align import aligned_features
+    from geoslide.cli import main
+    from geoslide.predict import predict
+    from geoslide.store import open_zarr
+
+    monkeypatch.delenv("GEOSLIDE_SCHEDULER", raising=False)
+    assert main(["features", str(store), "--distances", *map(str, DISTANCES),
+                 "--features", "slope", "--quiet"]) == 0
+    ref = aligned_features(base, DISTANCES, ["slope"])
+    ds = open_zarr(store)
+    for name in ref.data_vars:
+        np.testing.assert_array_equal(ds[name].values, ref[name].values, err_msg=name)
+
+    counting = _counting_module(cluster_client, tmp_path)
+    model = _tiny_sacnn(ds.compute(), ["slope", "elevation", "slope_up100", "dz_up300"],
+                        tmp_path, counting)
+    with dask.config.set(scheduler="threads"):
+        expected = predict(ds.compute().chunk(CHUNK), model, core=128, halo=32,
+                           progress=False).compute()
+    log = tmp_path / "unpickled.log"
+    log.write_text("")
+    monkeypatch.setattr(geoslide.modelfile, "load_model", lambda path: model)
+    assert main(["predict", str(store), str(tmp_path / "model.pt"), "--core", "128",
+                 "--halo", "32", "--name", "p", "--quiet"]) == 0
+    got = open_zarr(store)["p"]
+    assert got.data.npartitions == 16
+    np.testing.assert_allclose(got.values, expected.values, rtol=0, atol=1e-6)
+    worker_pids = set(cluster_client.run(os.getpid).values())
+    pids = [int(p) for p in log.read_text().split()]
+    on_workers = [p for p in pids if p in worker_pids]
+    assert 1 <= len(on_workers) <= len(worker_pids), pids  # once per worker at most
     assert len(set(on_workers)) == len(on_workers)
 
 

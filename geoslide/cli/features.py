@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -57,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
                            elevation=args.elevation)
     from ..cluster import client_from_args
 
+    # a rerun of the same command resumes an interrupted write; other options start afresh
+    key = "features:" + json.dumps(new.attrs.get("geoslide:aligned", {}), sort_keys=True)
     with client_from_args(args):  # --scheduler ADDRESS, else a LocalCluster
-        names = write_variables(new, args.store, progress=not args.quiet)
+        names = write_variables(new, args.store, progress=not args.quiet, key=key)
     if not args.quiet:
         feats = new.attrs["geoslide:aligned"]["features"]
         print(f"wrote {len(names)} variables to {args.store}: {len(feats)} features x "

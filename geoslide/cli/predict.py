@@ -56,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
         ds = open_zarr(args.store)
         probs = predict(ds, model, core=args.core, halo=args.halo, batch_size=args.batch_size,
                         device=args.device, progress=not args.quiet, name=name)
-        write_variables(probs.to_dataset(name=name), args.store, progress=not args.quiet)
+        # a rerun with the same model and windows resumes an interrupted write
+        key = "predict:{}:{}:{}".format(*(probs.attrs[k] for k in (
+            "geoslide:model_token", "geoslide:core", "geoslide:halo")))
+        write_variables(probs.to_dataset(name=name), args.store, progress=not args.quiet,
+                        key=key)
         stored = open_zarr(args.store)[name]
         if args.out_tif:
             to_geotiff(stored, args.out_tif)
