@@ -10,7 +10,11 @@ tiled DEM), elevation, cplan, cprof, log10_carea and 17 one-hot elevation-band l
 
 1. Throughput (Mpx/s) and extra peak memory (RSS sampled during the call, minus before):
    - ours on the ``--size`` grid: ``align_numpy`` into a reused (already touched) output
-     buffer (the kernel's steady state), and with a fresh output allocation;
+     buffer (the kernel's steady state), and with a fresh output allocation. The 17 one-hot
+     layers are passed as one group (``onehot=``), as ``aligned_features`` does for the
+     one-hot layers of a categorical raster: gathered once as a class code (the time to
+     build the code from the 17 layers is included) and expanded to the same 17 outputs.
+     The same call with every feature gathered on its own is printed too;
    - on a 1 Mpx crop (1024 x 1024): ours, the streaming running-max numpy way (one
      whole-array shift and compare per ring cell, gather once) and the shift-stack-argmax way
      of the paper's public code (stack every shifted copy, argmax, take_along_axis), with the
@@ -39,6 +43,7 @@ import numpy as np
 
 DISTANCES = (30, 100, 300)
 RES = 10.0
+ONEHOT = [list(range(5, 22))]   # the 17 one-hot layers of ``tiled_inputs``: one class raster
 
 
 # --------------------------------------------------------------------------- inputs
@@ -201,18 +206,28 @@ def throughput(size: int, crop: int, threads: int | None) -> dict:
     z, feats, names = tiled_inputs(size)
     nf = len(feats)
     assert nf == 22, nf
-    align_numpy(z[:64, :64], [f[:64, :64] for f in feats], DISTANCES, RES)  # compile / cache
+    align_numpy(z[:64, :64], [f[:64, :64] for f in feats], DISTANCES, RES,
+                onehot=ONEHOT)  # compile / cache
     res: dict = {"size": size, "crop": crop, "features": nf}
     px = size * size
     out = np.empty((len(DISTANCES), nf + 2, size, size), np.float32)
     out.fill(0)
-    t, _, mem = timed(align_numpy, z, feats, DISTANCES, RES, out=out, threads=threads, repeat=3)
+    t, _, mem = timed(align_numpy, z, feats, DISTANCES, RES, out=out, threads=threads,
+                      onehot=ONEHOT, repeat=3)
     res["ours_reused"] = {"s": t, "mpx_s": px / t / 1e6, "extra_rss": mem, "cpu_s": timed.cpu}
     print(f"ours, {size}^2, output buffer reused: {t:.3f} s  {px / t / 1e6:.1f} Mpx/s  "
           f"extra peak {gib(mem)} (output buffer {gib(out.nbytes)} allocated before); "
           f"CPU {timed.cpu:.3f} s = {px / timed.cpu / 1e6:.1f} Mpx per CPU-second", flush=True)
-    del out
-    t, o, mem = timed(align_numpy, z, feats, DISTANCES, RES, threads=threads)
+    t, o_each, _ = timed(align_numpy, z, feats, DISTANCES, RES, threads=threads, repeat=3,
+                         out=np.zeros_like(out))
+    res["ours_each_layer"] = {"s": t, "mpx_s": px / t / 1e6, "cpu_s": timed.cpu}
+    print(f"ours, {size}^2, output buffer reused, all 22 gathered one by one (no one-hot "
+          f"group): {t:.3f} s  {px / t / 1e6:.1f} Mpx/s; CPU {timed.cpu:.3f} s", flush=True)
+    for d in range(len(DISTANCES)):      # channel by channel: no 4.5 GiB temporaries
+        for c in range(nf + 2):
+            assert np.array_equal(o_each[d, c], out[d, c], equal_nan=True), (d, c)
+    del out, o_each
+    t, o, mem = timed(align_numpy, z, feats, DISTANCES, RES, threads=threads, onehot=ONEHOT)
     res["ours_fresh"] = {"s": t, "mpx_s": px / t / 1e6, "extra_rss": mem}
     print(f"ours, {size}^2, fresh output ({gib(o.nbytes)}): {t:.3f} s  {px / t / 1e6:.1f} Mpx/s  "
           f"extra peak {gib(mem)}", flush=True)
@@ -221,7 +236,8 @@ def throughput(size: int, crop: int, threads: int | None) -> dict:
     zc = np.ascontiguousarray(z[:crop, :crop])
     fc = [np.ascontiguousarray(f[:crop, :crop]) for f in feats]
     cpx = crop * crop
-    t_o, o_ours, m_o = timed(align_numpy, zc, fc, DISTANCES, RES, threads=threads, repeat=3)
+    t_o, o_ours, m_o = timed(align_numpy, zc, fc, DISTANCES, RES, threads=threads,
+                             onehot=ONEHOT, repeat=3)
     c_o = timed.cpu
     print(f"ours, {crop}^2 crop: {t_o:.3f} s  {cpx / t_o / 1e6:.1f} Mpx/s  extra peak {gib(m_o)}; "
           f"CPU {c_o:.3f} s", flush=True)

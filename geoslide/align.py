@@ -42,11 +42,11 @@ import numpy as np
 import xarray as xr
 
 from .errors import DistanceError, FeatureMismatchError
-from .kernels.ring import aligned_rows
+from .kernels.ring import aligned_rows, onehot_codes
 from .terrain import grid_spacing
 
 __all__ = ["aligned_features", "select_features", "ring_offsets", "ring_azimuths",
-           "align_numpy", "align_dask", "output_names", "default_features"]
+           "align_numpy", "align_dask", "output_names", "default_features", "onehot_groups"]
 
 _ALIGNED_RE = re.compile(r"^(.*_up\d+|dz_up\d+|azimuth_up\d+)$")
 _ROWS_PER_TASK = 32
@@ -149,7 +149,8 @@ def _elev_dtype(dtype: np.dtype) -> np.dtype:
 
 def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarray,
                 distances: Sequence[int], res_m: float | tuple[float, float], *,
-                threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+                threads: int | None = None, out: np.ndarray | None = None,
+                onehot: Sequence[Sequence[int]] = ()) -> np.ndarray:
     """Numpy entry point: aligned features of 2-D arrays.
 
     ``elevation`` (metres, NaN missing) and each of ``features`` share one ``(H, W)`` grid of
@@ -157,6 +158,10 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
     per distance the F gathered features, then ``dz`` (m) and ``azimuth`` (degrees).
     Runs the nogil kernel on ``threads`` threads (default: all cores) over row blocks.
     ``out``: an optional preallocated float32 C-contiguous array of that shape to fill.
+    ``onehot``: groups of feature indices that are one-hot layers of one categorical raster
+    (0/1, NaN together); each group is gathered once as a class code and expanded, which
+    gives the same result as gathering every layer (a group that is not one-hot everywhere
+    is gathered layer by layer).
     """
     res = _res_pair(res_m)
     rings = _Rings(_check_distances(distances), res)
@@ -177,17 +182,68 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
     elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"expected out as a C-contiguous float32 array of shape {shape}, "
                          f"found {out.dtype} {out.shape}")
-    args = (E, feats, rings.ry, rings.rx, rings.ry, rings.rx, h, w, rings.dy, rings.dx,
-            rings.start, rings.az, out)
     nthreads = max(1, int(threads or os.cpu_count() or 1))
-    if nthreads == 1 or h <= _ROWS_PER_TASK:
-        aligned_rows(*args, 0, h, 0)
-    else:
-        starts = range(0, h, _ROWS_PER_TASK)
-        with ThreadPoolExecutor(nthreads) as pool:
-            list(pool.map(lambda r0: aligned_rows(*args, r0, min(h, r0 + _ROWS_PER_TASK), 0),
-                          starts))
+    starts = list(range(0, h, _ROWS_PER_TASK))
+    with ThreadPoolExecutor(nthreads) as pool:
+        def run(fn: Any) -> list:
+            if nthreads == 1 or len(starts) == 1:
+                return [fn(r0, min(h, r0 + _ROWS_PER_TASK)) for r0 in starts]
+            return list(pool.map(lambda r0: fn(r0, min(h, r0 + _ROWS_PER_TASK)), starts))
+
+        items, layout = _gather_items(feats, _check_groups(onehot, nf), run)
+        args = (E, items, rings.ry, rings.rx, rings.ry, rings.rx, h, w, rings.dy, rings.dx,
+                rings.start, rings.az) + layout + (out,)
+        run(lambda r0, r1: aligned_rows(*args, r0, r1, 0))
     return out
+
+
+def _check_groups(onehot: Sequence[Sequence[int]], nf: int) -> list[list[int]]:
+    groups = [[int(i) for i in g] for g in onehot]
+    flat = [i for g in groups for i in g]
+    if any(not 0 <= i < nf for i in flat) or len(set(flat)) != len(flat):
+        raise ValueError(f"expected one-hot groups of distinct feature indices in [0, {nf}), "
+                         f"found {groups}")
+    return [g for g in groups if len(g) > 1]
+
+
+def _gather_items(feats: Any, groups: list[list[int]], run: Any) -> tuple[Any, tuple]:
+    """What the kernel gathers: the features outside ``groups`` as they are, then one class
+    code per one-hot group (built by ``run(fn(r0, r1))`` over row blocks), and the layout
+    arrays ``(is_code, item_start, out_chan, out_class)`` that map them to output channels."""
+    from numba.typed import List
+
+    grouped = {i for g in groups for i in g}
+    items = List.empty_list(_F32_2D)
+    is_code, start, chan, cls = [], [0], [], []
+    for i in range(len(feats)):
+        if i not in grouped:
+            items.append(feats[i])
+            is_code.append(0)
+            chan.append(i)
+            cls.append(np.nan)
+            start.append(len(chan))
+    for g in groups:
+        layers = List([feats[i] for i in g])
+        code = np.empty(feats[g[0]].shape, dtype=np.float32)
+        if not all(run(lambda r0, r1: onehot_codes(layers, code, r0, r1))):
+            for i in g:              # not one-hot everywhere: gather the layers themselves
+                items.append(feats[i])
+                is_code.append(0)
+                chan.append(i)
+                cls.append(np.nan)
+                start.append(len(chan))
+            continue
+        items.append(code)
+        is_code.append(1)
+        chan += g
+        cls += list(range(len(g)))
+        start.append(len(chan))
+    if len(items) == 0:
+        items = np.empty((0,) + (feats.shape[1:] if isinstance(feats, np.ndarray) else (0, 0)),
+                         dtype=np.float32)
+    layout = (np.array(is_code, dtype=np.uint8), np.array(start, dtype=np.int64),
+              np.array(chan, dtype=np.int64), np.array(cls, dtype=np.float32))
+    return items, layout
 
 
 def _feature_list(features: Sequence[np.ndarray] | np.ndarray, shape: tuple[int, int]) -> Any:
@@ -223,7 +279,7 @@ _F32_2D = _f32_2d()
 
 
 def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.ndarray,
-                 start: np.ndarray, az: np.ndarray) -> np.ndarray:
+                 start: np.ndarray, az: np.ndarray, onehot: tuple = ()) -> np.ndarray:
     """One dask block (channels: elevation then features, with a halo of ry / rx)."""
     z = block[0]
     E = np.where(np.isnan(z), -np.inf, z)
@@ -235,7 +291,9 @@ def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.nda
     feats = _feature_list([block[1 + f] for f in range(nf)], z.shape)
     nd = len(start) - 1
     out = np.empty((nd * (nf + 2), h, w), dtype=np.float32)
-    aligned_rows(E, feats, 0, 0, ry, rx, h, w, dy, dx, start, az,
+    items, layout = _gather_items(feats, _check_groups(onehot, nf),
+                                  lambda fn: [fn(0, z.shape[0])])
+    aligned_rows(E, items, 0, 0, ry, rx, h, w, dy, dx, start, az, *layout,
                  out.reshape(nd, nf + 2, h, w), 0, h, 0)
     return out
 
@@ -255,9 +313,11 @@ def _min_chunks(chunks: tuple[int, ...], depth: int) -> tuple[int, ...]:
 
 
 def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int],
-               res_m: float | tuple[float, float]) -> Any:
+               res_m: float | tuple[float, float], *,
+               onehot: Sequence[Sequence[int]] = ()) -> Any:
     """Dask entry point: lazy float32 ``(n_dist * (F + 2), H, W)`` array, channel
-    ``d * (F + 2) + c`` as in :func:`align_numpy`. Inputs: 2-D dask arrays on one chunking.
+    ``d * (F + 2) + c`` as in :func:`align_numpy` (``onehot`` too). Inputs: 2-D dask arrays
+    on one chunking.
 
     One task per (merged) chunk: the chunk plus a halo of the largest ring radius, cut from
     the inputs padded with NaN (so the halo may span several chunks, and a raster smaller
@@ -280,7 +340,8 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
               for a in [elevation.astype(dt)] + [f.astype(dt) for f in feats]]
     stack = da.stack(layers, axis=0).rechunk({0: -1})
     ry, rx = rings.ry, rings.rx
-    kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az)
+    kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az,
+              onehot=tuple(tuple(g) for g in _check_groups(onehot, nf)))
     # windows cut from a NaN-padded stack (measured leaner in memory than dask's overlap
     # when written to Zarr, and valid for rasters thinner than the halo)
     out = _windows(stack, want, ry, rx, nout, kw)
@@ -348,6 +409,19 @@ def default_features(ds: xr.Dataset) -> list[str]:
     return [n for n in names if n != label and not _ALIGNED_RE.match(n)]
 
 
+def onehot_groups(ds: xr.Dataset, features: Sequence[str]) -> list[list[int]]:
+    """Indices in ``features`` of the one-hot layers of each categorical raster named in
+    ``ds.attrs["geoslide:categorical"]`` (``{raster: [codes]}``, layers ``<raster>_<code>``),
+    for groups of two layers or more: each is gathered once as a class code."""
+    cat = _attr(ds, "geoslide:categorical") or {}
+    raster_of = {f"{r}_{c}": r for r, codes in dict(cat).items() for c in codes}
+    groups: dict[str, list[int]] = {}
+    for i, f in enumerate(features):
+        if f in raster_of:
+            groups.setdefault(raster_of[f], []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
 def _is_dask(a: Any) -> bool:
     return type(a).__module__.split(".")[0] == "dask"
 
@@ -392,6 +466,7 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
             raise FeatureMismatchError(
                 f"expected variable {v!r} with dims ('y', 'x'), found {ds[v].dims}")
     res = grid_spacing(ds)
+    groups = onehot_groups(ds, feats)
     sub = ds[[elevation] + feats].transpose("y", "x")
     if chunks is not None:
         sub = sub.chunk(dict(chunks))
@@ -400,11 +475,12 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     if lazy:
         ref = next(sub[v] for v in [elevation] + feats if _is_dask(sub[v].data))
         sub = sub.chunk({"y": ref.chunks[0], "x": ref.chunks[1]})
-        data = align_dask(sub[elevation].data, [sub[f].data for f in feats], dists, res)
+        data = align_dask(sub[elevation].data, [sub[f].data for f in feats], dists, res,
+                          onehot=groups)
         layers = [data[c] for c in range(data.shape[0])]
     else:
         arr = align_numpy(np.asarray(sub[elevation].values), [sub[f].values for f in feats],
-                          dists, res, threads=threads)
+                          dists, res, threads=threads, onehot=groups)
         layers = [arr[i, c] for i in range(len(dists)) for c in range(nf + 2)]
     coords = {k: v for k, v in ds[elevation].coords.items()}
     names = output_names(dists, feats)

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import geoslide
-from geoslide.align import (align_numpy, aligned_features, default_features, output_names,
-                            ring_offsets, select_features)
+from geoslide.align import (align_numpy, aligned_features, default_features, onehot_groups,
+                            output_names, ring_offsets, select_features)
+from geoslide.kernels.ring import onehot_codes
 from geoslide.errors import CRSError, DistanceError, FeatureMismatchError
 
 
@@ -172,6 +173,94 @@ def test_default_features_are_inputs_without_label(kashmir):
     assert [f for f in feats if f.startswith("geology_")] == [
         f"geology_{c}" for c in kashmir.attrs["geoslide:categorical"]["geology"]]
     assert len(feats) == 2 + sum(len(c) for c in kashmir.attrs["geoslide:categorical"].values())
+
+
+# --------------------------------------------------------------------------- one-hot groups
+def _kashmir_onehot(kashmir, ys=slice(250, 400), xs=slice(150, 330)):
+    win = kashmir.isel(y=ys, x=xs)
+    names = default_features(win)
+    return win, names, win["elevation"].values, [win[n].values for n in names]
+
+
+def test_onehot_groups_gathered_as_codes_equal_layer_by_layer(kashmir):
+    win, names, z, feats = _kashmir_onehot(kashmir)
+    groups = onehot_groups(win, names)
+    cat = kashmir.attrs["geoslide:categorical"]
+    assert sorted(len(g) for g in groups) == sorted(len(c) for c in cat.values() if len(c) > 1)
+    assert all(names[i].startswith(names[g[0]].rsplit("_", 1)[0] + "_") for g in groups for i in g)
+    plain = align_numpy(z, feats, [30, 100, 300], geoslide.terrain.grid_spacing(win))
+    grouped = align_numpy(z, feats, [30, 100, 300], geoslide.terrain.grid_spacing(win),
+                          onehot=groups, threads=2)
+    np.testing.assert_array_equal(grouped, plain)
+    # a group in any order, a partial group, and the reference on one layer of it
+    g = groups[0]
+    part = [g[-1], g[0]] if len(g) > 1 else g
+    got = align_numpy(z, feats, [100], geoslide.terrain.grid_spacing(win), onehot=[part])
+    np.testing.assert_array_equal(got, plain[1:2])
+    xres, yres = geoslide.terrain.grid_spacing(win)
+    assert_matches_reference(z, [feats[g[0]]], [100], xres, yres, got[:, [g[0], -2, -1]])
+    assert np.nanmax(plain[:, g]) == 1.0                  # the layers really vary
+
+
+def test_onehot_groups_dask_equals_numpy_and_dataset_api_uses_them(kashmir, monkeypatch):
+    win, names, z, feats = _kashmir_onehot(kashmir, slice(0, 130), slice(0, 110))
+    eager = aligned_features(win, (30, 100), names)
+    lazy = aligned_features(win, (30, 100), names, chunks={"y": 37, "x": 50})
+    plain = align_numpy(z, feats, [30, 100], geoslide.terrain.grid_spacing(win))
+    for i, d in enumerate((30, 100)):
+        for c, n in enumerate(names):
+            np.testing.assert_array_equal(eager[f"{n}_up{d}"].values, plain[i, c], err_msg=n)
+            np.testing.assert_array_equal(lazy[f"{n}_up{d}"].values, plain[i, c], err_msg=n)
+    # the codes are really what the kernel gathers: count the calls
+    import geoslide.align as align_mod
+    calls = []
+    real = align_mod.onehot_codes
+
+    def counting(layers, code, r0, r1):
+        calls.append(len(layers))
+        return real(layers, code, r0, r1)
+
+    monkeypatch.setattr(align_mod, "onehot_codes", counting)
+    aligned_features(win, (30,), names)
+    assert sorted(set(calls)) == sorted(len(g) for g in onehot_groups(win, names))
+
+
+def test_onehot_codes_and_fallback_when_not_one_hot(kashmir):
+    win, names, z, feats = _kashmir_onehot(kashmir, slice(400, 470), slice(400, 480))
+    g = onehot_groups(win, names)[0]
+    layers = np.stack([feats[i] for i in g])
+    code = np.empty(z.shape, np.float32)
+    from numba.typed import List
+    assert onehot_codes(List(list(layers)), code, 0, z.shape[0])
+    ref = np.where(np.isnan(layers[0]), np.nan,
+                   np.where(layers.max(0) == 1, layers.argmax(0), -1)).astype(np.float32)
+    np.testing.assert_array_equal(code, ref)
+    res = geoslide.terrain.grid_spacing(win)
+    # corrupt the highest cell of the window's interior: it wins every ring that holds it
+    iy, ix = np.unravel_index(np.nanargmax(z[10:-10, 10:-10]), (z.shape[0] - 20, z.shape[1] - 20))
+    iy, ix = iy + 10, ix + 10
+    for how in ("half", "two ones", "nan in one layer"):
+        bad = [f.copy() for f in feats]
+        if how == "half":
+            bad[g[0]][iy, ix] = 0.5
+        elif how == "two ones":
+            bad[g[0]][iy, ix] = bad[g[1]][iy, ix] = 1.0
+        else:
+            bad[g[1]][iy, ix] = np.nan
+        lst = List([np.ascontiguousarray(bad[i]) for i in g])
+        assert not onehot_codes(lst, code, 0, z.shape[0]), how
+        want = align_numpy(z, bad, [30, 100], res)
+        assert (want[:, g[0]] == bad[g[0]][iy, ix]).any() or how == "nan in one layer"
+        np.testing.assert_array_equal(align_numpy(z, bad, [30, 100], res, onehot=[g]), want,
+                                      err_msg=how)
+
+
+def test_onehot_group_errors():
+    z = np.zeros((5, 5), np.float32)
+    with pytest.raises(ValueError, match="distinct feature indices"):
+        align_numpy(z, [z, z], [30], 10.0, onehot=[[0, 1], [1]])
+    with pytest.raises(ValueError, match=r"in \[0, 2\)"):
+        align_numpy(z, [z, z], [30], 10.0, onehot=[[0, 2]])
 
 
 # --------------------------------------------------------------------------- properties

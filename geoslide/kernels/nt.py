@@ -9,6 +9,7 @@ writes (read-for-ownership). ``store_nt`` writes without that read (``movntss`` 
 from __future__ import annotations
 
 from llvmlite import ir
+import numba
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -44,3 +45,51 @@ def store_fence(typingctx):
         return context.get_dummy_value()
 
     return types.void(), codegen
+
+
+LANES = 16   # float32 per 64-byte cache line: one vector streaming store
+
+
+@intrinsic
+def store_nt_line(typingctx, dst, i, src, j):
+    """``dst[i:i + 16] = src[j:j + 16]`` (1-D float32 arrays, no bounds check) as one
+    64-byte non-temporal vector store; ``dst``'s address at ``i`` must be 64-byte aligned
+    (see :func:`stream_row`)."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array)
+            and dst.ndim == 1 and src.ndim == 1 and dst.dtype == types.float32
+            and src.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        dty, _, sty, _ = sig.args
+        darr = context.make_array(dty)(context, builder, args[0])
+        sarr = context.make_array(sty)(context, builder, args[2])
+        dptr = cgutils.get_item_pointer(context, builder, dty, darr, [args[1]],
+                                        wraparound=False)
+        sptr = cgutils.get_item_pointer(context, builder, sty, sarr, [args[3]],
+                                        wraparound=False)
+        vty = ir.VectorType(ir.FloatType(), LANES)
+        v = builder.load(builder.bitcast(sptr, vty.as_pointer()), align=4)
+        st = builder.store(v, builder.bitcast(dptr, vty.as_pointer()), align=64)
+        st.set_metadata("nontemporal",
+                        builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.void(dst, i, src, j), codegen
+
+
+@numba.njit(inline="always")
+def stream_row(dst, i0, src, n):
+    """``dst[i0:i0 + n] = src[:n]`` with non-temporal stores: scalar up to the first 64-byte
+    boundary of ``dst``, whole cache lines as vector stores, then a scalar tail."""
+    addr = dst.ctypes.data + i0 * 4
+    head = min(n, ((64 - addr % 64) % 64) // 4)
+    for j in range(head):
+        store_nt(dst, i0 + j, src[j])
+    j = head
+    while j + LANES <= n:
+        store_nt_line(dst, i0 + j, src, j)
+        j += LANES
+    while j < n:
+        store_nt(dst, i0 + j, src[j])
+        j += 1
