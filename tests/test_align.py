@@ -290,16 +290,24 @@ def test_dask_equals_numpy_equals_reference(ecuador, data):
     cy = data.draw(st.integers(max(1, ny // 8), ny), label="cy")
     cx = data.draw(st.integers(max(1, nx // 8), nx), label="cx")
 
-    eager = aligned_features(win, dists, ["slope", "cplan"])
-    lazy = aligned_features(win, dists, ["slope", "cplan"], chunks={"y": cy, "x": cx})
+    # a categorical raster one-hot encoded (classes of cplan, NaN where slope is): its
+    # layers are gathered as one class code
+    cls = np.digitize(win["cplan"].values, [-0.001, 0.001])
+    for c in range(3):
+        win[f"curv_{c}"] = (("y", "x"), np.where(np.isnan(win["slope"].values), np.nan,
+                                                 (cls == c).astype(np.float32)))
+    win.attrs["geoslide:categorical"] = {"curv": [0, 1, 2]}
+    names = ["slope", "curv_0", "cplan", "curv_2", "curv_1"]
+    assert onehot_groups(win, names) == [[1, 3, 4]]
+    eager = aligned_features(win, dists, names)
+    lazy = aligned_features(win, dists, names, chunks={"y": cy, "x": cx})
     assert lazy["dz_up%d" % dists[0]].chunks is not None
     for v in eager.data_vars:
         np.testing.assert_array_equal(lazy[v].values, eager[v].values, err_msg=v)
     z = win["elevation"].values
-    got = np.stack([np.stack([eager[f"{f}_up{d}"].values for f in ("slope", "cplan", "dz",
-                                                                       "azimuth")])
+    got = np.stack([np.stack([eager[f"{f}_up{d}"].values for f in names + ["dz", "azimuth"]])
                     for d in dists])
-    assert_matches_reference(z, [win["slope"].values, win["cplan"].values], dists, *res, got)
+    assert_matches_reference(z, [win[n].values for n in names], dists, *res, got)
 
 
 # --------------------------------------------------------------------------- edges, ties
