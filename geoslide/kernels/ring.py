@@ -21,14 +21,16 @@ layers) is gathered once and expanded: channel ``out_chan[e]`` gets 1 where the 
 equals ``out_class[e]``, 0 where it does not and NaN where it is NaN. For one-hot layers this
 equals gathering every layer, at one gather instead of one per layer.
 
-Speed. Work goes by tiles of ``ROWS`` rows x ``TILE`` columns. For each row the kernel streams
-contiguous runs of ``E``, four ring offsets per pass, against a running maximum and an int32
-index (L1-resident, branch-free selects, SIMD-vectorised by LLVM; four offsets per pass load
-and store the running maximum a quarter as often: measured 1.6x on the search); the winners of the whole tile
-are kept as 32-bit offsets, then each feature's window is touched row by row (sequential
-reads the prefetcher follows) and gathered for the whole tile while it stays in L2. Every output row of a tile is built in an L1 buffer and
-written with 64-byte non-temporal vector stores (:func:`.nt.stream_row`): the output is far
-larger than the caches, and a normal store would first read the line it writes.
+Speed. Work goes by tiles of ``ROWS`` rows x ``TILE`` columns. For each row the kernel
+streams contiguous runs of ``E``, four ring offsets per pass, against a running maximum and
+an int32 index (L1-resident, branch-free selects, SIMD-vectorised by LLVM; four offsets per
+pass load and store the running maximum a quarter as often: 1.6x on the search). The
+winners of the whole tile are kept as 32-bit offsets; then each feature's window is touched
+row by row (sequential reads the prefetcher follows) and gathered for the whole tile while
+it stays in L2. Plain gathers are written with scalar non-temporal stores; expanded class
+codes, ``dz`` and azimuth rows are built in an L1 buffer and written with 64-byte
+non-temporal vector stores (:func:`.nt.stream_row`): the output is far larger than the
+caches, and a normal store would first read the line it writes.
 """
 from __future__ import annotations
 
