@@ -158,18 +158,19 @@ class PeakRSS:
 
 
 # --------------------------------------------------------------------------- one run
-def _writer(kind: str):
-    """``regions``: geoslide.resume.write_regions (every region in one graph, written by the
-    workers); ``rows``: geoslide.store.write_variables (one row of chunks per compute)."""
+def _writer(max_in_flight: int | None):
+    """geoslide.resume.write_regions (what ``geoslide features`` / ``predict`` run, through
+    geoslide.store.write_variables): regions written by the workers, at most
+    ``max_in_flight`` in flight under a Client (None: the default, 2 per worker thread;
+    0: every region at once, one graph)."""
     from geoslide.resume import write_regions
-    from geoslide.store import write_variables
 
-    if kind == "rows":
-        return lambda ds, path, key: write_variables(ds, path, progress=False, resume=False)
-    return lambda ds, path, key: write_regions(ds, path, key=key, resume=False, progress=False)
+    return lambda ds, path, key: write_regions(ds, path, key=key, resume=False, progress=False,
+                                               max_in_flight=max_in_flight)
 
 
-def run_steps(store: Path, model_spec: tuple, pids: list[int], writer: str = "regions") -> dict:
+def run_steps(store: Path, model_spec: tuple, pids: list[int],
+              writer: int | None = None) -> dict:
     """Time features then prediction on the current scheduler; returns seconds and peaks."""
     from geoslide.align import aligned_features
     from geoslide.predict import predict
@@ -200,7 +201,7 @@ def run_steps(store: Path, model_spec: tuple, pids: list[int], writer: str = "re
 
 
 def on_local_cluster(store: Path, model_spec: tuple, workers: int, memory_limit: str,
-                     writer: str = "regions") -> dict:
+                     writer: int | None = None) -> dict:
     from geoslide.cluster import get_client
 
     with get_client("local", n_workers=workers, threads_per_worker=1,
@@ -230,7 +231,7 @@ def _warm() -> None:
     torch.set_num_threads(threads)
 
 
-def on_threads(store: Path, model_spec: tuple, workers: int, writer: str = "regions") -> dict:
+def on_threads(store: Path, model_spec: tuple, workers: int, writer: int | None = None) -> dict:
     import dask
     import torch
 
@@ -260,9 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-max-size", type=int, default=None, metavar="N",
                         help="run the threaded baseline only up to this size (to save time; "
                         "the ratio is then reported at the sizes it ran)")
-    parser.add_argument("--writer", choices=["regions", "rows"], default="regions",
-                        help="regions: geoslide.resume.write_regions (default); rows: "
-                        "geoslide.store.write_variables (one row of chunks at a time)")
+    parser.add_argument("--max-in-flight", type=int, default=None, metavar="N",
+                        help="regions in flight on the LocalCluster (write_regions' "
+                        "max_in_flight); default: geoslide's (2 per worker thread); 0: every "
+                        "region at once (one graph, the behaviour before bounded submission)")
     parser.add_argument("--workdir", default=None, help="where the stores go (default: a "
                         "temporary folder, removed at the end)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
@@ -285,7 +287,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{CORE} px + halo {HALO} px, batches of {BATCH}; chunks {args.chunk} px; "
           f"{args.workers} workers x 1 "
           f"thread ({args.memory_limit}) vs threaded scheduler ({args.workers} threads); "
-          f"writer: {args.writer}")
+          f"regions in flight: "
+          f"{'default' if args.max_in_flight is None else args.max_in_flight}", flush=True)
+    try:
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the "
+              f"start", flush=True)
+    except OSError:
+        pass
     results: dict = {}
     try:
         for size in args.sizes:
@@ -302,16 +310,22 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if sched == "local":
                     r = on_local_cluster(store, model_spec, args.workers, args.memory_limit,
-                                         args.writer)
+                                         args.max_in_flight)
                 else:
-                    r = on_threads(store, model_spec, args.workers, args.writer)
+                    r = on_threads(store, model_spec, args.workers, args.max_in_flight)
+                try:
+                    r["load_average"] = os.getloadavg()[0]
+                except OSError:
+                    pass
                 r["ns_per_px"] = r["total_s"] / (size * size) * 1e9
                 results.setdefault(str(size), {})[sched] = r
                 print(f"  {sched:8s} features {r['features_s']:7.1f} s  predict "
                       f"{r['predict_s']:7.1f} s  total {r['total_s']:7.1f} s  "
                       f"{r['ns_per_px']:7.0f} ns/px  peak RSS per "
                       f"{'worker' if sched == 'local' else 'process'} "
-                      f"{r['peak'] / GiB:5.2f} GiB", flush=True)
+                      f"{r['peak'] / GiB:5.2f} GiB (features {r['features_peak'] / GiB:.2f}, "
+                      f"predict {r['predict_peak'] / GiB:.2f})  load "
+                      f"{r.get('load_average', float('nan')):.1f}", flush=True)
             shutil.rmtree(store, ignore_errors=True)
             if args.json:  # after every size: a partial run still leaves its figures
                 Path(args.json).write_text(json.dumps(results, indent=2))
@@ -338,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {sched:8s}   {step}: {r:.2f}x")
             mem = results[large][sched]["peak"] / results[small][sched]["peak"]
             print(f"  {sched:8s} peak memory {large}^2 / {small}^2: {mem:.2f}x")
+        peaks = ", ".join(f"{s}^2 {results[s][sched]['peak'] / GiB:.2f}" for s in ran)
+        print(f"  {sched:8s} peak RSS per {'worker' if sched == 'local' else 'process'}: "
+              f"{peaks} GiB")
         peak = results[large][sched]["peak"] / GiB
         if sched == "local":
             print(f"  local    peak RSS per worker at {large}^2: {peak:.2f} GiB (target < 2 GiB) "

@@ -160,12 +160,14 @@ def _lazy(arr: Any) -> Any:
     return arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr), chunks=-1)
 
 
-def input_stack(ds: xr.Dataset, feature_names: Sequence[str], normalization: dict) -> Any:
+def input_stack(ds: xr.Dataset, feature_names: Sequence[str], normalization: dict,
+                fill: float | None = 0.0) -> Any:
     """Lazy (C, H, W) float32 dask array of the model inputs.
 
     The lazy twin of :func:`geoslide.inputs.to_input_array`: ``"<var>@sin"`` / ``"<var>@cos"``
     read the sine / cosine of an angle in degrees; features listed in ``normalization`` become
-    ``(x - mean) / std``; NaN and infinities become 0 (the training mean).
+    ``(x - mean) / std``; NaN and infinities become ``fill`` (0, the training mean; ``None``
+    keeps them, for :func:`predict`, which masks and fills them inside its region task).
     """
     import dask.array as da
 
@@ -181,7 +183,9 @@ def input_stack(ds: xr.Dataset, feature_names: Sequence[str], normalization: dic
         if name in normalization:
             mean, std = (float(v) for v in normalization[name])
             arr = (arr - np.float32(mean)) / np.float32(std)
-        layers.append(da.where(da.isfinite(arr), arr, np.float32(0)).astype(np.float32))
+        if fill is not None:
+            arr = da.where(da.isfinite(arr), arr, np.float32(fill)).astype(np.float32)
+        layers.append(arr)
     return da.stack(layers, axis=0)
 
 
@@ -218,22 +222,32 @@ def _region_chunks(n: int, region: int, halo: int) -> tuple[int, ...]:
 
 def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
                     batch_size: int) -> np.ndarray:
-    """Probabilities of one region: ``block`` is (C, h + 2*halo, w + 2*halo), the result (h, w)."""
+    """Probabilities of one region: ``block`` is (C, h + 2*halo, w + 2*halo), the result (h, w),
+    NaN where an input of the core is not finite (non-finite inputs are read as 0, the mean).
+
+    The validity mask is computed here, from the block itself, rather than by a separate task
+    reading the raw inputs again: those would stay in worker memory until it runs."""
     c, hh, ww = block.shape
     h, w = hh - 2 * halo, ww - 2 * halo
     ny, nx = -(-h // core), -(-w // core)
-    padded = np.zeros((c, ny * core + 2 * halo, nx * core + 2 * halo), np.float32)
-    padded[:, :hh, :ww] = block
+    ok = np.isfinite(block[:, halo:halo + h, halo:halo + w]).all(axis=0)
+    shape = (c, ny * core + 2 * halo, nx * core + 2 * halo)
+    if block.shape == shape:
+        padded = block  # a region that is a multiple of the core: no padded copy
+    else:
+        padded = np.zeros(shape, np.float32)
+        padded[:, :hh, :ww] = block
     out = np.empty((ny * core, nx * core), np.float32)
     starts = [(i * core, j * core) for i in range(ny) for j in range(nx)]
     win = core + 2 * halo
     for k in range(0, len(starts), batch_size):
         part = starts[k:k + batch_size]
         batch = np.stack([padded[:, i:i + win, j:j + win] for i, j in part])
+        np.copyto(batch, np.float32(0), where=~np.isfinite(batch))  # the copy, not the block
         probs = runner.forward(batch)
         for (i, j), p in zip(part, probs):
             out[i:i + core, j:j + core] = p[halo:halo + core, halo:halo + core]
-    return out[:h, :w]
+    return np.where(ok, out[:h, :w], np.float32(np.nan))
 
 
 # --------------------------------------------------------------------------- compute helpers
@@ -325,7 +339,7 @@ def predict(
         raise ValueError(f"core and batch_size must be positive; found core={core}, "
                          f"batch_size={batch_size}")
 
-    stack = input_stack(ds, features, normalization)
+    stack = input_stack(ds, features, normalization, fill=None)  # masked in _predict_region
     from .inputs import base_variable
 
     variables = list(dict.fromkeys(base_variable(f) for f in features))
@@ -350,8 +364,11 @@ def predict(
         dtype=np.float32,
         name="geoslide-predict-" + tokenize(stack.name, token, core, halo, batch_size),
     )
-    ok = valid_mask(ds, features, mask_label=mask_label).rechunk(probs.chunks)
-    probs = da.where(ok, probs, np.float32(np.nan)).astype(np.float32)
+    if mask_label:
+        label = ds.attrs.get("geoslide:label", "landslide")
+        if label in ds:
+            ok = (_lazy(_feature_array(ds, label)) != -1).rechunk(probs.chunks)
+            probs = da.where(ok, probs, np.float32(np.nan)).astype(np.float32)
     if lazy_input and first.chunks:
         probs = probs.rechunk(first.chunks)
     else:

@@ -216,34 +216,126 @@ def _create_targets(ds: xr.Dataset, path: str, root: Any, grid: tuple[int, int],
 
 
 # --------------------------------------------------------------------------- running
+def in_flight_limit(client: Any, max_in_flight: int | None, n_regions: int) -> int:
+    """Regions submitted at a time under ``client``: ``max_in_flight``, or by default
+    (``None``) two per worker thread of the cluster; 0 or a limit >= ``n_regions`` means all
+    at once (one graph)."""
+    if max_in_flight is None:
+        try:
+            threads = sum(int(v) for v in client.nthreads().values())
+        except Exception:  # noqa: BLE001 - a client without workers yet
+            threads = 0
+        max_in_flight = 2 * max(1, threads)
+    limit = int(max_in_flight)
+    return n_regions if limit <= 0 or limit >= n_regions else limit
+
+
+def _ancestors(graph: Mapping, deps: Mapping, key: Any) -> set:
+    """Keys ``key`` depends on, directly or not, ``key`` included."""
+    seen, stack = {key}, [key]
+    while stack:
+        for dep in deps.get(stack.pop(), ()):
+            if dep not in seen and dep in graph:
+                seen.add(dep)
+                stack.append(dep)
+    return seen
+
+
+def _z_order(key: Any) -> int:
+    """Morton code of a region key ``(name, i, j)``: interleaved bits of i and j."""
+    i, j = (int(v) for v in key[1:3]) if isinstance(key, tuple) and len(key) >= 3 else (0, 0)
+    code = 0
+    for bit in range(32):
+        code |= ((i >> bit) & 1) << (2 * bit + 1) | ((j >> bit) & 1) << (2 * bit)
+    return code
+
+
+def _submit_bounded(client: Any, todo: list[Any], limit: int, bar: Any) -> None:
+    """Submit the region tasks ``limit`` at a time, the next one when one finishes.
+
+    What every region depends on (the torch model, the Zarr array handles) is computed once
+    and held by a future for the whole run, so each worker receives it once; each region is
+    then submitted with only its own sub-graph (its inputs, read and prepared when it is
+    submitted), so a worker never holds the prepared inputs of regions queued far behind."""
+    from dask.core import get_deps
+    from dask.delayed import Delayed
+    from distributed import as_completed
+
+    graph: dict = {}
+    for ident in {id(d.__dask_graph__()): d for d in todo}.values():
+        graph.update(ident.__dask_graph__())
+    deps, _ = get_deps(graph)
+    subs = [_ancestors(graph, deps, d.key) for d in todo]
+    shared = set.intersection(*subs) - {d.key for d in todo}
+    # dask's Active Memory Manager drops the replicas of a key beyond the tasks waiting for
+    # it: between two submissions it would drop the model from a worker, which would then
+    # fetch (and unpickle) it again. Paused for the run, restarted after.
+    amm = _pause_amm(client)
+    held = (client.compute([Delayed(k, {a: graph[a] for a in shared}) for k in shared],
+                           optimize_graph=False) if shared else [])
+    pending = [Delayed(d.key, {a: graph[a] for a in sub - shared})
+               for d, sub in zip(todo, subs)]
+    # neighbours close in time (Z order), so that the halos they share are still in memory
+    pending = [pending[i] for i in sorted(range(len(todo)), key=lambda i: _z_order(todo[i].key),
+                                          reverse=True)]  # pop() from the end
+    futures = [client.compute(pending.pop(), optimize_graph=False) for _ in range(limit)]
+    running = as_completed(futures)
+    try:
+        for fut in running:
+            fut.result()  # re-raises a region's error (after dask's retries)
+            bar.update(1)
+            if pending:
+                futures.append(client.compute(pending.pop(), optimize_graph=False))
+                running.add(futures[-1])
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        for f in held:
+            f.release()
+        if amm:
+            client.amm.start()
+
+
+def _pause_amm(client: Any) -> bool:
+    """Stop the scheduler's Active Memory Manager if it runs; True if it did."""
+    try:
+        if client.amm.running():
+            client.amm.stop()
+            return True
+    except Exception:  # noqa: BLE001 - an old scheduler without the AMM
+        pass
+    return False
+
+
 def _compute(todo: list[Any], progress: bool, desc: str,
              max_in_flight: int | None = None) -> None:
     """Compute the region tasks on the active Client (futures) or dask's local scheduler.
 
-    Under a Client, ``max_in_flight`` regions at most are submitted at a time (the next one
-    when one finishes), which bounds the prepared inputs a worker holds; None submits all."""
+    Under a Client, at most :func:`in_flight_limit` regions are in flight at a time (the next
+    one is submitted when one finishes): this bounds the memory of a worker whatever the
+    number of regions (the scheduler would otherwise run the cheap preparation of many regions
+    ahead of the slow tasks consuming them, and their outputs pile up in worker memory)."""
     from .cluster import active_client
 
     client = active_client()
     if client is not None:
-        from distributed import as_completed
-
-        n = len(todo) if not max_in_flight else max(1, int(max_in_flight))
-        rest = list(todo[n:])
-        futures = list(client.compute(list(todo[:n])))
-        running = as_completed(futures)
+        limit = in_flight_limit(client, max_in_flight, len(todo))
         bar = _bar(len(todo), progress, desc)
         try:
-            for fut in running:
-                fut.result()  # re-raises a region's error (after dask's retries)
-                bar.update(1)
-                if rest:
-                    nxt = client.compute(rest.pop(0))
-                    futures.append(nxt)
-                    running.add(nxt)
-        except BaseException:
-            client.cancel(futures)
-            raise
+            if limit < len(todo):
+                _submit_bounded(client, todo, limit, bar)
+                return
+            from distributed import as_completed
+
+            futures = list(client.compute(list(todo)))
+            try:
+                for fut in as_completed(futures):
+                    fut.result()  # re-raises a region's error (after dask's retries)
+                    bar.update(1)
+            except BaseException:
+                client.cancel(futures)
+                raise
         finally:
             bar.close()
         return
@@ -297,10 +389,13 @@ def write_regions(
         ``False`` starts afresh.
     progress : a progress bar over the regions.
     desc : the progress bar's label.
-    max_in_flight : under a distributed Client, submit at most this many regions at a time
-        (e.g. 2 per worker thread) to bound the memory of inputs prepared ahead of slow tasks
-        (prediction); None (default) submits every region at once. Experimental: not yet
-        benchmarked, and a shared key (the model) may be sent again between submissions.
+    max_in_flight : under a distributed Client, regions submitted at a time (the next one
+        when one finishes). Default (None): two per worker thread, which keeps the memory of
+        a worker flat whatever the number of regions; 0 submits every region at once (one
+        graph: shared intermediates, such as the halos of neighbouring regions, are then
+        computed once, but the scheduler may prepare the inputs of many regions ahead of the
+        slow tasks that consume them). What every region depends on (the model) is computed
+        once and held for the whole run either way.
 
     Returns
     -------
