@@ -100,6 +100,29 @@ def test_cli_helpers_parse_and_default_from_environment(monkeypatch):
         assert client is None and dask.config.get("scheduler") == "threads"
 
 
+def test_every_heavy_cli_step_takes_the_scheduler_options(monkeypatch, tmp_path, ecuador):
+    """prepare, features and predict all take --scheduler (default $GEOSLIDE_SCHEDULER),
+    --workers and --memory-limit; prepare runs on the named scheduler."""
+    from geoslide.cli import build_parser, main
+    from geoslide.store import open_zarr
+
+    monkeypatch.setenv("GEOSLIDE_SCHEDULER", "tcp://10.0.0.5:8786")
+    parser = build_parser()
+    for argv in (["prepare", "kashmir", "k.zarr"], ["features", "k.zarr"],
+                 ["predict", "k.zarr", "m.pt"]):
+        args = parser.parse_args(argv)
+        assert (args.scheduler, args.workers, args.memory_limit) == (
+            "tcp://10.0.0.5:8786", 2, "4GiB"), argv
+        args = parser.parse_args(argv + ["--scheduler", "threads", "--workers", "3"])
+        assert (args.scheduler, args.workers) == ("threads", 3), argv
+    out = tmp_path / "e.zarr"
+    assert main(["prepare", "ecuador", str(out), "--chunks", "128", "--quiet",
+                 "--scheduler", "threads"]) == 0
+    got = open_zarr(out)
+    assert got.slope.chunks[0][0] == 128
+    np.testing.assert_array_equal(got.slope.values, ecuador.slope.values)
+
+
 # --------------------------------------------------------------------------- distributed runs
 @pytest.fixture(scope="module")
 def cluster_client():

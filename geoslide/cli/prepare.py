@@ -1,6 +1,7 @@
 """``geoslide prepare``: rasters + landslide inventory -> a geoslide Zarr store.
 
     geoslide prepare kashmir out/kashmir.zarr                 # a registered data set
+    geoslide prepare kashmir out/kashmir.zarr --scheduler tcp://10.0.0.5:8786   # on a cluster
     geoslide prepare out/my.zarr --raster elevation=dem.tif --raster geology=geo.tif \\
         --categorical geology --inventory landslides.gpkg     # your own data
 """
@@ -75,6 +76,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "or ../shared/data)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar nor summary")
+    from ..cluster import add_scheduler_argument
+
+    add_scheduler_argument(p)  # --scheduler ADDRESS (default $GEOSLIDE_SCHEDULER), --workers
     p.set_defaults(func=run)
     return p
 
@@ -154,13 +158,15 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..cluster import client_from_args
     from ..store import open_zarr, to_zarr
 
-    ds, out = _dataset_from_args(args)
+    ds, out = _dataset_from_args(args)  # lazy: the workers read the rasters chunk by chunk
     if out.exists() and not args.overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
-    to_zarr(ds, out, mode="w" if args.overwrite else "w-", chunks=args.chunks,
-            progress=not args.quiet)
+    with client_from_args(args):  # --scheduler ADDRESS, else a LocalCluster
+        to_zarr(ds, out, mode="w" if args.overwrite else "w-", chunks=args.chunks,
+                progress=not args.quiet)
     if not args.quiet:
         print(summary(open_zarr(out), out), file=sys.stdout)
     return 0
