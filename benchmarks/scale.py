@@ -161,7 +161,7 @@ class PeakRSS:
 def _writer(max_in_flight: int | None):
     """geoslide.resume.write_regions (what ``geoslide features`` / ``predict`` run, through
     geoslide.store.write_variables): regions written by the workers, at most
-    ``max_in_flight`` in flight under a Client (None: the default, 2 per worker thread;
+    ``max_in_flight`` in flight under a Client (None: the default, two per worker thread;
     0: every region at once, one graph)."""
     from geoslide.resume import write_regions
 
@@ -263,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
                         "the ratio is then reported at the sizes it ran)")
     parser.add_argument("--max-in-flight", type=int, default=None, metavar="N",
                         help="regions in flight on the LocalCluster (write_regions' "
-                        "max_in_flight); default: geoslide's (2 per worker thread); 0: every "
-                        "region at once (one graph, the behaviour before bounded submission)")
+                        "max_in_flight); default: geoslide's (two per worker thread); "
+                        "0: every region at once (one graph, as before bounded "
+                        "submission)")
     parser.add_argument("--workdir", default=None, help="where the stores go (default: a "
                         "temporary folder, removed at the end)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")

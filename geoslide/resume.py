@@ -5,6 +5,12 @@ store one *region* (one dask chunk of the output, aligned with the Zarr chunks) 
 
 - every region is computed **and written on the worker** that computed it; the client only
   receives a one-byte "done" per region, so nothing is gathered, whatever the raster size;
+- under a ``distributed.Client`` at most two regions per worker thread are in flight (the
+  next one is submitted when one finishes, in Z order so that neighbours sharing halos run
+  close in time); what every region depends on (the torch model) is computed once and held
+  for the whole run. A worker's memory is then a few regions' working sets, whatever the
+  number of regions: submitted all at once, the scheduler ran the cheap input preparation of
+  many regions ahead of the slow network tasks and their outputs piled up in worker memory;
 - before the first region, the variables are added to the store's root attr
   ``geoslide:incomplete`` (a list of names, the marker :func:`geoslide.store.open_zarr`
   refuses to open without ``allow_incomplete=True``); a crash, a killed client or Ctrl-C
@@ -390,8 +396,8 @@ def write_regions(
     progress : a progress bar over the regions.
     desc : the progress bar's label.
     max_in_flight : under a distributed Client, regions submitted at a time (the next one
-        when one finishes). Default (None): two per worker thread, which keeps the memory of
-        a worker flat whatever the number of regions; 0 submits every region at once (one
+        when one finishes). Default (None): two per worker thread, which keeps the memory
+        of a worker flat whatever the number of regions; 0 submits every region at once (one
         graph: shared intermediates, such as the halos of neighbouring regions, are then
         computed once, but the scheduler may prepare the inputs of many regions ahead of the
         slow tasks that consume them). What every region depends on (the model) is computed
