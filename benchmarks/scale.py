@@ -31,6 +31,7 @@ Never use these tiled grids to claim accuracy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -200,12 +201,42 @@ def run_steps(store: Path, model_spec: tuple, pids: list[int],
     return out
 
 
+WORKER_ENV: dict[str, str | None] = {}
+"""``--worker-env``: environment of the LocalCluster's worker processes (None: unset)."""
+
+
+@contextlib.contextmanager
+def _worker_env():
+    """Start the LocalCluster's workers with ``WORKER_ENV``: glibc reads MALLOC_* when a
+    process starts, so they go into dask's ``pre-spawn-environ`` and, while the cluster
+    starts, into this process's environment (which the nannies copy and which overrides the
+    config)."""
+    import dask
+
+    old = {k: os.environ.get(k) for k in WORKER_ENV}
+    for k, v in WORKER_ENV.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    try:
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v
+                              for k, v in WORKER_ENV.items()}):
+            yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def on_local_cluster(store: Path, model_spec: tuple, workers: int, memory_limit: str,
                      writer: int | None = None) -> dict:
     from geoslide.cluster import get_client
 
-    with get_client("local", n_workers=workers, threads_per_worker=1,
-                    memory_limit=memory_limit) as client:
+    with _worker_env(), get_client("local", n_workers=workers, threads_per_worker=1,
+                                   memory_limit=memory_limit) as client:
         pids = list(client.run(os.getpid).values())
         # warm the workers (imports, numba cache) outside the timing, as a long-lived cluster is
         client.run(_warm)
@@ -266,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                         "max_in_flight); default: geoslide's (two per worker thread); "
                         "0: every region at once (one graph, as before bounded "
                         "submission)")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment of the LocalCluster workers (repeatable; NAME= "
+                        "unsets it), e.g. MALLOC_TRIM_THRESHOLD_= to drop distributed's "
+                        "65536 (see docs/cluster.md, LocalCluster overhead)")
     parser.add_argument("--workdir", default=None, help="where the stores go (default: a "
                         "temporary folder, removed at the end)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
@@ -275,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
 
     global HALO, BATCH
     HALO, BATCH = int(args.halo), int(args.batch_size)
+    for item in args.worker_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--worker-env expects NAME=VALUE (or NAME= to unset), found {item!r}")
+        WORKER_ENV[name] = value or None
     logging.getLogger("distributed").setLevel(logging.ERROR)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="geoslide-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -290,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
           f"thread ({args.memory_limit}) vs threaded scheduler ({args.workers} threads); "
           f"regions in flight: "
           f"{'default' if args.max_in_flight is None else args.max_in_flight}", flush=True)
+    if WORKER_ENV:
+        print(f"LocalCluster worker environment: {WORKER_ENV}", flush=True)
     try:
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the "
               f"start", flush=True)
