@@ -229,7 +229,10 @@ def train(
 
     def new_member(member_seed: int) -> torch.nn.Module:
         torch.manual_seed(member_seed)
-        m = build(name, len(features), **recipe["model_kwargs"])
+        kwargs = dict(recipe["model_kwargs"])
+        if name == "random":  # its coin is a seeded hash, not torch's global generator
+            kwargs.setdefault("seed", member_seed)
+        m = build(name, len(features), **kwargs)
         if recipe.get("prior_bias", True):
             init_output_bias(m, positive_rate)
         return m.to(dev)

@@ -201,3 +201,18 @@ def test_seed_ensemble_mean_probability_and_round_trip(kashmir, tmp_path):
     # logits, not probabilities: large logits stay finite
     x = torch.full((1, len(ens.model.feature_names), 4, 4), 50.0)
     assert torch.isfinite(loaded.module(x)).all()
+
+
+def test_random_baseline_follows_the_training_seed(kashmir, tmp_path):
+    # the Random model's coin is drawn from the training seed: two seeds give two maps,
+    # the same seed the same map, and the model file keeps it
+    a = train(kashmir, "random", seed=1, progress=False, out=tmp_path / "r1.pt")
+    b = train(kashmir, "random", seed=2, progress=False)
+    c = train(kashmir, "random", seed=1, progress=False)
+    pa, pb, pc = (r.model.predict_array(kashmir) for r in (a, b, c))
+    valid = np.isfinite(pa)
+    assert valid.any()
+    np.testing.assert_array_equal(pa, pc)
+    assert (pa[valid] != pb[valid]).mean() > 0.01
+    assert a.model.config["seed"] == 1
+    np.testing.assert_array_equal(load_model(a.path).predict_array(kashmir), pa)
