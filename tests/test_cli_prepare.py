@@ -28,16 +28,17 @@ def test_prepare_kashmir(tmp_path, capsys, kashmir):
     # exists: refused without --overwrite, replaced with it
     assert main(["prepare", "kashmir", str(out), "--quiet"]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
-    assert main(["prepare", "kashmir", str(out), "--quiet", "--overwrite"]) == 0
+    assert main(["prepare", "kashmir", str(out), "--quiet", "--overwrite",
+                 "--scheduler", "threads"]) == 0
     assert capsys.readouterr().out == ""
 
 
 def test_prepare_own_files(tmp_path, capsys, data_dir):
     e = data_dir / "ecuador"
     out = tmp_path / "e.zarr"
-    rc = main(["prepare", str(out), "--raster", f"ta={e / 'ta.tif'}", "--inventory",
-               str(e / "lsl_points.gpkg"), "--label-field", "lslpts", "--unlabelled", "nodata",
-               "--chunks", "128"])
+    rc = main(["prepare", str(out), "--scheduler", "threads", "--raster", f"ta={e / 'ta.tif'}",
+               "--inventory", str(e / "lsl_points.gpkg"), "--label-field", "lslpts",
+               "--unlabelled", "nodata", "--chunks", "128"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "415 x 383 = 158,945 pixels, 10 m, EPSG:32717" in text
@@ -53,7 +54,8 @@ def test_prepare_categorical_vocabulary_years(tmp_path, capsys, data_dir):
     vocab.write_text("name,code\n" + "".join(f"g{c},{c}\n" for c in
                                             [2, 3, 6, 7, 8, 10, 18, 19, 20, 21]))
     out = tmp_path / "k.zarr"
-    rc = main(["prepare", str(out), "--raster", f"elevation={k / 'AW3D30.tif'}",
+    rc = main(["prepare", str(out), "--scheduler", "threads",
+               "--raster", f"elevation={k / 'AW3D30.tif'}",
                "--raster", f"geology={k / 'Geology.tif'}", "--categorical", "geology",
                "--vocabulary", f"geology={vocab}", "--inventory", str(k / "landslides.shp"),
                "--years", "2006-2006", "--year-field", "Year_obs", "--quiet"])
