@@ -54,3 +54,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def _interrupt_after(n: int):
+    """A dask callback raising KeyboardInterrupt (what Ctrl-C raises) once ``n`` region
+    writes (``geoslide-write`` tasks) have finished."""
+    from dask.callbacks import Callback
+
+    class _Cb(Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen = 0
+
+        def _posttask(self, key, result, dsk, state, id):
+            name = key[0] if isinstance(key, tuple) else str(key)
+            if str(name).startswith("geoslide-write"):
+                self.seen += 1
+                if self.seen >= n:
+                    raise KeyboardInterrupt
+
+    return _Cb()
+
+
+@pytest.fixture
+def interrupt_after():
+    """``interrupt_after(n)``: a dask callback that interrupts a write after ``n`` regions."""
+    return _interrupt_after

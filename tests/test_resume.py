@@ -97,28 +97,6 @@ def _assert_equal_to_reference(path, reference):
     return got
 
 
-class _InterruptAfter:
-    """A dask callback raising KeyboardInterrupt (what Ctrl-C raises) once ``n`` region
-    writes have finished."""
-
-    def __new__(cls, n):
-        from dask.callbacks import Callback
-
-        class _Cb(Callback):
-            def __init__(self):
-                super().__init__()
-                self.seen = 0
-
-            def _posttask(self, key, result, dsk, state, id):
-                name = key[0] if isinstance(key, tuple) else str(key)
-                if str(name).startswith("geoslide-write"):
-                    self.seen += 1
-                    if self.seen >= n:
-                        raise KeyboardInterrupt
-
-        return _Cb()
-
-
 def test_write_regions_equals_numpy_and_marks_complete(store, reference, count_blocks):
     import dask
 
@@ -139,6 +117,7 @@ def test_write_regions_equals_numpy_and_marks_complete(store, reference, count_b
 
 
 def test_interrupt_leaves_incomplete_and_resume_skips_done_regions(store, reference,
+                                                                   interrupt_after,
                                                                    count_blocks):
     import dask
 
@@ -148,7 +127,7 @@ def test_interrupt_leaves_incomplete_and_resume_skips_done_regions(store, refere
     features = _lazy_features(store)
     names = sorted(features.data_vars)
     with dask.config.set(scheduler="threads", num_workers=2):
-        with pytest.raises(KeyboardInterrupt), _InterruptAfter(5):
+        with pytest.raises(KeyboardInterrupt), interrupt_after(5):
             write_regions(features, store, key="t", progress=False)
     assert incomplete(store) == names
     done = _settled_regions_done(store)  # a thread of the pool may still finish its region
@@ -168,13 +147,14 @@ def test_interrupt_leaves_incomplete_and_resume_skips_done_regions(store, refere
     _assert_equal_to_reference(store, reference)
 
 
-def test_different_key_or_resume_false_starts_afresh(store, reference, count_blocks):
+def test_different_key_or_resume_false_starts_afresh(store, reference, count_blocks,
+                                                     interrupt_after):
     import dask
 
     from geoslide.resume import regions_done, write_regions
 
     with dask.config.set(scheduler="threads", num_workers=2):
-        with pytest.raises(KeyboardInterrupt), _InterruptAfter(3):
+        with pytest.raises(KeyboardInterrupt), interrupt_after(3):
             write_regions(_lazy_features(store), store, key="first", progress=False)
     assert _settled_regions_done(store) >= 3
     count_blocks.clear()

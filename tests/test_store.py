@@ -118,12 +118,10 @@ def test_write_variables(ecuador, tmp_path):
         store.write_variables(xr.Dataset({"z": shifted}), path, progress=False)
 
 
-def test_interrupted_write_is_marked_and_resumed(ecuador, tmp_path):
+def test_interrupted_write_is_marked_and_resumed(ecuador, tmp_path, interrupt_after):
     """Ctrl-C in the middle of write_variables leaves the store marked incomplete; a rerun
     recomputes only the regions not yet written, and the store equals a fault-free run."""
     import dask
-    from dask.callbacks import Callback
-
     from geoslide.resume import regions_done
 
     path = store.to_zarr(ecuador, tmp_path / "e.zarr", chunks=100)  # 5 x 4 = 20 regions
@@ -138,20 +136,8 @@ def test_interrupted_write_is_marked_and_resumed(ecuador, tmp_path):
         return xr.Dataset({"twice": src.copy(data=dsa.map_blocks(twice, src.data,
                                                                  dtype=np.float32))})
 
-    class InterruptAfter(Callback):  # Ctrl-C once 7 regions are written
-        def __init__(self):
-            super().__init__()
-            self.seen = 0
-
-        def _posttask(self, key, result, dsk, state, id):
-            name = key[0] if isinstance(key, tuple) else str(key)
-            if str(name).startswith("geoslide-write"):
-                self.seen += 1
-                if self.seen >= 7:
-                    raise KeyboardInterrupt
-
     with dask.config.set(scheduler="synchronous"):
-        with pytest.raises(KeyboardInterrupt), InterruptAfter():
+        with pytest.raises(KeyboardInterrupt), interrupt_after(7):
             store.write_variables(make(), path, progress=False, key="x2")
     assert store.incomplete(path) == ["twice"]
     done = regions_done(path)
@@ -185,7 +171,7 @@ def test_interrupted_write_is_marked_and_resumed(ecuador, tmp_path):
     assert "geoslide:incomplete" not in xr.open_zarr(path).attrs
     # a rerun with another key (another computation) starts afresh
     with dask.config.set(scheduler="synchronous"):
-        with pytest.raises(KeyboardInterrupt), InterruptAfter():
+        with pytest.raises(KeyboardInterrupt), interrupt_after(7):
             store.write_variables(make(), path, progress=False, key="x2")
     calls.clear()
     with dask.config.set(scheduler="synchronous"):
