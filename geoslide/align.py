@@ -212,35 +212,31 @@ def _gather_items(feats: Any, groups: list[list[int]], run: Any) -> tuple[Any, t
     arrays ``(is_code, item_start, out_chan, out_class)`` that map them to output channels."""
     from numba.typed import List
 
-    grouped = {i for g in groups for i in g}
+    if len(feats) == 0:
+        return feats, (np.zeros(0, np.uint8), np.zeros(1, np.int64), np.zeros(0, np.int64),
+                       np.zeros(0, np.float32))
     items = List.empty_list(_F32_2D)
     is_code, start, chan, cls = [], [0], [], []
+
+    def add(item: np.ndarray, code: int, channels: list[int], classes: list[float]) -> None:
+        items.append(item)
+        is_code.append(code)
+        chan.extend(channels)
+        cls.extend(classes)
+        start.append(len(chan))
+
+    grouped = {i for g in groups for i in g}
     for i in range(len(feats)):
         if i not in grouped:
-            items.append(feats[i])
-            is_code.append(0)
-            chan.append(i)
-            cls.append(np.nan)
-            start.append(len(chan))
+            add(feats[i], 0, [i], [np.nan])
     for g in groups:
         layers = List([feats[i] for i in g])
         code = np.empty(feats[g[0]].shape, dtype=np.float32)
-        if not all(run(lambda r0, r1: onehot_codes(layers, code, r0, r1))):
-            for i in g:              # not one-hot everywhere: gather the layers themselves
-                items.append(feats[i])
-                is_code.append(0)
-                chan.append(i)
-                cls.append(np.nan)
-                start.append(len(chan))
-            continue
-        items.append(code)
-        is_code.append(1)
-        chan += g
-        cls += list(range(len(g)))
-        start.append(len(chan))
-    if len(items) == 0:
-        items = np.empty((0,) + (feats.shape[1:] if isinstance(feats, np.ndarray) else (0, 0)),
-                         dtype=np.float32)
+        if all(run(lambda r0, r1: onehot_codes(layers, code, r0, r1))):
+            add(code, 1, g, list(range(len(g))))
+        else:                        # not one-hot everywhere: gather the layers themselves
+            for i in g:
+                add(feats[i], 0, [i], [np.nan])
     layout = (np.array(is_code, dtype=np.uint8), np.array(start, dtype=np.int64),
               np.array(chan, dtype=np.int64), np.array(cls, dtype=np.float32))
     return items, layout
