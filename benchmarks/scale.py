@@ -31,7 +31,6 @@ Never use these tiled grids to claim accuracy.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -159,25 +158,15 @@ class PeakRSS:
 
 
 # --------------------------------------------------------------------------- one run
-def _writer(max_in_flight: int | None):
-    """geoslide.resume.write_regions (what ``geoslide features`` / ``predict`` run, through
-    geoslide.store.write_variables): regions written by the workers, at most
-    ``max_in_flight`` in flight under a Client (None: the default, two per worker thread;
-    0: every region at once, one graph)."""
-    from geoslide.resume import write_regions
-
-    return lambda ds, path, key: write_regions(ds, path, key=key, resume=False, progress=False,
-                                               max_in_flight=max_in_flight)
-
-
-def run_steps(store: Path, model_spec: tuple, pids: list[int],
-              writer: int | None = None) -> dict:
+def run_steps(store: Path, model_spec: tuple, pids: list[int]) -> dict:
     """Time features then prediction on the current scheduler; returns seconds and peaks."""
     from geoslide.align import aligned_features
     from geoslide.predict import predict
+    from geoslide.resume import write_regions
     from geoslide.store import open_zarr
 
-    write = _writer(writer)
+    def write(ds, path, key):  # what `geoslide features` / `predict` run (write_variables)
+        write_regions(ds, path, key=key, resume=False, progress=False)
 
     out = {}
     with PeakRSS(pids) as mem:
@@ -201,46 +190,20 @@ def run_steps(store: Path, model_spec: tuple, pids: list[int],
     return out
 
 
-WORKER_ENV: dict[str, str | None] = {}
-"""``--worker-env``: environment of the LocalCluster's worker processes (None: unset)."""
+PLAIN_WORKERS = False
+"""``--plain-workers``: LocalCluster workers without geoslide's worker set-up (distributed's
+malloc settings), to measure what the set-up buys."""
 
 
-@contextlib.contextmanager
-def _worker_env():
-    """Start the LocalCluster's workers with ``WORKER_ENV``: glibc reads MALLOC_* when a
-    process starts, so they go into dask's ``pre-spawn-environ`` and, while the cluster
-    starts, into this process's environment (which the nannies copy and which overrides the
-    config)."""
-    import dask
-
-    old = {k: os.environ.get(k) for k in WORKER_ENV}
-    for k, v in WORKER_ENV.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    try:
-        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v
-                              for k, v in WORKER_ENV.items()}):
-            yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def on_local_cluster(store: Path, model_spec: tuple, workers: int, memory_limit: str,
-                     writer: int | None = None) -> dict:
+def on_local_cluster(store: Path, model_spec: tuple, workers: int, memory_limit: str) -> dict:
     from geoslide.cluster import get_client
 
-    with _worker_env(), get_client("local", n_workers=workers, threads_per_worker=1,
-                                   memory_limit=memory_limit) as client:
+    with get_client("local", n_workers=workers, threads_per_worker=1,
+                    memory_limit=memory_limit, setup_workers=not PLAIN_WORKERS) as client:
         pids = list(client.run(os.getpid).values())
         # warm the workers (imports, numba cache) outside the timing, as a long-lived cluster is
         client.run(_warm)
-        return run_steps(store, model_spec, pids, writer)
+        return run_steps(store, model_spec, pids)
 
 
 def _warm() -> None:
@@ -262,7 +225,7 @@ def _warm() -> None:
     torch.set_num_threads(threads)
 
 
-def on_threads(store: Path, model_spec: tuple, workers: int, writer: int | None = None) -> dict:
+def on_threads(store: Path, model_spec: tuple, workers: int) -> dict:
     import dask
     import torch
 
@@ -271,7 +234,7 @@ def on_threads(store: Path, model_spec: tuple, workers: int, writer: int | None 
     torch.set_num_threads(1)  # as in a worker (OMP_NUM_THREADS=1): 2 tasks x 1 thread each
     try:
         with dask.config.set(scheduler="threads", num_workers=workers):
-            return run_steps(store, model_spec, [os.getpid()], writer)
+            return run_steps(store, model_spec, [os.getpid()])
     finally:
         torch.set_num_threads(previous)
 
@@ -292,15 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-max-size", type=int, default=None, metavar="N",
                         help="run the threaded baseline only up to this size (to save time; "
                         "the ratio is then reported at the sizes it ran)")
-    parser.add_argument("--max-in-flight", type=int, default=None, metavar="N",
-                        help="regions in flight on the LocalCluster (write_regions' "
-                        "max_in_flight); default: geoslide's (two per worker thread); "
-                        "0: every region at once (one graph, as before bounded "
-                        "submission)")
-    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="environment of the LocalCluster workers (repeatable; NAME= "
-                        "unsets it), e.g. MALLOC_TRIM_THRESHOLD_= to drop distributed's "
-                        "65536 (see docs/cluster.md, LocalCluster overhead)")
+    parser.add_argument("--plain-workers", action="store_true",
+                        help="LocalCluster workers without geoslide.workersetup (distributed's "
+                        "MALLOC_TRIM_THRESHOLD_=65536 left in force), for comparison")
     parser.add_argument("--workdir", default=None, help="where the stores go (default: a "
                         "temporary folder, removed at the end)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
@@ -310,11 +267,8 @@ def main(argv: list[str] | None = None) -> int:
 
     global HALO, BATCH
     HALO, BATCH = int(args.halo), int(args.batch_size)
-    for item in args.worker_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            parser.error(f"--worker-env expects NAME=VALUE (or NAME= to unset), found {item!r}")
-        WORKER_ENV[name] = value or None
+    global PLAIN_WORKERS
+    PLAIN_WORKERS = bool(args.plain_workers)
     logging.getLogger("distributed").setLevel(logging.ERROR)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="geoslide-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -327,11 +281,10 @@ def main(argv: list[str] | None = None) -> int:
           f"variables; SACNN (untrained, widths {WIDTHS}) on {len(features)} inputs, core "
           f"{CORE} px + halo {HALO} px, batches of {BATCH}; chunks {args.chunk} px; "
           f"{args.workers} workers x 1 "
-          f"thread ({args.memory_limit}) vs threaded scheduler ({args.workers} threads); "
-          f"regions in flight: "
-          f"{'default' if args.max_in_flight is None else args.max_in_flight}", flush=True)
-    if WORKER_ENV:
-        print(f"LocalCluster worker environment: {WORKER_ENV}", flush=True)
+          f"thread ({args.memory_limit}) vs threaded scheduler ({args.workers} threads)", flush=True)
+    if PLAIN_WORKERS:
+        print("LocalCluster workers without geoslide's worker set-up (--plain-workers)",
+              flush=True)
     try:
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the "
               f"start", flush=True)
@@ -352,10 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"(--baseline-max-size)", flush=True)
                     continue
                 if sched == "local":
-                    r = on_local_cluster(store, model_spec, args.workers, args.memory_limit,
-                                         args.max_in_flight)
+                    r = on_local_cluster(store, model_spec, args.workers, args.memory_limit)
                 else:
-                    r = on_threads(store, model_spec, args.workers, args.max_in_flight)
+                    r = on_threads(store, model_spec, args.workers)
                 try:
                     r["load_average"] = os.getloadavg()[0]
                 except OSError:

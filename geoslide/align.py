@@ -42,6 +42,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import DistanceError, FeatureMismatchError
+from .halo import map_halo
 from .kernels.ring import aligned_rows, onehot_codes
 from .terrain import grid_spacing
 
@@ -315,9 +316,9 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     ``d * (F + 2) + c`` as in :func:`align_numpy` (``onehot`` too). Inputs: 2-D dask arrays
     on one chunking.
 
-    One task per (merged) chunk: the chunk plus a halo of the largest ring radius, cut from
-    the inputs padded with NaN (so the halo may span several chunks, and a raster smaller
-    than the halo works), then the kernel on the chunk's core only. Chunks thinner than the
+    One task per (merged) chunk: the chunk plus a halo of the largest ring radius (NaN beyond
+    the raster) from its neighbours' border strips (:func:`geoslide.halo.map_halo`), then the
+    kernel on the chunk's core only. Chunks thinner than the
     halo are merged with a neighbour for the computation (fewer, larger halo reads) and the
     result is rechunked back to the input's chunks: any chunking gives exactly
     :func:`align_numpy`'s result.
@@ -338,35 +339,14 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     ry, rx = rings.ry, rings.rx
     kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az,
               onehot=tuple(tuple(g) for g in _check_groups(onehot, nf)))
-    # windows cut from a NaN-padded stack (measured leaner in memory than dask's overlap
-    # when written to Zarr, and valid for rasters thinner than the halo)
-    out = _windows(stack, want, ry, rx, nout, kw)
+    # one task per block with its halo from the neighbours' border strips (geoslide.halo):
+    # no block waits in memory for its neighbours
+    out = map_halo(_align_block, stack, (ry, rx), fill=np.nan,
+                   chunks=((nout,),) + tuple(want), dtype=np.float32, name="aligned-features",
+                   **kw)
     if want != tuple(orig):
         out = out.rechunk(((nout,),) + tuple(orig))
     return out
-
-
-def _windows(stack: Any, want: tuple, ry: int, rx: int, nout: int, kw: dict) -> Any:
-    """One kernel task per chunk of ``want``: its window (chunk + halo) of the NaN-padded
-    stack, gathered into one block."""
-    import dask.array as da
-
-    padded = da.pad(stack, ((0, 0), (ry, ry), (rx, rx)), mode="constant",
-                    constant_values=np.nan)
-    ys = np.concatenate([[0], np.cumsum(want[0])])
-    xs = np.concatenate([[0], np.cumsum(want[1])])
-    rows = []
-    for by in range(len(want[0])):
-        row = []
-        for bx in range(len(want[1])):
-            y0, y1, x0, x1 = ys[by], ys[by + 1], xs[bx], xs[bx + 1]
-            win = padded[:, y0:y1 + 2 * ry, x0:x1 + 2 * rx]
-            win = win.rechunk(win.shape)
-            row.append(da.map_blocks(_align_block, win, dtype=np.float32,
-                                     chunks=((nout,), (y1 - y0,), (x1 - x0,)),
-                                     token="aligned-features", **kw))
-        rows.append(row)
-    return da.block(rows)
 
 
 # --------------------------------------------------------------------------- xarray

@@ -16,6 +16,9 @@ only decides *which scheduler* computes it. The same code then runs on a laptop,
      threads, ``memory_limit`` each).
 
   Only what it created itself is closed on exit; a Client the caller already had stays open.
+  The workers of a cluster it starts or connects to get :class:`geoslide.workersetup.WorkerSetup`
+  (one torch thread per dask thread, glibc malloc thresholds that keep large buffers in the
+  heap): a Client of your own can register it too.
 
 - ``add_scheduler_argument(parser)`` / ``client_from_args(args)`` give every CLI sub-command the
   same ``--scheduler ADDRESS`` (default: ``$GEOSLIDE_SCHEDULER``, else a LocalCluster) and
@@ -54,15 +57,12 @@ def _is_address(scheduler: str) -> bool:
     return "://" in scheduler or (":" in scheduler and not scheduler.endswith(".json"))
 
 
-def _worker_setup() -> None:
-    """Run once in every worker of a LocalCluster: one torch / numba thread per dask thread."""
-    try:  # torch is imported lazily: only set it if a later task needs it
-        threads = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
-        import torch
+def _setup_workers(client: Any) -> None:
+    """Register :class:`geoslide.workersetup.WorkerSetup` (torch threads, malloc thresholds)
+    on every worker of ``client``'s cluster, present and future."""
+    from .workersetup import WorkerSetup
 
-        torch.set_num_threads(max(1, threads))
-    except Exception:  # pragma: no cover - torch optional for the worker set-up
-        pass
+    client.register_plugin(WorkerSetup())
 
 
 @contextlib.contextmanager
@@ -76,6 +76,7 @@ def get_client(
     dashboard: bool = False,
     quiet: bool = True,
     timeout: str | float = "20s",
+    setup_workers: bool = True,
 ) -> Iterator[Any]:
     """Yield the ``distributed.Client`` (or ``None`` for a local dask scheduler) to compute on.
 
@@ -91,6 +92,8 @@ def get_client(
     dashboard : start the LocalCluster's dashboard on a free port.
     quiet : silence distributed's start-up logging.
     timeout : how long to try reaching a scheduler address before raising SchedulerError.
+    setup_workers : register :class:`geoslide.workersetup.WorkerSetup` on the workers of a
+        cluster started or reached here (not on an active Client's).
 
     While the block runs, plain ``dask.compute`` / ``.compute()`` / ``to_zarr`` calls use the
     yielded Client (or the named local scheduler).
@@ -117,9 +120,13 @@ def get_client(
                     f"address (tcp://HOST:PORT)."
                 )
             client = Client(scheduler_file=scheduler)
+            if setup_workers:
+                _setup_workers(client)
         elif _is_address(scheduler):
             try:
                 client = Client(scheduler, timeout=timeout)
+                if setup_workers:
+                    _setup_workers(client)
             except OSError as exc:
                 raise SchedulerError(
                     f"could not reach a dask scheduler at {scheduler!r} ({exc}). Check the "
@@ -157,8 +164,8 @@ def get_client(
 
         kwargs["silence_logs"] = logging.ERROR
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
-        if processes:
-            client.run(_worker_setup)
+        if processes and setup_workers:
+            _setup_workers(client)
         yield client
 
 

@@ -14,7 +14,8 @@ over the whole raster. (This departs from the paper's 500 px cores: 500 is round
 
 The model travels to dask workers once: it is one key of the graph (a ``dask.delayed`` value)
 that every region task depends on, so under ``distributed`` each worker receives it once,
-not once per task.
+not once per task. A region's halo comes from its neighbours' border strips
+(:func:`geoslide.halo.map_halo`), so no region waits in memory for its neighbours' inputs.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import rioxarray  # noqa: F401  (registers .rio, used on stores opened by geosli
 import xarray as xr
 
 from .errors import FeatureMismatchError
+from .halo import map_halo
 
 ALIGN = 16
 """Window origins, cores and halos are multiples of this many pixels (2**4 pooling stages)."""
@@ -351,19 +353,18 @@ def predict(
     _, height, width = stack.shape
     stack = stack.rechunk((len(features), _region_chunks(height, region, halo),
                            _region_chunks(width, region, halo)))
-    if halo:
-        stack = da.overlap.overlap(stack, depth={0: 0, 1: halo, 2: halo},
-                                   boundary={0: "none", 1: 0, 2: 0})
     token = _model_token(trained.module)
     runner = _Runner(trained.module, _resolve_device(device))
     runner_d = dask.delayed(runner, name=f"geoslide-model-{token}", pure=True)
-    probs = da.map_blocks(
-        _predict_region, stack, runner_d, core=core, halo=halo, batch_size=batch_size,
-        drop_axis=0, chunks=(_region_chunks(height, region, halo),
-                             _region_chunks(width, region, halo)),
-        dtype=np.float32,
-        name="geoslide-predict-" + tokenize(stack.name, token, core, halo, batch_size),
-    )
+    chunks = (_region_chunks(height, region, halo), _region_chunks(width, region, halo))
+    kwargs = dict(core=core, halo=halo, batch_size=batch_size)
+    key = "geoslide-predict-" + tokenize(stack.name, token, core, halo, batch_size)
+    if halo:  # each region with its halo from the neighbours' border strips (geoslide.halo)
+        probs = map_halo(_predict_region, stack, (halo, halo), runner_d, fill=0.0,
+                         chunks=chunks, dtype=np.float32, name=key, **kwargs)
+    else:
+        probs = da.map_blocks(_predict_region, stack, runner_d, drop_axis=0, chunks=chunks,
+                              dtype=np.float32, name=key, **kwargs)
     if mask_label:
         label = ds.attrs.get("geoslide:label", "landslide")
         if label in ds:

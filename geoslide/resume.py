@@ -5,12 +5,10 @@ store one *region* (one dask chunk of the output, aligned with the Zarr chunks) 
 
 - every region is computed **and written on the worker** that computed it; the client only
   receives a one-byte "done" per region, so nothing is gathered, whatever the raster size;
-- under a ``distributed.Client`` at most two regions per worker thread are in flight (the
-  next one is submitted when one finishes, in Z order so that neighbours sharing halos run
-  close in time); what every region depends on (the torch model) is computed once and held
-  for the whole run. A worker's memory is then a few regions' working sets, whatever the
-  number of regions: submitted all at once, the scheduler ran the cheap input preparation of
-  many regions ahead of the slow network tasks and their outputs piled up in worker memory;
+- under a ``distributed.Client`` all regions are submitted as one graph; the scheduler queues
+  the reads and hands them out as workers free up. With the heavy steps' graphs, where a
+  region depends on its neighbours' border strips only (:mod:`geoslide.halo`), a worker holds
+  a few regions' working sets, whatever the number of regions;
 - before the first region, the variables are added to the store's root attr
   ``geoslide:incomplete`` (a list of names, the marker :func:`geoslide.store.open_zarr`
   refuses to open without ``allow_incomplete=True``); a crash, a killed client or Ctrl-C
@@ -222,87 +220,6 @@ def _create_targets(ds: xr.Dataset, path: str, root: Any, grid: tuple[int, int],
 
 
 # --------------------------------------------------------------------------- running
-def in_flight_limit(client: Any, max_in_flight: int | None, n_regions: int) -> int:
-    """Regions submitted at a time under ``client``: ``max_in_flight``, or by default
-    (``None``) two per worker thread of the cluster; 0 or a limit >= ``n_regions`` means all
-    at once (one graph)."""
-    if max_in_flight is None:
-        try:
-            threads = sum(int(v) for v in client.nthreads().values())
-        except Exception:  # noqa: BLE001 - a client without workers yet
-            threads = 0
-        max_in_flight = 2 * max(1, threads)
-    limit = int(max_in_flight)
-    return n_regions if limit <= 0 or limit >= n_regions else limit
-
-
-def _ancestors(graph: Mapping, deps: Mapping, key: Any) -> set:
-    """Keys ``key`` depends on, directly or not, ``key`` included."""
-    seen, stack = {key}, [key]
-    while stack:
-        for dep in deps.get(stack.pop(), ()):
-            if dep not in seen and dep in graph:
-                seen.add(dep)
-                stack.append(dep)
-    return seen
-
-
-def _z_order(key: Any) -> int:
-    """Morton code of a region key ``(name, i, j)``: interleaved bits of i and j."""
-    i, j = (int(v) for v in key[1:3]) if isinstance(key, tuple) and len(key) >= 3 else (0, 0)
-    code = 0
-    for bit in range(32):
-        code |= ((i >> bit) & 1) << (2 * bit + 1) | ((j >> bit) & 1) << (2 * bit)
-    return code
-
-
-def _submit_bounded(client: Any, todo: list[Any], limit: int, bar: Any) -> None:
-    """Submit the region tasks ``limit`` at a time, the next one when one finishes.
-
-    What every region depends on (the torch model, the Zarr array handles) is computed once
-    and held by a future for the whole run, so each worker receives it once; each region is
-    then submitted with only its own sub-graph (its inputs, read and prepared when it is
-    submitted), so a worker never holds the prepared inputs of regions queued far behind."""
-    from dask.core import get_deps
-    from dask.delayed import Delayed
-    from distributed import as_completed
-
-    graph: dict = {}
-    for ident in {id(d.__dask_graph__()): d for d in todo}.values():
-        graph.update(ident.__dask_graph__())
-    deps, _ = get_deps(graph)
-    subs = [_ancestors(graph, deps, d.key) for d in todo]
-    shared = set.intersection(*subs) - {d.key for d in todo}
-    # dask's Active Memory Manager drops the replicas of a key beyond the tasks waiting for
-    # it: between two submissions it would drop the model from a worker, which would then
-    # fetch (and unpickle) it again. Paused for the run, restarted after.
-    amm = _pause_amm(client)
-    held = (client.compute([Delayed(k, {a: graph[a] for a in shared}) for k in shared],
-                           optimize_graph=False) if shared else [])
-    pending = [Delayed(d.key, {a: graph[a] for a in sub - shared})
-               for d, sub in zip(todo, subs)]
-    # neighbours close in time (Z order), so that the halos they share are still in memory
-    pending = [pending[i] for i in sorted(range(len(todo)), key=lambda i: _z_order(todo[i].key),
-                                          reverse=True)]  # pop() from the end
-    futures = [client.compute(pending.pop(), optimize_graph=False) for _ in range(limit)]
-    running = as_completed(futures)
-    try:
-        for fut in running:
-            fut.result()  # re-raises a region's error (after dask's retries)
-            bar.update(1)
-            if pending:
-                futures.append(client.compute(pending.pop(), optimize_graph=False))
-                running.add(futures[-1])
-    except BaseException:
-        client.cancel(futures)
-        raise
-    finally:
-        for f in held:
-            f.release()
-        if amm:
-            client.amm.start()
-
-
 def _pause_amm(client: Any) -> bool:
     """Stop the scheduler's Active Memory Manager if it runs; True if it did."""
     try:
@@ -314,26 +231,25 @@ def _pause_amm(client: Any) -> bool:
     return False
 
 
-def _compute(todo: list[Any], progress: bool, desc: str,
-             max_in_flight: int | None = None) -> None:
+def _compute(todo: list[Any], progress: bool, desc: str) -> None:
     """Compute the region tasks on the active Client (futures) or dask's local scheduler.
 
-    Under a Client, at most :func:`in_flight_limit` regions are in flight at a time (the next
-    one is submitted when one finishes): this bounds the memory of a worker whatever the
-    number of regions (the scheduler would otherwise run the cheap preparation of many regions
-    ahead of the slow tasks consuming them, and their outputs pile up in worker memory)."""
+    Under a Client every region is submitted at once, as one graph: the scheduler queues the
+    reads (root tasks) and starts them as workers free up, and the heavy steps' regions
+    depend on their neighbours' border strips only (:mod:`geoslide.halo`), so a worker holds a
+    few regions' working sets whatever the raster size. dask's Active Memory Manager is
+    paused for the run: it drops a key's replicas beyond the tasks already assigned to a
+    worker, so between two regions it would drop the model from a worker, which would then
+    fetch and unpickle it again."""
     from .cluster import active_client
 
     client = active_client()
-    if client is not None:
-        limit = in_flight_limit(client, max_in_flight, len(todo))
-        bar = _bar(len(todo), progress, desc)
-        try:
-            if limit < len(todo):
-                _submit_bounded(client, todo, limit, bar)
-                return
+    bar = _bar(len(todo), progress, desc)
+    try:
+        if client is not None:
             from distributed import as_completed
 
+            amm = _pause_amm(client)
             futures = list(client.compute(list(todo)))
             try:
                 for fut in as_completed(futures):
@@ -342,22 +258,21 @@ def _compute(todo: list[Any], progress: bool, desc: str,
             except BaseException:
                 client.cancel(futures)
                 raise
-        finally:
-            bar.close()
-        return
+            finally:
+                if amm:
+                    client.amm.start()
+            return
 
-    import dask
-    from dask.callbacks import Callback
+        import dask
+        from dask.callbacks import Callback
 
-    bar = _bar(len(todo), progress, desc)
-    names = {d.key[0] if isinstance(d.key, tuple) else d.key for d in todo}
+        names = {d.key[0] if isinstance(d.key, tuple) else d.key for d in todo}
 
-    class _Tick(Callback):
-        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:
-            if isinstance(key, tuple) and key[0] in names:
-                bar.update(1)
+        class _Tick(Callback):
+            def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:
+                if isinstance(key, tuple) and key[0] in names:
+                    bar.update(1)
 
-    try:
         with _Tick():
             dask.compute(*todo)
     finally:
@@ -378,7 +293,6 @@ def write_regions(
     resume: bool = True,
     progress: bool = True,
     desc: str = "writing",
-    max_in_flight: int | None = None,
 ) -> WriteReport:
     """Write the (y, x) variables of ``ds_new`` into the existing store ``path``, region by
     region, resumably.
@@ -395,13 +309,6 @@ def write_regions(
         ``False`` starts afresh.
     progress : a progress bar over the regions.
     desc : the progress bar's label.
-    max_in_flight : under a distributed Client, regions submitted at a time (the next one
-        when one finishes). Default (None): two per worker thread, which keeps the memory
-        of a worker flat whatever the number of regions; 0 submits every region at once (one
-        graph: shared intermediates, such as the halos of neighbouring regions, are then
-        computed once, but the scheduler may prepare the inputs of many regions ahead of the
-        slow tasks that consume them). What every region depends on (the model) is computed
-        once and held for the whole run either way.
 
     Returns
     -------
@@ -471,7 +378,7 @@ def write_regions(
     delayed = out.to_delayed(optimize_graph=True)
     todo = [delayed[i, j] for i in range(grid[0]) for j in range(grid[1]) if not done[i, j]]
     if todo:
-        _compute(todo, progress, desc, max_in_flight)
+        _compute(todo, progress, desc)
 
     root = _root(path)
     if PROGRESS_GROUP in root:

@@ -121,7 +121,7 @@ def test_interrupt_leaves_incomplete_and_resume_skips_done_regions(store, refere
                                                                    count_blocks):
     import dask
 
-    from geoslide.resume import check_complete, incomplete, regions_done, write_regions
+    from geoslide.resume import check_complete, incomplete, write_regions
     from geoslide.store import open_zarr
 
     features = _lazy_features(store)
@@ -151,7 +151,7 @@ def test_different_key_or_resume_false_starts_afresh(store, reference, count_blo
                                                      interrupt_after):
     import dask
 
-    from geoslide.resume import regions_done, write_regions
+    from geoslide.resume import write_regions
 
     with dask.config.set(scheduler="threads", num_workers=2):
         with pytest.raises(KeyboardInterrupt), interrupt_after(3):
@@ -250,24 +250,3 @@ def test_ctrl_c_in_a_separate_process_then_resume(store, base, count_blocks):
     got = open_zarr(store)
     for name in names:
         np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=name)
-
-
-def test_regions_in_flight_default_and_z_order():
-    """Under a Client, two regions per worker thread are in flight by default (0 or a bound
-    above the region count: all at once), submitted in Z order (neighbours close in time)."""
-    from geoslide.resume import _z_order, in_flight_limit
-
-    class FakeClient:
-        def nthreads(self):
-            return {"tcp://a": 1, "tcp://b": 1}
-
-    assert in_flight_limit(FakeClient(), None, 64) == 4
-    assert in_flight_limit(FakeClient(), None, 3) == 3
-    assert in_flight_limit(FakeClient(), 0, 64) == 64
-    assert in_flight_limit(FakeClient(), 2, 64) == 2
-    assert in_flight_limit(FakeClient(), 100, 64) == 64
-    order = sorted(((i, j) for i in range(4) for j in range(4)),
-                   key=lambda ij: _z_order(("geoslide-write-x", *ij)))
-    assert order[:4] == [(0, 0), (0, 1), (1, 0), (1, 1)]  # a 2 x 2 block first, not a row
-    assert order[4:8] == [(0, 2), (0, 3), (1, 2), (1, 3)]
-    assert sorted(order) == [(i, j) for i in range(4) for j in range(4)]

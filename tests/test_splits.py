@@ -82,7 +82,7 @@ def test_split_errors():
 @pytest.mark.parametrize("band", [0, 1, 3, 4])
 def test_band_split_val_rows(kashmir, band):
     """``val_shape="rows"``: validation = a contiguous band of rows next to the test band."""
-    h, w = kashmir.sizes["y"], kashmir.sizes["x"]
+    h = kashmir.sizes["y"]
     m = split_masks(kashmir, "band", band=band, core=64, val_shape="rows")
     _check_partition(m)
     start, stop = band * h // 5, (band + 1) * h // 5

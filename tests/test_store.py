@@ -2,7 +2,6 @@
 interrupted writes detected and resumed."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
