@@ -8,19 +8,25 @@ the scheduler starts reads ahead of the slow tasks, that holds a front of whole 
 per worker, which grows with the raster's width; bounding it by submitting a few regions at a
 time instead re-read each block up to nine times. Here, per block ``(i, j)``:
 
-- a **strips** task computes the block once and keeps only its borders: the ``depth``-wide
-  edges and corners its (up to eight) neighbours need, copied (so the block itself is freed
-  at once); each neighbour takes its own piece through a small ``getitem`` task, so only that
-  piece travels between workers;
-- the **region** task computes its own block again inside the task (its culled sub-graph,
-  run with dask's synchronous scheduler: a Zarr read and element-wise steps), adds the
-  neighbours' pieces (``fill`` beyond the raster edge) and calls ``func`` on the window.
+- a **strips** task computes the block (its culled sub-graph, run inside the task with dask's
+  synchronous scheduler: a Zarr read and element-wise steps) and keeps only its borders: the
+  ``depth``-wide edges and corners its (up to eight) neighbours need, copied, so the block
+  itself is freed at once; each neighbour takes its own piece through a small ``getitem``
+  task, so only that piece travels between workers;
+- the **region** task computes its own block again in the same way, adds the neighbours'
+  pieces (``fill`` beyond the raster edge) and calls ``func`` on the window.
 
 So every block is computed twice (once for its strips, once as a core: about 5 % more reads
 for prediction), no task waits on a whole neighbouring block, and what waits in memory is
 strips, about ``4 * depth / block side`` of the data. A block whose sub-graph is itself a
 halo step (a lazily chained heavy step), or carries more than ``INLINE_MAX_BYTES`` of
-in-memory data, is not recomputed: its region depends on the block as usual.
+in-memory data, is not recomputed: the strips and region tasks depend on the block as usual.
+
+The strips and pieces tasks carry the dask priority ``PRIORITY``: a worker runs them before
+any region it could start instead. A strip waiting behind a region task (seconds) on one
+worker would stall its neighbours' regions on the others. dask's array optimisation drops
+such annotations, so :func:`geoslide.resume.write_regions` submits annotated graphs as they
+are built (they need no fusing: the reads are inside the tasks).
 
 Blocks must be at least ``depth`` wide (or alone along their axis): neighbours one block away
 then cover the halo. :func:`geoslide.align.align_dask` and :func:`geoslide.predict.predict`
@@ -41,6 +47,9 @@ from .errors import ChunkingError
 PREFIX = "geoslide-halo"
 """Name prefix of the region layers built here (a sub-graph holding one is not inlined)."""
 
+PRIORITY = 10
+"""dask priority of the strips and pieces tasks (higher runs first; unannotated tasks: 0)."""
+
 INLINE_MAX_BYTES = 16 * 2**20
 """In-memory data (bytes) above which a block's sub-graph is not copied into its region task."""
 
@@ -56,9 +65,11 @@ def _side(offset: int, depth: int) -> slice:
     return slice(None)
 
 
-def _strips(block: np.ndarray, hy: int, hx: int) -> tuple:
+def _strips(block: Any, hy: int, hx: int) -> tuple:
     """The pieces of ``block`` (C, h, w) its neighbours need, in ``_DIRECTIONS`` order, copied
     (a view would keep the whole block alive)."""
+    if isinstance(block, _Inline):
+        block = block()
     return tuple(np.array(block[:, _side(dy, hy), _side(dx, hx)]) for dy, dx in _DIRECTIONS)
 
 
@@ -151,9 +162,10 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
     ``inline``: recompute each block inside its region task (the default, None, decides per
     block; see the module docstring).
     """
+    import dask
     import dask.array as da
     from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
     hy, hx = (int(d) for d in depth)
     if stack.ndim != 3 or len(stack.chunks[0]) != 1:
@@ -168,32 +180,45 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
     piece = f"{PREFIX}-piece-{token}"
     out = f"{PREFIX}-{name}-{token}"
     dtype = np.dtype(dtype)
-    deps = [a for a in args if hasattr(a, "__dask_graph__")]
-    arg_keys = tuple(a.key if hasattr(a, "__dask_graph__") else a for a in args)
     run = partial(_region, depth=(hy, hx), fill=fill, kwargs=kwargs)
-    layer: dict = {}
-    for i, j in product(range(ny), range(nx)):
-        block = (stack.name, 0, i, j)
-        layer[(strips, i, j)] = (_strips, block, hy, hx)
-        for k, (dy, dx) in enumerate(_DIRECTIONS):
-            if 0 <= i + dy < ny and 0 <= j + dx < nx:  # the neighbour there wants it
-                layer[(piece, k, i, j)] = (operator.getitem, (strips, i, j), k)
+    arg_keys = tuple(a.key if hasattr(a, "__dask_graph__") else a for a in args)
+    border: dict = {}
+    regions: dict = {}
     for i, j in product(range(ny), range(nx)):
         block = (stack.name, 0, i, j)
         sub = _ancestors(graph, block)
         core: Any = block
         if inline is True or (inline is None and _inlinable(graph, sub)):
             core = _Inline({k: graph[k] for k in sub}, block)
+        border[(strips, i, j)] = (_strips, core, hy, hx)
+        for k, (dy, dx) in enumerate(_DIRECTIONS):
+            if 0 <= i + dy < ny and 0 <= j + dx < nx:  # the neighbour there wants it
+                border[(piece, k, i, j)] = (operator.getitem, (strips, i, j), k)
         # the neighbour at (dy, dx) gives its piece for the opposite direction
         pieces = list(  # a list: dask finds the keys in it
             (piece, _DIRECTIONS.index((-dy, -dx)), i + dy, j + dx)
             if 0 <= i + dy < ny and 0 <= j + dx < nx else None
             for dy, dx in _DIRECTIONS)
         key = (out, i, j) if len(chunks) == 2 else (out, 0, i, j)
-        layer[key] = (run, func, core, pieces) + arg_keys
-    hlg = HighLevelGraph.from_collections(out, layer, dependencies=[stack, *deps])
-    return da.Array(hlg, out, chunks=chunks, dtype=dtype,
+        regions[key] = (run, func, core, pieces) + arg_keys
+    # strips and pieces before any region a worker could start instead: a strip waiting
+    # behind a long region task stalls the neighbours' regions on the other workers
+    with dask.annotate(priority=PRIORITY):
+        hlg = HighLevelGraph.from_collections(strips, border, dependencies=[stack])
+    layers, dependencies = dict(hlg.layers), dict(hlg.dependencies)
+    names = {strips, stack.name}
+    for a in args:
+        if hasattr(a, "__dask_graph__"):
+            g = a.__dask_graph__()
+            g = g if isinstance(g, HighLevelGraph) else HighLevelGraph.from_collections(
+                a.key, dict(g))
+            layers.update(g.layers)
+            dependencies.update(g.dependencies)
+            names |= set(a.__dask_layers__())
+    layers[out] = MaterializedLayer(regions)
+    dependencies[out] = names
+    return da.Array(HighLevelGraph(layers, dependencies), out, chunks=chunks, dtype=dtype,
                     meta=np.empty((0,) * len(chunks), dtype))
 
 
-__all__ = ["map_halo", "check_blocks", "PREFIX", "INLINE_MAX_BYTES"]
+__all__ = ["map_halo", "check_blocks", "PREFIX", "PRIORITY", "INLINE_MAX_BYTES"]

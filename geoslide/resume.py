@@ -31,6 +31,7 @@ cluster).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -48,6 +49,9 @@ INCOMPLETE_ATTR = "geoslide:incomplete"
 
 PROGRESS_GROUP = "_geoslide_progress"
 """Zarr sub-group holding the per-region ``done`` array while a write is unfinished."""
+
+WRITE_PRIORITY = 20
+"""dask priority of the region writes in an annotated graph (above geoslide.halo.PRIORITY)."""
 
 
 @dataclass
@@ -231,6 +235,40 @@ def _pause_amm(client: Any) -> bool:
     return False
 
 
+def _broadcast_shared(client: Any, todo: list[Any]) -> list[Any]:
+    """Put the values every region depends on and that are written into the graph (the torch
+    model) on every worker before the regions are submitted; returns their futures, to hold
+    for the run.
+
+    A task goes to a worker that holds one of its inputs: with the model on one worker only,
+    that worker would be the only candidate for the first regions (the others' border
+    strips are small), and the rest of the cluster would wait for work stealing. Each worker
+    receives (and unpickles) the model once."""
+    from dask.core import get_dependencies
+    from dask.delayed import Delayed
+
+    if len(todo) < 2:
+        return []
+    graph = dict(todo[0].__dask_graph__())
+    shared = None
+    for d in todo:
+        seen, stack = {d.key}, [d.key]
+        while stack:
+            for dep in get_dependencies(graph, stack.pop()):
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append(dep)
+        shared = seen if shared is None else shared & seen
+        if not shared:
+            return []
+    literals = [k for k in shared if not get_dependencies(graph, k)]
+    if not literals:
+        return []
+    held = client.compute([Delayed(k, {k: graph[k]}) for k in literals], optimize_graph=False)
+    client.replicate(held)
+    return held
+
+
 def _compute(todo: list[Any], progress: bool, desc: str) -> None:
     """Compute the region tasks on the active Client (futures) or dask's local scheduler.
 
@@ -240,7 +278,8 @@ def _compute(todo: list[Any], progress: bool, desc: str) -> None:
     few regions' working sets whatever the raster size. dask's Active Memory Manager is
     paused for the run: it drops a key's replicas beyond the tasks already assigned to a
     worker, so between two regions it would drop the model from a worker, which would then
-    fetch and unpickle it again."""
+    fetch and unpickle it again. The model is put on every worker first
+    (:func:`_broadcast_shared`)."""
     from .cluster import active_client
 
     client = active_client()
@@ -250,6 +289,7 @@ def _compute(todo: list[Any], progress: bool, desc: str) -> None:
             from distributed import as_completed
 
             amm = _pause_amm(client)
+            held = _broadcast_shared(client, todo)
             futures = list(client.compute(list(todo)))
             try:
                 for fut in as_completed(futures):
@@ -259,6 +299,8 @@ def _compute(todo: list[Any], progress: bool, desc: str) -> None:
                 client.cancel(futures)
                 raise
             finally:
+                for f in held:
+                    f.release()
                 if amm:
                     client.amm.start()
             return
@@ -317,6 +359,7 @@ def write_regions(
     Under an active ``distributed.Client`` (see :func:`geoslide.cluster.get_client`) the regions
     run on its workers; otherwise on dask's current local scheduler.
     """
+    import dask
     import dask.array as da
 
     t0 = time.perf_counter()
@@ -369,13 +412,19 @@ def write_regions(
 
     arrays = [ds[n].data for n in names]
     attrs = [dict(ds[n].attrs) for n in names]
-    out = da.map_blocks(
-        _write_region, *arrays, path=path, names=names, attrs=attrs, region_chunks=chunks,
-        chunks=((1,) * grid[0], (1,) * grid[1]),
-        dtype=np.int8, name=f"geoslide-write-{abs(hash((path, tuple(names), chunks)))}",
-        meta=np.empty((0, 0), np.int8),
-    )
-    delayed = out.to_delayed(optimize_graph=True)
+    # a graph with dask annotations (the halo exchange's priorities, geoslide.halo) goes as
+    # built: dask's array optimisation would drop them; its writes then run before anything
+    # else a worker could start, so a region's output does not wait in memory
+    annotated = any(getattr(layer, "annotations", None)
+                    for a in arrays for layer in a.__dask_graph__().layers.values())
+    with dask.annotate(priority=WRITE_PRIORITY) if annotated else contextlib.nullcontext():
+        out = da.map_blocks(
+            _write_region, *arrays, path=path, names=names, attrs=attrs,
+            region_chunks=chunks, chunks=((1,) * grid[0], (1,) * grid[1]), dtype=np.int8,
+            name=f"geoslide-write-{abs(hash((path, tuple(names), chunks)))}",
+            meta=np.empty((0, 0), np.int8),
+        )
+    delayed = out.to_delayed(optimize_graph=not annotated)
     todo = [delayed[i, j] for i in range(grid[0]) for j in range(grid[1]) if not done[i, j]]
     if todo:
         _compute(todo, progress, desc)
