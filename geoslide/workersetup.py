@@ -6,13 +6,13 @@ Why the malloc settings: a ``distributed`` nanny starts its worker with
 glibc's mmap threshold at its 128 KiB minimum. Every buffer of 128 KiB or more (a decoded Zarr
 chunk, a kernel's output, each torch activation) is then a fresh ``mmap``, page-faulted in
 and unmapped when freed. On the scale benchmark (``benchmarks/scale.py``, 4096^2, features +
-SACNN prediction) that made the workers take 3.9x the page faults and 3.7x the system time of
-the same work on dask's threaded scheduler, and the LocalCluster 1.47x slower. A plain process
-never pays this: glibc raises its mmap threshold as large blocks are freed, up to 32 MiB, and
-its trim threshold to twice that. :func:`tune_malloc` sets those two values, the ones glibc
-converges to by itself; the workers then run at 1.08x the threaded scheduler's wall time, with
-a peak of 1.19 GiB per worker (0.99 GiB without). Freed memory beyond 64 MiB at the top of a
-heap still goes back to the system.
+SACNN prediction) that made the workers take 3.4x the page faults and 3.5x the system time of
+the same work on dask's threaded scheduler, and the LocalCluster 1.40x slower than it. A
+plain process never pays this: glibc raises its mmap threshold as large blocks are freed, up
+to 32 MiB, and its trim threshold to twice that. :func:`tune_malloc` sets those two values,
+the ones glibc converges to by itself; the LocalCluster then runs at 1.14x the threaded
+scheduler's wall time, with a peak of 1.09 GiB per worker (0.89 GiB without). Freed memory
+beyond 64 MiB at the top of a heap still goes back to the system.
 
 Applied by :func:`geoslide.cluster.get_client` to every cluster it starts or connects to (the
 CLI's ``--scheduler``). On a cluster of your own::

@@ -191,7 +191,8 @@ def test_prepare_lazily_on_a_local_cluster_equals_numpy(cluster_client, kashmir,
 @pytest.mark.slow
 def test_cli_features_on_a_separate_scheduler_and_worker(store, base, tmp_path):
     """`geoslide features STORE --scheduler FILE` on a `dask scheduler` + `dask worker` started
-    as separate processes (as on a cluster): the store gets the numpy result."""
+    as separate processes (as on a cluster, the workers with `--preload
+    geoslide.workersetup`): the store gets the numpy result."""
     import subprocess
     import sys
     import time
@@ -212,13 +213,18 @@ def test_cli_features_on_a_separate_scheduler_and_worker(store, base, tmp_path):
             time.sleep(0.2)
         procs.append(subprocess.Popen(dask_cli + ["worker", "--scheduler-file", str(sched_file),
                                                   "--nthreads", "1", "--nworkers", "2",
-                                                  "--memory-limit", "2GiB"],
+                                                  "--memory-limit", "2GiB",
+                                                  "--preload", "geoslide.workersetup"],
                                       env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
         from distributed import Client
 
         with Client(scheduler_file=str(sched_file)) as c:
             c.wait_for_workers(2, timeout=120)
+            setups = c.run(lambda dask_worker: getattr(dask_worker, "geoslide_setup", None))
+        # `dask worker --preload geoslide.workersetup` set the workers up
+        assert [s["torch_threads"] for s in setups.values()] == [1, 1]
+        assert all(s["malloc"] is sys.platform.startswith("linux") for s in setups.values())
         assert main(["features", str(store), "--distances", *map(str, DISTANCES),
                      "--features", "slope", "--scheduler", str(sched_file), "--quiet"]) == 0
     finally:
