@@ -74,8 +74,8 @@ def _strips(block: Any, hy: int, hx: int) -> tuple:
 
 
 class _Inline:
-    """A block's culled sub-graph, run inside the region task (opaque to dask's graph
-    parser, so its keys are not dependencies of the task)."""
+    """A block's culled sub-graph, run inside a strips or region task (opaque to dask's
+    graph parser, so its keys are not dependencies of the task)."""
 
     def __init__(self, graph: dict, key: Any) -> None:
         self.graph = graph
@@ -121,10 +121,20 @@ def _ancestors(graph: Mapping, key: Any) -> set:
     return seen
 
 
+def _is_data(value: Any) -> bool:
+    """True for a graph value that is data written into the graph, not a task."""
+    try:
+        from dask._task_spec import DataNode, GraphNode
+    except ImportError:  # pragma: no cover - dask before the task spec (2024.12): tuples
+        from dask.core import istask
+
+        return not istask(value)
+    return isinstance(value, DataNode) or not isinstance(value, GraphNode)
+
+
 def _inlinable(graph: Mapping, keys: set) -> bool:
     """True when the sub-graph ``keys`` is cheap to run twice: no halo step inside and little
     in-memory data."""
-    from dask._task_spec import GraphNode
     from dask.sizeof import sizeof
     from dask.utils import key_split
 
@@ -132,9 +142,8 @@ def _inlinable(graph: Mapping, keys: set) -> bool:
     for k in keys:
         if key_split(k).startswith(PREFIX):
             return False
-        v = graph[k]
-        if not isinstance(v, GraphNode) or type(v).__name__ == "DataNode":
-            data += sizeof(getattr(v, "value", v))
+        if _is_data(graph[k]):
+            data += sizeof(getattr(graph[k], "value", graph[k]))
     return data <= INLINE_MAX_BYTES
 
 
@@ -156,11 +165,11 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
     ``stack``: a dask array ``(C, H, W)`` with one block along C and blocks at least
     ``depth = (hy, hx)`` px along y and x (or one block). ``window``: that block with ``hy``
     rows and ``hx`` columns of its neighbours on every side, ``fill`` beyond the raster (a
-    C-contiguous array of the block's dtype). ``dtype``: the output's. ``args``: extra arguments, dask Delayed objects among them
-    (e.g. a model: one key that every task depends on). ``chunks``: the output's chunks
-    (``(ychunks, xchunks)``, or ``((n,), ychunks, xchunks)`` for a leading channel axis).
-    ``inline``: recompute each block inside its region task (the default, None, decides per
-    block; see the module docstring).
+    C-contiguous array of the block's dtype). ``args``: extra arguments, dask Delayed objects
+    among them (e.g. a model: one key that every task depends on). ``chunks`` and ``dtype``:
+    the output's (``(ychunks, xchunks)``, or ``((n,), ychunks, xchunks)`` with a leading
+    channel axis). ``inline``: compute each block inside its strips and region tasks (the
+    default, None, decides per block; see the module docstring).
     """
     import dask
     import dask.array as da

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geoslide.align import _min_chunks
 from geoslide.errors import ChunkingError
 from geoslide.halo import PREFIX, map_halo
 
@@ -46,17 +47,8 @@ def cases(draw):
 
     def chunks(n: int, depth: int) -> tuple[int, ...]:
         cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=6))) if n > 1 else []
-        sizes = np.diff([0, *cuts, n]).tolist()
-        merged: list[int] = []  # blocks thinner than the halo merged, as the callers do
-        for c in sizes:
-            if merged and merged[-1] < depth:
-                merged[-1] += c
-            else:
-                merged.append(c)
-        if len(merged) > 1 and merged[-1] < depth:
-            last = merged.pop()
-            merged[-1] += last
-        return tuple(merged)
+        # blocks thinner than the halo merged, as align_dask does before map_halo
+        return _min_chunks(tuple(np.diff([0, *cuts, n]).tolist()), depth)
 
     return h, w, hy, hx, chunks(h, hy), chunks(w, hx), draw(st.integers(1, 3)), draw(
         st.sampled_from([np.nan, 0.0, -2.5]))
