@@ -108,7 +108,7 @@ def _region(func: Callable, core: Any, pieces: Sequence, *args: Any, depth: tupl
     return func(window, *args, **kwargs)
 
 
-def _ancestors(graph: Mapping, key: Any) -> set:
+def ancestors(graph: Mapping, key: Any) -> set:
     """Keys of ``graph`` that ``key`` depends on, directly or not, ``key`` included."""
     from dask.core import get_dependencies
 
@@ -195,7 +195,7 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
     regions: dict = {}
     for i, j in product(range(ny), range(nx)):
         block = (stack.name, 0, i, j)
-        sub = _ancestors(graph, block)
+        sub = ancestors(graph, block)
         core: Any = block
         if inline is True or (inline is None and _inlinable(graph, sub)):
             core = _Inline({k: graph[k] for k in sub}, block)
@@ -230,4 +230,4 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
                     meta=np.empty((0,) * len(chunks), dtype))
 
 
-__all__ = ["map_halo", "check_blocks", "PREFIX", "PRIORITY", "INLINE_MAX_BYTES"]
+__all__ = ["map_halo", "check_blocks", "ancestors", "PREFIX", "PRIORITY", "INLINE_MAX_BYTES"]

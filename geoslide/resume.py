@@ -247,18 +247,14 @@ def _broadcast_shared(client: Any, todo: list[Any]) -> list[Any]:
     from dask.core import get_dependencies
     from dask.delayed import Delayed
 
+    from .halo import ancestors
+
     if len(todo) < 2:
         return []
     graph = dict(todo[0].__dask_graph__())
     shared = None
     for d in todo:
-        seen, stack = {d.key}, [d.key]
-        while stack:
-            for dep in get_dependencies(graph, stack.pop()):
-                if dep not in seen:
-                    seen.add(dep)
-                    stack.append(dep)
-        shared = seen if shared is None else shared & seen
+        shared = ancestors(graph, d.key) if shared is None else shared & ancestors(graph, d.key)
         if not shared:
             return []
     literals = [k for k in shared if not get_dependencies(graph, k)]
