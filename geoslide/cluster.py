@@ -120,13 +120,9 @@ def get_client(
                     f"address (tcp://HOST:PORT)."
                 )
             client = Client(scheduler_file=scheduler)
-            if setup_workers:
-                _setup_workers(client)
         elif _is_address(scheduler):
             try:
                 client = Client(scheduler, timeout=timeout)
-                if setup_workers:
-                    _setup_workers(client)
             except OSError as exc:
                 raise SchedulerError(
                     f"could not reach a dask scheduler at {scheduler!r} ({exc}). Check the "
@@ -139,6 +135,8 @@ def get_client(
                 f"'local' or one of {LOCAL_SCHEDULERS}; found {scheduler!r}"
             )
         try:
+            if setup_workers:
+                _setup_workers(client)
             yield client
         finally:
             client.close()

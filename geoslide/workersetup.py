@@ -45,11 +45,11 @@ def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD,
                 trim_threshold: int = TRIM_THRESHOLD) -> bool:
     """Set glibc's mmap and trim thresholds (bytes) in this process; False where the C library
     is not glibc (macOS, musl) or refuses them."""
-    name = ctypes.util.find_library("c") or "libc.so.6"
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
         # only glibc has gnu_get_libc_version; other libcs may read these numbers otherwise
-        ctypes.CDLL(name).gnu_get_libc_version
+        libc.gnu_get_libc_version
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
