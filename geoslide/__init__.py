@@ -27,6 +27,8 @@ _LAZY = {
     "datasets": "geoslide.datasets",
     "slope": "geoslide.terrain",
     "aspect": "geoslide.terrain",
+    "derive": "geoslide.derive",
+    "add_inputs": "geoslide.derive",
     "aligned_features": "geoslide.align",
     "select_features": "geoslide.align",
     "predict": "geoslide.predict",

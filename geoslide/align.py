@@ -372,6 +372,9 @@ def default_features(ds: xr.Dataset) -> list[str]:
     """The inputs to gather when none are given: the continuous variables and the one-hot
     variables of ``ds.attrs`` (``geoslide:continuous``, ``geoslide:categorical``); without those
     attrs, every ``(y, x)`` variable except the label and aligned outputs."""
+    from .inputs import check_registered
+
+    check_registered(ds)
     cont = _attr(ds, "geoslide:continuous")
     cat = _attr(ds, "geoslide:categorical")
     label = _attr(ds, "geoslide:label") or "landslide"

@@ -186,21 +186,13 @@ _resolve_data_dir = data_dir
 # --- builders -----------------------------------------------------------------------------
 
 def _add_slope(ds: xr.Dataset) -> xr.Dataset:
-    """Add ``slope`` (degrees, Horn) from ``elevation``; labels -1 where the slope is NaN."""
-    from .terrain import slope
+    """Add ``slope`` (degrees, Horn, edge-aware) from ``elevation``, first among the inputs."""
+    from .derive import derive
 
-    s = slope(ds["elevation"]).astype("float32")
-    s.attrs = {"long_name": "slope (Horn)", "units": "degrees"}
-    s.encoding = {}
-    out = ds.assign(slope=s)
-    if "landslide" in out:
-        lab = out["landslide"]
-        out["landslide"] = lab.where(s.notnull(), -1).astype("int8").assign_attrs(lab.attrs)
-    out.attrs = dict(ds.attrs)
+    out = derive(ds, ["slope"])
     out.attrs["geoslide:continuous"] = ["slope"] + [
-        v for v in ds.attrs["geoslide:continuous"] if v != "slope"]
-    order = ["slope"] + [v for v in ds.data_vars if v != "slope"]
-    return out[order]
+        v for v in out.attrs["geoslide:continuous"] if v != "slope"]
+    return out[["slope"] + [v for v in out.data_vars if v != "slope"]]
 
 
 def _build_kashmir(folder: Path, chunks: Any) -> xr.Dataset:

@@ -7,6 +7,19 @@ class GeoslideError(Exception):
     """Base class of every error geoslide raises on purpose."""
 
 
+class InputError(GeoslideError, ValueError):
+    """An input (raster, variable, argument) is not usable as given."""
+
+
+class LabelLeakageError(InputError):
+    """A raster given as an input feature is the landslide label itself (named ``landslide``
+    or equal to the label): pass it as the inventory instead."""
+
+
+class TrainingError(GeoslideError):
+    """A training cannot start (no patch, no landslide) or learnt nothing usable."""
+
+
 class MissingFileError(GeoslideError, FileNotFoundError):
     """An input file or store does not exist."""
 
@@ -17,6 +30,11 @@ class CRSError(GeoslideError):
 
 class GridMismatchError(GeoslideError):
     """Rasters are not on the same grid (shape, transform, resolution)."""
+
+
+class DimensionError(GridMismatchError):
+    """A raster's dims are not ``(y, x)``: extra dims with several steps (time, band, ...),
+    or spatial dims under other names (lat / lon, ...)."""
 
 
 class InventoryError(GeoslideError):

@@ -27,6 +27,7 @@ import rioxarray  # noqa: F401  (registers .rio, used on stores opened by geosli
 import xarray as xr
 
 from . import metrics as M
+from .intervals import MIN_LANDSLIDES
 
 DISPLAY = {"random": "Random", "llr": "LLR", "nn": "NN", "sann": "SANN", "cnn": "CNN",
            "sacnn": "SACNN"}
@@ -187,6 +188,7 @@ def evaluate(
     device: Any = None,
     n_bins: int = 10,
     n_classes: int = 5,
+    n_boot: int | None = None,
 ) -> Evaluation:
     """Evaluate ``models`` (TrainedModels or model file paths) on the test pixels of a split.
 
@@ -204,6 +206,9 @@ def evaluate(
         predicting (keys are model names as reported). With ``reuse_maps``, a map of the
         same weights already in ``ds`` (see :func:`stored_map`) is reused too.
     out : folder for report.md, metrics.json and the figures (None: write nothing).
+    n_boot : replicates of the spatial block bootstrap giving 95% intervals of test NLL and
+        AUC of every map and of its difference to the best peer (blocks = the split's
+        windows; default :data:`geoslide.intervals.N_BOOT`; 0: no intervals).
     """
     from .predict import predict
 
@@ -246,7 +251,14 @@ def evaluate(
         if getattr(model, "history", None):
             histories[name] = list(model.history)
 
-    for peer in _peer_list(ds, peers):
+    peer_names = _peer_list(ds, peers)
+    if peer_names and not masks["train"].any():
+        from .errors import InputError
+
+        raise InputError("the peers are fitted on the split's training pixels and this split "
+                         f"({settings.get('kind')}) has none; fix: evaluate without --peers, "
+                         "or choose a split with training pixels")
+    for peer in peer_names:
         from .peers import PEER_LABELS, fit_peer
 
         t0 = time.perf_counter()
@@ -265,6 +277,8 @@ def evaluate(
     scored = {k: v & common for k, v in masks.items()}
     for name, prob in out_maps.items():
         results[name].update(_score(labels, prob, scored, n_bins, n_classes))
+
+    best_peer = _intervals(labels, out_maps, scored["test"], results, settings, n_boot)
 
     ytr, _ = M.pixels(labels, np.zeros(labels.shape), scored["train"])
     yte, _ = M.pixels(labels, np.zeros(labels.shape), scored["test"])
@@ -288,7 +302,12 @@ def evaluate(
                             "scored": int(scored[k].sum()),
                             "scored_landslides": int((labels[scored[k]] == 1).sum())}
                         for k, v in masks.items()},
-               "train_positive_rate": train_rate, "test_positive_rate": test_rate}
+               "train_positive_rate": train_rate, "test_positive_rate": test_rate,
+               "best_peer": best_peer}
+    dataset["warnings"] = [
+        f"the {k} set has only {v['scored_landslides']} scored landslide pixels (fewer than "
+        f"{MIN_LANDSLIDES}): its metrics are unreliable; see the intervals"
+        for k, v in dataset["sets"].items() if v["scored"] and v["scored_landslides"] < MIN_LANDSLIDES]
     ev = Evaluation(results=results, split=dict(settings), baselines=baselines,
                     dataset=dataset, histories=histories, maps=out_maps, masks=dict(masks))
     if out is not None:
@@ -296,6 +315,27 @@ def evaluate(
 
         write_report(ev, out, ds=ds, labels=labels)
     return ev
+
+
+def _intervals(labels: np.ndarray, maps: Mapping[str, np.ndarray], test: np.ndarray,
+               results: dict[str, dict[str, Any]], settings: Mapping[str, Any],
+               n_boot: int | None) -> str | None:
+    """Block-bootstrap intervals into ``results[name]["intervals"]``; returns the best peer
+    (lowest test NLL), the reference of the differences."""
+    from .intervals import N_BOOT, block_of, bootstrap
+    from .splits import DEFAULT_CORE
+
+    peers = [n for n, r in results.items() if r.get("kind") == "peer" and "nll" in r]
+    best = min(peers, key=lambda n: results[n]["nll"]) if peers else None
+    n_boot = N_BOOT if n_boot is None else int(n_boot)
+    if n_boot <= 0 or not test.any():
+        return best
+    blocks = block_of(labels.shape, int(settings.get("core") or DEFAULT_CORE))[test]
+    ci = bootstrap(labels[test], {n: m[test] for n, m in maps.items()}, blocks,
+                   reference=best, n_boot=n_boot, seed=int(settings.get("seed", 0) or 0))
+    for name, c in ci.items():
+        results[name]["intervals"] = c
+    return best
 
 
 def _resolution(ds: xr.Dataset) -> float | None:

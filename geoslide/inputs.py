@@ -48,6 +48,30 @@ def _categorical_names(ds: xr.Dataset) -> set[str]:
     return {f"{raster}_{code}" for raster, codes in dict(cats).items() for code in codes}
 
 
+def check_registered(ds: xr.Dataset) -> None:
+    """Raise :class:`FeatureMismatchError` for 2-D float variables that ``ds.attrs`` does not
+    list as inputs and that are neither the label, aligned features nor maps (attr
+    ``geoslide:model``): added after ``stack``, they would be ignored by some steps."""
+    cont = ds.attrs.get("geoslide:continuous")
+    cats = _categorical_names(ds)
+    if cont is None and not cats:
+        return  # no registry: every 2-D float variable is an input
+    listed = set([cont] if isinstance(cont, str) else list(cont or [])) | cats
+    stray = sorted(
+        str(n) for n, v in ds.data_vars.items()
+        if v.dims == ("y", "x") and np.issubdtype(v.dtype, np.floating) and n not in listed
+        and n != label_name(ds) and not is_aligned(str(n)) and "geoslide:model" not in v.attrs)
+    if stray:
+        first = stray[0]
+        raise FeatureMismatchError(
+            f"variable(s) {stray} were added to the Dataset after stack and are not listed as "
+            "inputs, so features, training, prediction and the peers would not agree on them; "
+            f"fix: register them with `ds = geoslide.add_inputs(ds, {first}=ds[{first!r}])` "
+            "(labels become -1 where they are NaN), or derive them at prepare time "
+            "(`stack(..., derive=['slope'])`, `geoslide prepare --derive slope`), or drop them "
+            f"(`ds = ds.drop_vars({stray})`)")
+
+
 def _input_variables(ds: xr.Dataset) -> list[str]:
     """Non-aligned input variables: the Dataset's attrs, or every 2-D float variable."""
     label = label_name(ds)
@@ -55,6 +79,7 @@ def _input_variables(ds: xr.Dataset) -> list[str]:
     if isinstance(cont, str):
         cont = [cont]
     cats = sorted(_categorical_names(ds))
+    check_registered(ds)
     if cont is not None or cats:
         names = [n for n in list(cont or []) + cats if n in ds.data_vars]
     else:

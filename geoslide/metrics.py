@@ -160,22 +160,45 @@ def susceptibility_classes(y: np.ndarray, p: np.ndarray, n_classes: int = 5,
     """Classes of the map by quantiles of ``p`` (``n_classes`` of equal area, lowest first,
     or the given ``edges``): per class the probability range, share of area, share of
     landslide pixels, and frequency ratio (landslide share / area share; > 1 = more landslides
-    than the class's area predicts)."""
+    than the class's area predicts).
+
+    Quantile classes are made by rank, so each holds exactly 1/n of the area even where many
+    pixels tie (a flat map, or 80% of pixels at one value): a group of tied pixels that
+    straddles a class boundary is shared between the classes in proportion, with its
+    landslides (the expectation under random tie-breaking, independent of pixel order);
+    such classes have ``p_min == p_max`` and the same frequency ratio. With given ``edges``
+    a class may hold no pixel: then ``area_share`` is 0 and ``frequency_ratio`` is None
+    (never NaN)."""
     y, p = _check(y, p)
+    names_n = n_classes if edges is None else len(edges) - 1
+    names = _class_names(names_n)
+    total_slides = max(int((y == 1).sum()), 1)
+    out = []
     if edges is None:
-        edges = np.quantile(p, np.linspace(0, 1, n_classes + 1))
+        order = np.argsort(p, kind="mergesort")
+        ps, ys = p[order], (y[order] == 1)
+        ends = np.r_[np.flatnonzero(np.diff(ps)) + 1, ps.size]  # rank after each tie group
+        cum = np.r_[0.0, np.cumsum(ys)[ends - 1]]
+        bounds = np.linspace(0, ps.size, n_classes + 1)  # class limits in rank (pixels)
+        slides = np.interp(bounds, np.r_[0, ends], cum)  # tie groups shared in proportion
+        for k in range(n_classes):
+            lo = int(np.clip(np.floor(bounds[k]), 0, ps.size - 1))
+            hi = int(np.clip(np.ceil(bounds[k + 1]) - 1, lo, ps.size - 1))
+            area_share = float((bounds[k + 1] - bounds[k]) / ps.size)
+            slide_share = float((slides[k + 1] - slides[k]) / total_slides)
+            out.append({"class": names[k], "p_min": float(ps[lo]), "p_max": float(ps[hi]),
+                        "area_share": area_share, "landslide_share": slide_share,
+                        "frequency_ratio": slide_share / area_share if area_share else None})
+        return out
     edges = np.asarray(edges, float)
     idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
-    total_slides = max(int((y == 1).sum()), 1)
-    names = _class_names(len(edges) - 1)
-    out = []
     for k in range(len(edges) - 1):
         sel = idx == k
         area_share = float(sel.mean())
         slide_share = float((y[sel] == 1).sum() / total_slides)
         out.append({"class": names[k], "p_min": float(edges[k]), "p_max": float(edges[k + 1]),
                     "area_share": area_share, "landslide_share": slide_share,
-                    "frequency_ratio": slide_share / area_share if area_share else float("nan")})
+                    "frequency_ratio": slide_share / area_share if area_share else None})
     return out
 
 

@@ -37,19 +37,25 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}"
 
 
+def _ci(r: dict, key: str, digits: int) -> str:
+    iv = (r.get("intervals") or {}).get(key)
+    return f" [{_fmt(iv[0], digits)}, {_fmt(iv[1], digits)}]" if iv else ""
+
+
 def table2(ev: "Evaluation") -> str:
     """Markdown table like the paper's Table 2 (plus AUC, AP, Brier, ECE, prediction-rate
-    AUC), models first, then peers, then the reference baselines."""
-    head = ("| method | test NLL | train NLL | test AUC | test AP | Brier | ECE | "
-            "pred.-rate AUC |\n|---|---|---|---|---|---|---|---|")
+    AUC), models first, then peers, then the reference baselines; test NLL and AUC with
+    their 95% block-bootstrap intervals."""
+    head = ("| method | test NLL [95% CI] | train NLL | test AUC [95% CI] | test AP | Brier | "
+            "ECE | pred.-rate AUC |\n|---|---|---|---|---|---|---|---|")
     rows = []
     for kind in ("model", "peer"):
         for name, r in ev.results.items():
             if r.get("kind") != kind:
                 continue
             flag = " ⚠ other split" if r.get("split_mismatch") else ""
-            rows.append(f"| {r.get('label', name)}{flag} | {_fmt(r['nll'])} | "
-                        f"{_fmt(r.get('train_nll'))} | {_fmt(r.get('auc'), 3)} | "
+            rows.append(f"| {r.get('label', name)}{flag} | {_fmt(r['nll'])}{_ci(r, 'nll', 4)} | "
+                        f"{_fmt(r.get('train_nll'))} | {_fmt(r.get('auc'), 3)}{_ci(r, 'auc', 3)} | "
                         f"{_fmt(r.get('average_precision'), 3)} | {_fmt(r.get('brier'), 5)} | "
                         f"{_fmt(r.get('ece'), 4)} | {_fmt(r.get('rate_auc'), 3)} |")
     rnd, base = ev.baselines["random_expected"], ev.baselines["base_rate"]
@@ -60,16 +66,48 @@ def table2(ev: "Evaluation") -> str:
     return head + "\n" + "\n".join(rows)
 
 
+def differences_table(ev: "Evaluation") -> str:
+    """Each map's test NLL and AUC minus the best peer's, with 95% intervals (same bootstrap
+    replicates for both maps); empty without peers or intervals."""
+    best = ev.dataset.get("best_peer")
+    rows = []
+    for name, r in ev.results.items():
+        iv = r.get("intervals") or {}
+        if name == best or "nll_diff" not in iv:
+            continue
+        (dn, ln, hn), (da, la, ha) = iv["nll_diff"], iv["auc_diff"]
+        rows.append(f"| {r.get('label', name)} | {dn:+.4f} [{ln:+.4f}, {hn:+.4f}] | "
+                    f"{_fmt_signed(da)} [{_fmt_signed(la)}, {_fmt_signed(ha)}] |")
+    if not rows:
+        return ""
+    label = ev.results[best].get("label", best)
+    return (f"Difference to the best peer ({label}, lowest test NLL): negative NLL and positive "
+            "AUC differences favour the method; an interval that excludes 0 is a difference "
+            "the test pixels support.\n\n| method | Δ test NLL [95% CI] | Δ test AUC [95% CI] "
+            "|\n|---|---|---|\n" + "\n".join(rows))
+
+
+def _fmt_signed(v: float) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{v:+.3f}"
+
+
 def classes_table(ev: "Evaluation") -> str:
-    """Share of test landslides per susceptibility class (quantile classes of the test area)."""
+    """Share of test landslides per susceptibility class (quantile classes of the test area),
+    with its frequency ratio; '–' for a class with no area."""
     named = [(r.get("label", n), r["classes"]) for n, r in ev.results.items() if r.get("classes")]
     if not named:
         return ""
     names = [c["class"] for c in named[0][1]]
     head = "| method | " + " | ".join(names) + " |\n|---|" + "---|" * len(names)
-    rows = [f"| {label} | " + " | ".join(
-        f"{c['landslide_share']:.1%} (FR {c['frequency_ratio']:.2f})" for c in classes) + " |"
-        for label, classes in named]
+
+    def cell(c: dict[str, Any]) -> str:  # '–' for a class with no area (no frequency ratio)
+        fr = c.get("frequency_ratio")
+        if not c.get("area_share") or fr is None or not math.isfinite(fr):
+            return "–"
+        return f"{c['landslide_share']:.1%} (FR {fr:.2f})"
+
+    rows = [f"| {label} | " + " | ".join(cell(c) for c in classes) + " |"
+            for label, classes in named]
     return head + "\n" + "\n".join(rows)
 
 
@@ -92,6 +130,8 @@ def _split_text(ev: "Evaluation") -> str:
                 f"[{b}H/{n}, {b + 1}H/{n}) (band {b} of {n})")
     elif s.get("kind") == "paper":
         what = "the paper's split: core windows shuffled, 80% train / 10% validation / 10% test"
+    elif s.get("kind") == "none":
+        what = "no split: every labelled pixel is a test pixel (a region the models never saw)"
     elif s.get("kind") == "kfold":
         what = f"spatial k-fold: fold {s.get('fold', 0)} of {s.get('n_folds', 5)}"
     else:
@@ -130,11 +170,18 @@ def markdown(ev: "Evaluation", figures: dict[str, str], title: str = "geoslide e
         "NLL in nats per pixel over every labelled pixel of the set (lower is better); AUC, "
         "average precision (AP), Brier score and expected calibration error (ECE, 10 "
         "equal-count bins) on the test pixels; prediction-rate AUC = area under the share of "
-        "test landslides captured against the share of test area, most susceptible first.",
+        "test landslides captured against the share of test area, most susceptible first. "
+        "Brackets: 95% intervals from a bootstrap over spatial blocks of the test set (the "
+        "split's windows), not over pixels, since neighbouring pixels are not independent.",
         "",
         table2(ev),
         "",
     ]
+    for w in d.get("warnings", []):
+        lines += [f"⚠ {w}.", ""]
+    dt = differences_table(ev)
+    if dt:
+        lines += [dt, ""]
     mism = [r.get("label", n) for n, r in ev.results.items() if r.get("split_mismatch")]
     if mism:
         lines += [f"⚠ {', '.join(mism)}: trained on another split than the one evaluated here; "

@@ -13,6 +13,9 @@ assigned too; the loss and the metrics ignore them):
     Section 4.2 of the paper: the ``core`` x ``core`` windows of the grid (the last row and
     column of windows may be partial) shuffled with ``seed``; 80% of the windows train, 10%
     validation, 10% test (at least one window each when there are three or more windows).
+``none``
+    Every pixel is a test pixel (no training, no validation): scores a model on a region it
+    never saw (transfer). Only for evaluation.
 ``kfold``
     Spatial k-fold: the windows are dealt at random (``seed``) into ``n_folds`` folds of equal
     window count; test = fold ``fold``; validation = windows drawn from the other folds as for
@@ -28,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PatchSizeError
+from .errors import InputError, PatchSizeError
 
-KINDS = ("band", "paper", "kfold")
+KINDS = ("band", "paper", "kfold", "none")
 DEFAULT_CORE = 64  # px; window size of the split grid (the quick presets' block size)
 
 
@@ -104,7 +107,7 @@ def split_masks(
     """
     h, w = _shape(ds_or_shape)
     if kind not in KINDS:
-        raise ValueError(f"split kind must be one of {KINDS}; got {kind!r}")
+        raise InputError(f"split kind must be one of {KINDS}; got {kind!r}")
     core = int(core)
     if core < 1:
         raise PatchSizeError(f"split window size (core) must be >= 1 px; got {core}")
@@ -114,7 +117,10 @@ def split_masks(
 
     if kind == "band":
         if not 0 <= band < n_bands:
-            raise ValueError(f"band must lie in [0, {n_bands}); got {band}")
+            raise InputError(
+                f"band {band} does not exist: bands count from 0, so band must be 0..{n_bands - 1} "
+                f"(band b tests rows [b*H/{n_bands}, (b+1)*H/{n_bands}); band 1 = the second "
+                f"fifth); fix: --band 0..{n_bands - 1}")
         start, stop = band * h // n_bands, (band + 1) * h // n_bands
         test[start:stop] = True
         if val_shape == "rows":
@@ -127,7 +133,7 @@ def split_masks(
         elif val_shape == "windows":
             val = _draw_val(ids, ~test, val_fraction, rng)
         else:
-            raise ValueError(f"val_shape must be 'windows' or 'rows'; got {val_shape!r}")
+            raise InputError(f"val_shape must be 'windows' or 'rows'; got {val_shape!r}")
     elif kind == "paper":
         n = int(ids.max()) + 1
         order = rng.permutation(n)
@@ -139,14 +145,19 @@ def split_masks(
         val_w = order[n_test : n_test + n_val]
         test = np.isin(ids, test_w)
         val = np.isin(ids, val_w)
+    elif kind == "none":
+        test[:] = True
+        val = np.zeros((h, w), dtype=bool)
     else:  # kfold
         if not 0 <= fold < n_folds:
-            raise ValueError(f"fold must lie in [0, {n_folds}); got {fold}")
+            raise InputError(f"fold {fold} does not exist: folds count from 0, so fold must be "
+                             f"0..{n_folds - 1}; fix: --fold 0..{n_folds - 1} (or --n-folds)")
         n = int(ids.max()) + 1
         if n < n_folds:
             raise PatchSizeError(
                 f"k-fold needs at least n_folds={n_folds} windows; the {h}x{w} grid has {n} "
-                f"windows of {core} px: use a smaller core"
+                f"windows of {core} px; fix: a smaller split window (`--split-core`, e.g. "
+                f"{max(8, min(h, w) // (2 * n_folds))}) or fewer folds (`--n-folds`)"
             )
         order = rng.permutation(n)
         folds = np.empty(n, dtype=np.int64)

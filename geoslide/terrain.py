@@ -11,8 +11,11 @@ Conventions
 - slope: degrees, 0 (flat) .. 90.
 - aspect: direction the slope *faces* (downslope), degrees clockwise from north in
   ``[0, 360)``; **NaN where the surface is flat** (zero gradient) -- never a sentinel like -1.
-- A pixel whose 3x3 window holds a NaN, and every raster border pixel, gets NaN: never a
-  finite value computed from a partial window.
+- Edges (``edges=True``, default): slope is defined wherever the elevation is. Where the
+  3x3 window is incomplete (a NaN neighbour at a basin's edge, or the raster border), Horn's
+  differences are taken from the cells that are there (see :mod:`geoslide.kernels.horn`),
+  exact on a plane; only a NaN elevation gives NaN. ``edges=False``: a pixel whose window
+  holds a NaN, and every raster border pixel, gets NaN (the classic rule).
 - numpy input -> numpy-backed result; dask input -> lazy result (``map_overlap``, depth 1,
   NaN boundary). Both call the same numba kernel (:mod:`geoslide.kernels.horn`) and give
   bit-identical results for any chunking.
@@ -26,7 +29,8 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor used to read CRS / transform)
 import xarray as xr
 
-from .errors import CRSError, GridMismatchError
+from ._dims import conform_yx, sizes_text, spatial_fix
+from .errors import CRSError, DimensionError, GridMismatchError
 from .kernels.horn import horn_kernel
 
 __all__ = ["slope", "aspect", "horn", "horn_dask", "grid_spacing"]
@@ -40,11 +44,10 @@ def grid_spacing(obj: xr.DataArray | xr.Dataset) -> tuple[float, float]:
     Raises :class:`GridMismatchError` for missing dims, irregular or rotated grids and
     :class:`CRSError` for a geographic CRS.
     """
-    for dim in ("y", "x"):
-        if dim not in obj.dims:
-            raise GridMismatchError(
-                f"expected spatial dims ('y', 'x'), found {tuple(obj.dims)}; rename them, "
-                "e.g. obj.rename({'lat': 'y', 'lon': 'x'}) after reprojecting to metres")
+    fix = spatial_fix(obj, "obj")
+    if fix is not None:  # rename (and reproject) only when that is the fix
+        raise DimensionError(f"expected spatial dims ('y', 'x'), found {sizes_text(obj)}; "
+                             f"fix: {fix}")
     crs = None
     try:
         crs = obj.rio.crs
@@ -88,7 +91,8 @@ def _out_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
 
 
-def horn(z: np.ndarray, xres: float, yres: float) -> tuple[np.ndarray, np.ndarray]:
+def horn(z: np.ndarray, xres: float, yres: float, edges: bool = True
+         ) -> tuple[np.ndarray, np.ndarray]:
     """Numpy entry point: ``(slope, aspect)`` in degrees of a 2-D elevation array (metres).
 
     ``xres`` / ``yres`` are the signed grid steps in metres (see :func:`grid_spacing`).
@@ -100,15 +104,17 @@ def horn(z: np.ndarray, xres: float, yres: float) -> tuple[np.ndarray, np.ndarra
     z = np.ascontiguousarray(z, dtype=dt)
     s = np.empty(z.shape, dtype=dt)
     a = np.empty(z.shape, dtype=dt)
-    horn_kernel(z, float(xres), float(yres), s, a)
+    horn_kernel(z, float(xres), float(yres), s, a, bool(edges))
     return s, a
 
 
-def _horn_block(block: np.ndarray, xres: float, yres: float, which: int) -> np.ndarray:
-    return horn(block, xres, yres)[which]
+def _horn_block(block: np.ndarray, xres: float, yres: float, which: int, edges: bool
+                ) -> np.ndarray:
+    return horn(block, xres, yres, edges)[which]
 
 
-def horn_dask(z: Any, xres: float, yres: float, which: str = "slope") -> Any:
+def horn_dask(z: Any, xres: float, yres: float, which: str = "slope", edges: bool = True
+              ) -> Any:
     """Dask entry point: lazy slope or aspect (``which``) of a 2-D dask elevation array.
 
     ``map_overlap`` with depth 1 and a NaN boundary, so results equal :func:`horn` exactly.
@@ -120,32 +126,26 @@ def horn_dask(z: Any, xres: float, yres: float, which: str = "slope") -> Any:
     # map_overlap needs every chunk at least as large as the depth (1): always true.
     return da.map_overlap(_horn_block, z, depth=1, boundary=np.nan, trim=True, dtype=dt,
                           xres=float(xres), yres=float(yres),
-                          which=0 if which == "slope" else 1)
+                          which=0 if which == "slope" else 1, edges=bool(edges))
 
 
 def _as_yx(dem: xr.DataArray) -> xr.DataArray:
     if not isinstance(dem, xr.DataArray):
         raise TypeError(f"expected an xarray.DataArray of elevation, found {type(dem).__name__}; "
                         "pass ds['elevation']")
-    extra = [d for d in dem.dims if d not in ("y", "x")]
-    squeeze = [d for d in extra if dem.sizes[d] == 1]
-    if len(squeeze) != len(extra) or "y" not in dem.dims or "x" not in dem.dims:
-        raise GridMismatchError(
-            f"expected a 2-D elevation with dims ('y', 'x'), found {dict(dem.sizes)}; "
-            "select one band, e.g. dem.sel(band=1)")
-    if squeeze:
-        dem = dem.squeeze(squeeze, drop=True)
-    return dem.transpose("y", "x")
+    # size-1 extra dims squeezed; several steps (time, band): DimensionError naming the isel
+    return conform_yx(dem, "the elevation", keep=(), var="dem",
+                      expected="a 2-D elevation with dims ('y', 'x')")
 
 
-def _terrain(dem: xr.DataArray, which: str) -> xr.DataArray:
+def _terrain(dem: xr.DataArray, which: str, edges: bool = True) -> xr.DataArray:
     dem = _as_yx(dem)
     xres, yres = grid_spacing(dem)
     data = dem.data
     if hasattr(data, "dask") or type(data).__module__.startswith("dask"):
-        out = horn_dask(data, xres, yres, which)
+        out = horn_dask(data, xres, yres, which, edges)
     else:
-        s, a = horn(np.asarray(data), xres, yres)
+        s, a = horn(np.asarray(data), xres, yres, edges)
         out = s if which == "slope" else a
     drop = {"units", "long_name", "standard_name", "_FillValue", "scale_factor", "add_offset",
             "STATISTICS_MAXIMUM", "STATISTICS_MEAN", "STATISTICS_MINIMUM", "STATISTICS_STDDEV"}
@@ -159,11 +159,12 @@ def _terrain(dem: xr.DataArray, which: str) -> xr.DataArray:
     return xr.DataArray(out, coords=dem.coords, dims=("y", "x"), name=which, attrs=attrs)
 
 
-def slope(dem: xr.DataArray) -> xr.DataArray:
+def slope(dem: xr.DataArray, *, edges: bool = True) -> xr.DataArray:
     """Slope in degrees (0..90) of an elevation ``DataArray`` (metres, dims ``y``, ``x``).
 
-    Horn's 3x3 method; cell size from the grid; NaN on the border and wherever the 3x3
-    window holds a NaN. Lazy when ``dem`` is dask-backed.
+    Horn's 3x3 method; cell size from the grid; finite wherever the elevation is (edge-aware
+    at NaN borders and the raster edge; ``edges=False``: NaN there). Lazy when ``dem`` is
+    dask-backed.
 
     >>> import geoslide, xarray as xr, numpy as np
     >>> z = xr.DataArray(np.add.outer(np.zeros(4), np.arange(4) * 10.0), dims=("y", "x"),
@@ -171,13 +172,13 @@ def slope(dem: xr.DataArray) -> xr.DataArray:
     >>> float(geoslide.slope(z)[1, 1])   # rises 10 m per 10 m eastwards
     45.0
     """
-    return _terrain(dem, "slope")
+    return _terrain(dem, "slope", edges)
 
 
-def aspect(dem: xr.DataArray) -> xr.DataArray:
+def aspect(dem: xr.DataArray, *, edges: bool = True) -> xr.DataArray:
     """Aspect in degrees clockwise from north of the downslope direction, ``[0, 360)``.
 
-    NaN where the surface is flat, on the border and wherever the 3x3 window holds a NaN.
+    NaN where the surface is flat or the elevation NaN (edges as in :func:`slope`).
     Lazy when ``dem`` is dask-backed. A surface rising eastwards faces west: 270.
     """
-    return _terrain(dem, "aspect")
+    return _terrain(dem, "aspect", edges)

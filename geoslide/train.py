@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from .errors import FeatureMismatchError
+from . import health as H
 from .inputs import ALIGNED_RE, compute_normalization, default_features, is_aligned, to_label_array
 from .modelfile import TrainedModel, grid_crs, grid_resolution, save_model
 from .models import build, uses_aligned
@@ -49,6 +49,8 @@ class TrainResult:
     recipe: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     seconds: float = 0.0
+    sets: dict[str, dict[str, int]] = field(default_factory=dict)
+    health: dict[str, Any] | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -101,30 +103,16 @@ def init_output_bias(module: torch.nn.Module, positive_rate: float) -> None:
         convs[-1].bias.fill_(math.log(positive_rate / (1 - positive_rate)))
 
 
-def with_aligned_features(
-    ds: xr.Dataset, sources: list[str] | None = None, progress: bool = False
-) -> xr.Dataset:
+def with_aligned_features(ds: xr.Dataset, sources: list[str] | None = None) -> xr.Dataset:
     """``ds`` plus aligned features gathered from ``sources`` (None: geoslide.align's default,
     every input), computed with :func:`geoslide.align.aligned_features` when ``ds`` has none
     of them."""
     have = {ALIGNED_RE.match(str(v)).group("base") for v in ds.data_vars if is_aligned(str(v))}
     if have and (sources is None or set(sources) <= have):
         return ds
-    try:
-        from .align import aligned_features
-    except ImportError as exc:  # pragma: no cover - align not installed
-        raise FeatureMismatchError(
-            "this model needs the aligned features (`*_up<d>` variables) and the Dataset has "
-            "none; compute them first with `geoslide features STORE`"
-        ) from exc
-    kwargs: dict[str, Any] = {}
-    try:
-        import inspect
+    from .align import aligned_features
 
-        if "progress" in inspect.signature(aligned_features).parameters:
-            kwargs["progress"] = progress
-    except (TypeError, ValueError):  # pragma: no cover
-        pass
+    kwargs: dict[str, Any] = {}
     if sources is not None:
         kwargs["features"] = list(sources)
     extra = aligned_features(ds, **kwargs)
@@ -181,17 +169,26 @@ def train(
     overrides: dict[str, Any] | None = None,
     threads: int | None = None,
     split_seed: int = 0,
+    split_core: int | None = None,
+    keep_failed: bool = False,
     **split_kwargs: Any,
 ) -> TrainResult:
     """Train ``model`` on ``ds`` with recipe ``preset`` on split ``split``; returns the model
     of the best validation epoch. ``core``/``halo`` (px) and ``epochs`` override the preset;
     ``overrides`` overrides any recipe key (``lr``, ``batch_size``, ``model_kwargs``, ...);
     ``split_kwargs`` go to :func:`geoslide.splits.split_masks` (``band``, ``fold``,
-    ``n_folds``, ``val_fraction``, ``core`` of the split grid...). ``out``: write the model
+    ``n_folds``, ``val_fraction``...); ``split_core`` (px) is the split's window (default the
+    preset's). ``out``: write the model
     file there and its history as ``<out>.history.json``. ``threads``: torch CPU threads
     while training (1 is fastest on a machine shared with other jobs). ``seed`` seeds the
     weights and the shuffles; ``split_seed`` (default 0) the split's random draws, kept apart
-    so that runs with several seeds share one split."""
+    so that runs with several seeds share one split.
+
+    Before training the sets are summarised (``result.sets``; printed with ``progress``) and
+    :class:`~geoslide.errors.TrainingError` is raised when the training set has no patch or
+    no landslide pixel, or validation has none; after training, a model that does not beat
+    the constant base rate on the validation pixels, or whose map is flat, raises
+    ``TrainingError`` and writes nothing, unless ``keep_failed`` (see :mod:`geoslide.health`)."""
     t_start = time.time()
     recipe = get_preset(preset, model)
     for key, value in (overrides or {}).items():
@@ -211,12 +208,18 @@ def train(
     if features is None:
         sources = recipe.get("aligned_sources")
         if uses_aligned(name):
-            ds = with_aligned_features(ds, sources, progress=progress)
+            ds = with_aligned_features(ds, sources)
         features = default_features(ds, aligned=uses_aligned(name), aligned_sources=sources)
     features = list(features)
 
+    if split == "none":
+        from .errors import InputError
+
+        raise InputError("split 'none' has no training pixels: it scores a trained model on a "
+                         "new region (`geoslide evaluate --split none`); train with band, "
+                         "paper or kfold")
     split_kwargs = dict(split_kwargs)
-    split_kwargs.setdefault("core", recipe["split_core"])
+    split_kwargs["core"] = int(split_core or split_kwargs.get("core") or recipe["split_core"])
     if split == "band":
         split_kwargs.setdefault("val_shape", recipe.get("split_val_shape", "windows"))
     masks = split_masks(ds, split, seed=split_seed, **split_kwargs)
@@ -242,6 +245,12 @@ def train(
     train_set = PatchDataset(ds, features, normalization, mask=masks["train"],
                              oversample=recipe["oversample"], **common)
     val_set = PatchDataset(ds, features, normalization, mask=masks["val"], **common)
+    sets = H.set_summary(to_label_array(ds), masks, {"train": train_set, "val": val_set})
+    if progress:
+        print(f"{name}: {recipe['core']} px cores, {split_kwargs['core']} px split windows\n"
+              + H.format_summary(sets), flush=True)
+    H.check_sets(sets, core=recipe["core"], split_core=split_kwargs["core"],
+                 shape=(int(ds.sizes["y"]), int(ds.sizes["x"])))
     bs = int(recipe["batch_size"])
     pin = dev.type == "cuda"
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False,
@@ -287,6 +296,12 @@ def train(
         torch.use_deterministic_algorithms(prev_det)
         torch.set_num_threads(prev_threads)
     module.load_state_dict(best_state)
+    check = None
+    if name != "random":  # the chance baseline is not expected to learn
+        val_nll, yv, pv = evaluate_nll(module, val_loader, dev)
+        check = H.health(val_nll, yv, pv, positive_rate)
+        if not keep_failed:
+            H.check_learnt(check, name)
     module.eval().cpu()
     trained = TrainedModel(
         module=module,
@@ -302,20 +317,32 @@ def train(
         train={"recipe": recipe, "split": split_info, "seed": seed,
                "best_epoch": best_epoch, "best_val_nll": best_val,
                "members": member_info if n_members > 1 else None,
-               "train_summary": train_set.summary()},
+               "train_summary": train_set.summary(), "sets": sets, "health": check},
     )
     path = None
     if out is not None:
         path = save_model(trained, out)
         hist_path = Path(str(path) + ".history.json")
         tmp = hist_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"model": name, "best_epoch": best_epoch,
-                                   "history": history, "recipe": recipe,
-                                   "split": split_info}, indent=2, default=str))
+        tmp.write_text(json.dumps(_json_safe({
+            "model": name, "best_epoch": best_epoch, "history": history, "recipe": recipe,
+            "split": split_info, "sets": sets, "health": check}), indent=2, default=str,
+            allow_nan=False))
         os.replace(tmp, hist_path)
     return TrainResult(model=trained, history=history, best_epoch=best_epoch,
                        best_val_nll=best_val, masks=masks, recipe=recipe, path=path,
-                       seconds=time.time() - t_start)
+                       seconds=time.time() - t_start, sets=sets, health=check)
+
+
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with non-finite floats as None (bare NaN is not JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def _fit(

@@ -104,8 +104,8 @@ def test_kashmir(kashmir):
     lab = ds.landslide.values
     rate = (lab == 1).sum() / (lab >= 0).sum()
     assert 0.0115 < rate < 0.0125, rate
-    # the border has no slope (3x3 window incomplete): no label there
-    assert np.all(lab[0] == -1) and np.all(lab[:, -1] == -1)
+    # slope is edge-aware: defined up to the raster border, so the border keeps its labels
+    assert np.isfinite(ds.slope.values).all() and (lab >= 0).all()
     assert np.array_equal(lab == -1, ds.slope.isnull().values)
 
 

@@ -32,6 +32,35 @@ def horn_reference(z: np.ndarray, xres: float, yres: float) -> tuple[np.ndarray,
     return s, asp
 
 
+def edge_reference(z: np.ndarray, xres: float, yres: float) -> np.ndarray:
+    """Edge-aware Horn slope in numpy, written apart from the kernel: per row (column) of the
+    window a central difference, else a one-sided one, weights 1-2-1 over those present."""
+    z = z.astype(np.float64)
+    p = np.pad(z, 1, constant_values=np.nan)
+    ny, nx = z.shape
+
+    def grad(axis_shift):
+        num = np.zeros(z.shape)
+        den = np.zeros(z.shape)
+        for k, w in ((-1, 1.0), (0, 2.0), (1, 1.0)):
+            if axis_shift == "x":
+                lo, mid, hi = (p[1 + k:1 + k + ny, j:j + nx] for j in (0, 1, 2))
+            else:
+                lo, mid, hi = (p[j:j + ny, 1 + k:1 + k + nx] for j in (0, 1, 2))
+            d = np.where(np.isfinite(lo) & np.isfinite(hi), (hi - lo) / 2,
+                         np.where(np.isfinite(hi) & np.isfinite(mid), hi - mid,
+                                  np.where(np.isfinite(mid) & np.isfinite(lo), mid - lo, np.nan)))
+            ok = np.isfinite(d)
+            num += np.where(ok, w * d, 0.0)
+            den += np.where(ok, w, 0.0)
+        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+
+    east, north = grad("x") / xres, grad("y") / yres
+    s = np.degrees(np.arctan(np.hypot(east, north)))
+    s[np.isnan(z)] = np.nan
+    return s
+
+
 @pytest.fixture(scope="module")
 def ecuador_tif(data_dir):
     import rioxarray
@@ -47,7 +76,7 @@ def _grid(z: np.ndarray, xres: float = 10.0, yres: float = -10.0) -> xr.DataArra
 
 def test_slope_matches_reference_on_real_dem(ecuador_tif):
     dem = ecuador_tif.sel(band=4)
-    s, a = slope(dem), aspect(dem)
+    s, a = slope(dem, edges=False), aspect(dem, edges=False)
     rs, ra = horn_reference(dem.values, 10.0, -10.0)
     np.testing.assert_array_equal(np.isnan(s.values), np.isnan(rs))
     np.testing.assert_allclose(s.values, rs, rtol=1e-5, atol=1e-4)
@@ -91,23 +120,60 @@ def test_planes_known_slope_and_aspect(xres, yres):
         da = _grid(z, xres, yres)
         s, a = slope(da).values, aspect(da).values
         want = math.degrees(math.atan(math.hypot(ge, gn)))
-        np.testing.assert_allclose(s[1:-1, 1:-1], want, atol=1e-9)
-        np.testing.assert_allclose(a[1:-1, 1:-1], want_aspect, atol=1e-9)
-        assert np.isnan(s[0]).all() and np.isnan(s[:, -1]).all()
+        np.testing.assert_allclose(s, want, atol=1e-9)       # edges included
+        np.testing.assert_allclose(a, want_aspect, atol=1e-9)
+        s0 = slope(da, edges=False).values
+        np.testing.assert_allclose(s0[1:-1, 1:-1], want, atol=1e-9)
+        assert np.isnan(s0[0]).all() and np.isnan(s0[:, -1]).all()
 
 
 def test_flat_aspect_is_nan_and_slope_zero():
     da = _grid(np.full((5, 5), 100.0, dtype=np.float32))
-    assert (slope(da).values[1:-1, 1:-1] == 0).all()
+    assert (slope(da).values == 0).all()
     assert np.isnan(aspect(da).values).all()
 
 
 def test_nan_neighbour_gives_nan_never_finite():
     z = np.arange(100, dtype=np.float32).reshape(10, 10)
     z[4, 6] = np.nan
-    s = slope(_grid(z)).values
+    s = slope(_grid(z), edges=False).values
     assert np.isnan(s[3:6, 5:8]).all()          # every window touching the NaN
     assert np.isfinite(s[1:3, 1:-1]).all() and np.isfinite(s[7:9, 1:-1]).all()
+
+
+def test_edge_aware_slope_finite_wherever_elevation_is(ecuador_tif):
+    """Ecuador's DEM is NaN outside the study area (a basin-like edge): every pixel with an
+    elevation gets a slope; equals classic Horn on complete windows and an independent numpy
+    edge reference everywhere."""
+    dem = ecuador_tif.sel(band=4)
+    z = dem.values
+    s = slope(dem).values
+    assert np.isnan(z).sum() > 500                      # a real NaN border
+    np.testing.assert_array_equal(np.isfinite(s), np.isfinite(z))
+    rs, _ = horn_reference(z, 10.0, -10.0)
+    full = np.isfinite(rs)
+    np.testing.assert_array_equal(s[full], slope(dem, edges=False).values[full])
+    np.testing.assert_allclose(s, edge_reference(z, 10.0, -10.0), rtol=1e-5, atol=1e-4)
+    edge = np.isfinite(z) & ~full
+    assert edge.sum() > 1000 and np.median(s[edge]) > 1.0   # not flattened to 0 at the edge
+
+
+def test_edge_aware_plane_with_holes_is_exact():
+    cols, rows = np.meshgrid(np.arange(12), np.arange(9))
+    z = (0.4 * cols * 10.0 - 0.25 * rows * -10.0).astype(np.float64)
+    z[3:5, 4:8] = np.nan
+    z[7, :] = np.nan
+    z[0, 0] = np.nan
+    s = slope(_grid(z)).values
+    want = math.degrees(math.atan(math.hypot(0.4, 0.25)))
+    ok = np.isfinite(z)
+    ok[8] = False                 # a one-row strip: no north difference, east only
+    np.testing.assert_allclose(s[ok], want, atol=1e-9)
+    np.testing.assert_allclose(s[8], math.degrees(math.atan(0.4)), atol=1e-9)
+    assert np.isnan(s[np.isnan(z)]).all()
+    single = np.full((3, 3), np.nan)
+    single[1, 1] = 5.0
+    assert slope(_grid(single)).values[1, 1] == 0.0     # an isolated pixel: flat, not NaN
 
 
 def test_grid_spacing_reads_transform_and_refuses_geographic(ecuador_tif):
@@ -142,7 +208,7 @@ def test_numpy_equals_dask_any_chunking(ecuador_tif, data):
 
 def test_horn_numpy_entry_point_float64_stays_float64():
     z = np.random.default_rng(0).random((6, 6))
-    s, a = horn(z, 10.0, -10.0)
+    s, a = horn(z, 10.0, -10.0, edges=False)
     assert s.dtype == np.float64
     rs, _ = horn_reference(z, 10.0, -10.0)
     np.testing.assert_allclose(s, rs, rtol=1e-12, equal_nan=True)

@@ -22,10 +22,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     p.add_argument("store", help="geoslide Zarr store")
     p.add_argument("models", nargs="*", metavar="MODEL", help="model files (from `geoslide train`)")
-    p.add_argument("--split", choices=("band", "paper", "kfold"),
-                   help="split kind (default: the first model's training split, else band)")
-    p.add_argument("--band", type=int, help="test band index for --split band (default 1)")
-    p.add_argument("--fold", type=int, help="test fold for --split kfold")
+    p.add_argument("--split", choices=("band", "paper", "kfold", "none"),
+                   help="split kind (default: the first model's training split, else band); "
+                        "none: every labelled pixel is a test pixel (a region the models "
+                        "never saw)")
+    p.add_argument("--band", type=int,
+                   help="test band for --split band, counted from 0 (0 = top fifth of the "
+                        "rows, 4 = bottom; default 1)")
+    p.add_argument("--fold", type=int, help="test fold for --split kfold, counted from 0")
     p.add_argument("--seed", type=int, help="split seed (default: the model's, else 0)")
     p.add_argument("--core", type=int, metavar="PX", help="split window size in pixels")
     p.add_argument("--peers", action="store_true",
@@ -33,6 +37,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "and without the aligned features when the store has them)")
     p.add_argument("--max-peer-train", type=int, metavar="N",
                    help="subsample the peers' training pixels uniformly to N")
+    p.add_argument("--n-boot", type=int, metavar="N",
+                   help="replicates of the spatial block bootstrap for the 95%% intervals "
+                        "(default 200; 0: none)")
     p.add_argument("--out", default="report", metavar="DIR",
                    help="output folder (default ./report); existing report files are replaced")
     p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
@@ -55,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     ev = evaluate(ds, args.models, split=args.split, band=args.band, fold=args.fold,
                   seed=args.seed, core=args.core, peers=args.peers,
                   max_peer_train=args.max_peer_train, out=args.out, progress=not args.quiet,
-                  device=args.device)
+                  device=args.device, n_boot=args.n_boot)
     print(ev.table())
     print(f"\nreport: {ev.files['report']}\nmetrics: {ev.files['metrics']}\nfigures: "
           f"{args.out}/*.png")

@@ -53,6 +53,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="a --raster of class codes to one-hot encode (repeatable)")
     p.add_argument("--inventory", metavar="PATH",
                    help="landslide polygons or points (shp, gpkg, geojson, ...)")
+    p.add_argument("--derive", action="append", metavar="NAME[,NAME]",
+                   help="terrain inputs computed from the raster named elevation: slope "
+                        "(degrees), aspect (as aspect_sin, aspect_cos); repeatable")
     p.add_argument("--reference", metavar="NAME", help="raster whose grid all others share")
     p.add_argument("--resample", action="store_true",
                    help="reproject rasters off the reference grid (nearest for categorical, "
@@ -62,7 +65,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--label-field", metavar="FIELD",
                    help="inventory field with 1 (landslide) / 0 (stable), e.g. lslpts")
     p.add_argument("--point-buffer", type=float, default=0.0, metavar="METRES",
-                   help="buffer around inventory points, metres (default 0)")
+                   help="buffer around inventory points (and polygons), metres (default 0: a "
+                        "point labels the one pixel it falls in; prepare suggests a buffer "
+                        "when the inventory gives few landslide pixels)")
     p.add_argument("--unlabelled", choices=("stable", "nodata"), default="stable",
                    help="label of pixels touched by no feature (default stable)")
     p.add_argument("--years", metavar="FROM-TO", help="keep features with --year-field in range")
@@ -110,10 +115,22 @@ def summary(ds: xr.Dataset, path: str | Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def _derive_names(args: argparse.Namespace) -> list[str]:
+    from ..derive import DERIVABLE
+
+    names = [n.strip() for v in (args.derive or []) for n in v.split(",") if n.strip()]
+    bad = [n for n in names if n not in DERIVABLE]
+    if bad:
+        raise UsageError(f"--derive {bad}: expected names among {list(DERIVABLE)}")
+    return names
+
+
 def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
     from .. import datasets
+    from ..derive import derive
     from ..io import stack
 
+    derived = _derive_names(args)
     target = list(args.target)
     if len(target) == 2:
         name, out = target
@@ -123,7 +140,8 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
             datasets.get(name)
         except KeyError as exc:
             raise UsageError(str(exc).strip("'\"")) from None
-        return datasets.load(name, data_dir=args.data_dir, chunks=args.chunks), Path(out)
+        ds = datasets.load(name, data_dir=args.data_dir, chunks=args.chunks)
+        return derive(ds, derived), Path(out)
     if len(target) != 1:
         raise UsageError(f"expected [DATASET] OUT, found {len(target)} arguments {target}")
     out = Path(target[0])
@@ -151,7 +169,8 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
                    resample=args.resample, vocabulary=vocab, label_field=args.label_field,
                    point_buffer=args.point_buffer, unlabelled=args.unlabelled,
                    year_range=years, year_field=args.year_field,
-                   reproject_inventory=args.reproject_inventory, chunks=args.chunks)
+                   reproject_inventory=args.reproject_inventory, chunks=args.chunks,
+                   derive=derived)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     return ds, out
@@ -168,5 +187,13 @@ def run(args: argparse.Namespace) -> int:
         to_zarr(ds, out, mode="w" if args.overwrite else "w-", chunks=args.chunks,
                 progress=not args.quiet)
     if not args.quiet:
-        print(summary(open_zarr(out), out), file=sys.stdout)
+        written = open_zarr(out)
+        print(summary(written, out), file=sys.stdout)
+        if args.inventory and "landslide" in written:
+            from ..io.inventory import inventory_advice
+
+            res = abs(float(written.rio.transform().a))
+            for line in inventory_advice(args.inventory, written["landslide"].values, res,
+                                         buffer=args.point_buffer, label_field=args.label_field):
+                print(line, file=sys.stdout)
     return 0

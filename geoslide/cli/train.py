@@ -1,10 +1,14 @@
 """``geoslide train``: train one model on a geoslide Zarr store, write one model file.
 
     geoslide train out/kashmir.zarr --model sacnn --preset quick --split band --out out/models/sacnn.pt
+    geoslide train out/basin.zarr --split kfold --split-core 32 --out out/models/sacnn.pt  # every fold
 
-The model file holds the weights, the config, the feature names and their normalisation
-(reload it with ``geoslide.modelfile.load_model``); ``<out>.history.json`` beside it holds
-the per-epoch training / validation NLL.
+Before training it prints each set's pixels, landslide pixels and patches, and stops (exit 2)
+when the training or validation set cannot serve. A model that does not beat the constant
+base rate on the validation pixels, or whose map is flat, is a failed training: exit 2, no
+model file, unless --keep-failed. The model file holds the weights, the config, the feature
+names and their normalisation (reload it with ``geoslide.modelfile.load_model``);
+``<out>.history.json`` beside it holds the per-epoch training / validation NLL.
 """
 from __future__ import annotations
 
@@ -26,10 +30,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", choices=["quick", "paper"],
                    help="training recipe (default quick)")
     p.add_argument("--split", default="band", choices=["band", "paper", "kfold"],
-                   help="train/val/test split (default band: test = a fifth of the rows)")
-    p.add_argument("--band", type=int, default=1, help="band split: which fifth is the test set (default 1)")
-    p.add_argument("--fold", type=int, default=0, help="kfold split: the test fold (default 0)")
+                   help="train/val/test split (default band: test = a fifth of the rows; "
+                        "kfold without --fold trains and scores every fold)")
+    p.add_argument("--band", type=int, default=1,
+                   help="band split: which fifth of the rows is the test set, counted from 0 "
+                        "(0 = top rows [0, H/5), 1 = [H/5, 2H/5), ..., 4 = bottom; default 1)")
+    p.add_argument("--fold", type=int,
+                   help="kfold split: train only this test fold, counted from 0 (default: all)")
     p.add_argument("--n-folds", type=int, default=5, help="kfold split: number of folds (default 5)")
+    p.add_argument("--split-core", type=int, metavar="PX",
+                   help="window of the split grid in pixels (default: the preset's, 64 quick / "
+                        "500 paper); smaller for small regions")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and shuffles (default 0)")
     p.add_argument("--split-seed", type=int, default=0,
                    help="seed of the split's random draws (default 0)")
@@ -40,6 +51,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="torch CPU threads (default torch's; 1 is fastest on a shared machine)")
     p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
     p.add_argument("--out", metavar="FILE", help="model file to write (default <model>.pt)")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="write the model even when it learnt nothing (not below the base "
+                        "rate's validation NLL, or a flat map)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -49,18 +63,35 @@ def run(args: argparse.Namespace) -> int:
     from ..store import open_zarr
     from ..train import train
 
+    for name in ("epochs", "core", "split_core", "n_folds", "threads"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            from .prepare import UsageError
+
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, found {v}")
     ds = open_zarr(args.store)
+    out = args.out or f"{args.model}.pt"
+    common = dict(preset=args.preset, seed=args.seed, split_seed=args.split_seed,
+                  split_core=args.split_core, epochs=args.epochs, core=args.core,
+                  halo=args.halo, device=args.device, threads=args.threads,
+                  progress=not args.quiet, keep_failed=args.keep_failed)
+    if args.split == "kfold" and args.fold is None:
+        from ..crossval import cross_validate
+
+        cv = cross_validate(ds.load(), args.model, n_folds=args.n_folds, out=out, **common)
+        print(cv.table())
+        print("wrote " + ", ".join(map(str, cv.paths)))
+        return 0
     split_kwargs: dict[str, Any] = {}
     if args.split == "band":
         split_kwargs["band"] = args.band
     elif args.split == "kfold":
         split_kwargs.update(fold=args.fold, n_folds=args.n_folds)
-    out = args.out or f"{args.model}.pt"
-    result = train(ds, args.model, preset=args.preset, split=args.split, seed=args.seed,
-                   split_seed=args.split_seed,
-                   epochs=args.epochs, core=args.core, halo=args.halo, device=args.device,
-                   threads=args.threads, progress=not args.quiet, out=out, **split_kwargs)
+    result = train(ds, args.model, split=args.split, out=out, **common, **split_kwargs)
     if not args.quiet:
+        h = result.health or {}
+        extra = (f" (constant base rate {h['base_rate_val_nll']:.4f})"
+                 if h.get("base_rate_val_nll") is not None else "")
         print(f"{args.model}: best epoch {result.best_epoch}, validation NLL "
-              f"{result.best_val_nll:.4f}, {result.seconds:.0f} s; wrote {result.path}")
+              f"{result.best_val_nll:.4f}{extra}, {result.seconds:.0f} s; wrote {result.path}")
     return 0

@@ -9,6 +9,7 @@ landslide wins. Chunked (dask) grids are rasterized block by block.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal, Union
@@ -18,7 +19,12 @@ import xarray as xr
 
 from ..errors import CRSError, InventoryError, MissingFileError
 
-InventorySource = Union[str, os.PathLike, "geopandas.GeoDataFrame"]  # noqa: F821
+InventorySource = Union[str, os.PathLike, "geopandas.GeoDataFrame", xr.DataArray]  # noqa: F821
+
+INVENTORY_KINDS = ("a vector file path (shp, gpkg, geojson, ...; or a raster path: .tif, .nc, "
+                   "'file.nc:VAR'), a GeoDataFrame of landslide polygons / points, or a label "
+                   "raster (xarray.DataArray on the reference grid: 1 landslide, 0 stable)")
+_RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".nc", ".nc4", ".cdf", ".netcdf")
 
 
 def read_inventory(source: InventorySource, *, layer: str | None = None):
@@ -27,6 +33,9 @@ def read_inventory(source: InventorySource, *, layer: str | None = None):
 
     if isinstance(source, gpd.GeoDataFrame):
         return source
+    if not isinstance(source, (str, os.PathLike)):
+        raise InventoryError(f"inventory: expected {INVENTORY_KINDS}; found "
+                             f"{type(source).__module__}.{type(source).__name__}")
     path = Path(source)
     if not path.exists():
         raise MissingFileError(
@@ -51,8 +60,8 @@ def prepare_inventory(gdf, like: xr.DataArray, *, label_field: str | None = None
     from shapely.geometry import box
 
     if not isinstance(gdf, gpd.GeoDataFrame):
-        raise InventoryError(f"{name}: expected a GeoDataFrame or a vector file path, "
-                             f"found {type(gdf).__name__}")
+        raise InventoryError(f"{name}: expected {INVENTORY_KINDS}; found "
+                             f"{type(gdf).__module__}.{type(gdf).__name__}")
     if len(gdf) == 0:
         raise InventoryError(
             f"{name} is empty (0 features); expected at least one landslide polygon or point; "
@@ -185,6 +194,15 @@ def rasterize_inventory(inventory: InventorySource, like: xr.DataArray, *,
         raise ValueError(f"unlabelled must be 'stable' or 'nodata', found {unlabelled!r}")
     if buffer < 0:
         raise ValueError(f"point_buffer is a distance in metres >= 0, found {buffer}")
+    if _is_label_raster(inventory):
+        given = {k: v for k, v in dict(label_field=label_field, point_buffer=buffer or None,
+                                       year_range=year_range, year_field=year_field,
+                                       layer=layer).items() if v is not None}
+        if given:
+            raise InventoryError(
+                f"inventory is a label raster, but {sorted(given)} apply to vector inventories "
+                "(polygons / points) only; fix: drop them, or filter the raster yourself")
+        return label_raster(inventory, like, unlabelled=unlabelled)
     name = f"inventory {str(inventory)!r}" if not hasattr(inventory, "geometry") else "inventory"
     gdf = read_inventory(inventory, layer=layer)
     pos, neg = prepare_inventory(gdf, like, label_field=label_field, buffer=buffer,
@@ -207,3 +225,151 @@ def rasterize_inventory(inventory: InventorySource, like: xr.DataArray, *,
                               "flag_meanings": "nodata stable landslide"})
     out = out.rio.write_crs(like.rio.crs).rio.write_transform(transform)
     return out
+
+
+def _is_label_raster(source) -> bool:
+    if isinstance(source, xr.DataArray):
+        return True
+    if isinstance(source, (str, os.PathLike)):
+        from .rasters import split_variable
+
+        path, var = split_variable(source)
+        return var is not None or path.suffix.lower() in _RASTER_SUFFIXES
+    return False
+
+
+def label_raster(source, like: xr.DataArray, *,
+                 unlabelled: Literal["stable", "nodata"] = "stable") -> xr.DataArray:
+    """Labels (int8) from a label raster on ``like``'s grid: 1 landslide, 0 stable, -1 no data;
+    NaN, the raster's nodata value and any other value are unlabelled pixels (0 with
+    ``unlabelled="stable"``, -1 with ``"nodata"``).
+
+    ``source``: a DataArray (a CRS-less one is taken to be in ``like``'s CRS when its x / y
+    coordinates are ``like``'s) or a raster path (GeoTIFF, netCDF, ``"file.nc:VAR"``). Raises
+    :class:`GridMismatchError` off ``like``'s grid and :class:`InventoryError` when it holds no
+    landslide pixel (1) or several bands."""
+    from .._dims import conform_yx
+    from ..errors import GridMismatchError
+    from .rasters import describe_grid, find_crs, open_raster, same_grid
+
+    what = "inventory (label raster)"
+    if isinstance(source, xr.DataArray):
+        da = conform_yx(source, what, keep=("band",), var="mask")
+        if find_crs(da) is None and like.rio.crs is not None and \
+                (da.sizes["y"], da.sizes["x"]) == (like.sizes["y"], like.sizes["x"]) and \
+                "x" in da.coords and "y" in da.coords and \
+                np.allclose(da["x"].values, like["x"].values) and \
+                np.allclose(da["y"].values, like["y"].values):
+            da = da.rio.write_crs(like.rio.crs)  # same coordinates: the same grid
+        da = open_raster(da, "inventory")
+    else:
+        da = open_raster(source, "inventory")
+    if da.sizes["band"] != 1:
+        raise InventoryError(
+            f"{what} has {da.sizes['band']} bands; expected one band (1 landslide, 0 stable); "
+            "fix: select one, e.g. mask.isel(band=0)")
+    lab = da.isel(band=0, drop=True)
+    if lab.rio.crs != like.rio.crs or not same_grid(lab, like):
+        raise GridMismatchError(
+            f"{what} is not on the reference grid: expected {describe_grid(like)}, found "
+            f"{describe_grid(lab)}; fix: put it on the reference grid first, e.g. "
+            "mask.rio.reproject_match(reference, resampling=rasterio.enums.Resampling.nearest), "
+            "or pass the landslide polygons / points instead")
+    default = 0 if unlabelled == "stable" else -1
+    try:
+        nodata = lab.rio.nodata
+    except (OverflowError, ValueError):  # e.g. a float _FillValue kept by .astype("int8"):
+        nodata = None                    # no pixel can hold it
+    lab = lab.chunk(dict(zip(("y", "x"), like.chunks))) if like.chunks is not None \
+        else lab.compute()
+    is1, is0 = lab == 1, lab == 0
+    if nodata is not None and not np.isnan(nodata):
+        is1, is0 = is1 & (lab != nodata), is0 & (lab != nodata)
+    data = xr.where(is1, 1, xr.where(is0, 0, xr.where(lab == -1, -1, default))).astype(np.int8)
+    if int(is1.sum()) == 0:
+        v = np.asarray(lab.values).ravel()
+        found = np.unique(v[~np.isnan(v)] if np.issubdtype(v.dtype, np.floating) else v)
+        raise InventoryError(
+            f"{what} holds no landslide pixel (value 1); expected 1 = landslide, 0 = stable "
+            f"(other values and NaN: unlabelled); found values {found[:10].tolist()}; fix: "
+            "recode it, e.g. (mask > 0).astype('int8'), or check the window")
+    data = data.data
+    out = xr.DataArray(data, dims=("y", "x"), coords={"y": like["y"], "x": like["x"]},
+                       name="landslide",
+                       attrs={"long_name": "landslide label", "flag_values": [-1, 0, 1],
+                              "flag_meanings": "nodata stable landslide"})
+    return out.rio.write_crs(like.rio.crs).rio.write_transform(like.rio.transform())
+
+
+def check_label_leakage(arrays: dict, label: xr.DataArray, kinds: dict | None = None) -> None:
+    """Raise :class:`LabelLeakageError` when an input raster equals the label (0 / 1) on every
+    labelled pixel: it would hand the model the answer.
+
+    Cheap: only rasters holding nothing but 0, 1 and NaN are compared; a 256 x 256 corner
+    rules out the others (a DEM) before any full pass."""
+    import dask
+
+    from ..errors import LabelLeakageError
+
+    def not01(a):
+        return (a.notnull() & (a != 0) & (a != 1)).any().data
+
+    probes = dask.compute({n: not01(a.isel(y=slice(0, 256), x=slice(0, 256)))
+                           for n, a in arrays.items()})[0]
+    cands = [n for n in arrays if not bool(probes[n])]
+    if not cands:
+        return
+    known = label >= 0
+    checks = dask.compute({n: (not01(arrays[n]),
+                               (~known | (arrays[n] == label)).all().data,
+                               (known & arrays[n].notnull()).sum().data) for n in cands})[0]
+    for n in cands:
+        other, equal, count = checks[n]
+        if not bool(other) and bool(equal) and int(count) > 0:
+            kind = (kinds or {}).get(n, "continuous")
+            raise LabelLeakageError(
+                f"raster {n!r} ({kind}) equals the landslide label on every labelled pixel "
+                f"({int(count)} pixels): as an input feature it would leak the label into the "
+                f"model; fix: pass it as inventory=... instead (a label raster: 1 landslide, "
+                f"0 stable) and drop {n!r} from rasters")
+
+
+FEW_POSITIVES = 300  # fewer landslide pixels than this: training has too little to learn from
+
+
+def suggest_buffer(n_points: int, resolution: float, target: int = 500) -> float:
+    """A point buffer (metres, a multiple of 5) that gives about ``target`` landslide pixels
+    from ``n_points`` points on a grid of ``resolution`` metres, at least 1.5 pixels."""
+    radius_px = math.sqrt(target / max(n_points, 1) / math.pi)
+    metres = max(1.5, radius_px) * float(resolution)
+    return float(5 * math.ceil(metres / 5))
+
+
+def inventory_advice(source: InventorySource, labels: np.ndarray, resolution: float, *,
+                     buffer: float = 0.0, label_field: str | None = None) -> list[str]:
+    """Lines saying what an inventory gave (points, polygons, landslide pixels) and, when it
+    gave few landslide pixels or unbuffered points, the ``--point-buffer`` to use."""
+    gdf = read_inventory(source)
+    kinds = gdf.geometry.geom_type.fillna("")
+    n_points = int(kinds.str.contains("Point").sum())
+    n_polys = int(kinds.str.contains("Polygon").sum())
+    positives = int((np.asarray(labels) == 1).sum())
+    what = ("presence/absence (field " + repr(label_field) + ")" if label_field else
+            "presence-only (no label field: every other labelled pixel is stable)")
+    lines = [f"inventory   {len(gdf):,} features ({n_points:,} points, {n_polys:,} polygons), "
+             f"{what}: {positives:,} landslide pixels"
+             + (f" with a {buffer:g} m buffer" if buffer else "")]
+    n_pos_points = n_points
+    if label_field and label_field in gdf.columns and n_points:
+        n_pos_points = int((gdf[label_field].astype(bool) & kinds.str.contains("Point")).sum())
+    if n_points and (positives < FEW_POSITIVES or buffer == 0):
+        b = suggest_buffer(n_pos_points, resolution)
+        per = math.pi * (b / resolution) ** 2
+        why = (f"only {positives:,} landslide pixels (models need several hundred)"
+               if positives < FEW_POSITIVES else "each point labels the single pixel it falls in")
+        lines.append(f"advice      {why}; fix: rebuild with --point-buffer {b:g} (metres; about "
+                     f"{per:.0f} pixels per point), Python stack(..., point_buffer={b:g})")
+    elif positives < FEW_POSITIVES:
+        lines.append(f"advice      only {positives:,} landslide pixels: models need several "
+                     "hundred; a larger inventory, or a buffer (--point-buffer METRES)")
+    return lines

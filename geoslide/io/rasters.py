@@ -1,8 +1,10 @@
 """Read single rasters as 2-D float32 DataArrays (NaN for nodata) and check that grids agree.
 
-A raster is a GeoTIFF / any GDAL file path or an in-memory ``xarray.DataArray`` with a CRS
-(rioxarray). Every raster geoslide handles is float32 with NaN where the source has no data;
-integer sources are converted, their declared nodata value becoming NaN.
+A raster is a GeoTIFF / any GDAL file path, a netCDF path (``"file.nc"`` or ``"file.nc:VAR"``)
+or an in-memory ``xarray.DataArray`` / one-variable ``xarray.Dataset`` with a CRS (rioxarray,
+or a ``spatial_ref`` / ``crs`` grid-mapping variable). Every raster geoslide handles is float32
+with NaN where the source has no data; integer sources are converted, their declared nodata
+value becoming NaN.
 """
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ from typing import Any, Mapping, Union
 import numpy as np
 import xarray as xr
 
-from ..errors import CRSError, GridMismatchError, MissingFileError, NoDataError
+from .._dims import conform_yx
+from ..errors import (CRSError, GridMismatchError, InputError, LabelLeakageError,
+                      MissingFileError, NoDataError)
 
-RasterSource = Union[str, os.PathLike, xr.DataArray]
+RasterSource = Union[str, os.PathLike, xr.DataArray, xr.Dataset]
 Chunks = Union[None, int, str, Mapping[str, int]]
 
 # values that mark missing data in integer DEMs exported without a nodata tag
@@ -36,35 +40,174 @@ def normalize_chunks(chunks: Chunks) -> dict[str, Any] | None:
     return out
 
 
+_NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
+_GRID_MAPPING_NAMES = ("spatial_ref", "crs")
+LABEL_NAME = "landslide"
+
+
+def split_variable(source: str | os.PathLike) -> tuple[Path, str | None]:
+    """``"patch.nc:dem"`` -> ``(Path("patch.nc"), "dem")``; any other path -> ``(path, None)``."""
+    text = os.fspath(source)
+    path = Path(text)
+    if not path.exists() and ":" in text:
+        head, _, var = text.rpartition(":")
+        if head and var and not any(c in var for c in "/\\") and \
+                Path(head).suffix.lower() in _NETCDF_SUFFIXES:
+            return Path(head), var
+    return path, None
+
+
+def is_netcdf(path: Path) -> bool:
+    return path.suffix.lower() in _NETCDF_SUFFIXES
+
+
+def find_crs(obj: xr.DataArray | xr.Dataset, container: xr.Dataset | None = None):
+    """CRS of ``obj``: ``obj.rio.crs``, else a grid-mapping variable (``spatial_ref``, ``crs``
+    or the one named by the ``grid_mapping`` attribute) with a ``crs_wkt`` / ``spatial_ref``
+    attribute (as rioxarray and GDAL write them to netCDF), among ``obj``'s coordinates or
+    ``container``'s variables (a Dataset the DataArray came from). None when nothing says."""
+    try:
+        crs = obj.rio.crs
+    except Exception:  # noqa: BLE001 - rioxarray raises various errors on odd objects
+        crs = None
+    if crs is not None:
+        return crs
+    from rasterio.crs import CRS
+
+    names: list[str] = []
+    for src in (obj.attrs, obj.encoding):
+        gm = src.get("grid_mapping")
+        if isinstance(gm, str) and gm.strip():
+            names.append(gm.split(":")[0].strip())
+    names += [n for n in _GRID_MAPPING_NAMES if n not in names]
+    pools = [obj.coords]
+    if isinstance(obj, xr.Dataset):
+        pools.append(obj.variables)
+    if container is not None:
+        pools.append(container.variables)
+    for n in names:
+        for pool in pools:
+            v = pool.get(n)
+            if v is None:
+                continue
+            for key in ("crs_wkt", "spatial_ref"):
+                wkt = v.attrs.get(key)
+                if isinstance(wkt, str) and wkt.strip():
+                    try:
+                        return CRS.from_user_input(wkt)
+                    except Exception:  # noqa: BLE001 - try the next attribute
+                        pass
+            if "grid_mapping_name" in v.attrs:
+                try:
+                    import pyproj
+
+                    return CRS.from_wkt(pyproj.CRS.from_cf(dict(v.attrs)).to_wkt())
+                except Exception:  # noqa: BLE001
+                    pass
+    return None
+
+
+def _is_grid_mapping(name: str, var: xr.DataArray) -> bool:
+    return var.ndim < 2 or name in _GRID_MAPPING_NAMES or "grid_mapping_name" in var.attrs \
+        or "crs_wkt" in var.attrs
+
+
+def pick_variable(ds: xr.Dataset, name: str, var: str | None, where: str,
+                  path: Path | None = None) -> xr.DataArray:
+    """The raster variable of a Dataset (netCDF): ``var``, else the only 2-D+ variable that is
+    not a grid mapping; :class:`InputError` naming the choices otherwise."""
+    cands = [str(v) for v, a in ds.data_vars.items() if not _is_grid_mapping(str(v), a)]
+    def how(v: str) -> str:
+        return (f"rasters={{{name!r}: '{path}:{v}'}}" if path is not None
+                else f"rasters={{{name!r}: ds[{v!r}]}}")
+
+    if var is not None:
+        if var not in ds.data_vars:
+            raise InputError(
+                f"raster {name!r}: {where} has no variable {var!r}; expected one of {cands}; "
+                "fix: " + how(cands[0] if cands else "VAR"))
+        return ds[var]
+    if len(cands) == 1:
+        return ds[cands[0]]
+    if not cands:
+        raise InputError(
+            f"raster {name!r}: {where} holds no raster variable (2-D or more); found "
+            f"{list(map(str, ds.data_vars))}; expected a variable with dims (y, x)")
+    raise InputError(
+        f"raster {name!r}: {where} holds several variables {cands}; expected one; fix: pick "
+        "one, e.g. " + how(cands[0]))
+
+
+def _open_netcdf(path: Path, name: str) -> xr.Dataset:
+    try:
+        return xr.open_dataset(path, decode_coords="all")
+    except Exception as exc:  # engines raise various errors
+        raise InputError(
+            f"raster {name!r}: cannot open {str(path)!r} as netCDF ({type(exc).__name__}: "
+            f"{exc}); expected a netCDF-4 / HDF5 or netCDF-3 file readable by xarray (engines "
+            "h5netcdf and scipy, installed with geoslide); fix: check the file, or open it "
+            "yourself and pass xr.open_dataset(...)['VAR']") from exc
+
+
 def open_raster(source: RasterSource, name: str, *, chunks: Chunks = None) -> xr.DataArray:
-    """Open ``source`` without masking: a DataArray ``(band, y, x)`` with its CRS, lazily read."""
-    if isinstance(source, xr.DataArray):
+    """Open ``source`` without masking: a DataArray ``(band, y, x)`` with its CRS, lazily read.
+
+    ``source``: a GeoTIFF (any GDAL raster) path; a netCDF path (``.nc``), with
+    ``"file.nc:VAR"`` picking a variable when it holds several; an ``xarray.DataArray``; or an
+    ``xarray.Dataset`` holding one raster variable. DataArrays may have dims in any order
+    (``(x, y)`` is transposed) and size-1 extra dims (squeezed, e.g. ``time: 1``); more steps
+    raise :class:`DimensionError` naming the fix (``da.isel(time=0)``). The CRS is read with
+    rioxarray, else from a ``spatial_ref`` / ``crs`` variable's ``crs_wkt`` attribute.
+    ``name`` is the variable's name in the geoslide Dataset: ``"landslide"`` (the label) is
+    refused with :class:`LabelLeakageError`.
+    """
+    if name == LABEL_NAME:
+        raise LabelLeakageError(
+            f"a raster is named {name!r}, the name of the landslide label: as a raster it would "
+            "become an input feature and leak the label into the model; fix: pass the landslide "
+            "mask as the inventory instead, stack(..., inventory=<the raster or its path>) "
+            "(1 landslide, 0 stable), or rename the raster if it is a genuine predictor")
+    container = None
+    if isinstance(source, xr.Dataset):
+        container = source
+        da = pick_variable(source, name, None, "the Dataset")
+    elif isinstance(source, xr.DataArray):
         da = source
-        if not {"y", "x"} <= set(da.dims) or not set(da.dims) <= {"band", "y", "x"}:
-            raise GridMismatchError(
-                f"raster {name!r} has dims {tuple(da.dims)}; expected ('y', 'x') or "
-                "('band', 'y', 'x'); rename them (e.g. da.rename({'lat': 'y', 'lon': 'x'}) "
-                "after reprojecting to a projected CRS)")
-        if "band" not in da.dims:
-            da = da.expand_dims(band=[1])
-        da = da.transpose("band", "y", "x")
     else:
-        path = Path(source)
+        path, var = split_variable(source)
         if not path.exists():
             raise MissingFileError(
-                f"raster {name!r}: file {str(path)!r} does not exist; expected a GeoTIFF (or any "
-                "GDAL raster) path; check the path or the data directory (GEOSLIDE_DATA_DIR)"
+                f"raster {name!r}: file {str(path)!r} does not exist; expected a GeoTIFF (or "
+                "any GDAL raster) or netCDF path; check the path or the data directory "
+                "(GEOSLIDE_DATA_DIR)"
             )
-        import rioxarray
+        if is_netcdf(path) or var is not None:
+            container = _open_netcdf(path, name)
+            da = pick_variable(container, name, var, f"file {str(path)!r}", path=path)
+            da = da.copy(deep=False)
+            da.attrs = {**da.attrs,
+                        "geoslide:source": str(path) + (f":{var}" if var else "")}
+        else:
+            import rioxarray
 
-        da = rioxarray.open_rasterio(path, masked=False, cache=False)
-        da.attrs["geoslide:source"] = str(path)
-    if da.rio.crs is None:
+            da = rioxarray.open_rasterio(path, masked=False, cache=False)
+            da.attrs["geoslide:source"] = str(path)
+    if container is not None or isinstance(source, xr.DataArray):
+        da = conform_yx(da, f"raster {name!r}", keep=("band",))
+    crs = find_crs(da, container)
+    if crs is None:
         where = da.attrs.get("geoslide:source", "in-memory array")
         raise CRSError(
             f"raster {name!r} ({where}) has no CRS; expected a projected CRS in metres; fix: "
             "set it, e.g. `gdal_edit.py -a_srs EPSG:32643 FILE` or `da.rio.write_crs('EPSG:32643')`"
+            + ("; for a variable of a netCDF / Dataset whose CRS is in a spatial_ref variable, "
+               "pass the Dataset, ds[['VAR', 'spatial_ref']], or the path 'file.nc:VAR'"
+               if isinstance(source, xr.DataArray) else "")
         )
+    if da.rio.crs is None:
+        da = da.rio.write_crs(crs)
+    if "band" not in da.dims:
+        da = da.expand_dims(band=[1])
     nchunks = normalize_chunks(chunks)
     if nchunks is not None:
         da = da.chunk({"band": 1, **nchunks})

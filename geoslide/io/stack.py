@@ -37,7 +37,7 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
           unlabelled: Literal["stable", "nodata"] = "stable",
           year_range: tuple[int, int] | None = None, year_field: str | None = None,
           reproject_inventory: bool = False, nodata: Mapping[str, float] | None = None,
-          chunks: Chunks = None) -> xr.Dataset:
+          chunks: Chunks = None, derive: Iterable[str] = ()) -> xr.Dataset:
     """Build a geoslide Dataset from named rasters and an optional landslide inventory.
 
     Parameters
@@ -45,8 +45,11 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     rasters : ``{name: path or DataArray}``. A multi-band file gives one variable per band,
         ``<name>_<band description>`` (or ``<name>_<1-based band>``).
     categorical : names (in ``rasters``) of class rasters to one-hot encode.
-    inventory : polygons or points (path in any OGR format, or a GeoDataFrame), or None (no
-        ``landslide`` variable).
+    inventory : polygons or points (path in any OGR format, or a GeoDataFrame), a label
+        raster on the reference grid (DataArray, or a .tif / .nc / ``"file.nc:VAR"`` path:
+        1 landslide, 0 stable, NaN / other values per ``unlabelled``, -1 no data; see
+        :func:`geoslide.io.inventory.label_raster`), or None (no ``landslide`` variable).
+        An input raster equal to the label is refused (``LabelLeakageError``).
     reference : name of the raster whose grid (CRS, shape, transform) all others must share;
         default the first. Rasters off that grid raise ``GridMismatchError`` / ``CRSError``
         unless ``resample=True`` (nearest for categorical, bilinear for continuous).
@@ -58,6 +61,9 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     reproject_inventory : reproject an inventory in another CRS (else ``CRSError``).
     nodata : ``{name: value}`` overriding the files' nodata value.
     chunks : None (numpy), int, ``"auto"`` or ``{"y": ny, "x": nx}`` (dask, read lazily).
+    derive : terrain inputs to compute from the raster named ``elevation`` (metres), e.g.
+        ``["slope", "aspect"]`` (see :func:`geoslide.derive.derive`); labels are -1 where
+        they are NaN.
     """
     if not rasters:
         raise ValueError("stack needs at least one raster: rasters={name: path}")
@@ -144,6 +150,9 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
         for da in arrays.values():
             missing = da.isnull() if missing is None else (missing | da.isnull())
         label = label.where(~missing, -1).astype(np.int8)
+        from .inventory import check_label_leakage
+
+        check_label_leakage(arrays, label, kinds)  # a raster equal to the label: refused
         label.attrs = {"long_name": "landslide label", "flag_values": [-1, 0, 1],
                        "flag_meanings": "nodata stable landslide"}
         ds["landslide"] = label
@@ -157,6 +166,10 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     }
     if ds.attrs["geoslide:label"] is None:
         del ds.attrs["geoslide:label"]
+    if derive:
+        from ..derive import derive as _derive
+
+        ds = _derive(ds, derive)
     for v in ds.data_vars:
         ds[v].encoding = {}
     return ds
