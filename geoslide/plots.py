@@ -101,7 +101,7 @@ def use_markers(labels: np.ndarray) -> bool:
 def _flat_note(lo: float, hi: float, prob: np.ndarray) -> str:
     if not np.isfinite(np.asarray(prob, float)).any():
         return "flat map: no finite probability"
-    return f"flat map: probabilities between {lo:.4g} and {hi:.4g}"
+    return f"flat map: probabilities between {lo:.6g} and {hi:.6g}"
 
 
 def map_figure(prob: np.ndarray, labels: np.ndarray, *, title: str = "susceptibility",

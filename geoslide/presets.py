@@ -21,7 +21,9 @@ pixels).
 docs/training.md for the figures): small cores (64 px) and halos (32 px) so that Kashmir
 (987 x 826 px) gives ~200 windows, narrower UNets, early stopping; for the band split the
 validation set is a contiguous band of rows beside the test band (``split_val_shape``), which
-ranks settings for a held-out band better than scattered windows. ``ensemble`` (default 1)
+ranks settings for a held-out band better than scattered windows; ``min_steps`` stretches
+training on small regions (a basin of a few dozen windows gives a few batches per epoch).
+``ensemble`` (default 1)
 trains that many seeds and saves their mean probability as one model."""
 from __future__ import annotations
 
@@ -76,6 +78,10 @@ _COMMON_QUICK: dict[str, Any] = {
     "aligned_sources": ["slope", "elevation"],
     "prior_bias": True,
     "ensemble": 1,
+    # at least this many optimiser steps: a small region stretches epochs, early stopping and
+    # the LR patience by one factor (train._scale_to_region); Kashmir (368-468 steps) is
+    # unchanged
+    "min_steps": 360,
     "model_kwargs": {},
 }
 

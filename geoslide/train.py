@@ -252,6 +252,7 @@ def train(
     H.check_sets(sets, core=recipe["core"], split_core=split_kwargs["core"],
                  shape=(int(ds.sizes["y"]), int(ds.sizes["x"])))
     bs = int(recipe["batch_size"])
+    _scale_to_region(recipe, len(train_set), bs)
     pin = dev.type == "cuda"
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False,
                                              collate_fn=collate, pin_memory=pin)
@@ -332,6 +333,21 @@ def train(
     return TrainResult(model=trained, history=history, best_epoch=best_epoch,
                        best_val_nll=best_val, masks=masks, recipe=recipe, path=path,
                        seconds=time.time() - t_start, sets=sets, health=check)
+
+
+def _scale_to_region(recipe: dict[str, Any], items: int, batch_size: int) -> None:
+    """A small region gives few batches per epoch: stretch ``epochs``, ``early_stop`` and
+    ``patience`` by one factor so that training takes at least ``recipe["min_steps"]``
+    optimiser steps (recorded as ``recipe["epoch_scale"]``); a no-op on larger regions."""
+    steps = math.ceil(items / batch_size) * int(recipe["epochs"])
+    want = int(recipe.get("min_steps") or 0)
+    factor = math.ceil(want / steps) if steps and want > steps else 1
+    recipe["epoch_scale"] = factor
+    if factor > 1:
+        recipe["epochs"] = int(recipe["epochs"]) * factor
+        recipe["patience"] = int(recipe["patience"]) * factor
+        if recipe.get("early_stop"):
+            recipe["early_stop"] = int(recipe["early_stop"]) * factor
 
 
 def _json_safe(obj: Any) -> Any:
