@@ -75,3 +75,41 @@ class SchedulerError(GeoslideError):
 
 class ChecksumError(GeoslideError):
     """A fetched file does not match its recorded checksum."""
+
+
+class StoreExistsError(StoreError, FileExistsError):
+    """A new store was asked for where a store (or anything else) already exists."""
+
+
+class OverwriteError(StoreError):
+    """``--overwrite`` / ``mode="w"`` met a path that is not a geoslide store: it is left as is."""
+
+
+class StoreWriteError(StoreError):
+    """A store, another output (a GeoTIFF) or its folder cannot be written (read-only, no
+    permission, not a folder, disk full); names the user's path, never a hidden temporary one."""
+
+
+class StoreLockedError(StoreError):
+    """Another geoslide process is writing the same store (its lock file names its PID)."""
+
+
+class IncompleteStoreError(StoreError):
+    """An interrupted write left variables of a store unfinished; rerun the command that
+    writes them (it resumes)."""
+
+
+class ModelFileError(StoreError):
+    """A model file is unreadable, truncated, or not a geoslide model file."""
+
+
+class GeoslideWarning(UserWarning):
+    """Base class of geoslide's warnings (something was done on the user's behalf)."""
+
+
+class IncompleteVariablesWarning(GeoslideWarning):
+    """Variables left unfinished by an interrupted write were left out of an opened store."""
+
+
+class ReprojectionWarning(GeoslideWarning):
+    """An input was reprojected to the reference CRS (lossless for vector inventories)."""

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .errors import FeatureMismatchError, MissingFileError, StoreError
-from .inputs import check_features, to_input_array
+from .errors import FeatureMismatchError, MissingFileError, ModelFileError
+from .inputs import base_variable, check_features, to_input_array
 
 FORMAT, VERSION = "geoslide-model", 1
 RESOLUTION_RTOL = 0.01  # relative tolerance on the pixel size
@@ -63,7 +63,12 @@ class TrainedModel:
     path: str | None = None
 
     def check(self, ds: xr.Dataset) -> None:
-        """Raise :class:`FeatureMismatchError` if ``ds`` lacks a feature or has another pixel size."""
+        """Raise :class:`FeatureMismatchError` if ``ds`` lacks a feature (naming how to get
+        it) or has another pixel size."""
+        missing = sorted({base_variable(f) for f in self.feature_names}
+                         - set(map(str, ds.data_vars)))
+        if missing:
+            raise FeatureMismatchError(missing_message(self, ds, missing))
         check_features(ds, self.feature_names)
         if self.resolution is not None:
             res = grid_resolution(ds)
@@ -109,51 +114,133 @@ class TrainedModel:
 def save_model(model: TrainedModel, path: str | os.PathLike) -> Path:
     """Write ``model`` to ``path`` atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         torch.save(model.to_dict(), tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # name the user's path, not the temporary file
+        from .errors import StoreWriteError
+
+        raise StoreWriteError(
+            f"cannot write the model file {str(path)!r}: {exc.strerror or exc}; expected a "
+            "folder you can write to; fix: choose another --out, or make its folder "
+            "writable") from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     model.path = str(path)
     return path
 
 
+def missing_message(model: TrainedModel, ds: xr.Dataset, missing: list[str]) -> str:
+    """What the model needs that ``ds`` lacks, and how to get each kind of variable."""
+    from .derive import DERIVABLE
+    from .inputs import ALIGNED_RE
+
+    n = len(missing)
+    shown = repr(missing[:3]) + (f" (+{n - 3} more)" if n > 3 else "")
+    fixes = []
+    aligned = [m for m in missing if ALIGNED_RE.match(m)]
+    if aligned:
+        dists = sorted({float(ALIGNED_RE.match(m)["d"]) for m in aligned})
+        bases = sorted({ALIGNED_RE.match(m)["base"] for m in aligned} - {"dz", "azimuth"})
+        fixes.append("compute the aligned features: `geoslide features STORE --distances "
+                     + " ".join(f"{d:g}" for d in dists)
+                     + (f" --features {' '.join(bases)}`" if bases else "`"))
+    derived = {"slope": "slope", "aspect_sin": "aspect", "aspect_cos": "aspect"}
+    derive = sorted({derived[m] for m in missing if m in derived and derived[m] in DERIVABLE})
+    if derive:
+        fixes.append(f"derive them at prepare time: `geoslide prepare ... --derive "
+                     f"{','.join(derive)}` (Python: geoslide.derive(ds, {derive}))")
+    cats = ds.attrs.get("geoslide:categorical") or {}
+    if isinstance(cats, str):
+        import json
+
+        cats = json.loads(cats)
+    rest = [m for m in missing if m not in aligned and m not in derived]
+    for raster in sorted(cats):
+        classes = [m for m in rest if m.startswith(f"{raster}_")]
+        if classes:
+            codes = sorted({f[len(raster) + 1:] for f in model.feature_names
+                            if f.startswith(f"{raster}_")}, key=lambda c: (len(c), c))
+            fixes.append(f"the store's {raster!r} classes differ from the model's: prepare it "
+                         f"with the model's vocabulary, `geoslide prepare ... --vocabulary "
+                         f"{raster}=CSV` (codes {', '.join(codes)}; Python: "
+                         "stack(..., vocabulary=...))")
+            rest = [m for m in rest if m not in classes]
+    if rest:
+        fixes.append("prepare the store with the rasters the model was trained on "
+                     "(`geoslide prepare OUT --raster NAME=PATH ...`), or retrain on this one")
+    return (f"model {model.name!r} needs {n} variable{'s' if n != 1 else ''} the Dataset "
+            f"lacks: {shown}; expected every feature it was trained on; fix: "
+            + "; ".join(fixes))
+
+
+def _unreadable(path: Path, why: str) -> ModelFileError:
+    # never relay torch's own advice (it suggests loading untrusted files with code execution)
+    return ModelFileError(
+        f"{str(path)!r} is not a readable geoslide model file ({why}); expected a file "
+        "written by `geoslide train`; fix: check the path, copy the file again, or retrain "
+        "(geoslide only loads plain tensors and containers, never code from a model file)")
+
+
 def load_model(path: str | os.PathLike, device: str | None = None) -> TrainedModel:
     """Read a model file written by :func:`save_model` (module in eval mode, on ``device``
-    or the CPU)."""
+    or the CPU). Raises :class:`ModelFileError` when the file is not one."""
+    import pickle
+    import zipfile
+
     from .models import build
 
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"model file {str(path)!r} does not exist; train one with `geoslide train`")
+    if path.is_dir():
+        raise _unreadable(path, "it is a folder")
     try:
         d = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise StoreError(f"{str(path)!r} is not a readable geoslide model file: {exc}") from exc
+    except pickle.UnpicklingError as exc:
+        why = ("it holds objects other than tensors and plain containers"
+               if "weights only" in str(exc).lower() else "garbled: not a torch archive")
+        raise _unreadable(path, why) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        why = "truncated or garbled" if not isinstance(exc, EOFError) else "truncated"
+        raise _unreadable(path, f"{why}: not a complete torch archive") from None
+    except OSError as exc:
+        raise _unreadable(path, exc.strerror or "cannot be read") from None
+    except Exception:  # noqa: BLE001 - anything else torch raises on a bad file
+        raise _unreadable(path, "torch cannot read it") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise StoreError(f"{str(path)!r} is not a geoslide model file (no format={FORMAT!r} key)")
-    config = dict(d["config"])
-    in_channels = config.pop("in_channels")
-    module = build(d["name"], in_channels, **config)
-    module.load_state_dict(d["state_dict"])
+        raise ModelFileError(f"{str(path)!r} is not a geoslide model file (no format={FORMAT!r} "
+                             "key); expected a file written by `geoslide train`; fix: check the "
+                             "path, or retrain")
+    try:
+        config = dict(d["config"])
+        in_channels = config.pop("in_channels")
+        module = build(d["name"], in_channels, **config)
+        module.load_state_dict(d["state_dict"])
+        model = TrainedModel(
+            module=module,
+            name=d["name"],
+            feature_names=list(d["feature_names"]),
+            normalization={k: list(v) for k, v in d["normalization"].items()},
+            core=int(d["core"]),
+            halo=int(d["halo"]),
+            resolution=d["resolution"],
+            crs=d.get("crs"),
+            config=dict(d["config"]),
+            history=list(d.get("history", [])),
+            train=dict(d.get("train", {})),
+            path=str(path),
+        )
+    except Exception as exc:  # noqa: BLE001 - a key missing, weights of another shape
+        raise _unreadable(path, f"incomplete or inconsistent content: {type(exc).__name__} "
+                                f"{str(exc).splitlines()[0][:120] if str(exc) else ''}".strip()
+                          ) from None
     module.eval()
     if device is not None:
         module.to(device)
-    return TrainedModel(
-        module=module,
-        name=d["name"],
-        feature_names=list(d["feature_names"]),
-        normalization={k: list(v) for k, v in d["normalization"].items()},
-        core=int(d["core"]),
-        halo=int(d["halo"]),
-        resolution=d["resolution"],
-        crs=d.get("crs"),
-        config=dict(d["config"]),
-        history=list(d.get("history", [])),
-        train=dict(d.get("train", {})),
-        path=str(path),
-    )
+    return model

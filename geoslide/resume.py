@@ -87,13 +87,17 @@ def incomplete(path: str | Path) -> list[str]:
 
 def check_complete(path: str | Path) -> None:
     """Raise StoreError if an interrupted write left the store incomplete."""
+    from .errors import IncompleteStoreError
+    from .store import _shown, rerun_hint
+
     todo = incomplete(path)
     if todo:
         run = _progress_run(_root(path, "r")) or {}
-        raise StoreError(
-            f"the store {str(path)!r} is incomplete: a write of {todo} was interrupted "
-            f"({regions_done(path)} of {run.get('regions', '?')} regions written); expected a "
-            f"complete store. Re-run the same command to resume it."
+        raise IncompleteStoreError(
+            f"the store {str(path)!r} is incomplete: a write of {len(todo)} variable(s) "
+            f"{_shown(todo)} was interrupted ({regions_done(path)} of "
+            f"{run.get('regions', '?')} regions written); expected a complete store; fix: "
+            f"{rerun_hint(path, todo)}"
         )
 
 

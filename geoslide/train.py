@@ -202,6 +202,7 @@ def train(
         recipe["halo"] = int(halo)
     if epochs is not None:
         recipe["epochs"] = int(epochs)
+        recipe["min_steps"] = 0  # epochs given: no stretching on small regions
     name = recipe["model"]
     dev = resolve_device(device)
 

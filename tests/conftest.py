@@ -92,6 +92,7 @@ def hard_cases(data_dir, tmp_path_factory):
     import geopandas as gpd
     import numpy as np
     import rioxarray
+    import xarray as xr
 
     root = tmp_path_factory.mktemp("hard_cases")
     polys = gpd.read_file(data_dir / "kashmir" / "landslides.shp")
@@ -106,9 +107,18 @@ def hard_cases(data_dir, tmp_path_factory):
     wobble = 0.12 * np.sin(np.arctan2(yy - 200, xx - 200) * 5)
     inside = r < 0.92 + wobble
     basin = win.copy(data=np.where(inside, z, np.nan)[None].astype(np.float32))
-    basin = basin.rio.write_nodata(np.nan, encoded=False)
+    basin.attrs.pop("_FillValue", None)
+    basin.encoding = {}
+    basin.rio.write_nodata(np.nan, encoded=False, inplace=True)
     basin.rio.to_raster(root / "basin.tif")
-    sub = pts.cx[float(win.x.min()):float(win.x.max()), float(win.y.min()):float(win.y.max())]
+    # tens of presence-only points inside the basin, as a survey of one small basin gives
+    px = basin.isel(band=0).sel(x=xr.DataArray(pts.geometry.x.values, dims="p"),
+                                y=xr.DataArray(pts.geometry.y.values, dims="p"),
+                                method="nearest").values
+    ok = np.isfinite(px) & (pts.geometry.x.values >= float(win.x.min())) & (
+        pts.geometry.x.values <= float(win.x.max())) & (pts.geometry.y.values <= float(
+            win.y.max())) & (pts.geometry.y.values >= float(win.y.min()))
+    sub = pts[ok].sample(80, random_state=0)
     sub.to_file(root / "basin_points.gpkg")
     return {"root": root, "centroids": root / "centroids.gpkg",
             "dem": data_dir / "kashmir" / "AW3D30.tif", "basin": root / "basin.tif",

@@ -286,11 +286,15 @@ def test_all_nan_raster(kfiles, tmp_path):
 # --- inventories -------------------------------------------------------------------------------
 
 def test_inventory_other_crs(kfiles, kstack, polygons):
+    from geoslide.errors import ReprojectionWarning
+
     wgs = polygons.to_crs("EPSG:4326")
+    # refused only on request (vector reprojection is lossless: the default reprojects)
     with pytest.raises(CRSError, match=r"EPSG:4326.*EPSG:32643.*reproject"):
-        gio.stack({"elevation": kfiles["elevation"]}, inventory=wgs)
-    ds = gio.stack({"elevation": kfiles["elevation"]}, inventory=wgs, reproject_inventory=True,
-                   year_range=(2000, 2014), year_field="Year_obs")
+        gio.stack({"elevation": kfiles["elevation"]}, inventory=wgs, reproject_inventory=False)
+    with pytest.warns(ReprojectionWarning, match=r"reprojected from EPSG:4326.*EPSG:32643"):
+        ds = gio.stack({"elevation": kfiles["elevation"]}, inventory=wgs,
+                       year_range=(2000, 2014), year_field="Year_obs")
     a, b = (ds.landslide.values == 1), (kstack.landslide.values == 1)
     assert (a != b).sum() < 0.01 * b.sum()  # reprojection round-off only
 

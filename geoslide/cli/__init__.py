@@ -2,14 +2,28 @@
 
 Each sub-command module defines ``register(subparsers)``, which adds its parser and sets
 ``func`` to a function taking the parsed arguments and returning an exit code.
+
+Exit codes: 0 a usable result; 2 a typed error (one line on stderr: what was expected, what
+was found, how to fix it) or bad arguments; 130 interrupted (Ctrl-C: rerun the same command,
+it resumes); 1 an unexpected error (a bug: please report the traceback).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import re
 import sys
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
-from ..errors import GeoslideError
+from ..errors import GeoslideError, GeoslideWarning
+
+# OS errors a user can fix (permissions, read-only or full disk, a file where a folder goes)
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
+                errno.ENOSPC, errno.EDQUOT}
+_HIDDEN = re.compile(r"\.([^/\\'\"\s]+?)\.(?:tmp|old)-[0-9a-f-]+")  # .NAME.tmp-...: NAME
 
 COMMANDS = ("prepare", "features", "train", "predict", "evaluate", "demo")
 
@@ -32,19 +46,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """geoslide's own warnings as one line on stderr, like its errors."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, GeoslideWarning):
+            print(f"geoslide {command}: note: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("geoslide: interrupted", file=sys.stderr)
+        return 130
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _one_line_warnings(args.command):
+            return int(args.func(args) or 0)
     except GeoslideError as exc:
         print(f"geoslide {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in _USER_ERRNOS:
+            raise
+        where = _HIDDEN.sub(r"\1", str(exc.filename)) if exc.filename else "a file"
+        print(f"geoslide {args.command}: error: cannot use {where!r}: {exc.strerror}; "
+              "expected a path you can read and write; fix: choose another path, or make "
+              "its folder writable", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"geoslide {args.command}: interrupted", file=sys.stderr)
+        print(f"geoslide {args.command}: interrupted; nothing half-written is used: rerun "
+              "the same command (it resumes where it stopped)", file=sys.stderr)
         return 130
 
 

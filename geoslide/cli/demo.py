@@ -69,7 +69,8 @@ def _store(out: Path, quiet: bool) -> Path:
     path = out / "kashmir.zarr"
     if path.exists():
         try:
-            open_zarr(path)
+            # variables an interrupted run left unfinished are finished below (they resume)
+            open_zarr(path, allow_incomplete=True)
             _say(quiet, f"[1/5] store {path} exists: reused")
             return path
         except GeoslideError as exc:
@@ -80,17 +81,22 @@ def _store(out: Path, quiet: bool) -> Path:
 
 
 def _features(store: Path, quiet: bool) -> None:
+    import json
+
     from ..align import aligned_features
     from ..inputs import is_aligned
-    from ..store import open_zarr, write_variables
+    from ..store import incomplete, open_zarr, write_variables
 
-    ds = open_zarr(store)
-    if any(is_aligned(str(v)) for v in ds.data_vars):
+    ds = open_zarr(store, allow_incomplete=True)
+    todo = [v for v in incomplete(store) if is_aligned(v)]
+    if not todo and any(is_aligned(str(v)) for v in ds.data_vars):
         _say(quiet, "[2/5] aligned features already in the store: reused")
         return
     t0 = time.perf_counter()
     extra = aligned_features(ds)
-    write_variables(extra, store, progress=not quiet)
+    # the key of `geoslide features`: an interrupted run (demo or CLI) resumes
+    key = "features:" + json.dumps(extra.attrs.get("geoslide:aligned", {}), sort_keys=True)
+    write_variables(extra, store, progress=not quiet, key=key)
     _say(quiet, f"[2/5] aligned features: {len(extra.data_vars)} variables "
                 f"({time.perf_counter() - t0:.0f} s)")
 
@@ -163,9 +169,12 @@ def run(args: argparse.Namespace) -> int:
     for name, model in models.items():
         var = f"susceptibility_{name}"
         if stored_map(ds, model) is not None and var in ds:
-            continue
+            continue  # (an unfinished map is not in ds: open_zarr leaves it out)
         probs = predict(ds, model, progress=not quiet, device=args.device, name=var)
-        write_variables(probs.to_dataset(name=var), store, progress=False)
+        # the key of `geoslide predict`: an interrupted map of the same weights resumes
+        key = "predict:{}:{}:{}".format(*(probs.attrs[k] for k in (
+            "geoslide:model_token", "geoslide:core", "geoslide:halo")))
+        write_variables(probs.to_dataset(name=var), store, progress=False, key=key)
     ds = open_zarr(store).load()
     tif = None
     if "sacnn" in models:

@@ -38,33 +38,46 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _open(path: str) -> Any:
+    """The store, its unfinished variables included: this command rewrites (resumes) them."""
     import rioxarray  # noqa: F401  (registers .rio, which the store needs to restore the CRS)
 
-    try:
-        from ..store import open_zarr
-    except ImportError:  # pragma: no cover - the store module is part of the package
-        import xarray as xr
+    from ..store import open_zarr
 
-        return xr.open_zarr(path, decode_coords="all")
-    return open_zarr(path)
+    return open_zarr(path, allow_incomplete=True)
+
+
+def _check_inputs(path: str, ds: Any, read: list[str]) -> None:
+    """Refuse to gather from variables an interrupted write left unfinished."""
+    from ..errors import IncompleteStoreError
+    from ..store import incomplete, incomplete_message
+
+    bad = [v for v in incomplete(path) if v in read]
+    if bad:
+        raise IncompleteStoreError(incomplete_message(path, bad, ds))
 
 
 def run(args: argparse.Namespace) -> int:
     from ..align import aligned_features
-    from ..store import write_variables
+    from ..cluster import client_from_args
+    from ..store import incomplete, write_variables
 
     ds = _open(args.store)
     new = aligned_features(ds, distances=args.distances, features=args.features,
                            elevation=args.elevation)
-    from ..cluster import client_from_args
-
+    info = new.attrs.get("geoslide:aligned", {})
+    _check_inputs(args.store, ds, [args.elevation, *info.get("features", [])])
     # a rerun of the same command resumes an interrupted write; other options start afresh
-    key = "features:" + json.dumps(new.attrs.get("geoslide:aligned", {}), sort_keys=True)
+    key = "features:" + json.dumps(info, sort_keys=True)
     with client_from_args(args):  # --scheduler ADDRESS, else a LocalCluster
         names = write_variables(new, args.store, progress=not args.quiet, key=key)
     if not args.quiet:
-        feats = new.attrs["geoslide:aligned"]["features"]
+        feats = info["features"]
         print(f"wrote {len(names)} variables to {args.store}: {len(feats)} features x "
               f"{len(args.distances)} distances {list(args.distances)} m, plus dz_up<d> and "
               f"azimuth_up<d>", file=sys.stdout)
+        left = incomplete(args.store)
+        if left:
+            from ..store import incomplete_message
+
+            print(f"note: {incomplete_message(args.store, left)}", file=sys.stdout)
     return 0

@@ -41,19 +41,52 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _unwritable(path: Path, reason: str) -> Exception:
+    from ..errors import StoreWriteError
+
+    return StoreWriteError(
+        f"cannot write the GeoTIFF {str(path)!r}: {reason}; expected a folder you can write "
+        "to; fix: choose another --out-tif, or make its folder writable")
+
+
+def _check_writable(path: Path) -> None:
+    """Raise StoreWriteError when ``path``'s folder cannot take a new file."""
+    import tempfile
+
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(0, f"{str(folder)!r} is a file, not a folder")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise _unwritable(path, exc.strerror or str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
 
     from ..cluster import client_from_args
+    from ..errors import GeoslideError, IncompleteStoreError
+    from ..inputs import base_variable
     from ..io import to_geotiff
     from ..modelfile import load_model
     from ..predict import predict
-    from ..store import open_zarr, write_variables
+    from ..store import incomplete, incomplete_message, open_zarr, write_variables
 
     model = load_model(args.model)
     name = args.name or f"susceptibility_{model.name}"
+    if args.out_tif:
+        _check_writable(Path(args.out_tif))  # before the map is computed, not after
+    # the map this command rewrites may be unfinished (it resumes); the model's inputs not
+    ds = open_zarr(args.store, allow_incomplete=True)
+    needed = {base_variable(f) for f in model.feature_names}
+    bad = [v for v in incomplete(args.store) if v in needed]
+    if bad:
+        raise IncompleteStoreError(incomplete_message(args.store, bad, ds))
     with client_from_args(args):
-        ds = open_zarr(args.store)
         probs = predict(ds, model, core=args.core, halo=args.halo, batch_size=args.batch_size,
                         device=args.device, progress=not args.quiet, name=name)
         # a rerun with the same model and windows resumes an interrupted write
@@ -61,9 +94,14 @@ def run(args: argparse.Namespace) -> int:
             "geoslide:model_token", "geoslide:core", "geoslide:halo")))
         write_variables(probs.to_dataset(name=name), args.store, progress=not args.quiet,
                         key=key)
-        stored = open_zarr(args.store)[name]
+        stored = open_zarr(args.store, allow_incomplete=True)[name]
         if args.out_tif:
-            to_geotiff(stored, args.out_tif)
+            try:
+                to_geotiff(stored, args.out_tif)
+            except Exception as exc:  # noqa: BLE001 - rasterio's errors name the hidden file
+                if isinstance(exc, GeoslideError):
+                    raise
+                raise _unwritable(Path(args.out_tif), str(exc).rsplit(": ", 1)[-1]) from exc
     if not args.quiet:
         print(f"wrote {name!r} into {args.store}"
               + (f" and {Path(args.out_tif)}" if args.out_tif else ""))

@@ -72,8 +72,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="label of pixels touched by no feature (default stable)")
     p.add_argument("--years", metavar="FROM-TO", help="keep features with --year-field in range")
     p.add_argument("--year-field", metavar="FIELD", help="inventory field holding the year")
-    p.add_argument("--reproject-inventory", action="store_true",
-                   help="reproject an inventory in another CRS instead of failing")
+    p.add_argument("--no-reproject-inventory", dest="reproject_inventory",
+                   action="store_false", default=True,
+                   help="fail on an inventory in another CRS (default: reproject it to the "
+                        "rasters' CRS, lossless for vectors, and say so in the summary)")
+    p.add_argument("--reproject-inventory", dest="reproject_inventory", action="store_true",
+                   help=argparse.SUPPRESS)  # the default since 0.1; kept for old scripts
     p.add_argument("--chunks", type=int, default=512, metavar="N",
                    help="store chunk size in pixels (default 512)")
     p.add_argument("--data-dir", metavar="DIR",
@@ -177,18 +181,32 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cluster import client_from_args
-    from ..store import open_zarr, to_zarr
+    import warnings
 
-    ds, out = _dataset_from_args(args)  # lazy: the workers read the rasters chunk by chunk
+    from ..cluster import client_from_args
+    from ..errors import ReprojectionWarning
+    from ..store import check_replaceable, open_zarr, recover, to_zarr
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReprojectionWarning)
+        ds, out = _dataset_from_args(args)  # lazy: the workers read the rasters chunk by chunk
+    notes = [str(w.message) for w in caught if issubclass(w.category, ReprojectionWarning)]
+    for w in caught:
+        if not issubclass(w.category, ReprojectionWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    recover(out)  # what a killed earlier run left beside OUT
     if out.exists() and not args.overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
+    if args.overwrite:
+        check_replaceable(out)  # only a geoslide store: never a folder or file of the user's
     with client_from_args(args):  # --scheduler ADDRESS, else a LocalCluster
         to_zarr(ds, out, mode="w" if args.overwrite else "w-", chunks=args.chunks,
                 progress=not args.quiet)
     if not args.quiet:
         written = open_zarr(out)
         print(summary(written, out), file=sys.stdout)
+        for note in notes:
+            print(f"inventory   {note}", file=sys.stdout)
         if args.inventory and "landslide" in written:
             from ..io.inventory import inventory_advice
 

@@ -77,10 +77,18 @@ def prepare_inventory(gdf, like: xr.DataArray, *, label_field: str | None = None
         if not reproject:
             raise CRSError(
                 f"{name} is in {gdf.crs.to_string()} but the rasters are in {crs.to_string()}; "
-                "expected the same CRS; fix: reproject it (`gdf.to_crs(...)`, "
-                f"`ogr2ogr -t_srs {crs.to_string()} OUT IN`) or pass reproject_inventory=True "
-                "(CLI: --reproject-inventory)"
+                "expected the same CRS (reprojection was turned off); fix: reproject it "
+                f"(`gdf.to_crs(...)`, `ogr2ogr -t_srs {crs.to_string()} OUT IN`) or let "
+                "geoslide do it (reproject_inventory=True, the default; CLI: drop "
+                "--no-reproject-inventory)"
             )
+        import warnings
+
+        from ..errors import ReprojectionWarning
+
+        warnings.warn(f"{name} reprojected from {gdf.crs.to_string()} to the rasters' "
+                      f"{crs.to_string()} (lossless for vector geometry)", ReprojectionWarning,
+                      stacklevel=2)
         gdf = gdf.to_crs(crs)
     if year_range is not None:
         if year_field is None or year_field not in gdf.columns:
@@ -186,10 +194,11 @@ def rasterize_inventory(inventory: InventorySource, like: xr.DataArray, *,
                         label_field: str | None = None, buffer: float = 0.0,
                         unlabelled: Literal["stable", "nodata"] = "stable",
                         year_range: tuple[int, int] | None = None,
-                        year_field: str | None = None, reproject: bool = False,
+                        year_field: str | None = None, reproject: bool = True,
                         layer: str | None = None) -> xr.DataArray:
     """Labels (int8: 1 landslide, 0 stable, -1 unlabelled when ``unlabelled="nodata"``) on
-    ``like``'s grid (a 2-D DataArray with CRS; dask-chunked ``like`` gives a lazy result)."""
+    ``like``'s grid (a 2-D DataArray with CRS; dask-chunked ``like`` gives a lazy result).
+    An inventory in another CRS is reprojected (``reproject=False``: ``CRSError``)."""
     if unlabelled not in ("stable", "nodata"):
         raise ValueError(f"unlabelled must be 'stable' or 'nodata', found {unlabelled!r}")
     if buffer < 0:

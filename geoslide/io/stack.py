@@ -36,7 +36,7 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
           label_field: str | None = None, point_buffer: float = 0.0,
           unlabelled: Literal["stable", "nodata"] = "stable",
           year_range: tuple[int, int] | None = None, year_field: str | None = None,
-          reproject_inventory: bool = False, nodata: Mapping[str, float] | None = None,
+          reproject_inventory: bool = True, nodata: Mapping[str, float] | None = None,
           chunks: Chunks = None, derive: Iterable[str] = ()) -> xr.Dataset:
     """Build a geoslide Dataset from named rasters and an optional landslide inventory.
 
@@ -58,7 +58,8 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     point_buffer : buffer (metres) around points (and polygons) when rasterizing.
     unlabelled : pixels touched by no feature: ``"stable"`` (0) or ``"nodata"`` (-1).
     year_range, year_field : keep features with ``year_range[0] <= year_field <= year_range[1]``.
-    reproject_inventory : reproject an inventory in another CRS (else ``CRSError``).
+    reproject_inventory : reproject an inventory in another CRS (default, lossless for
+        vectors, with a ``ReprojectionWarning``); False: ``CRSError``.
     nodata : ``{name: value}`` overriding the files' nodata value.
     chunks : None (numpy), int, ``"auto"`` or ``{"y": ny, "x": nx}`` (dask, read lazily).
     derive : terrain inputs to compute from the raster named ``elevation`` (metres), e.g.
