@@ -124,8 +124,13 @@ class _Runner:
         self._ready = False
 
     def __getstate__(self) -> dict:
+        import copy
+
         state = dict(self.__dict__)
-        state["module"] = self.module.cpu()  # ship on CPU, move on the worker
+        m = self.module
+        on_device = any(t.device.type != "cpu" for t in list(m.parameters()) + list(m.buffers()))
+        # ship on CPU, move on the worker; never move the caller's live model
+        state["module"] = copy.deepcopy(m).cpu() if on_device else m
         state["_ready"] = False
         return state
 
@@ -396,18 +401,4 @@ def predict(
     return out
 
 
-def forward_whole(ds: xr.Dataset, model: Any, device: Any = None) -> np.ndarray:
-    """One forward pass over the whole raster (padded to a multiple of 16): the reference the
-    stitched map is tested against. Needs the whole raster in memory; for small grids only."""
-    trained, _ = _as_model(model)
-    features = list(trained.feature_names)
-    x = np.asarray(input_stack(ds, features, dict(trained.normalization or {})).compute())
-    c, h, w = x.shape
-    padded = np.zeros((c, _round_up(h, ALIGN), _round_up(w, ALIGN)), np.float32)
-    padded[:, :h, :w] = x
-    probs = _Runner(trained.module, _resolve_device(device)).forward(padded[None])[0, :h, :w]
-    ok = np.asarray(valid_mask(ds, features, mask_label=False).compute())
-    return np.where(ok, probs, np.nan).astype(np.float32)
-
-
-__all__ = ["predict", "forward_whole", "input_stack", "valid_mask", "compute", "ALIGN"]
+__all__ = ["predict", "input_stack", "valid_mask", "compute", "ALIGN"]

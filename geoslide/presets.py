@@ -49,6 +49,7 @@ _COMMON_PAPER: dict[str, Any] = {
     "aligned_sources": None,
     "prior_bias": False,
     "ensemble": 1,
+    "recalibrate": False,
     "model_kwargs": {},
 }
 
@@ -82,6 +83,10 @@ _COMMON_QUICK: dict[str, Any] = {
     # the LR patience by one factor (train._scale_to_region); Kashmir (368-468 steps) is
     # unchanged
     "min_steps": 360,
+    # after each epoch, the output bias is refitted on the training pixels (maximum-likelihood
+    # intercept, train.recalibrate) before validation: undoes the over-prediction that
+    # oversampling landslide patches causes
+    "recalibrate": True,
     "model_kwargs": {},
 }
 

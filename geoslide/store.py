@@ -154,10 +154,13 @@ def recover(path: str | os.PathLike) -> list[Path]:
         if m is None or m["host"] != _HOST or _pid_alive(int(m["pid"])):
             continue
         sib = path.parent / entry
-        if m["tag"] == "old" and not os.path.lexists(path):
-            os.replace(sib, path)  # killed between its two renames: the old store is the store
-        else:
-            shutil.rmtree(sib, ignore_errors=True)
+        try:
+            if m["tag"] == "old" and not os.path.lexists(path):
+                os.replace(sib, path)  # killed between its two renames: the old store is back
+            else:
+                shutil.rmtree(sib)
+        except OSError:  # a read-only folder: left for a run that can write there
+            continue
         done.append(sib)
     return done
 
@@ -183,7 +186,8 @@ def _found(path: Path) -> str:
         return "a Zarr store not written by geoslide (no geoslide:format attr)"
     names = sorted(os.listdir(path))
     more = f", +{len(names) - 3} more" if len(names) > 3 else ""
-    return f"a folder holding {len(names)} entries ({', '.join(names[:3])}{more})"
+    return (f"a folder holding {len(names)} entr{'y' if len(names) == 1 else 'ies'} "
+            f"({', '.join(names[:3])}{more})")
 
 
 def check_replaceable(path: str | os.PathLike) -> None:

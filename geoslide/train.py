@@ -103,6 +103,46 @@ def init_output_bias(module: torch.nn.Module, positive_rate: float) -> None:
         convs[-1].bias.fill_(math.log(positive_rate / (1 - positive_rate)))
 
 
+def _last_conv(module: torch.nn.Module) -> torch.nn.Conv2d | None:
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
+    return convs[-1] if convs else None
+
+
+def recalibrate(module: torch.nn.Module, dataset: PatchDataset, device: torch.device,
+                batch_size: int = 8) -> float:
+    """Shift the output bias by the maximum-likelihood intercept on ``dataset``'s labelled
+    pixels (the training set, each patch once, no oversampling), which undoes the
+    over-prediction that oversampling landslide patches causes. Returns the shift (logits).
+    With ``recipe["recalibrate"]`` it runs after every epoch, before validation, so that
+    epochs are chosen on calibrated probabilities; training resumes from the unshifted bias."""
+    last = _last_conv(module)
+    if last is None:
+        return 0.0
+    subset = torch.utils.data.Subset(dataset, [int(np.flatnonzero(dataset.index == p)[0])
+                                               for p in dataset.patches])
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, collate_fn=collate)
+    zs, ys = [], []
+    module.eval()
+    with torch.no_grad():
+        for batch in loader:
+            z = module(batch["x"].to(device))[:, 0].cpu()
+            y = batch["y"]
+            ok = y >= 0
+            zs.append(z[ok].double())
+            ys.append(y[ok].double())
+    z, y = torch.cat(zs), torch.cat(ys)
+    b = torch.zeros((), dtype=torch.float64)
+    for _ in range(30):  # Newton on the convex 1-D log-likelihood
+        p = torch.sigmoid(z + b)
+        step = (p - y).mean() / (p * (1 - p)).mean().clamp_min(1e-12)
+        b = b - step
+        if abs(float(step)) < 1e-8:
+            break
+    with torch.no_grad():
+        last.bias += float(b)
+    return float(b)
+
+
 def with_aligned_features(ds: xr.Dataset, sources: list[str] | None = None) -> xr.Dataset:
     """``ds`` plus aligned features gathered from ``sources`` (None: geoslide.align's default,
     every input), computed with :func:`geoslide.align.aligned_features` when ``ds`` has none
@@ -223,7 +263,7 @@ def train(
     split_kwargs["core"] = int(split_core or split_kwargs.get("core") or recipe["split_core"])
     if split == "band":
         split_kwargs.setdefault("val_shape", recipe.get("split_val_shape", "windows"))
-    masks = split_masks(ds, split, seed=split_seed, **split_kwargs)
+    masks = _split_with_enough_validation(ds, split, split_seed, split_kwargs)
     normalization = compute_normalization(ds, features, masks["train"])
 
     n_members = 1 if name == "random" else max(int(recipe.get("ensemble", 1) or 1), 1)
@@ -336,6 +376,26 @@ def train(
                        seconds=time.time() - t_start, sets=sets, health=check)
 
 
+def _split_with_enough_validation(ds: xr.Dataset, split: str, seed: int,
+                                  kwargs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The split's masks; when validation holds fewer than ``MIN_LANDSLIDES`` landslide pixels
+    and ``val_fraction`` was not given, it grows (0.15 .. 0.3 of the non-test pixels) until it
+    does, so that the best epoch is not chosen on a handful of pixels (``kwargs`` records the
+    fraction used, for evaluation to rebuild the same split)."""
+    from .intervals import MIN_LANDSLIDES
+
+    labels = to_label_array(ds)
+    masks = split_masks(ds, split, seed=seed, **kwargs)
+    if "val_fraction" in kwargs or split == "paper":
+        return masks
+    for fraction in (0.15, 0.2, 0.25, 0.3):
+        if int((labels[masks["val"]] == 1).sum()) >= MIN_LANDSLIDES:
+            break
+        kwargs["val_fraction"] = fraction
+        masks = split_masks(ds, split, seed=seed, **kwargs)
+    return masks
+
+
 def _scale_to_region(recipe: dict[str, Any], items: int, batch_size: int) -> None:
     """A small region gives few batches per epoch: stretch ``epochs``, ``early_stop`` and
     ``patience`` by one factor so that training takes at least ``recipe["min_steps"]``
@@ -418,21 +478,26 @@ def _fit(
                 count += n
                 bar.update(1)
                 bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+            shift = recalibrate(module, train_set, dev) if recipe.get("recalibrate") else 0.0
             val_nll, yv, pv = evaluate_nll(module, val_loader, dev)
             lr = opt.param_groups[0]["lr"]
             sched.step(val_nll)
             history.append({"epoch": epoch, "train_nll": total / max(count, 1), "val_nll": val_nll,
-                            "val_auc": _auc(yv, pv), "lr": lr, "seconds": time.time() - t0})
+                            "val_auc": _auc(yv, pv), "lr": lr, "seconds": time.time() - t0,
+                            "bias_shift": shift})
             if progress:
                 bar.write(f"epoch {epoch}: train NLL {history[-1]['train_nll']:.4f}  "
                           f"val NLL {val_nll:.4f}  val AUC {history[-1]['val_auc']:.3f}")
             if val_nll < best_val:
                 best_val, best_epoch, stale = val_nll, epoch, 0
-                best_state = copy.deepcopy(module.state_dict())
+                best_state = copy.deepcopy(module.state_dict())  # with its shift
             else:
                 stale += 1
-                if recipe.get("early_stop") and stale >= int(recipe["early_stop"]):
-                    break
+            if shift:  # training goes on from the unshifted weights
+                with torch.no_grad():
+                    _last_conv(module).bias -= shift
+            if recipe.get("early_stop") and stale >= int(recipe["early_stop"]):
+                break
     finally:
         bar.close()
     return best_state, best_epoch, best_val

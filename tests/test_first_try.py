@@ -128,7 +128,7 @@ def test_variable_added_after_stack_is_refused_or_registered(kashmir):
     ds["slope"] = geoslide.slope(ds["elevation"])        # the old guide's line
     for step in (lambda: default_features(ds), lambda: geoslide.aligned_features(ds),
                  lambda: train(ds, "llr", progress=False),
-                 lambda: fit_peer(ds, "lr", np.ones((256, 256), bool))):
+                 lambda: fit_peer(ds, "logreg", np.ones((256, 256), bool))):
         with pytest.raises(FeatureMismatchError, match="add_inputs"):
             step()
     hole = ds["slope"].copy()
@@ -154,7 +154,7 @@ def test_kfold_scores_every_fold(kashmir, tmp_path):
     from geoslide.crossval import cross_validate
 
     ds = kashmir.isel(y=slice(0, 384), x=slice(0, 384))
-    cv = cross_validate(ds, "llr", n_folds=3, preset="quick", epochs=2, progress=False,
+    cv = cross_validate(ds, "llr", n_folds=3, preset="quick", progress=False, keep_failed=True,
                         out=tmp_path / "llr.pt")
     assert [f["fold"] for f in cv.folds] == [0, 1, 2]
     labelled = ds.landslide.values >= 0
@@ -190,3 +190,57 @@ def test_intervals_contain_the_estimate_and_shrink_with_more_pixels(kashmir):
         assert d[1] <= d[0] <= d[2] and d[0] == pytest.approx(auc - 0.5)
         widths.append(ci["slope"]["auc"][1] - ci["slope"]["auc"][0])
     assert widths[1] < widths[0]
+
+
+def _guide_route(tmp, dem, points, *prepare_extra):
+    """docs/user-guide.md, "Your own DEM and a point file": prepare, features, train SACNN,
+    predict, evaluate with peers; returns (train exit code, metrics or None)."""
+    store = tmp / "own.zarr"
+    assert main(["prepare", str(store), "--raster", f"elevation={dem}", "--derive", "slope",
+                 "--inventory", str(points), "--scheduler", "threads", *prepare_extra]) == 0
+    assert main(["features", str(store), "--scheduler", "threads", "--quiet"]) == 0
+    model = tmp / "sacnn.pt"
+    rc = main(["train", str(store), "--model", "sacnn", "--out", str(model), "--quiet",
+               "--threads", "2"])
+    if rc != 0:
+        return rc, None
+    assert main(["predict", str(store), str(model), "--scheduler", "threads", "--quiet"]) == 0
+    assert main(["evaluate", str(store), str(model), "--peers", "--out", str(tmp / "report"),
+                 "--quiet"]) == 0
+    return rc, json.loads((tmp / "report" / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_guide_route_on_kashmir_centroids(hard_cases, tmp_path, capsys):
+    """Kashmir's polygons as one point each, on the DEM alone, buffered as prepare advises:
+    a SACNN map that beats the constant base rate on test NLL, with intervals."""
+    rc, m = _guide_route(tmp_path, hard_cases["dem"], hard_cases["centroids"],
+                         "--point-buffer", "45")
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    sacnn = m["models"]["sacnn"]
+    assert sacnn["nll"] < m["baselines"]["base_rate"]["test_nll"]
+    lo, hi = sacnn["intervals"]["nll"]
+    assert lo <= sacnn["nll"] <= hi
+    assert "auc_diff" in sacnn["intervals"] and m["dataset"]["best_peer"]
+
+
+@pytest.mark.slow
+def test_guide_route_on_ecuador_points(data_dir, tmp_path, capsys):
+    """Ecuador's presence/absence points on its DEM alone: a usable map or exit 2 naming a
+    fix; never exit 0 with a model that learnt nothing."""
+    import rioxarray
+
+    dem = rioxarray.open_rasterio(data_dir / "ecuador" / "ta.tif", masked=True).sel(band=4)
+    dem.attrs.pop("_FillValue", None)
+    dem.encoding = {}
+    dem.rio.write_nodata(np.nan, encoded=False, inplace=True)
+    dem.rio.to_raster(tmp_path / "dem.tif")
+    rc, m = _guide_route(tmp_path, tmp_path / "dem.tif", data_dir / "ecuador" / "lsl_points.gpkg",
+                         "--label-field", "lslpts", "--unlabelled", "nodata",
+                         "--point-buffer", "15")
+    err = capsys.readouterr().err
+    if rc != 0:
+        assert rc == 2 and "fix" in err
+        return
+    assert m["models"]["sacnn"]["intervals"]["auc"][1] > 0.5

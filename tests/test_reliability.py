@@ -167,7 +167,7 @@ def test_overwrite_replaces_only_geoslide_stores(tmp_path, capsys, data_dir):
     (thesis / "thesis.txt").write_text("four years of work")
     plain = tmp_path / "plain.zarr"
     plain.write_text("not a store")
-    for path, found in ((thesis, "a folder holding 1 entries (thesis.txt)"),
+    for path, found in ((thesis, "a folder holding 1 entry (thesis.txt)"),
                         (plain, "a file (11 bytes)")):
         assert main(["prepare", "kashmir", str(path), "--overwrite", "--quiet", *THREADS]) == 2
         line = one_line_error(capsys.readouterr().err, "prepare")

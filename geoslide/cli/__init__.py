@@ -26,9 +26,18 @@ _USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EIS
 _HIDDEN = re.compile(r"\.([^/\\'\"\s]+?)\.(?:tmp|old)-[0-9a-f-]+")  # .NAME.tmp-...: NAME
 
 COMMANDS = ("prepare", "features", "train", "predict", "evaluate", "demo")
+_AFTER_CTRL_C = {"features": " (it resumes where it stopped)",
+                 "predict": " (it resumes where it stopped)",
+                 "demo": " (it reuses what is complete)",
+                 "prepare": " (nothing half-written was kept)",
+                 "train": " (no model file was written)"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every sub-command; with ``argv`` naming one, of that one only (its
+    imports only: ``geoslide features`` starts without loading torch)."""
+    first = next((a for a in argv or [] if not a.startswith("-")), None)
+    wanted = first if first in COMMANDS else None
     parser = argparse.ArgumentParser(
         prog="geoslide",
         description="Landslide susceptibility maps with the Self-Aligned CNN (SACNN).",
@@ -36,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="geoslide 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
+        if wanted is not None and name != wanted:
+            continue
         try:
             module = importlib.import_module(f"geoslide.cli.{name}")
         except ModuleNotFoundError as exc:  # a sub-command not built yet
@@ -66,7 +77,7 @@ def _one_line_warnings(command: str) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        parser = build_parser()
+        parser = build_parser(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
     except KeyboardInterrupt:
         print("geoslide: interrupted", file=sys.stderr)
@@ -89,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
               "its folder writable", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"geoslide {args.command}: interrupted; nothing half-written is used: rerun "
-              "the same command (it resumes where it stopped)", file=sys.stderr)
+        how = _AFTER_CTRL_C.get(args.command, "")
+        print(f"geoslide {args.command}: interrupted; rerun the same command{how}",
+              file=sys.stderr)
         return 130
 
 
