@@ -1,6 +1,6 @@
 """``geoslide demo``: the whole pipeline on the real Kashmir data, end to end.
 
-    geoslide demo                      # llr, cnn, sacnn, quick preset (6.6 min measured, 2 cores)
+    geoslide demo                      # llr, cnn, sacnn, quick preset (3.9 min measured, 2 cores)
     geoslide demo --full               # all six models: random, llr, nn, sann, cnn, sacnn
     geoslide demo --out out/demo --fresh
 
