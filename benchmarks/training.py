@@ -5,44 +5,162 @@
    against the baseline: the same patches cut with numpy slicing from one in-memory
    (already standardised) array and stacked into the same torch batches. Same run, ratio
    printed (target >= 50%). A warm second epoch (region cached) is timed as well.
-2. SACNN training throughput (quick preset widths, forward + backward + Adam step) on CPU,
-   patches per second, and the share of a training step the input pipeline costs.
+2. SACNN training throughput (forward + backward + Adam step), patches per second, and the
+   share of a training step the input pipeline (``DataLoader`` batches, the host-side time
+   spent waiting for the next batch) costs (issue 15 target: under 10%), for
 
-    .venv/bin/python benchmarks/training.py [--epochs-train 1] [--batches 20]
+   - ``quick`` widths (8/16/32/64/64, the quick preset's 37 inputs, 64 px cores + 32 px halo,
+     batch ``--batch-size``) and ``paper`` widths (64/128/256/512/512, the paper preset's 97
+     inputs, ``--paper-core`` 500 px + ``--paper-halo`` 64 px = 628 px patches, batch
+     ``--paper-batch-size``: 1 on the CPU, where patches/s hardly depends on the batch);
+   - on the CPU at each of ``--threads`` (default 1 and 2 torch threads);
+   - on CUDA, when a device is present, at the paper preset's batch (9) for paper widths:
+     fp32, plus bf16 autocast with ``--amp`` and channels-last with ``--channels-last``
+     (both options are ignored, with a note, without CUDA).
+
+    .venv/bin/python benchmarks/training.py                      # everything (paper widths: minutes)
+    .venv/bin/python benchmarks/training.py --widths quick --threads 2 --batches 5 --repeat 1
+    .venv/bin/python benchmarks/training.py --amp --channels-last   # on a CUDA machine
+
+``time_training`` is also used by benchmarks/gpu.py.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+QUICK_WIDTHS = [8, 16, 32, 64, 64]
+PAPER_WIDTHS = [64, 128, 256, 512, 512]
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--batches", type=int, default=20, help="SACNN training batches to time")
-    ap.add_argument("--repeat", type=int, default=3, help="pipeline timings repeated (best kept)")
-    args = ap.parse_args()
 
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def time_training(module: torch.nn.Module, next_batch: Callable[[], dict[str, Any]], *,
+                  steps: int, device: str = "cpu", amp: bool = False,
+                  channels_last: bool = False, warmup: int = 1, lr: float = 1e-3,
+                  weight_decay: float = 1e-3) -> dict[str, float]:
+    """Time ``steps`` training steps (after ``warmup`` untimed ones) of ``module`` with Adam
+    and geoslide's masked BCE on batches from ``next_batch()`` (dicts with ``x`` (B, C, P, P)
+    and ``y`` (B, P, P), on the CPU or already on the device). ``amp``: bf16 autocast (CUDA
+    only); ``channels_last``: module and inputs in channels-last memory format. Returns
+    ``patches_s`` (patches per second), ``data_share`` (share of the wall time spent in
+    ``next_batch``), ``step_s`` (seconds per step) and ``batch``."""
+    from geoslide.train import masked_bce
+
+    dev = torch.device(device)
+    if amp and dev.type != "cuda":
+        raise ValueError("amp (bf16 autocast) is measured on CUDA only")
+    module = module.to(dev).train()
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def step(batch: dict[str, Any]) -> int:
+        x = batch["x"].to(dev, non_blocking=True)
+        y = batch["y"].to(dev, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        opt.zero_grad(set_to_none=True)
+        ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if amp
+               else contextlib.nullcontext())
+        with ctx:
+            logits = module(x)
+        loss = masked_bce(logits.float(), y)
+        loss.backward()
+        opt.step()
+        return int(x.shape[0])
+
+    for _ in range(warmup):
+        step(next_batch())
+    _sync(dev)
+    n, t_data = 0, 0.0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        td = time.perf_counter()
+        batch = next_batch()
+        t_data += time.perf_counter() - td
+        n += step(batch)
+    _sync(dev)
+    dt = time.perf_counter() - t0
+    return {"patches_s": n / dt, "data_share": t_data / dt, "step_s": dt / max(steps, 1),
+            "batch": n / max(steps, 1)}
+
+
+def loader_batches(pds, batch_size: int, *, pin: bool = False, seed: int = 0
+                   ) -> Callable[[], dict[str, Any]]:
+    """``next_batch`` drawing shuffled batches of ``pds`` through a torch ``DataLoader``
+    (with replacement, so a small raster gives as many batches as asked)."""
+    from geoslide.patches import collate
+
+    gen = torch.Generator().manual_seed(seed)
+    sampler = torch.utils.data.RandomSampler(pds, replacement=True, num_samples=10**9,
+                                             generator=gen)
+    loader = torch.utils.data.DataLoader(pds, batch_size=batch_size, sampler=sampler,
+                                         collate_fn=collate, pin_memory=pin)
+    it = iter(loader)
+    return lambda: next(it)
+
+
+def resident_batch(pds, batch_size: int, device: str) -> Callable[[], dict[str, Any]]:
+    """``next_batch`` returning one fixed batch of real patches already on ``device`` (the
+    pure compute rate: no input pipeline, no host-to-device copy)."""
+    from geoslide.patches import collate
+
+    batch = collate([pds[i % len(pds)] for i in range(batch_size)])
+    batch = {"x": batch["x"].to(device), "y": batch["y"].to(device)}
+    return lambda: batch
+
+
+def kashmir_setup(which: str, core: int | None = None, halo: int | None = None):
+    """(Dataset with aligned features, features, normalization, PatchDataset of the training
+    pixels) for the ``quick`` or ``paper`` SACNN inputs on the real Kashmir data."""
     from geoslide.datasets import load
-    from geoslide.inputs import compute_normalization, default_features, to_input_array, to_label_array
-    from geoslide.models import build
-    from geoslide.patches import PatchDataset, collate
+    from geoslide.inputs import compute_normalization, default_features
+    from geoslide.patches import PatchDataset
     from geoslide.presets import get_preset
     from geoslide.splits import split_masks
-    from geoslide.store import open_zarr, to_zarr
-    from geoslide.train import masked_bce, with_aligned_features
+    from geoslide.train import with_aligned_features
 
-    recipe = get_preset("quick", "sacnn")
-    core, halo, bs = recipe["core"], recipe["halo"], args.batch_size
+    recipe = get_preset(which, "sacnn")
+    core = int(core or recipe["core"])
+    halo = int(recipe["halo"] if halo is None else halo)
     ds = with_aligned_features(load("kashmir"), recipe["aligned_sources"])
     feats = default_features(ds, aligned=True, aligned_sources=recipe["aligned_sources"])
     masks = split_masks(ds, "band", core=recipe["split_core"])
     norm = compute_normalization(ds, feats, masks["train"])
+    # paper cores (500 px) on Kashmir: 2 x 2 windows; keep every window (all pixels labelled)
+    mask = masks["train"] if which == "quick" else None
+    pds = PatchDataset(ds, feats, norm, core=core, halo=halo, mask=mask)
+    return ds, feats, norm, pds, masks
+
+
+def new_sacnn(n_features: int, widths: list[int], seed: int = 0) -> torch.nn.Module:
+    from geoslide.models import build
+
+    torch.manual_seed(seed)
+    return build("sacnn", n_features, widths=widths)
+
+
+def pipeline_benchmark(args) -> Any:
+    """Part 1 (quick inputs): returns the PatchDataset read from the store."""
+    from geoslide.inputs import to_input_array, to_label_array
+    from geoslide.patches import PatchDataset, collate
+    from geoslide.presets import get_preset
+    from geoslide.store import open_zarr, to_zarr
+
+    recipe = get_preset("quick", "sacnn")
+    core, halo, bs = recipe["core"], recipe["halo"], args.batch_size
+    ds, feats, norm, _, masks = kashmir_setup("quick")
     print(f"Kashmir {ds.sizes['y']}x{ds.sizes['x']} px, {len(feats)} input channels, "
           f"core {core} + halo {halo} px, batch {bs}, torch threads {torch.get_num_threads()}")
 
@@ -96,31 +214,87 @@ def main() -> None:
     print(f"input pipeline, region cached (later epochs)   : {wm:8.1f} patches/s")
     print(f"baseline, numpy slices of one in-memory array  : {b:8.1f} patches/s")
     print(f"ratio cold / baseline: {c / b:.0%}   warm / baseline: {wm / b:.0%}   (target >= 50%)")
+    return pds
 
-    # 2. SACNN training throughput on CPU
-    torch.manual_seed(0)
-    model = build("sacnn", len(feats), **recipe["model_kwargs"])
-    opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
-    loader = torch.utils.data.DataLoader(pds, batch_size=bs, collate_fn=collate, shuffle=True)
-    it = iter(loader)
-    model.train()
-    n, t_data, t0 = 0, 0.0, time.perf_counter()
-    for _ in range(args.batches):
-        td = time.perf_counter()
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        t_data += time.perf_counter() - td
-        opt.zero_grad()
-        loss = masked_bce(model(batch["x"]), batch["y"])
-        loss.backward()
-        opt.step()
-        n += batch["x"].shape[0]
-    dt = time.perf_counter() - t0
-    print(f"SACNN training on CPU (widths {recipe['model_kwargs']['widths']}, {size}x{size} px "
-          f"patches): {n / dt:.2f} patches/s; input pipeline {t_data / dt:.1%} of the step time")
+
+def _row(label: str, r: dict[str, float]) -> str:
+    return (f"  {label:<44s} {r['patches_s']:9.3f} patches/s   {r['step_s']:8.3f} s/step "
+            f"(batch {r['batch']:.0f})   input pipeline {r['data_share']:6.1%} of the step")
+
+
+def throughput_benchmark(args, quick_pds=None) -> dict[str, dict[str, float]]:
+    """Part 2: SACNN training throughput per width, thread count and device."""
+    from geoslide.presets import get_preset
+
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    if (args.amp or args.channels_last) and not cuda:
+        print("--amp / --channels-last: no CUDA device, ignored (CUDA-only options)")
+    results: dict[str, dict[str, float]] = {}
+    prev = torch.get_num_threads()
+    for which in args.widths:
+        if which == "quick":
+            widths, steps = QUICK_WIDTHS, args.batches
+            if quick_pds is None:
+                _, feats, _, quick_pds, _ = kashmir_setup("quick")
+            pds, cpu_bs, cuda_bs = quick_pds, args.batch_size, args.batch_size
+        else:
+            widths, steps = PAPER_WIDTHS, args.paper_batches
+            _, feats, _, pds, _ = kashmir_setup("paper", args.paper_core, args.paper_halo)
+            cpu_bs = args.paper_batch_size
+            cuda_bs = int(get_preset("paper", "sacnn")["batch_size"])
+        n_in = int(pds[0]["x"].shape[0])
+        size = int(pds[0]["x"].shape[-1])
+        print(f"SACNN {which} widths {widths}, {n_in} inputs, {size}x{size} px real Kashmir "
+              f"patches, Adam step:")
+        for t in args.threads:
+            torch.set_num_threads(int(t))
+            r = time_training(new_sacnn(n_in, widths), loader_batches(pds, cpu_bs),
+                              steps=steps, warmup=args.warmup)
+            results[f"{which}/cpu/{t}"] = r
+            print(_row(f"CPU, {t} thread{'s' if int(t) != 1 else ''}", r), flush=True)
+        torch.set_num_threads(prev)
+        if cuda:
+            variants = [("fp32", False, False)]
+            if args.amp:
+                variants.append(("bf16 autocast", True, False))
+            if args.channels_last:
+                variants.append(("fp32 channels-last", False, True))
+            if args.amp and args.channels_last:
+                variants.append(("bf16 autocast + channels-last", True, True))
+            for label, amp, cl in variants:
+                r = time_training(new_sacnn(n_in, widths), loader_batches(pds, cuda_bs, pin=True),
+                                  steps=max(steps, 10), warmup=2, device="cuda", amp=amp,
+                                  channels_last=cl)
+                results[f"{which}/cuda/{label}"] = r
+                print(_row(f"CUDA {torch.cuda.get_device_name()}, {label}", r), flush=True)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch-size", type=int, default=8, help="quick widths batch")
+    ap.add_argument("--batches", type=int, default=20, help="quick-width training steps to time")
+    ap.add_argument("--repeat", type=int, default=3, help="pipeline timings repeated (best kept)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="CPU torch thread counts to time (default 1 2)")
+    ap.add_argument("--widths", nargs="+", choices=["quick", "paper"], default=["quick", "paper"])
+    ap.add_argument("--paper-batches", type=int, default=2, help="paper-width steps to time (CPU)")
+    ap.add_argument("--paper-batch-size", type=int, default=1,
+                    help="paper-width batch on the CPU (CUDA uses the paper preset's 9)")
+    ap.add_argument("--paper-core", type=int, default=500)
+    ap.add_argument("--paper-halo", type=int, default=64)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before each timing")
+    ap.add_argument("--device", choices=["auto", "cpu"], default="auto",
+                    help="auto: also time CUDA when present; cpu: CPU only")
+    ap.add_argument("--amp", action="store_true", help="CUDA: also bf16 autocast")
+    ap.add_argument("--channels-last", action="store_true", help="CUDA: also channels-last")
+    ap.add_argument("--skip-pipeline", action="store_true", help="skip part 1")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    pds = None if args.skip_pipeline else pipeline_benchmark(args)
+    throughput_benchmark(args, pds)
+    print(f"total {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

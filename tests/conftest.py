@@ -82,6 +82,29 @@ def interrupt_after():
     return _interrupt_after
 
 
+def _settled(path, wait: float = 0.3, timeout: float = 30) -> int:
+    """Regions done once the count stops changing (an interrupted pool's threads finish the
+    regions they were writing after the KeyboardInterrupt reached the main thread)."""
+    import time
+
+    from geoslide.resume import regions_done
+
+    last, end = -1, time.time() + timeout
+    while time.time() < end:
+        now = regions_done(path)
+        if now == last:
+            return now
+        last = now
+        time.sleep(wait)
+    return last
+
+
+@pytest.fixture
+def settled_regions():
+    """``settled_regions(store)``: the store's done-region count once it stops changing."""
+    return _settled
+
+
 # --- hard cases built from the real data (issue 11) --------------------------------------
 
 @pytest.fixture(scope="session")

@@ -41,21 +41,6 @@ def assert_same_store(a: Path, b: Path) -> None:
         assert not (p / "geoslide.lock").exists() and not (p / "_geoslide_progress").exists()
 
 
-def settled(path: Path, wait: float = 0.3, timeout: float = 30) -> int:
-    """Regions done once the count stops changing (the interrupted pool's threads finish
-    the regions they were writing)."""
-    from geoslide.resume import regions_done
-
-    last, end = -1, time.time() + timeout
-    while time.time() < end:
-        now = regions_done(path)
-        if now == last:
-            return now
-        last = now
-        time.sleep(wait)
-    return last
-
-
 def one_line_error(err: str, command: str) -> str:
     assert "Traceback" not in err
     lines = [ln for ln in err.splitlines() if ln.strip() and "note:" not in ln]
@@ -108,7 +93,7 @@ def model_file(master, tmp_path_factory) -> Path:
 
 
 # --------------------------------------------------------------------------- 1. resume
-def test_features_interrupted_resumes_from_cli(copy, capsys, interrupt_after):
+def test_features_interrupted_resumes_from_cli(copy, capsys, interrupt_after, settled_regions):
     from geoslide.store import incomplete
 
     ref, store = copy("ref.zarr"), copy()
@@ -116,7 +101,7 @@ def test_features_interrupted_resumes_from_cli(copy, capsys, interrupt_after):
     with interrupt_after(5):  # Ctrl-C after 5 of 16 regions
         assert main(["features", str(store), *FEATURES, "--quiet", *THREADS]) == 130
     assert "interrupted" in capsys.readouterr().err
-    assert 5 <= settled(store) < 16
+    assert 5 <= settled_regions(store) < 16
     assert incomplete(store) == ["azimuth_up100", "dz_up100", "slope_up100"]
     # a command reading the unfinished inputs names the command that finishes them
     assert main(["train", str(store), "--model", "sacnn", "--quiet"]) == 2
@@ -130,14 +115,14 @@ def test_features_interrupted_resumes_from_cli(copy, capsys, interrupt_after):
 
 
 def test_predict_interrupted_resumes_and_train_evaluate_still_work(
-        copy, model_file, tmp_path, capsys, interrupt_after):
+        copy, model_file, tmp_path, capsys, interrupt_after, settled_regions):
     from geoslide.store import incomplete
 
     ref, store = copy("ref.zarr"), copy()
     assert main(["predict", str(ref), str(model_file), "--quiet", *THREADS]) == 0
     with interrupt_after(3):
         assert main(["predict", str(store), str(model_file), "--quiet", *THREADS]) == 130
-    assert settled(store) < 16 and incomplete(store) == ["susceptibility_llr"]
+    assert settled_regions(store) < 16 and incomplete(store) == ["susceptibility_llr"]
     capsys.readouterr()
     # train and evaluate use the complete inputs; the unfinished map is left out (a note)
     out = tmp_path / "t.pt"
@@ -291,13 +276,14 @@ def test_read_only_folder_is_a_typed_error(copy, tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- 4. messages
-def test_incomplete_message_is_short_and_names_the_command(copy, capsys, interrupt_after):
+def test_incomplete_message_is_short_and_names_the_command(copy, capsys, interrupt_after,
+                                                          settled_regions):
     from geoslide.store import incomplete
 
     store = copy()
     with interrupt_after(1):  # default features: 3 distances x 22 inputs + dz + azimuth
         assert main(["features", str(store), "--quiet", *THREADS]) == 130
-    settled(store)
+    settled_regions(store)
     capsys.readouterr()
     n = len(incomplete(store))
     assert n > 60

@@ -73,21 +73,6 @@ def count_blocks(monkeypatch):
     return calls
 
 
-def _settled_regions_done(path, wait=0.3, timeout=30):
-    """Regions done, once the count stopped changing (the interrupted pool's threads finish
-    the tasks they were running after the KeyboardInterrupt reached this thread)."""
-    from geoslide.resume import regions_done
-
-    last, deadline = -1, time.time() + timeout
-    while time.time() < deadline:
-        now = regions_done(path)
-        if now == last:
-            return now
-        last = now
-        time.sleep(wait)
-    return last
-
-
 def _assert_equal_to_reference(path, reference):
     from geoslide.store import open_zarr
 
@@ -118,7 +103,8 @@ def test_write_regions_equals_numpy_and_marks_complete(store, reference, count_b
 
 def test_interrupt_leaves_incomplete_and_resume_skips_done_regions(store, reference,
                                                                    interrupt_after,
-                                                                   count_blocks):
+                                                                   count_blocks,
+                                                                   settled_regions):
     import dask
 
     from geoslide.resume import check_complete, incomplete, write_regions
@@ -130,7 +116,7 @@ def test_interrupt_leaves_incomplete_and_resume_skips_done_regions(store, refere
         with pytest.raises(KeyboardInterrupt), interrupt_after(5):
             write_regions(features, store, key="t", progress=False)
     assert incomplete(store) == names
-    done = _settled_regions_done(store)  # a thread of the pool may still finish its region
+    done = settled_regions(store)  # a thread of the pool may still finish its region
     assert 5 <= done < 16
     with pytest.raises(StoreError, match="incomplete"):
         open_zarr(store)
@@ -148,7 +134,7 @@ def test_interrupt_leaves_incomplete_and_resume_skips_done_regions(store, refere
 
 
 def test_different_key_or_resume_false_starts_afresh(store, reference, count_blocks,
-                                                     interrupt_after):
+                                                     interrupt_after, settled_regions):
     import dask
 
     from geoslide.resume import write_regions
@@ -156,7 +142,7 @@ def test_different_key_or_resume_false_starts_afresh(store, reference, count_blo
     with dask.config.set(scheduler="threads", num_workers=2):
         with pytest.raises(KeyboardInterrupt), interrupt_after(3):
             write_regions(_lazy_features(store), store, key="first", progress=False)
-    assert _settled_regions_done(store) >= 3
+    assert settled_regions(store) >= 3
     count_blocks.clear()
     with dask.config.set(scheduler="threads"):
         report = write_regions(_lazy_features(store), store, key="second", progress=False)
