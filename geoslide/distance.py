@@ -179,8 +179,8 @@ class _Grid:
         """The rectangle covering rows ``r0:r1``, columns ``c0:c1`` (may leave the raster)."""
         from shapely import box
 
-        xa, ya = self.transform * (c0, r0)
-        xb, yb = self.transform * (c1, r1)
+        xa, ya = self.transform @ (c0, r0)
+        xb, yb = self.transform @ (c1, r1)
         return box(min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
 
 
@@ -199,7 +199,7 @@ def _burn(feat: _Features, grid: _Grid, r0: int, r1: int, c0: int, c1: int) -> n
             if hit.size == 0:
                 continue
             tile = rasterize(((g, 1) for g in feat.parts[hit]), out_shape=(TILE, TILE),
-                             transform=grid.transform * Affine.translation(ua, ta),
+                             transform=grid.transform @ Affine.translation(ua, ta),
                              fill=0, all_touched=True, dtype="uint8")
             ra, rb, ca, cb = max(ta, r0), min(tb, r1), max(ua, c0), min(ub, c1)
             out[ra - r0:rb - r0, ca - c0:cb - c0] = tile[ra - ta:rb - ta, ca - ua:cb - ua]
@@ -318,6 +318,26 @@ def parse_source(value: Any) -> tuple[VectorSource, float]:
     return value, MAX_DISTANCE
 
 
+def parse_spec(text: str) -> tuple[str, tuple[str, float]]:
+    """``("faults", ("Confirmed_faults.shp", 3000.0))`` from ``"faults=Confirmed_faults.shp,3000"``
+    (the CLI's ``--distance NAME=PATH[,MAX_METRES]``; default cap :data:`MAX_DISTANCE`)."""
+    name, sep, rest = str(text).partition("=")
+    path, cap = rest, MAX_DISTANCE
+    if "," in rest and not Path(rest).exists():  # a path holding a comma is kept whole
+        path, _, tail = rest.rpartition(",")
+        try:
+            cap = float(tail)
+        except ValueError:
+            cap = float("nan")
+        if not 0 < cap < float("inf"):
+            raise InputError(f"--distance {text!r}: MAX_METRES must be a positive number of "
+                             f"metres, found {tail!r}")
+    if not sep or not name.strip() or not path:
+        raise InputError(f"--distance expects NAME=PATH[,MAX_METRES], e.g. "
+                         f"faults=Confirmed_faults.shp,5000; found {text!r}")
+    return name.strip(), (path, cap)
+
+
 def add_distances(ds: xr.Dataset, sources: Mapping[str, Any]) -> xr.Dataset:
     """``ds`` with ``dist_<name>`` (:func:`distance_to` each source: a path, a GeoDataFrame, or
     ``(source, max_distance)``) added as continuous inputs (:func:`geoslide.add_inputs`)."""
@@ -330,5 +350,5 @@ def add_distances(ds: xr.Dataset, sources: Mapping[str, Any]) -> xr.Dataset:
     return add_inputs(ds, **new) if new else ds
 
 
-__all__ = ["distance_to", "add_distances", "read_vectors", "parse_source", "MAX_DISTANCE",
+__all__ = ["distance_to", "add_distances", "read_vectors", "parse_source", "parse_spec", "MAX_DISTANCE",
            "EXACT_PIXELS", "TILE"]

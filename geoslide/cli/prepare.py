@@ -56,6 +56,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--derive", action="append", metavar="NAME[,NAME]",
                    help="terrain inputs computed from the raster named elevation: slope "
                         "(degrees), aspect (as aspect_sin, aspect_cos); repeatable")
+    p.add_argument("--distance", action="append", metavar="NAME=PATH[,MAX_METRES]",
+                   help="input dist_NAME: metres from each pixel to the nearest line, polygon "
+                        "(0 inside) or point of a vector file, capped at MAX_METRES (default "
+                        "5000); repeatable, e.g. --distance faults=Confirmed_faults.shp,3000")
     p.add_argument("--reference", metavar="NAME", help="raster whose grid all others share")
     p.add_argument("--resample", action="store_true",
                    help="reproject rasters off the reference grid (nearest for categorical, "
@@ -135,6 +139,9 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
     from ..io import stack
 
     derived = _derive_names(args)
+    from ..distance import parse_spec
+
+    distances = dict(parse_spec(v) for v in args.distance or [])  # name -> (path, cap)
     target = list(args.target)
     if len(target) == 2:
         name, out = target
@@ -145,7 +152,9 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
         except KeyError as exc:
             raise UsageError(str(exc).strip("'\"")) from None
         ds = datasets.load(name, data_dir=args.data_dir, chunks=args.chunks)
-        return derive(ds, derived), Path(out)
+        from ..distance import add_distances
+
+        return add_distances(derive(ds, derived), distances), Path(out)
     if len(target) != 1:
         raise UsageError(f"expected [DATASET] OUT, found {len(target)} arguments {target}")
     out = Path(target[0])
@@ -174,7 +183,7 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
                    point_buffer=args.point_buffer, unlabelled=args.unlabelled,
                    year_range=years, year_field=args.year_field,
                    reproject_inventory=args.reproject_inventory, chunks=args.chunks,
-                   derive=derived)
+                   derive=derived, distance=distances)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     return ds, out

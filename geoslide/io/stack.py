@@ -37,7 +37,8 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
           unlabelled: Literal["stable", "nodata"] = "stable",
           year_range: tuple[int, int] | None = None, year_field: str | None = None,
           reproject_inventory: bool = True, nodata: Mapping[str, float] | None = None,
-          chunks: Chunks = None, derive: Iterable[str] = ()) -> xr.Dataset:
+          chunks: Chunks = None, derive: Iterable[str] = (),
+          distance: Mapping[str, object] | None = None) -> xr.Dataset:
     """Build a geoslide Dataset from named rasters and an optional landslide inventory.
 
     Parameters
@@ -65,6 +66,9 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     derive : terrain inputs to compute from the raster named ``elevation`` (metres), e.g.
         ``["slope", "aspect"]`` (see :func:`geoslide.derive.derive`); labels are -1 where
         they are NaN.
+    distance : ``{name: path or GeoDataFrame, or (source, max_distance)}``: ``dist_<name>``,
+        metres from each pixel centre to the nearest line / polygon / point, capped (default
+        5000 m; see :func:`geoslide.distance.distance_to`).
     """
     if not rasters:
         raise ValueError("stack needs at least one raster: rasters={name: path}")
@@ -171,6 +175,10 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
         from ..derive import derive as _derive
 
         ds = _derive(ds, derive)
+    if distance:
+        from ..distance import add_distances
+
+        ds = add_distances(ds, distance)
     for v in ds.data_vars:
         ds[v].encoding = {}
     return ds
