@@ -244,3 +244,33 @@ def test_guide_route_on_ecuador_points(data_dir, tmp_path, capsys):
         assert rc == 2 and "fix" in err
         return
     assert m["models"]["sacnn"]["intervals"]["auc"][1] > 0.5
+
+
+def test_report_warns_on_few_landslides_and_split_none_scores_every_pixel(basin_store,
+                                                                          tmp_path, capsys):
+    """Unbuffered points leave 12 landslide pixels in the test band: the report says its
+    metrics are unreliable; `--split none` scores every labelled pixel (transfer)."""
+    from geoslide.store import open_zarr
+    from geoslide.train import train
+
+    ds = open_zarr(basin_store).load()
+    model = tmp_path / "llr.pt"
+    train(ds, "llr", preset="quick", progress=False, keep_failed=True, out=model)
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(basin_store), str(model), "--out", str(out), "--quiet",
+                 "--n-boot", "50"]) == 0
+    text = (out / "report.md").read_text()
+    n = json.loads((out / "metrics.json").read_text())["dataset"]["sets"]["test"]
+    assert n["scored_landslides"] < 30
+    assert f"only {n['scored_landslides']} scored landslide pixels" in text
+    assert "[" in text.split("| LLR |")[1].split("\n")[0]          # intervals in the row
+    assert main(["evaluate", str(basin_store), str(model), "--split", "none", "--out",
+                 str(tmp_path / "none"), "--quiet", "--n-boot", "50"]) == 0
+    m = json.loads((tmp_path / "none" / "metrics.json").read_text())
+    labelled = int((ds.landslide.values >= 0).sum())
+    assert m["dataset"]["sets"]["test"]["labelled"] == labelled
+    assert m["dataset"]["sets"]["train"]["pixels"] == 0
+    assert "no split" in (tmp_path / "none" / "report.md").read_text()
+    rc = main(["evaluate", str(basin_store), str(model), "--split", "none", "--peers",
+               "--out", str(tmp_path / "p"), "--quiet"])
+    assert rc == 2 and "has none" in capsys.readouterr().err            # peers need training
