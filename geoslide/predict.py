@@ -88,7 +88,9 @@ def receptive_radius(module: Any, in_channels: int, *, start: int = 128, limit: 
     gen = torch.Generator().manual_seed(0)
     try:
         while True:
-            x = torch.randn(1, in_channels, size, size, generator=gen).requires_grad_(True)
+            x = torch.randn(1, in_channels, size, size, generator=gen)
+            param = next(iter(module.parameters()), None)
+            x = x.to(param.device if param is not None else "cpu").requires_grad_(True)
             c = size // 2
             out = module(x)[0, 0, c, c]
             if not out.requires_grad:  # no parameter between input and output: per pixel
