@@ -98,11 +98,11 @@ def cross_validate(ds: xr.Dataset, model: str = "sacnn", *, n_folds: int = 5,
         summary[f"{key}_sd"] = float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else float("nan")
     cv = CrossValidation(folds=folds, summary=summary, pooled=pooled, oof=oof, paths=paths)
     if base is not None:
-        from .train import _json_safe
+        from .report import jsonable
 
         js = base.with_name(f"{base.stem}.kfold.json")
         tmp = js.with_name(f".{js.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(_json_safe({"folds": folds, "summary": summary,
+        tmp.write_text(json.dumps(jsonable({"folds": folds, "summary": summary,
                                               "pooled": pooled}), indent=1, allow_nan=False))
         os.replace(tmp, js)
     return cv

@@ -16,6 +16,10 @@ class LabelLeakageError(InputError):
     or equal to the label): pass it as the inventory instead."""
 
 
+class UsageError(InputError):
+    """Bad command-line arguments (reported like any other geoslide error)."""
+
+
 class TrainingError(GeoslideError):
     """A training cannot start (no patch, no landslide) or learnt nothing usable."""
 

@@ -280,3 +280,21 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "col": torch.tensor([it["col"] for it in items]),
         "patch": torch.tensor([it["patch"] for it in items]),
     }
+
+
+def flip_batch(batch: dict[str, Any], feature_names: list[str], gen: torch.Generator) -> dict[str, Any]:
+    """Random horizontal / vertical flips of a batch, azimuth channels corrected:
+    a left-right flip maps azimuth a -> -a (sin changes sign), an up-down flip a -> 180 - a
+    (cos changes sign). Raw angle channels (no @sin/@cos) cannot be corrected: refuse."""
+    x, y = batch["x"], batch["y"]
+    sin_idx = [i for i, f in enumerate(feature_names) if f.endswith("@sin")]
+    cos_idx = [i for i, f in enumerate(feature_names) if f.endswith("@cos")]
+    if torch.rand(1, generator=gen).item() < 0.5:
+        x, y = x.flip(-1), y.flip(-1)
+        if sin_idx:
+            x[:, sin_idx] = -x[:, sin_idx]
+    if torch.rand(1, generator=gen).item() < 0.5:
+        x, y = x.flip(-2), y.flip(-2)
+        if cos_idx:
+            x[:, cos_idx] = -x[:, cos_idx]
+    return {**batch, "x": x, "y": y}

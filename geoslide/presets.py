@@ -28,6 +28,7 @@ trains that many seeds and saves their mean probability as one model."""
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from .models import MODELS
@@ -80,11 +81,11 @@ _COMMON_QUICK: dict[str, Any] = {
     "prior_bias": True,
     "ensemble": 1,
     # at least this many optimiser steps: a small region stretches epochs, early stopping and
-    # the LR patience by one factor (train._scale_to_region); Kashmir (368-468 steps) is
+    # the LR patience by one factor (scale_to_region); Kashmir (368-468 steps) is
     # unchanged
     "min_steps": 360,
     # after each epoch, the output bias is refitted on the training pixels (maximum-likelihood
-    # intercept, train.recalibrate) before validation: undoes the over-prediction that
+    # intercept, geoslide.calibration) before validation: undoes the over-prediction that
     # oversampling landslide patches causes
     "recalibrate": True,
     "model_kwargs": {},
@@ -123,3 +124,18 @@ def get_preset(name: str, model: str) -> dict[str, Any]:
     out["preset"] = name
     out["model"] = key
     return out
+
+
+def scale_to_region(recipe: dict[str, Any], items: int, batch_size: int) -> None:
+    """A small region gives few batches per epoch: stretch ``epochs``, ``early_stop`` and
+    ``patience`` by one factor so that training takes at least ``recipe["min_steps"]``
+    optimiser steps (recorded as ``recipe["epoch_scale"]``); a no-op on larger regions."""
+    steps = math.ceil(items / batch_size) * int(recipe["epochs"])
+    want = int(recipe.get("min_steps") or 0)
+    factor = math.ceil(want / steps) if steps and want > steps else 1
+    recipe["epoch_scale"] = factor
+    if factor > 1:
+        recipe["epochs"] = int(recipe["epochs"]) * factor
+        recipe["patience"] = int(recipe["patience"]) * factor
+        if recipe.get("early_stop"):
+            recipe["early_stop"] = int(recipe["early_stop"]) * factor

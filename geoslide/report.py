@@ -220,11 +220,12 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON types; NaN and infinities become None (bare NaN is not JSON)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (np.floating, float)):
         f = float(obj)
         return None if math.isnan(f) or math.isinf(f) else f
@@ -274,7 +275,7 @@ def write_report(ev: "Evaluation", out: str | os.PathLike, *, ds: "xr.Dataset | 
                                            test_mask=ev.masks.get("test"))
             figs[f"{label} map and inventory"] = path.name
     ev.files = {k: str(out / v) for k, v in figs.items()}
-    _atomic_text(out / "metrics.json", json.dumps(_jsonable(ev.to_json()), indent=1))
+    _atomic_text(out / "metrics.json", json.dumps(jsonable(ev.to_json()), indent=1))
     _atomic_text(out / "report.md", markdown(ev, figs, title=title))
     ev.files["report"] = str(out / "report.md")
     ev.files["metrics"] = str(out / "metrics.json")

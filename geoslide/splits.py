@@ -182,3 +182,24 @@ def describe(masks: dict[str, np.ndarray], labels: np.ndarray | None = None) -> 
             info["positive_rate"] = float((lab == 1).sum() / max(valid.sum(), 1))
         out[name] = info
     return out
+
+
+def split_with_validation(ds: Any, split: str, seed: int, kwargs: dict[str, Any]
+                          ) -> dict[str, np.ndarray]:
+    """The split's masks; when validation holds fewer than ``MIN_LANDSLIDES`` landslide pixels
+    and ``val_fraction`` was not given, it grows (0.15 .. 0.3 of the non-test pixels) until it
+    does, so that the best epoch is not chosen on a handful of pixels (``kwargs`` records the
+    fraction used, for evaluation to rebuild the same split)."""
+    from .inputs import to_label_array
+    from .intervals import MIN_LANDSLIDES
+
+    labels = to_label_array(ds)
+    masks = split_masks(ds, split, seed=seed, **kwargs)
+    if "val_fraction" in kwargs or split == "paper":
+        return masks
+    for fraction in (0.15, 0.2, 0.25, 0.3):
+        if int((labels[masks["val"]] == 1).sum()) >= MIN_LANDSLIDES:
+            break
+        kwargs["val_fraction"] = fraction
+        masks = split_masks(ds, split, seed=seed, **kwargs)
+    return masks

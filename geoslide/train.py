@@ -29,12 +29,14 @@ import torch.nn.functional as F
 import xarray as xr
 
 from . import health as H
+from .calibration import init_output_bias, last_conv, recalibrate
 from .inputs import ALIGNED_RE, compute_normalization, default_features, is_aligned, to_label_array
 from .modelfile import TrainedModel, grid_crs, grid_resolution, save_model
 from .models import build, uses_aligned
-from .patches import PatchDataset, RegionSampler, collate
-from .presets import get_preset
-from .splits import split_masks
+from .patches import PatchDataset, RegionSampler, collate, flip_batch
+from .presets import get_preset, scale_to_region
+from .report import jsonable
+from .splits import split_with_validation
 
 
 @dataclass
@@ -73,74 +75,6 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mea
         return logits.sum() * 0.0
     loss = F.binary_cross_entropy_with_logits(logits[valid], labels[valid], reduction="sum")
     return loss if reduction == "sum" else loss / valid.sum()
-
-
-def _flip(batch: dict[str, Any], feature_names: list[str], gen: torch.Generator) -> dict[str, Any]:
-    """Random horizontal / vertical flips of a batch, azimuth channels corrected:
-    a left-right flip maps azimuth a -> -a (sin changes sign), an up-down flip a -> 180 - a
-    (cos changes sign). Raw angle channels (no @sin/@cos) cannot be corrected: refuse."""
-    x, y = batch["x"], batch["y"]
-    sin_idx = [i for i, f in enumerate(feature_names) if f.endswith("@sin")]
-    cos_idx = [i for i, f in enumerate(feature_names) if f.endswith("@cos")]
-    if torch.rand(1, generator=gen).item() < 0.5:
-        x, y = x.flip(-1), y.flip(-1)
-        if sin_idx:
-            x[:, sin_idx] = -x[:, sin_idx]
-    if torch.rand(1, generator=gen).item() < 0.5:
-        x, y = x.flip(-2), y.flip(-2)
-        if cos_idx:
-            x[:, cos_idx] = -x[:, cos_idx]
-    return {**batch, "x": x, "y": y}
-
-
-def init_output_bias(module: torch.nn.Module, positive_rate: float) -> None:
-    """Set the bias of the last convolution to logit(positive_rate), so training starts from
-    the training set's base rate instead of 0.5 (fewer steps spent learning the imbalance)."""
-    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
-    if not convs or not 0 < positive_rate < 1:
-        return
-    with torch.no_grad():
-        convs[-1].bias.fill_(math.log(positive_rate / (1 - positive_rate)))
-
-
-def _last_conv(module: torch.nn.Module) -> torch.nn.Conv2d | None:
-    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
-    return convs[-1] if convs else None
-
-
-def recalibrate(module: torch.nn.Module, dataset: PatchDataset, device: torch.device,
-                batch_size: int = 8) -> float:
-    """Shift the output bias by the maximum-likelihood intercept on ``dataset``'s labelled
-    pixels (the training set, each patch once, no oversampling), which undoes the
-    over-prediction that oversampling landslide patches causes. Returns the shift (logits).
-    With ``recipe["recalibrate"]`` it runs after every epoch, before validation, so that
-    epochs are chosen on calibrated probabilities; training resumes from the unshifted bias."""
-    last = _last_conv(module)
-    if last is None:
-        return 0.0
-    subset = torch.utils.data.Subset(dataset, [int(np.flatnonzero(dataset.index == p)[0])
-                                               for p in dataset.patches])
-    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, collate_fn=collate)
-    zs, ys = [], []
-    module.eval()
-    with torch.no_grad():
-        for batch in loader:
-            z = module(batch["x"].to(device))[:, 0].cpu()
-            y = batch["y"]
-            ok = y >= 0
-            zs.append(z[ok].double())
-            ys.append(y[ok].double())
-    z, y = torch.cat(zs), torch.cat(ys)
-    b = torch.zeros((), dtype=torch.float64)
-    for _ in range(30):  # Newton on the convex 1-D log-likelihood
-        p = torch.sigmoid(z + b)
-        step = (p - y).mean() / (p * (1 - p)).mean().clamp_min(1e-12)
-        b = b - step
-        if abs(float(step)) < 1e-8:
-            break
-    with torch.no_grad():
-        last.bias += float(b)
-    return float(b)
 
 
 def with_aligned_features(ds: xr.Dataset, sources: list[str] | None = None) -> xr.Dataset:
@@ -263,7 +197,7 @@ def train(
     split_kwargs["core"] = int(split_core or split_kwargs.get("core") or recipe["split_core"])
     if split == "band":
         split_kwargs.setdefault("val_shape", recipe.get("split_val_shape", "windows"))
-    masks = _split_with_enough_validation(ds, split, split_seed, split_kwargs)
+    masks = split_with_validation(ds, split, split_seed, split_kwargs)
     normalization = compute_normalization(ds, features, masks["train"])
 
     n_members = 1 if name == "random" else max(int(recipe.get("ensemble", 1) or 1), 1)
@@ -293,7 +227,7 @@ def train(
     H.check_sets(sets, core=recipe["core"], split_core=split_kwargs["core"],
                  shape=(int(ds.sizes["y"]), int(ds.sizes["x"])))
     bs = int(recipe["batch_size"])
-    _scale_to_region(recipe, len(train_set), bs)
+    scale_to_region(recipe, len(train_set), bs)
     pin = dev.type == "cuda"
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False,
                                              collate_fn=collate, pin_memory=pin)
@@ -366,7 +300,7 @@ def train(
         path = save_model(trained, out)
         hist_path = Path(str(path) + ".history.json")
         tmp = hist_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(_json_safe({
+        tmp.write_text(json.dumps(jsonable({
             "model": name, "best_epoch": best_epoch, "history": history, "recipe": recipe,
             "split": split_info, "sets": sets, "health": check}), indent=2, default=str,
             allow_nan=False))
@@ -374,52 +308,6 @@ def train(
     return TrainResult(model=trained, history=history, best_epoch=best_epoch,
                        best_val_nll=best_val, masks=masks, recipe=recipe, path=path,
                        seconds=time.time() - t_start, sets=sets, health=check)
-
-
-def _split_with_enough_validation(ds: xr.Dataset, split: str, seed: int,
-                                  kwargs: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The split's masks; when validation holds fewer than ``MIN_LANDSLIDES`` landslide pixels
-    and ``val_fraction`` was not given, it grows (0.15 .. 0.3 of the non-test pixels) until it
-    does, so that the best epoch is not chosen on a handful of pixels (``kwargs`` records the
-    fraction used, for evaluation to rebuild the same split)."""
-    from .intervals import MIN_LANDSLIDES
-
-    labels = to_label_array(ds)
-    masks = split_masks(ds, split, seed=seed, **kwargs)
-    if "val_fraction" in kwargs or split == "paper":
-        return masks
-    for fraction in (0.15, 0.2, 0.25, 0.3):
-        if int((labels[masks["val"]] == 1).sum()) >= MIN_LANDSLIDES:
-            break
-        kwargs["val_fraction"] = fraction
-        masks = split_masks(ds, split, seed=seed, **kwargs)
-    return masks
-
-
-def _scale_to_region(recipe: dict[str, Any], items: int, batch_size: int) -> None:
-    """A small region gives few batches per epoch: stretch ``epochs``, ``early_stop`` and
-    ``patience`` by one factor so that training takes at least ``recipe["min_steps"]``
-    optimiser steps (recorded as ``recipe["epoch_scale"]``); a no-op on larger regions."""
-    steps = math.ceil(items / batch_size) * int(recipe["epochs"])
-    want = int(recipe.get("min_steps") or 0)
-    factor = math.ceil(want / steps) if steps and want > steps else 1
-    recipe["epoch_scale"] = factor
-    if factor > 1:
-        recipe["epochs"] = int(recipe["epochs"]) * factor
-        recipe["patience"] = int(recipe["patience"]) * factor
-        if recipe.get("early_stop"):
-            recipe["early_stop"] = int(recipe["early_stop"]) * factor
-
-
-def _json_safe(obj: Any) -> Any:
-    """``obj`` with non-finite floats as None (bare NaN is not JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def _fit(
@@ -467,7 +355,7 @@ def _fit(
             total, count = 0.0, 0
             for batch in loader:
                 if recipe.get("flip"):
-                    batch = _flip(batch, features, gen)
+                    batch = flip_batch(batch, features, gen)
                 x, y = batch["x"].to(dev, non_blocking=True), batch["y"].to(dev, non_blocking=True)
                 opt.zero_grad(set_to_none=True)
                 loss = masked_bce(module(x), y)
@@ -495,7 +383,7 @@ def _fit(
                 stale += 1
             if shift:  # training goes on from the unshifted weights
                 with torch.no_grad():
-                    _last_conv(module).bias -= shift
+                    last_conv(module).bias -= shift
             if recipe.get("early_stop") and stale >= int(recipe["early_stop"]):
                 break
     finally:

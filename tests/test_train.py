@@ -151,7 +151,7 @@ def test_cli_trains_tiny_run(kashmir, tmp_path):
 def test_flip_keeps_azimuths_consistent():
     """A flipped patch's azimuth channels equal the azimuths of the flipped terrain: the
     uphill target at offset (drow, dcol) has azimuth atan2(dcol, -drow) clockwise from north."""
-    from geoslide.train import _flip
+    from geoslide.patches import flip_batch as _flip
 
     g = np.random.default_rng(0)
     drow, dcol = g.integers(-3, 4, (2, 6, 6)).astype(float)

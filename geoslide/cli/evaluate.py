@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from ..store import open_zarr
 
     if not args.models and not args.peers:
-        from .prepare import UsageError
+        from ..errors import UsageError
 
         raise UsageError("nothing to evaluate: give model files and/or --peers")
     ds = open_zarr(args.store).load()  # evaluation reads whole label / map arrays

@@ -15,11 +15,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..errors import GeoslideError
+from ..errors import UsageError
 
 
-class UsageError(GeoslideError):
-    """Bad command-line arguments (reported like any other geoslide error)."""
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:

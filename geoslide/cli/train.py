@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("epochs", "core", "split_core", "n_folds", "threads"):
         v = getattr(args, name)
         if v is not None and v < 1:
-            from .prepare import UsageError
+            from ..errors import UsageError
 
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, found {v}")
     ds = open_zarr(args.store)
