@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from . import metrics as M
 from .errors import TrainingError
 
 MIN_GAIN = 0.005    # the model's validation NLL must be at least 0.5 % below the base rate's
@@ -83,17 +84,11 @@ def check_sets(summary: Mapping[str, Mapping[str, int]], *, core: int, split_cor
             f"so no epoch can be chosen; {FIXES}")
 
 
-def base_rate_nll(rate: float, y: np.ndarray) -> float:
-    """NLL of the constant probability ``rate`` on labels ``y``."""
-    p = float(np.clip(rate, 1e-7, 1 - 1e-7))
-    y = np.asarray(y, np.float64)
-    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if y.size else float("nan")
-
-
 def health(val_nll: float, y: np.ndarray, p: np.ndarray, train_rate: float) -> dict[str, Any]:
     """The figures of :func:`check_learnt`: model and base-rate validation NLL, their
     relative gain, the probability range and spread, and ``ok``."""
-    base = base_rate_nll(train_rate, y)
+    y = np.asarray(y)
+    base = M.base_rate_nll(train_rate, y) if y.size else float("nan")
     p = np.asarray(p, np.float64)
     q1, med, q99 = (np.quantile(p, [0.01, 0.5, 0.99]) if p.size else (np.nan,) * 3)
     spread = float((q99 - q1) / med) if p.size and med > 0 else 0.0
