@@ -274,3 +274,13 @@ def test_report_warns_on_few_landslides_and_split_none_scores_every_pixel(basin_
     rc = main(["evaluate", str(basin_store), str(model), "--split", "none", "--peers",
                "--out", str(tmp_path / "p"), "--quiet"])
     assert rc == 2 and "has none" in capsys.readouterr().err            # peers need training
+
+
+def test_unwritable_model_path_fails_before_training(basin_store, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    rc = main(["train", str(basin_store), "--model", "llr", "--quiet",
+               "--out", str(blocker / "llr.pt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot write the model file" in err and "--out" in err
+    assert "train NLL" not in capsys.readouterr().out          # nothing was trained

@@ -16,6 +16,7 @@ import re
 import sys
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from ..errors import GeoslideError, GeoslideWarning
@@ -31,6 +32,27 @@ _AFTER_CTRL_C = {"features": " (it resumes where it stopped)",
                  "demo": " (it reuses what is complete)",
                  "prepare": " (nothing half-written was kept)",
                  "train": " (no model file was written)"}
+
+
+def check_writable(path: Path, what: str, option: str) -> None:
+    """Raise :class:`StoreWriteError` when ``path``'s folder cannot take a new file, before a
+    long computation rather than after it."""
+    import tempfile
+
+    from ..errors import StoreWriteError
+
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(0, f"{str(folder)!r} is a file, not a folder")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise StoreWriteError(
+            f"cannot write {what} {str(path)!r}: {exc.strerror or exc}; expected a folder you "
+            f"can write to; fix: choose another {option}, or make its folder writable") from None
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from . import check_writable
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -41,30 +43,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _unwritable(path: Path, reason: str) -> Exception:
-    from ..errors import StoreWriteError
-
-    return StoreWriteError(
-        f"cannot write the GeoTIFF {str(path)!r}: {reason}; expected a folder you can write "
-        "to; fix: choose another --out-tif, or make its folder writable")
-
-
-def _check_writable(path: Path) -> None:
-    """Raise StoreWriteError when ``path``'s folder cannot take a new file."""
-    import tempfile
-
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        if not folder.is_dir():
-            raise NotADirectoryError(0, f"{str(folder)!r} is a file, not a folder")
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise _unwritable(path, exc.strerror or str(exc)) from None
-
-
 def run(args: argparse.Namespace) -> int:
     import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
 
@@ -79,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     name = args.name or f"susceptibility_{model.name}"
     if args.out_tif:
-        _check_writable(Path(args.out_tif))  # before the map is computed, not after
+        check_writable(Path(args.out_tif), "the GeoTIFF", "--out-tif")  # before computing
     # the map this command rewrites may be unfinished (it resumes); the model's inputs not
     ds = open_zarr(args.store, allow_incomplete=True)
     needed = {base_variable(f) for f in model.feature_names}

@@ -69,8 +69,13 @@ def run(args: argparse.Namespace) -> int:
             from ..errors import UsageError
 
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, found {v}")
-    ds = open_zarr(args.store)
+    from pathlib import Path
+
+    from . import check_writable
+
     out = args.out or f"{args.model}.pt"
+    check_writable(Path(out), "the model file", "--out")  # before training, not after
+    ds = open_zarr(args.store)
     common = dict(preset=args.preset, seed=args.seed, split_seed=args.split_seed,
                   split_core=args.split_core, epochs=args.epochs, core=args.core,
                   halo=args.halo, device=args.device, threads=args.threads,
