@@ -39,6 +39,7 @@ _LAZY = {
     "train": "geoslide.train",
     "load_model": "geoslide.modelfile",
     "split_masks": "geoslide.splits",
+    "explain": "geoslide.explain",
 }
 
 

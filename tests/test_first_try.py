@@ -232,7 +232,8 @@ def test_guide_route_on_ecuador_points(data_dir, tmp_path, capsys):
     import rioxarray
 
     dem = rioxarray.open_rasterio(data_dir / "ecuador" / "ta.tif", masked=True).sel(band=4)
-    dem.attrs.pop("_FillValue", None)
+    for k in ("_FillValue", "long_name"):
+        dem.attrs.pop(k, None)
     dem.encoding = {}
     dem.rio.write_nodata(np.nan, encoded=False, inplace=True)
     dem.rio.to_raster(tmp_path / "dem.tif")
