@@ -9,6 +9,16 @@ registers the variable and sets the label to -1 wherever the new input is NaN.
 - ``slope``: degrees, Horn, edge-aware (finite wherever the elevation is).
 - ``aspect``: as ``aspect_sin`` and ``aspect_cos`` (sine and cosine of the downslope azimuth;
   both 0 where the surface is flat), so that north is not cut at 0/360 degrees.
+- ``curvature``: ``plan_curvature`` and ``profile_curvature``, 1/m, Zevenbergen & Thorne
+  (1987) as SAGA computes them (positive = convex; 0 where flat); ``plan_curvature`` or
+  ``profile_curvature`` alone by those names.
+- ``tpi``: topographic position index, m (elevation minus the mean within 100 m);
+  ``tpi:300`` for a 300 m radius, added as ``tpi_300m``.
+- ``relief``: max - min of the elevation within 100 m, m; ``relief:250`` -> ``relief_250m``.
+- ``roughness``: max - min of the 3x3 window, m (Wilson et al. 2007).
+
+All are edge-aware, finite wherever the elevation is (so they cost no labels), and lazy per
+chunk on dask input with a halo of the window's size (see :mod:`geoslide.terrain`).
 """
 from __future__ import annotations
 
@@ -19,7 +29,51 @@ import xarray as xr
 
 from .errors import GridMismatchError, InputError
 
-DERIVABLE = ("slope", "aspect")
+DEFAULT_RADIUS_M = 100.0
+"""Radius of ``tpi`` and ``relief`` when the name gives none."""
+
+_RADIAL = ("tpi", "relief")
+
+
+class _Derivable(tuple):
+    """The derivable names; ``in`` also accepts a radius option, e.g. ``"tpi:300"``."""
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            _parse(str(name))
+        except InputError:
+            return False
+        return True
+
+
+DERIVABLE = _Derivable(("slope", "aspect", "curvature", "plan_curvature", "profile_curvature",
+                        "tpi", "relief", "roughness"))
+
+
+def _parse(name: str) -> tuple[str, float | None]:
+    """``"tpi:300"`` -> ``("tpi", 300.0)``; ``"slope"`` -> ``("slope", None)``."""
+    base, sep, opt = str(name).strip().partition(":")
+    base = base.strip()
+    if not tuple.__contains__(DERIVABLE, base):
+        raise InputError(f"cannot derive {name!r}")
+    if not sep:
+        return base, (DEFAULT_RADIUS_M if base in _RADIAL else None)
+    if base not in _RADIAL:
+        raise InputError(f"cannot derive {name!r}: only {list(_RADIAL)} take a radius")
+    try:
+        radius = float(opt.strip().removesuffix("m"))
+    except ValueError:
+        raise InputError(f"cannot derive {name!r}: expected a radius in metres, e.g. "
+                         f"{base}:300") from None
+    if not np.isfinite(radius) or radius <= 0:
+        raise InputError(f"cannot derive {name!r}: expected a positive radius in metres")
+    return base, radius
+
+
+def _radial_name(base: str, radius: float) -> str:
+    if radius == DEFAULT_RADIUS_M:
+        return base
+    return f"{base}_{radius:g}m".replace(".", "p")
 
 
 def _names(ds: xr.Dataset) -> tuple[list[str], str]:
@@ -67,12 +121,15 @@ def add_inputs(ds: xr.Dataset, **arrays: xr.DataArray) -> xr.Dataset:
 def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation") -> xr.Dataset:
     """``ds`` with the terrain inputs ``names`` (among :data:`DERIVABLE`) computed from the
     ``elevation`` variable (metres) and added with :func:`add_inputs`. Lazy on dask input."""
-    from .terrain import aspect, slope
+    from .terrain import (aspect, plan_curvature, profile_curvature, relief, roughness, slope,
+                          tpi)
 
-    names = [str(n) for n in names]
+    names = [str(n).strip() for n in names]
     unknown = [n for n in names if n not in DERIVABLE]
     if unknown:
-        raise InputError(f"cannot derive {unknown}; expected names among {list(DERIVABLE)}")
+        raise InputError(f"cannot derive {unknown}; expected names among {list(DERIVABLE)} "
+                         "(tpi and relief take a radius in metres: tpi:300)")
+    parsed = [_parse(n) for n in names]
     if not names:
         return ds
     if elevation not in ds.data_vars:
@@ -82,16 +139,34 @@ def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation"
             "(CLI: --raster elevation=dem.tif)")
     dem = ds[elevation]
     new: dict[str, xr.DataArray] = {}
-    if "slope" in names:
+    bases = {b for b, _ in parsed}
+    if "slope" in bases:
         new["slope"] = slope(dem).astype(np.float32).assign_attrs(
             long_name="slope (Horn, edge-aware)", units="degrees")
-    if "aspect" in names:
+    if "aspect" in bases:
         az = aspect(dem)
         rad = np.deg2rad(az)
         flat = az.isnull() & dem.notnull()
         for part, fn in (("sin", np.sin), ("cos", np.cos)):
             new[f"aspect_{part}"] = fn(rad).where(~flat, 0.0).astype(np.float32).assign_attrs(
                 long_name=f"{part} of the aspect (downslope azimuth); 0 where flat", units="1")
+    for base, kind, fn in (("plan_curvature", "plan", plan_curvature),
+                           ("profile_curvature", "profile", profile_curvature)):
+        if base in bases or "curvature" in bases:
+            new[base] = fn(dem).astype(np.float32).assign_attrs(
+                long_name=f"{kind} curvature (Zevenbergen & Thorne 1987; + convex)",
+                units="1/m")
+    for base, radius in parsed:
+        if base == "tpi":
+            new[_radial_name(base, radius)] = tpi(dem, radius).astype(np.float32).assign_attrs(
+                long_name=f"topographic position index, disc of {radius:g} m", units="m")
+        elif base == "relief":
+            new[_radial_name(base, radius)] = relief(dem, radius).astype(
+                np.float32).assign_attrs(long_name=f"local relief, disc of {radius:g} m",
+                                         units="m")
+    if "roughness" in bases:
+        new["roughness"] = roughness(dem).astype(np.float32).assign_attrs(
+            long_name="roughness, max - min of the 3x3 window (Wilson et al. 2007)", units="m")
     for v in new.values():
         v.attrs = {k: v.attrs[k] for k in ("long_name", "units")}
     return add_inputs(ds, **new)

@@ -1,4 +1,4 @@
-"""Terrain derivatives of a DEM: slope and aspect with Horn's method.
+"""Terrain derivatives of a DEM: slope and aspect (Horn), curvature, TPI, relief, roughness.
 
 ``slope(dem)`` and ``aspect(dem)`` take an elevation ``DataArray`` with dims ``(y, x)``
 (metres, NaN for missing) and return a ``DataArray`` on the same grid (coords, CRS and attrs
@@ -33,7 +33,8 @@ from ._dims import conform_yx, sizes_text, spatial_fix
 from .errors import CRSError, DimensionError, GridMismatchError
 from .kernels.horn import horn_kernel
 
-__all__ = ["slope", "aspect", "horn", "horn_dask", "grid_spacing"]
+__all__ = ["slope", "aspect", "horn", "horn_dask", "grid_spacing", "plan_curvature",
+           "profile_curvature", "tpi", "relief", "roughness", "disc_offsets"]
 
 
 def grid_spacing(obj: xr.DataArray | xr.Dataset) -> tuple[float, float]:
@@ -182,3 +183,139 @@ def aspect(dem: xr.DataArray, *, edges: bool = True) -> xr.DataArray:
     Lazy when ``dem`` is dask-backed. A surface rising eastwards faces west: 270.
     """
     return _terrain(dem, "aspect", edges)
+
+
+# --- curvature, TPI, relief and roughness (kernels: geoslide.kernels.morph) -------------------
+
+CURVATURE_METHODS = {"evans-young": 0, "zevenbergen-thorne": 1}
+
+
+def _curv_block(block: np.ndarray, xres: float, yres: float, method: int, which: int
+                ) -> np.ndarray:
+    from .kernels.morph import curvature_kernel
+
+    dt = _out_dtype(block.dtype)
+    z = np.ascontiguousarray(block, dtype=dt)
+    plan = np.empty(z.shape, dtype=dt)
+    prof = np.empty(z.shape, dtype=dt)
+    curvature_kernel(z, float(xres), float(yres), int(method), plan, prof)
+    return plan if which == 0 else prof
+
+
+def disc_offsets(radius: float, xres: float, yres: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(dys, dxs)`` of the cells whose centres lie within ``radius`` metres of the centre
+    (centre included), row by row."""
+    ay, ax = abs(float(yres)), abs(float(xres))
+    hy, hx = int(np.floor(radius / ay + 1e-9)), int(np.floor(radius / ax + 1e-9))
+    dy, dx = np.mgrid[-hy:hy + 1, -hx:hx + 1]
+    keep = (dy * ay) ** 2 + (dx * ax) ** 2 <= radius * radius * (1 + 1e-12)
+    return dy[keep].astype(np.int64), dx[keep].astype(np.int64)
+
+
+def _disc_block(block: np.ndarray, dys: np.ndarray, dxs: np.ndarray, which: int) -> np.ndarray:
+    from .kernels.morph import disc_kernel
+
+    dt = _out_dtype(block.dtype)
+    z = np.ascontiguousarray(block, dtype=dt)
+    out = np.empty(z.shape, dtype=dt)
+    disc_kernel(z, dys, dxs, out, out, which == 0, which == 1)
+    return out
+
+
+def _windowed(dem: xr.DataArray, fn: Any, depth: tuple[int, int], name: str, attrs: dict,
+              **kw: Any) -> xr.DataArray:
+    """``fn(block, **kw)`` on the whole array (numpy) or per chunk with a NaN halo of
+    ``depth = (rows, cols)`` (dask ``map_overlap``): the same windows, so the same values."""
+    dem = _as_yx(dem)
+    data = dem.data
+    dt = _out_dtype(data.dtype)
+    if hasattr(data, "dask") or type(data).__module__.startswith("dask"):
+        import dask.array as da
+
+        chunks = data.chunks
+        out = da.map_overlap(fn, data.astype(dt), depth={0: depth[0], 1: depth[1]},
+                             boundary=np.nan, trim=True, dtype=dt, **kw)
+        if out.chunks != chunks:  # dask merged chunks thinner than the halo
+            out = out.rechunk(chunks)
+    else:
+        out = fn(np.asarray(data), **kw)
+    drop = {"units", "long_name", "standard_name", "_FillValue", "scale_factor", "add_offset",
+            "STATISTICS_MAXIMUM", "STATISTICS_MEAN", "STATISTICS_MINIMUM", "STATISTICS_STDDEV"}
+    keep = {k: v for k, v in dem.attrs.items() if k not in drop}
+    keep.update(attrs)
+    return xr.DataArray(out, coords=dem.coords, dims=("y", "x"), name=name, attrs=keep)
+
+
+def _method(method: str) -> int:
+    key = str(method).lower().replace("_", "-").replace(" ", "-")
+    if key in ("evans", "evans-young", "ey"):
+        key = "evans-young"
+    if key in ("zt", "zevenbergen", "zevenbergen-thorne"):
+        key = "zevenbergen-thorne"
+    if key not in CURVATURE_METHODS:
+        raise ValueError(f"curvature method {method!r}: expected one of "
+                         f"{list(CURVATURE_METHODS)}")
+    return CURVATURE_METHODS[key]
+
+
+def plan_curvature(dem: xr.DataArray, *, method: str = "zevenbergen-thorne") -> xr.DataArray:
+    """Plan (contour) curvature in 1/m: positive on convex contours (ridges, noses: flow
+    diverges), negative on concave ones (hollows: flow converges), 0 where flat.
+
+    3x3 quadratic (``method``: ``"evans-young"``, default, or ``"zevenbergen-thorne"``), formula
+    in :mod:`geoslide.kernels.morph`; finite wherever the elevation is (missing neighbours by
+    point reflection through the centre). Lazy when ``dem`` is dask-backed.
+    """
+    xres, yres = grid_spacing(_as_yx(dem))
+    return _windowed(dem, _curv_block, (1, 1), "plan_curvature",
+                     {"units": "1/m", "long_name": f"plan curvature ({method}); + convex"},
+                     xres=xres, yres=yres, method=_method(method), which=0)
+
+
+def profile_curvature(dem: xr.DataArray, *, method: str = "zevenbergen-thorne") -> xr.DataArray:
+    """Profile curvature (along the slope line) in 1/m: positive where the slope line is
+    convex (upper, rounded slopes: flow accelerates), negative where concave (foot slopes,
+    valley floors), 0 where flat. Method and edges as :func:`plan_curvature`.
+    """
+    xres, yres = grid_spacing(_as_yx(dem))
+    return _windowed(dem, _curv_block, (1, 1), "profile_curvature",
+                     {"units": "1/m", "long_name": f"profile curvature ({method}); + convex"},
+                     xres=xres, yres=yres, method=_method(method), which=1)
+
+
+def _disc(dem: xr.DataArray, radius: float, which: int, name: str, attrs: dict
+          ) -> xr.DataArray:
+    xres, yres = grid_spacing(_as_yx(dem))
+    radius = float(radius)
+    if not radius >= max(abs(xres), abs(yres)):
+        raise ValueError(f"radius {radius:g} m: expected at least one cell "
+                         f"({max(abs(xres), abs(yres)):g} m)")
+    dys, dxs = disc_offsets(radius, xres, yres)
+    depth = (int(np.abs(dys).max()), int(np.abs(dxs).max()))
+    return _windowed(dem, _disc_block, depth, name, attrs, dys=dys, dxs=dxs, which=which)
+
+
+def tpi(dem: xr.DataArray, radius: float = 100.0) -> xr.DataArray:
+    """Topographic position index (Weiss 2001), metres: elevation minus the mean elevation of
+    the cells within ``radius`` metres (a disc, centre excluded). Positive on ridges, negative
+    in valleys. Edge-aware: the mean is over the cells there (not NaN, inside the raster);
+    finite wherever the elevation is. Lazy when ``dem`` is dask-backed."""
+    return _disc(dem, radius, 0, "tpi", {"units": "m", "radius_m": float(radius),
+                                         "long_name": f"TPI, disc of {float(radius):g} m"})
+
+
+def relief(dem: xr.DataArray, radius: float = 100.0) -> xr.DataArray:
+    """Local relief, metres: max - min of the elevation within ``radius`` metres (a disc,
+    centre included), over the cells there; finite wherever the elevation is."""
+    return _disc(dem, radius, 1, "relief", {"units": "m", "radius_m": float(radius),
+                                            "long_name": f"relief, disc of {float(radius):g} m"})
+
+
+def roughness(dem: xr.DataArray) -> xr.DataArray:
+    """Roughness (Wilson et al. 2007, as GDAL): max - min of the 3x3 window, metres, over the
+    cells there (edge-aware); finite wherever the elevation is."""
+    dem = _as_yx(dem)
+    dys, dxs = (a.ravel().astype(np.int64) for a in np.mgrid[-1:2, -1:2])
+    return _windowed(dem, _disc_block, (1, 1), "roughness",
+                     {"units": "m", "long_name": "roughness (max - min of 3x3, Wilson 2007)"},
+                     dys=dys, dxs=dxs, which=1)
