@@ -30,7 +30,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor used to read CRS / 
 import xarray as xr
 
 from ._dims import conform_yx, sizes_text, spatial_fix
-from .errors import CRSError, DimensionError, GridMismatchError
+from .errors import CRSError, DimensionError, GridMismatchError, InputError
 from .kernels.horn import horn_kernel
 
 __all__ = ["slope", "aspect", "horn", "horn_dask", "grid_spacing", "plan_curvature",
@@ -253,7 +253,7 @@ def _method(method: str) -> int:
     if key in ("zt", "zevenbergen", "zevenbergen-thorne"):
         key = "zevenbergen-thorne"
     if key not in CURVATURE_METHODS:
-        raise ValueError(f"curvature method {method!r}: expected one of "
+        raise InputError(f"curvature method {method!r}: expected one of "
                          f"{list(CURVATURE_METHODS)}")
     return CURVATURE_METHODS[key]
 
@@ -288,7 +288,7 @@ def _disc(dem: xr.DataArray, radius: float, which: int, name: str, attrs: dict
     xres, yres = grid_spacing(_as_yx(dem))
     radius = float(radius)
     if not radius >= max(abs(xres), abs(yres)):
-        raise ValueError(f"radius {radius:g} m: expected at least one cell "
+        raise InputError(f"radius {radius:g} m: expected at least one cell "
                          f"({max(abs(xres), abs(yres)):g} m)")
     dys, dxs = disc_offsets(radius, xres, yres)
     depth = (int(np.abs(dys).max()), int(np.abs(dxs).max()))
