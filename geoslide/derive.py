@@ -76,6 +76,17 @@ def _radial_name(base: str, radius: float) -> str:
     return f"{base}_{radius:g}m".replace(".", "p")
 
 
+def derive_name(variable: str) -> str | None:
+    """The ``derive`` name that makes ``variable`` (``"aspect_cos"`` -> ``"aspect"``,
+    ``"tpi_300m"`` -> ``"tpi:300"``), or None when no derivative does."""
+    if variable in ("aspect_sin", "aspect_cos"):
+        return "aspect"
+    for base in _RADIAL:
+        if variable.startswith(base + "_") and variable.endswith("m"):
+            return f"{base}:{variable[len(base) + 1:-1].replace('p', '.')}"
+    return variable if variable != "aspect" and variable in DERIVABLE else None
+
+
 def _names(ds: xr.Dataset) -> tuple[list[str], str]:
     cont = ds.attrs.get("geoslide:continuous")
     if isinstance(cont, str):

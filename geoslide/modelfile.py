@@ -137,7 +137,7 @@ def save_model(model: TrainedModel, path: str | os.PathLike) -> Path:
 
 def missing_message(model: TrainedModel, ds: xr.Dataset, missing: list[str]) -> str:
     """What the model needs that ``ds`` lacks, and how to get each kind of variable."""
-    from .derive import DERIVABLE
+    from .derive import derive_name
     from .inputs import ALIGNED_RE
 
     n = len(missing)
@@ -150,8 +150,8 @@ def missing_message(model: TrainedModel, ds: xr.Dataset, missing: list[str]) -> 
         fixes.append("compute the aligned features: `geoslide features STORE --distances "
                      + " ".join(f"{d:g}" for d in dists)
                      + (f" --features {' '.join(bases)}`" if bases else "`"))
-    derived = {"slope": "slope", "aspect_sin": "aspect", "aspect_cos": "aspect"}
-    derive = sorted({derived[m] for m in missing if m in derived and derived[m] in DERIVABLE})
+    derived = {m: derive_name(m) for m in missing if derive_name(m)}
+    derive = sorted(set(derived.values()))
     if derive:
         fixes.append(f"derive them at prepare time: `geoslide prepare ... --derive "
                      f"{','.join(derive)}` (Python: geoslide.derive(ds, {derive}))")
