@@ -147,7 +147,7 @@ def test_derive_aspect_as_sin_cos(kashmir):
     np.testing.assert_allclose(s ** 2 + c ** 2, 1, atol=1e-5)   # no flat pixel here
     assert ds.attrs["geoslide:continuous"][-2:] == ["aspect_sin", "aspect_cos"]
     with pytest.raises(InputError, match="expected names among"):
-        derive(ds, ["curvature"])
+        derive(ds, ["wetness"])
 
 
 def test_kfold_scores_every_fold(kashmir, tmp_path):
