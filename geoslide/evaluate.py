@@ -189,6 +189,7 @@ def evaluate(
     n_bins: int = 10,
     n_classes: int = 5,
     n_boot: int | None = None,
+    importance: int = 0,
 ) -> Evaluation:
     """Evaluate ``models`` (TrainedModels or model file paths) on the test pixels of a split.
 
@@ -209,6 +210,9 @@ def evaluate(
     n_boot : replicates of the spatial block bootstrap giving 95% intervals of test NLL and
         AUC of every map and of its difference to the best peer (blocks = the split's
         windows; default :data:`geoslide.intervals.N_BOOT`; 0: no intervals).
+    importance : repeats of the permutation importance per input group
+        (:func:`geoslide.explain.permutation_importance`) of every model and peer on the
+        scored test pixels, into ``results[name]["importance"]`` and the report (0: none).
     """
     from .predict import predict
 
@@ -225,6 +229,7 @@ def evaluate(
     labels = _labels(ds)
 
     results: dict[str, dict[str, Any]] = {}
+    scorers: dict[str, Any] = dict(zip(names, loaded))
     out_maps: dict[str, np.ndarray] = {}
     histories: dict[str, list[dict[str, Any]]] = {}
     given = dict(maps or {})
@@ -265,6 +270,7 @@ def evaluate(
         fitted = fit_peer(ds, peer, masks["train"], seed=int(settings.get("seed", 0) or 0),
                           max_train=max_peer_train, **dict((peer_kwargs or {}).get(peer, {})))
         out_maps[peer] = fitted.predict_map(ds)
+        scorers[peer] = fitted
         results[peer] = {"kind": "peer", "model": peer, "label": PEER_LABELS.get(peer, peer),
                          "features": fitted.feature_names, "info": fitted.info,
                          "fit_predict_seconds": time.perf_counter() - t0}
@@ -279,6 +285,15 @@ def evaluate(
         results[name].update(_score(labels, prob, scored, n_bins, n_classes))
 
     best_peer = _intervals(labels, out_maps, scored["test"], results, settings, n_boot)
+    if importance:
+        from .explain import permutation_importance
+
+        for name, scorer in scorers.items():
+            if results[name].get("model") == "random":
+                continue  # the chance baseline reads no input
+            imp = permutation_importance(ds, scorer, scored["test"], n_repeats=int(importance),
+                                         seed=int(settings.get("seed", 0) or 0), device=device)
+            results[name]["importance"] = imp.to_json()
 
     ytr, _ = M.pixels(labels, np.zeros(labels.shape), scored["train"])
     yte, _ = M.pixels(labels, np.zeros(labels.shape), scored["test"])

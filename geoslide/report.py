@@ -28,6 +28,7 @@ FIGURES = {
     "rates": "success_prediction_rate.png",
     "classes": "susceptibility_classes.png",
     "validation": "validation_nll.png",
+    "importance": "importance.png",
 }
 
 
@@ -89,6 +90,28 @@ def differences_table(ev: "Evaluation") -> str:
 
 def _fmt_signed(v: float) -> str:
     return "–" if v is None or not math.isfinite(v) else f"{v:+.3f}"
+
+
+def importance_table(ev: "Evaluation") -> str:
+    """One row per input group, one column per map: Δ test NLL [95% interval]."""
+    named = [(r.get("label", n), r["importance"]) for n, r in ev.results.items()
+             if r.get("importance")]
+    if not named:
+        return ""
+    groups: list[str] = []
+    for _, imp in named:
+        groups += [g["group"] for g in imp["groups"] if g["group"] not in groups]
+    head = ("| input group | " + " | ".join(label for label, _ in named) + " |\n|---|"
+            + "---|" * len(named))
+    rows = []
+    for g in groups:
+        cells = []
+        for _, imp in named:
+            r = next((x for x in imp["groups"] if x["group"] == g), None)
+            cells.append("–" if r is None else
+                         f"{r['nll']:+.4f} [{r['nll_low']:+.4f}, {r['nll_high']:+.4f}]")
+        rows.append(f"| {g} | " + " | ".join(cells) + " |")
+    return head + "\n" + "\n".join(rows)
 
 
 def classes_table(ev: "Evaluation") -> str:
@@ -200,6 +223,15 @@ def markdown(ev: "Evaluation", figures: dict[str, str], title: str = "geoslide e
             "See geoslide.peers for their settings.",
             "",
         ]
+    it = importance_table(ev)
+    if it:
+        lines += ["## Which factors drive the map", "",
+                  "Permutation importance: the increase in test NLL (and the decrease in AUC) "
+                  "when one input group is shuffled jointly over the test pixels (each "
+                  "continuous variable, each class raster's one-hot group, the aligned features "
+                  "of each distance); mean over the repeats with a 95% interval "
+                  "(geoslide.explain). A group near 0 is one the map does not rely on.", "",
+                  it, ""]
     ct = classes_table(ev)
     if ct:
         lines += ["## Susceptibility classes", "",
@@ -256,6 +288,9 @@ def write_report(ev: "Evaluation", out: str | os.PathLike, *, ds: "xr.Dataset | 
         figs["success- and prediction-rate curves"] = plots.rate_curves(
             res, out / FIGURES["rates"]).name
         figs["susceptibility classes"] = plots.class_shares(res, out / FIGURES["classes"]).name
+        if any(r.get("importance") for r in res.values()):
+            figs["permutation importance"] = plots.importance_bars(
+                res, out / FIGURES["importance"]).name
     if ev.histories:
         hist = {ev.results.get(n, {}).get("label", n): h for n, h in ev.histories.items()}
         figs["validation NLL per epoch"] = plots.validation_curves(

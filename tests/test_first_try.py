@@ -285,3 +285,22 @@ def test_unwritable_model_path_fails_before_training(basin_store, tmp_path, caps
     err = capsys.readouterr().err
     assert rc == 2 and "cannot write the model file" in err and "--out" in err
     assert "train NLL" not in capsys.readouterr().out          # nothing was trained
+
+
+def test_report_has_importance_per_input_group(basin_store, tmp_path):
+    from geoslide.store import open_zarr
+    from geoslide.train import train
+
+    ds = open_zarr(basin_store).load()
+    model = tmp_path / "llr.pt"
+    train(ds, "llr", preset="quick", progress=False, keep_failed=True, out=model)
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(basin_store), str(model), "--peers", "--importance", "2",
+                 "--out", str(out), "--quiet", "--n-boot", "20"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    groups = {g["group"] for g in m["models"]["llr"]["importance"]["groups"]}
+    assert groups == {"elevation", "slope"}                          # LLR reads no aligned
+    peer = {g["group"] for g in m["models"]["logreg+aligned"]["importance"]["groups"]}
+    assert {"aligned 30 m", "aligned 100 m", "aligned 300 m"} <= peer
+    assert "## Which factors drive the map" in (out / "report.md").read_text()
+    assert (out / "importance.png").stat().st_size > 1000

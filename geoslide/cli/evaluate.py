@@ -40,6 +40,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, metavar="N",
                    help="replicates of the spatial block bootstrap for the 95%% intervals "
                         "(default 200; 0: none)")
+    p.add_argument("--importance", type=int, default=0, metavar="REPEATS",
+                   help="permutation importance of every input group for every model and "
+                        "peer, with REPEATS shuffles each (e.g. 5; default 0: none)")
     p.add_argument("--out", default="report", metavar="DIR",
                    help="output folder (default ./report); existing report files are replaced")
     p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     ev = evaluate(ds, args.models, split=args.split, band=args.band, fold=args.fold,
                   seed=args.seed, core=args.core, peers=args.peers,
                   max_peer_train=args.max_peer_train, out=args.out, progress=not args.quiet,
-                  device=args.device, n_boot=args.n_boot)
+                  device=args.device, n_boot=args.n_boot,
+                  importance=args.importance)
     print(ev.table())
     print(f"\nreport: {ev.files['report']}\nmetrics: {ev.files['metrics']}\nfigures: "
           f"{args.out}/*.png")
