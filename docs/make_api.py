@@ -72,8 +72,16 @@ def section(name: str) -> str:
         elif inspect.isclass(obj):
             lines.append(f"- **class** `{n}{_sig(obj)}` — {_first_line(obj)}")
             for m, f in vars(obj).items():
-                if not m.startswith("_") and inspect.isfunction(f):
+                if m.startswith("_"):
+                    continue
+                if inspect.isfunction(f):
                     lines.append(f"  - `.{m}{_sig(f)}` — {_first_line(f)}")
+                elif hasattr(f, "target"):  # accessor forwarding: the target's signature
+                    t = f.target()
+                    sig = _sig(t).split(", ", 1)
+                    rest = "(" + sig[1] if len(sig) > 1 else "()" + _sig(t).split(")", 1)[1]
+                    lines.append(f"  - `.{m}{rest}` — {_first_line(t)} (`{t.__module__}."
+                                 f"{t.__name__}`)")
         elif callable(obj):
             lines.append(f"- `{n}{_sig(obj)}` — {_first_line(obj)}")
         else:

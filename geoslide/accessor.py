@@ -1,18 +1,43 @@
 """The ``ds.geoslide`` accessor: a thin front door over the module functions.
 
-Every method forwards to a pure function taking the Dataset as first argument, so a notebook
-user, the CLI and a dask user run the same code.
+Every method forwards to a pure function taking the Dataset (or DataArray) as first
+argument, so a notebook user, the CLI and a dask user run the same code. The methods are
+resolved when first used (``import geoslide`` stays light) and carry the target's real
+signature and docstring, so ``help(ds.geoslide.predict)`` and tab completion show its
+parameters.
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 from typing import Any
 
 import xarray as xr
 
 
-def _call(module: str, name: str, *args: Any, **kwargs: Any) -> Any:
-    return getattr(importlib.import_module(f"geoslide.{module}"), name)(*args, **kwargs)
+class _Forward:
+    """A method forwarding to ``geoslide.<module>.<name>(obj, ...)``."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def target(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(f"geoslide.{self.module}"), self.name)
+
+    def __get__(self, accessor: Any, owner: type | None = None) -> Any:
+        fn = self.target()
+        if accessor is None:
+            return fn
+        obj = accessor._obj
+
+        @functools.wraps(fn)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return fn(obj, *args, **kwargs)
+
+        sig = inspect.signature(fn)
+        method.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
+        return method
 
 
 @xr.register_dataset_accessor("geoslide")
@@ -20,39 +45,25 @@ class GeoslideAccessor:
     """``ds.geoslide.<method>(...)`` == ``geoslide.<module>.<method>(ds, ...)``."""
 
     def __init__(self, ds: xr.Dataset) -> None:
-        self._ds = ds
+        self._obj = ds
 
-    def to_zarr(self, path: str, **kwargs: Any) -> Any:
-        """Write atomically to a Zarr store (see :func:`geoslide.store.to_zarr`)."""
-        return _call("store", "to_zarr", self._ds, path, **kwargs)
+    to_zarr = _Forward("store", "to_zarr")
+    derive = _Forward("derive", "derive")
+    add_inputs = _Forward("derive", "add_inputs")
+    aligned_features = _Forward("align", "aligned_features")
+    train = _Forward("train", "train")
+    split_masks = _Forward("splits", "split_masks")
+    predict = _Forward("predict", "predict")
+    evaluate = _Forward("evaluate", "evaluate")
+    explain = _Forward("explain", "permutation_importance")
 
     def to_geotiff(self, variable: str, path: str, **kwargs: Any) -> Any:
         """Write one variable as a (Cloud-Optimised) GeoTIFF (see :func:`geoslide.io.to_geotiff`)."""
-        return _call("io", "to_geotiff", self._ds[variable], path, **kwargs)
-
-    def standardize(self, **kwargs: Any) -> xr.Dataset:
-        """Standardise continuous variables (see :func:`geoslide.io.standardize`)."""
-        return _call("io", "standardize", self._ds, **kwargs)
+        return _Forward("io", "to_geotiff").target()(self._obj[variable], path, **kwargs)
 
     def slope(self, elevation: str = "elevation", **kwargs: Any) -> xr.DataArray:
         """Slope in degrees (Horn) of an elevation variable (see :func:`geoslide.terrain.slope`)."""
-        return _call("terrain", "slope", self._ds[elevation], **kwargs)
-
-    def aligned_features(self, **kwargs: Any) -> xr.Dataset:
-        """Self-aligned features (see :func:`geoslide.align.aligned_features`)."""
-        return _call("align", "aligned_features", self._ds, **kwargs)
-
-    def train(self, model: str = "sacnn", **kwargs: Any) -> Any:
-        """Train a model on this Dataset (see :func:`geoslide.train.train`)."""
-        return _call("train", "train", self._ds, model, **kwargs)
-
-    def split_masks(self, kind: str = "band", **kwargs: Any) -> dict:
-        """Train / validation / test masks (see :func:`geoslide.splits.split_masks`)."""
-        return _call("splits", "split_masks", self._ds, kind, **kwargs)
-
-    def predict(self, model: Any, **kwargs: Any) -> xr.DataArray:
-        """Susceptibility map of a trained model (see :func:`geoslide.predict.predict`)."""
-        return _call("predict", "predict", self._ds, model, **kwargs)
+        return _Forward("terrain", "slope").target()(self._obj[elevation], **kwargs)
 
 
 @xr.register_dataarray_accessor("geoslide")
@@ -60,16 +71,8 @@ class GeoslideArrayAccessor:
     """``da.geoslide.<method>(...)`` for single rasters."""
 
     def __init__(self, da: xr.DataArray) -> None:
-        self._da = da
+        self._obj = da
 
-    def to_geotiff(self, path: str, **kwargs: Any) -> Any:
-        """Write as a (Cloud-Optimised) GeoTIFF (see :func:`geoslide.io.to_geotiff`)."""
-        return _call("io", "to_geotiff", self._da, path, **kwargs)
-
-    def slope(self, **kwargs: Any) -> xr.DataArray:
-        """Slope in degrees (see :func:`geoslide.terrain.slope`)."""
-        return _call("terrain", "slope", self._da, **kwargs)
-
-    def aspect(self, **kwargs: Any) -> xr.DataArray:
-        """Aspect in degrees clockwise from north (see :func:`geoslide.terrain.aspect`)."""
-        return _call("terrain", "aspect", self._da, **kwargs)
+    to_geotiff = _Forward("io", "to_geotiff")
+    slope = _Forward("terrain", "slope")
+    aspect = _Forward("terrain", "aspect")
