@@ -18,14 +18,15 @@ from .patches import PatchDataset, collate
 def init_output_bias(module: torch.nn.Module, positive_rate: float) -> None:
     """Set the bias of the last convolution to logit(positive_rate), so training starts from
     the training set's base rate instead of 0.5 (fewer steps spent learning the imbalance)."""
-    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
-    if not convs or not 0 < positive_rate < 1:
+    last = last_conv(module)
+    if last is None or not 0 < positive_rate < 1:
         return
     with torch.no_grad():
-        convs[-1].bias.fill_(math.log(positive_rate / (1 - positive_rate)))
+        last.bias.fill_(math.log(positive_rate / (1 - positive_rate)))
 
 
 def last_conv(module: torch.nn.Module) -> torch.nn.Conv2d | None:
+    """The last convolution with a bias: the layer whose bias shifts every output logit."""
     convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
     return convs[-1] if convs else None
 
@@ -40,8 +41,8 @@ def recalibrate(module: torch.nn.Module, dataset: PatchDataset, device: torch.de
     last = last_conv(module)
     if last is None:
         return 0.0
-    subset = torch.utils.data.Subset(dataset, [int(np.flatnonzero(dataset.index == p)[0])
-                                               for p in dataset.patches])
+    first = np.unique(dataset.index, return_index=True)[1]  # each patch once
+    subset = torch.utils.data.Subset(dataset, first.tolist())
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, collate_fn=collate)
     zs, ys = [], []
     module.eval()
@@ -63,7 +64,6 @@ def recalibrate(module: torch.nn.Module, dataset: PatchDataset, device: torch.de
     with torch.no_grad():
         last.bias += float(b)
     return float(b)
-
 
 
 __all__ = ["init_output_bias", "last_conv", "recalibrate"]

@@ -32,10 +32,10 @@ FIGURES = {
 }
 
 
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+def _fmt(v: Any, digits: int = 4, sign: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    return f"{v:.{digits}f}"
+    return f"{v:{'+' if sign else ''}.{digits}f}"
 
 
 def _ci(r: dict, key: str, digits: int) -> str:
@@ -77,8 +77,9 @@ def differences_table(ev: "Evaluation") -> str:
         if name == best or "nll_diff" not in iv:
             continue
         (dn, ln, hn), (da, la, ha) = iv["nll_diff"], iv["auc_diff"]
-        rows.append(f"| {r.get('label', name)} | {dn:+.4f} [{ln:+.4f}, {hn:+.4f}] | "
-                    f"{_fmt_signed(da)} [{_fmt_signed(la)}, {_fmt_signed(ha)}] |")
+        rows.append(f"| {r.get('label', name)} | {_fmt(dn, 4, True)} [{_fmt(ln, 4, True)}, "
+                    f"{_fmt(hn, 4, True)}] | "
+                    f"{_fmt(da, 3, True)} [{_fmt(la, 3, True)}, {_fmt(ha, 3, True)}] |")
     if not rows:
         return ""
     label = ev.results[best].get("label", best)
@@ -86,10 +87,6 @@ def differences_table(ev: "Evaluation") -> str:
             "AUC differences favour the method; an interval that excludes 0 is a difference "
             "the test pixels support.\n\n| method | Δ test NLL [95% CI] | Δ test AUC [95% CI] "
             "|\n|---|---|---|\n" + "\n".join(rows))
-
-
-def _fmt_signed(v: float) -> str:
-    return "–" if v is None or not math.isfinite(v) else f"{v:+.3f}"
 
 
 def importance_table(ev: "Evaluation") -> str:
@@ -109,7 +106,8 @@ def importance_table(ev: "Evaluation") -> str:
         for _, imp in named:
             r = next((x for x in imp["groups"] if x["group"] == g), None)
             cells.append("–" if r is None else
-                         f"{r['nll']:+.4f} [{r['nll_low']:+.4f}, {r['nll_high']:+.4f}]")
+                         f"{_fmt(r['nll'], 4, True)} [{_fmt(r['nll_low'], 4, True)}, "
+                         f"{_fmt(r['nll_high'], 4, True)}]")
         rows.append(f"| {g} | " + " | ".join(cells) + " |")
     return head + "\n" + "\n".join(rows)
 

@@ -184,16 +184,17 @@ def describe(masks: dict[str, np.ndarray], labels: np.ndarray | None = None) -> 
     return out
 
 
-def split_with_validation(ds: Any, split: str, seed: int, kwargs: dict[str, Any]
-                          ) -> dict[str, np.ndarray]:
+def split_with_validation(ds: Any, split: str, seed: int, kwargs: dict[str, Any], *,
+                          labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The split's masks; when validation holds fewer than ``MIN_LANDSLIDES`` landslide pixels
     and ``val_fraction`` was not given, it grows (0.15 .. 0.3 of the non-test pixels) until it
     does, so that the best epoch is not chosen on a handful of pixels (``kwargs`` records the
-    fraction used, for evaluation to rebuild the same split)."""
+    fraction used, for evaluation to rebuild the same split). ``labels``: the Dataset's
+    labels when the caller has them already."""
     from .inputs import to_label_array
     from .intervals import MIN_LANDSLIDES
 
-    labels = to_label_array(ds)
+    labels = to_label_array(ds) if labels is None else labels
     masks = split_masks(ds, split, seed=seed, **kwargs)
     if "val_fraction" in kwargs or split == "paper":
         return masks

@@ -197,11 +197,12 @@ def train(
     split_kwargs["core"] = int(split_core or split_kwargs.get("core") or recipe["split_core"])
     if split == "band":
         split_kwargs.setdefault("val_shape", recipe.get("split_val_shape", "windows"))
-    masks = split_with_validation(ds, split, split_seed, split_kwargs)
+    labels = to_label_array(ds)
+    masks = split_with_validation(ds, split, split_seed, split_kwargs, labels=labels)
     normalization = compute_normalization(ds, features, masks["train"])
 
     n_members = 1 if name == "random" else max(int(recipe.get("ensemble", 1) or 1), 1)
-    train_labels = to_label_array(ds)[masks["train"]]
+    train_labels = labels[masks["train"]]
     train_labels = train_labels[train_labels >= 0]
     positive_rate = float((train_labels == 1).mean()) if train_labels.size else 0.0
 
@@ -220,7 +221,7 @@ def train(
     train_set = PatchDataset(ds, features, normalization, mask=masks["train"],
                              oversample=recipe["oversample"], **common)
     val_set = PatchDataset(ds, features, normalization, mask=masks["val"], **common)
-    sets = H.set_summary(to_label_array(ds), masks, {"train": train_set, "val": val_set})
+    sets = H.set_summary(labels, masks, {"train": train_set, "val": val_set})
     if progress:
         print(f"{name}: {recipe['core']} px cores, {split_kwargs['core']} px split windows\n"
               + H.format_summary(sets), flush=True)
@@ -246,7 +247,7 @@ def train(
                             "val_auc": _auc(yv, pv), "lr": 0.0, "seconds": 0.0})
             best_state, best_epoch, best_val = copy.deepcopy(module.state_dict()), 1, val_nll
         elif n_members == 1:
-            best_state, best_epoch, best_val = _fit(
+            best_state, best_epoch, best_val, (yv, pv) = _fit(
                 module, train_set, val_loader, recipe, features, dev, seed, progress, history
             )
         else:  # seed ensemble: members trained with seeds seed .. seed + k - 1
@@ -254,7 +255,7 @@ def train(
             for i in range(n_members):
                 member = module if i == 0 else new_member(seed + i)
                 member_hist: list[dict[str, Any]] = []
-                state, ep, val = _fit(member, train_set, val_loader, recipe, features, dev,
+                state, ep, val, _ = _fit(member, train_set, val_loader, recipe, features, dev,
                                       seed + i, progress, member_hist)
                 member.load_state_dict(state)
                 members.append(member)
@@ -274,8 +275,7 @@ def train(
     module.load_state_dict(best_state)
     check = None
     if name != "random":  # the chance baseline is not expected to learn
-        val_nll, yv, pv = evaluate_nll(module, val_loader, dev)
-        check = H.health(val_nll, yv, pv, positive_rate)
+        check = H.health(best_val, yv, pv, positive_rate)  # the chosen epoch's validation
         if not keep_failed:
             H.check_learnt(check, name)
     module.eval().cpu()
@@ -320,7 +320,9 @@ def _fit(
     seed: int,
     progress: bool,
     history: list[dict[str, Any]],
-) -> tuple[dict[str, torch.Tensor], int, float]:
+) -> tuple[dict[str, torch.Tensor], int, float, tuple[np.ndarray, np.ndarray]]:
+    """Train ``module``; returns the best epoch's state, number, validation NLL and its
+    validation (labels, probabilities)."""
     from tqdm.auto import tqdm
 
     opt_name = str(recipe["optimizer"]).lower()
@@ -343,6 +345,7 @@ def _fit(
                                          pin_memory=dev.type == "cuda")
     gen = torch.Generator().manual_seed(seed)
     best_state, best_epoch, best_val = copy.deepcopy(module.state_dict()), 0, math.inf
+    best_pred: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
     stale = 0
     n_epochs = int(recipe["epochs"])
     bar = tqdm(total=n_epochs * len(loader), disable=not progress, unit="batch",
@@ -379,6 +382,7 @@ def _fit(
             if val_nll < best_val:
                 best_val, best_epoch, stale = val_nll, epoch, 0
                 best_state = copy.deepcopy(module.state_dict())  # with its shift
+                best_pred = (yv, pv)
             else:
                 stale += 1
             if shift:  # training goes on from the unshifted weights
@@ -388,4 +392,4 @@ def _fit(
                 break
     finally:
         bar.close()
-    return best_state, best_epoch, best_val
+    return best_state, best_epoch, best_val, best_pred

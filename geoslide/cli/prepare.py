@@ -51,9 +51,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="a --raster of class codes to one-hot encode (repeatable)")
     p.add_argument("--inventory", metavar="PATH",
                    help="landslide polygons or points (shp, gpkg, geojson, ...)")
+    from ..derive import DERIVABLE
+
     p.add_argument("--derive", action="append", metavar="NAME[,NAME]",
-                   help="terrain inputs computed from the raster named elevation: slope "
-                        "(degrees), aspect (as aspect_sin, aspect_cos); repeatable")
+                   help="terrain inputs computed from the raster named elevation, among "
+                        f"{', '.join(DERIVABLE)} (aspect as aspect_sin, aspect_cos; tpi:300 "
+                        "and relief:300 for a radius in metres); repeatable")
     p.add_argument("--distance", action="append", metavar="NAME=PATH[,MAX_METRES]",
                    help="input dist_NAME: metres from each pixel to the nearest line, polygon "
                         "(0 inside) or point of a vector file, capped at MAX_METRES (default "
@@ -136,9 +139,9 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
     from ..derive import derive
     from ..io import stack
 
-    derived = _derive_names(args)
-    from ..distance import parse_spec
+    from ..distance import add_distances, parse_spec
 
+    derived = _derive_names(args)
     distances = dict(parse_spec(v) for v in args.distance or [])  # name -> (path, cap)
     target = list(args.target)
     if len(target) == 2:
@@ -150,8 +153,6 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
         except KeyError as exc:
             raise UsageError(str(exc).strip("'\"")) from None
         ds = datasets.load(name, data_dir=args.data_dir, chunks=args.chunks)
-        from ..distance import add_distances
-
         return add_distances(derive(ds, derived), distances), Path(out)
     if len(target) != 1:
         raise UsageError(f"expected [DATASET] OUT, found {len(target)} arguments {target}")
