@@ -48,7 +48,7 @@ ONEHOT = [list(range(5, 22))]   # the 17 one-hot layers of ``tiled_inputs``: one
 
 # --------------------------------------------------------------------------- inputs
 def data_dir() -> Path:
-    from geoslide.datasets import data_dir as dd
+    from geoslide.prepare.datasets import data_dir as dd
 
     return Path(dd())
 
@@ -57,7 +57,7 @@ def tiled_inputs(size: int, n_onehot: int = 17) -> tuple[np.ndarray, list[np.nda
     """Elevation and 22 features on a mirror-tiled ``size`` x ``size`` grid (float32)."""
     import rioxarray
 
-    from geoslide.terrain import horn
+    from geoslide.features.terrain import horn
 
     ta = rioxarray.open_rasterio(data_dir() / "ecuador" / "ta.tif", masked=True).values
     bands = {}
@@ -92,7 +92,7 @@ def _shift(a: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
 
 def streaming_numpy(z, feats, distances, res):
     """Plain numpy, running maximum: one whole-array shift + compare per ring cell."""
-    from geoslide.align import ring_azimuths, ring_offsets
+    from geoslide.features.rings import ring_azimuths, ring_offsets
 
     h, w = z.shape
     zz = np.where(np.isnan(z), -np.inf, z)
@@ -122,7 +122,7 @@ def stack_argmax_numpy(z, feats, distances, res):
     """The shift-stack-argmax way (as the paper's public code): a (K, H, W) stack of shifted
     elevations per distance, argmax over it, then each feature's shifted stack and
     take_along_axis. Memory: K x H x W per stack."""
-    from geoslide.align import ring_azimuths, ring_offsets
+    from geoslide.features.rings import ring_azimuths, ring_offsets
 
     h, w = z.shape
     zz = np.where(np.isnan(z), -np.inf, z)
@@ -199,7 +199,7 @@ def load() -> str:
 
 # --------------------------------------------------------------------------- part 1
 def throughput(size: int, crop: int, threads: int | None) -> dict:
-    from geoslide.align import align_numpy
+    from geoslide.features.rings import align_numpy
 
     print(f"inputs: Ecuador mirror-tiled to {size} x {size}, 22 features, distances "
           f"{DISTANCES} m at {RES:g} m", flush=True)
@@ -296,7 +296,7 @@ _MEASURE = r"""
 import resource, sys, time, json
 import rioxarray
 from geoslide.store import open_zarr, write_variables
-from geoslide.align import aligned_features
+from geoslide.features.align import aligned_features
 import dask
 ds = open_zarr({path!r})
 al = aligned_features(ds, (30, 100, 300), ["slope", "elevation", "cplan", "band_0"])

@@ -18,8 +18,8 @@ import numpy as np
 import rioxarray
 import xarray as xr
 
-from geoslide.datasets import data_dir
-from geoslide.terrain import (disc_offsets, plan_curvature, profile_curvature, relief,
+from geoslide.prepare.datasets import data_dir
+from geoslide.features.terrain import (disc_offsets, plan_curvature, profile_curvature, relief,
                               roughness, tpi)
 
 

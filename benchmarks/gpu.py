@@ -15,7 +15,7 @@ CUDA against this machine's CPU, then the CUDA tests.
    Kashmir rasters (with their quick-preset aligned features, computed on the original grid;
    ``np.pad(mode="symmetric")`` on the index vectors, written with ``geoslide.store.to_zarr``,
    not timed), an UNTRAINED quick-width SACNN (seed 0: the cost of a pass does not depend on
-   the weights; its map means nothing), ``geoslide.predict.predict(..., device="cuda")`` from
+   the weights; its map means nothing), ``geoslide.maps.predict.predict(..., device="cuda")`` from
    the store, Mpx/s end to end (target >= 200 Mpx/s); and the network alone (windows already
    on the device, fp32 and bf16 autocast) to tell the model from the pipeline.
 3. ``pytest -m gpu tests/test_gpu.py`` (CUDA equals CPU within the stated tolerances; a model
@@ -61,7 +61,7 @@ def log(msg: str = "") -> None:
 
 # --------------------------------------------------------------------------- 1. training
 def training_figures(args, cuda: bool) -> dict[str, float]:
-    from geoslide.presets import get_preset
+    from geoslide.learn.presets import get_preset
 
     core, halo = (32, 16) if args.quick else (500, 64)
     _, feats, _, pds, _ = tb.kashmir_setup("paper", core, halo)
@@ -140,7 +140,7 @@ def mirrored_store(path: Path, size: int, chunk: int):
     import dask.array as da
     import xarray as xr
 
-    from geoslide.inputs import base_variable
+    from geoslide.names import base_variable
     from geoslide.store import to_zarr
 
     src, feats, norm, _, _ = tb.kashmir_setup("quick")
@@ -170,8 +170,8 @@ def mirrored_store(path: Path, size: int, chunk: int):
 
 
 def prediction_figures(args, device: str) -> dict[str, float]:
-    from geoslide.modelfile import TrainedModel
-    from geoslide.predict import input_stack, predict
+    from geoslide.learn.modelfile import TrainedModel
+    from geoslide.maps.predict import input_stack, predict
     from geoslide.store import open_zarr
 
     size, chunk = (512, 256) if args.quick else (args.size, 1024)

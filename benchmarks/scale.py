@@ -6,7 +6,7 @@ threads, the baseline, in the same run):
 
 - wall time of ``features``: 3 looking distances (30/100/300 m = 3/10/30 px) x 3 gathered
   features (slope, cplan, log10_carea) + dz + azimuth = 15 variables, computed lazily per chunk
-  and written region by region into the Zarr store (geoslide.resume.write_regions);
+  and written region by region into the Zarr store (geoslide.store.regions.write_variables);
 - wall time of ``predict``: SACNN (the quick preset's UNet widths 16/32/64/128/128) over the
   23 model inputs (5 terrain bands + 12 aligned + azimuth sin/cos), 512 px window cores with a
   32 px halo, written to the store. The network is UNTRAINED (random weights, seed 0): the
@@ -57,7 +57,7 @@ GiB = 2**30
 def _source() -> tuple[np.ndarray, "object"]:
     import rioxarray
 
-    from geoslide.datasets import data_dir
+    from geoslide.prepare.datasets import data_dir
 
     tif = Path(data_dir()) / "ecuador" / "ta.tif"
     da_ = rioxarray.open_rasterio(tif, masked=True)
@@ -107,8 +107,8 @@ def sacnn_model(n_features: int, features: list[str], normalization: dict):
     """An untrained SACNN (quick widths) with the benchmark's inputs (timing only)."""
     import torch
 
-    from geoslide.modelfile import TrainedModel
-    from geoslide.models import build
+    from geoslide.learn.modelfile import TrainedModel
+    from geoslide.learn.models import build
 
     torch.manual_seed(0)
     module = build("sacnn", n_features, widths=WIDTHS).eval()
@@ -118,8 +118,8 @@ def sacnn_model(n_features: int, features: list[str], normalization: dict):
 
 def normalization_from_source(features: list[str]) -> dict:
     """Mean / std of the inputs on the original (untiled) Ecuador grid."""
-    from geoslide.align import aligned_features
-    from geoslide.inputs import compute_normalization
+    from geoslide.features.align import aligned_features
+    from geoslide.learn.inputs import compute_normalization
 
     ds = mirrored(1024, 1024).compute()
     ds = ds.merge(aligned_features(ds, DISTANCES, GATHERED))
@@ -160,13 +160,13 @@ class PeakRSS:
 # --------------------------------------------------------------------------- one run
 def run_steps(store: Path, model_spec: tuple, pids: list[int]) -> dict:
     """Time features then prediction on the current scheduler; returns seconds and peaks."""
-    from geoslide.align import aligned_features
-    from geoslide.predict import predict
-    from geoslide.resume import write_regions
+    from geoslide.features.align import aligned_features
+    from geoslide.maps.predict import predict
+    from geoslide.store import write_variables
     from geoslide.store import open_zarr
 
     def write(ds, path, key):  # what `geoslide features` / `predict` run (write_variables)
-        write_regions(ds, path, key=key, resume=False, progress=False)
+        write_variables(ds, path, resume=False, progress=False)
 
     out = {}
     with PeakRSS(pids) as mem:
@@ -196,7 +196,7 @@ malloc settings), to measure what the set-up buys."""
 
 
 def on_local_cluster(store: Path, model_spec: tuple, workers: int, memory_limit: str) -> dict:
-    from geoslide.cluster import get_client
+    from geoslide.parallel.cluster import get_client
 
     with get_client("local", n_workers=workers, threads_per_worker=1,
                     memory_limit=memory_limit, setup_workers=not PLAIN_WORKERS) as client:
@@ -210,12 +210,12 @@ def _warm() -> None:
     """Imports and the numba kernel's first call (cache load), as in a long-lived worker."""
     import torch  # noqa: F401
 
-    import geoslide.predict  # noqa: F401
-    from geoslide.align import align_numpy
+    import geoslide.maps.predict  # noqa: F401
+    from geoslide.features.rings import align_numpy
 
     z = np.zeros((64, 64), np.float32)
     align_numpy(z, [z], DISTANCES, 10.0, threads=1)
-    from geoslide.models import build
+    from geoslide.learn.models import build
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the threaded baseline only up to this size (to save time; "
                         "the ratio is then reported at the sizes it ran)")
     parser.add_argument("--plain-workers", action="store_true",
-                        help="LocalCluster workers without geoslide.workersetup (distributed's "
+                        help="LocalCluster workers without geoslide.parallel.workersetup (distributed's "
                         "MALLOC_TRIM_THRESHOLD_=65536 left in force), for comparison")
     parser.add_argument("--workdir", default=None, help="where the stores go (default: a "
                         "temporary folder, removed at the end)")

@@ -55,7 +55,7 @@ def time_training(module: torch.nn.Module, next_batch: Callable[[], dict[str, An
     only); ``channels_last``: module and inputs in channels-last memory format. Returns
     ``patches_s`` (patches per second), ``data_share`` (share of the wall time spent in
     ``next_batch``), ``step_s`` (seconds per step) and ``batch``."""
-    from geoslide.train import masked_bce
+    from geoslide.learn.train import masked_bce
 
     dev = torch.device(device)
     if amp and dev.type != "cuda":
@@ -100,7 +100,7 @@ def loader_batches(pds, batch_size: int, *, pin: bool = False, seed: int = 0
                    ) -> Callable[[], dict[str, Any]]:
     """``next_batch`` drawing shuffled batches of ``pds`` through a torch ``DataLoader``
     (with replacement, so a small raster gives as many batches as asked)."""
-    from geoslide.patches import collate
+    from geoslide.learn.patches import collate
 
     gen = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.RandomSampler(pds, replacement=True, num_samples=10**9,
@@ -114,7 +114,7 @@ def loader_batches(pds, batch_size: int, *, pin: bool = False, seed: int = 0
 def resident_batch(pds, batch_size: int, device: str) -> Callable[[], dict[str, Any]]:
     """``next_batch`` returning one fixed batch of real patches already on ``device`` (the
     pure compute rate: no input pipeline, no host-to-device copy)."""
-    from geoslide.patches import collate
+    from geoslide.learn.patches import collate
 
     batch = collate([pds[i % len(pds)] for i in range(batch_size)])
     batch = {"x": batch["x"].to(device), "y": batch["y"].to(device)}
@@ -124,12 +124,12 @@ def resident_batch(pds, batch_size: int, device: str) -> Callable[[], dict[str, 
 def kashmir_setup(which: str, core: int | None = None, halo: int | None = None):
     """(Dataset with aligned features, features, normalization, PatchDataset of the training
     pixels) for the ``quick`` or ``paper`` SACNN inputs on the real Kashmir data."""
-    from geoslide.datasets import load
-    from geoslide.inputs import compute_normalization, default_features
-    from geoslide.patches import PatchDataset
-    from geoslide.presets import get_preset
-    from geoslide.splits import split_masks
-    from geoslide.train import with_aligned_features
+    from geoslide.prepare.datasets import load
+    from geoslide.learn.inputs import compute_normalization, default_features
+    from geoslide.learn.patches import PatchDataset
+    from geoslide.learn.presets import get_preset
+    from geoslide.learn.splits import split_masks
+    from geoslide.learn.train import with_aligned_features
 
     recipe = get_preset(which, "sacnn")
     core = int(core or recipe["core"])
@@ -145,7 +145,7 @@ def kashmir_setup(which: str, core: int | None = None, halo: int | None = None):
 
 
 def new_sacnn(n_features: int, widths: list[int], seed: int = 0) -> torch.nn.Module:
-    from geoslide.models import build
+    from geoslide.learn.models import build
 
     torch.manual_seed(seed)
     return build("sacnn", n_features, widths=widths)
@@ -153,9 +153,9 @@ def new_sacnn(n_features: int, widths: list[int], seed: int = 0) -> torch.nn.Mod
 
 def pipeline_benchmark(args) -> Any:
     """Part 1 (quick inputs): returns the PatchDataset read from the store."""
-    from geoslide.inputs import to_input_array, to_label_array
-    from geoslide.patches import PatchDataset, collate
-    from geoslide.presets import get_preset
+    from geoslide.learn.inputs import to_input_array, to_label_array
+    from geoslide.learn.patches import PatchDataset, collate
+    from geoslide.learn.presets import get_preset
     from geoslide.store import open_zarr, to_zarr
 
     recipe = get_preset("quick", "sacnn")
@@ -224,7 +224,7 @@ def _row(label: str, r: dict[str, float]) -> str:
 
 def throughput_benchmark(args, quick_pds=None) -> dict[str, dict[str, float]]:
     """Part 2: SACNN training throughput per width, thread count and device."""
-    from geoslide.presets import get_preset
+    from geoslide.learn.presets import get_preset
 
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if (args.amp or args.channels_last) and not cuda:

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 import geoslide
-from geoslide.align import aligned_features
-from geoslide.evaluate import evaluate
-from geoslide.predict import predict
+from geoslide.features.align import aligned_features
+from geoslide.evaluation.evaluate import evaluate
+from geoslide.maps.predict import predict
 from geoslide.store import open_zarr, to_zarr, write_variables
-from geoslide.train import train
+from geoslide.learn.train import train
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-")
            else "out/ecuador-example")
@@ -33,7 +33,7 @@ store = out / "ecuador.zarr"
 # ## 1. The store: slope, plan and profile curvature, elevation, log10 catchment area
 
 # %%
-ds = geoslide.datasets.load("ecuador")
+ds = geoslide.prepare.datasets.load("ecuador")
 to_zarr(ds, store, mode="w", progress=False)
 labels = ds["landslide"].values
 print(ds.sizes, "landslide points:", int((labels == 1).sum()), "stable points:",

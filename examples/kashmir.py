@@ -12,17 +12,17 @@ import sys
 from pathlib import Path
 
 import geoslide
-from geoslide.align import aligned_features
-from geoslide.evaluate import evaluate
-from geoslide.predict import predict
+from geoslide.features.align import aligned_features
+from geoslide.evaluation.evaluate import evaluate
+from geoslide.maps.predict import predict
 from geoslide.store import open_zarr, to_zarr, write_variables
-from geoslide.train import train
+from geoslide.learn.train import train
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/kashmir-example")
 store = out / "kashmir.zarr"
 
 # 1. rasters + polygons -> Zarr store (987 x 826 px, 28.55 m)
-to_zarr(geoslide.datasets.load("kashmir"), store, mode="w")
+to_zarr(geoslide.prepare.datasets.load("kashmir"), store, mode="w")
 # 2. aligned features at 30 / 100 / 300 m, written region by region
 write_variables(aligned_features(open_zarr(store)), store)
 ds = open_zarr(store).load()

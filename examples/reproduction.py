@@ -85,7 +85,7 @@ def evaluate(out: Path, store: Path, run: str, seeds: list[int]) -> None:
     import dask
     import torch
 
-    from geoslide.evaluate import evaluate as geoslide_evaluate
+    from geoslide.evaluation.evaluate import evaluate as geoslide_evaluate
     from geoslide.store import open_zarr
 
     torch.set_num_threads(1)  # one core: trainings may run beside
@@ -169,7 +169,7 @@ def figures(out: Path, dest: Path) -> None:
     ROC of the paper split and of band 3."""
     from PIL import Image
 
-    from geoslide import plots
+    from geoslide.evaluation import plots
 
     dest.mkdir(parents=True, exist_ok=True)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from typing import Any
+from typing import Any, Callable
 
 import xarray as xr
 
@@ -48,22 +48,22 @@ class GeoslideAccessor:
         self._obj = ds
 
     to_zarr = _Forward("store", "to_zarr")
-    derive = _Forward("derive", "derive")
-    add_inputs = _Forward("derive", "add_inputs")
-    aligned_features = _Forward("align", "aligned_features")
-    train = _Forward("train", "train")
-    split_masks = _Forward("splits", "split_masks")
-    predict = _Forward("predict", "predict")
-    evaluate = _Forward("evaluate", "evaluate")
-    explain = _Forward("explain", "permutation_importance")
+    derive = _Forward("prepare.derive", "derive")
+    add_inputs = _Forward("prepare.derive", "add_inputs")
+    aligned_features = _Forward("features.align", "aligned_features")
+    train = _Forward("learn.train", "train")
+    split_masks = _Forward("learn.splits", "split_masks")
+    predict = _Forward("maps.predict", "predict")
+    evaluate = _Forward("evaluation.evaluate", "evaluate")
+    explain = _Forward("evaluation.explain", "permutation_importance")
 
     def to_geotiff(self, variable: str, path: str, **kwargs: Any) -> Any:
-        """Write one variable as a (Cloud-Optimised) GeoTIFF (see :func:`geoslide.io.to_geotiff`)."""
-        return _Forward("io", "to_geotiff").target()(self._obj[variable], path, **kwargs)
+        """Write one variable as a (Cloud-Optimised) GeoTIFF (see :func:`geoslide.io.geotiff.to_geotiff`)."""
+        return _Forward("io.geotiff", "to_geotiff").target()(self._obj[variable], path, **kwargs)
 
     def slope(self, elevation: str = "elevation", **kwargs: Any) -> xr.DataArray:
-        """Slope in degrees (Horn) of an elevation variable (see :func:`geoslide.terrain.slope`)."""
-        return _Forward("terrain", "slope").target()(self._obj[elevation], **kwargs)
+        """Slope in degrees (Horn) of an elevation variable (see :func:`geoslide.features.terrain.slope`)."""
+        return _Forward("features.terrain", "slope").target()(self._obj[elevation], **kwargs)
 
 
 @xr.register_dataarray_accessor("geoslide")
@@ -73,6 +73,6 @@ class GeoslideArrayAccessor:
     def __init__(self, da: xr.DataArray) -> None:
         self._obj = da
 
-    to_geotiff = _Forward("io", "to_geotiff")
-    slope = _Forward("terrain", "slope")
-    aspect = _Forward("terrain", "aspect")
+    to_geotiff = _Forward("io.geotiff", "to_geotiff")
+    slope = _Forward("features.terrain", "slope")
+    aspect = _Forward("features.terrain", "aspect")

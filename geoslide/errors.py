@@ -1,5 +1,11 @@
 """Typed exceptions: every bad input gets one that says what was expected, what was found
-and how to fix it."""
+and how to fix it.
+
+Four bases under :class:`GeoslideError`: :class:`InputError` (an input, argument or grid is
+not usable as given; also a ``ValueError``), :class:`StoreError` (a Zarr store cannot be
+read or written), :class:`ModelFileError` (a model file cannot be read or written) and
+:class:`TrainingError` (a training cannot start or learnt nothing). Warnings derive from
+:class:`GeoslideWarning`."""
 from __future__ import annotations
 
 
@@ -24,15 +30,15 @@ class TrainingError(GeoslideError):
     """A training cannot start (no patch, no landslide) or learnt nothing usable."""
 
 
-class MissingFileError(GeoslideError, FileNotFoundError):
+class MissingFileError(InputError, FileNotFoundError):
     """An input file or store does not exist."""
 
 
-class CRSError(GeoslideError):
+class CRSError(InputError):
     """A raster or vector has no CRS, or not the one expected."""
 
 
-class GridMismatchError(GeoslideError):
+class GridMismatchError(InputError):
     """Rasters are not on the same grid (shape, transform, resolution)."""
 
 
@@ -41,27 +47,27 @@ class DimensionError(GridMismatchError):
     or spatial dims under other names (lat / lon, ...)."""
 
 
-class InventoryError(GeoslideError):
+class InventoryError(InputError):
     """The landslide inventory is empty, outside the raster or malformed."""
 
 
-class VocabularyError(GeoslideError):
+class VocabularyError(InputError):
     """A categorical raster holds a class code outside the fixed vocabulary."""
 
 
-class NoDataError(GeoslideError):
+class NoDataError(InputError):
     """A raster's nodata cannot be represented, or a raster holds no valid value."""
 
 
-class ChunkingError(GeoslideError):
+class ChunkingError(InputError):
     """Chunks do not suit the operation (e.g. smaller than the halo)."""
 
 
-class PatchSizeError(GeoslideError):
+class PatchSizeError(InputError):
     """A patch (core plus halo) does not fit the raster."""
 
 
-class FeatureMismatchError(GeoslideError):
+class FeatureMismatchError(InputError):
     """A model and a Dataset disagree on features or resolution."""
 
 
@@ -69,15 +75,15 @@ class StoreError(GeoslideError):
     """A Zarr store is incomplete, corrupt or not a geoslide store."""
 
 
-class DistanceError(GeoslideError, ValueError):
+class DistanceError(InputError):
     """A looking distance is not a positive whole number of metres, or gives no ring on the grid."""
 
 
-class SchedulerError(GeoslideError):
+class SchedulerError(InputError):
     """A dask scheduler cannot be reached, or its address is malformed."""
 
 
-class ChecksumError(GeoslideError):
+class ChecksumError(InputError):
     """A fetched file does not match its recorded checksum."""
 
 
@@ -103,7 +109,7 @@ class IncompleteStoreError(StoreError):
     writes them (it resumes)."""
 
 
-class ModelFileError(StoreError):
+class ModelFileError(GeoslideError):
     """A model file is unreadable, truncated, or not a geoslide model file."""
 
 

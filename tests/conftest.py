@@ -12,7 +12,7 @@ import pytest
 
 
 def _data_dir() -> Path:
-    from geoslide.datasets import data_dir
+    from geoslide.prepare.datasets import data_dir
 
     return data_dir()
 
@@ -30,7 +30,7 @@ def data_dir() -> Path:
 def kashmir(data_dir):
     """``geoslide.datasets.load("kashmir")``: 987 x 826 px, slope, elevation, one-hot
     geology / landcover, ``landslide`` (polygons 2000..2014)."""
-    from geoslide.datasets import load
+    from geoslide.prepare.datasets import load
 
     return load("kashmir", data_dir=data_dir)
 
@@ -39,7 +39,7 @@ def kashmir(data_dir):
 def ecuador(data_dir):
     """``geoslide.datasets.load("ecuador")``: 415 x 383 px, 5 terrain attributes,
     ``landslide`` 1 / 0 at the 350 points, -1 elsewhere."""
-    from geoslide.datasets import load
+    from geoslide.prepare.datasets import load
 
     return load("ecuador", data_dir=data_dir)
 
@@ -87,7 +87,7 @@ def _settled(path, wait: float = 0.3, timeout: float = 30) -> int:
     regions they were writing after the KeyboardInterrupt reached the main thread)."""
     import time
 
-    from geoslide.resume import regions_done
+    from geoslide.store import regions_done
 
     last, end = -1, time.time() + timeout
     while time.time() < end:

@@ -9,9 +9,9 @@ import xarray as xr
 
 
 def test_accessor_methods_carry_the_real_signature_and_forward(kashmir):
-    from geoslide.derive import derive
-    from geoslide.predict import predict
-    from geoslide.terrain import slope
+    from geoslide.prepare.derive import derive
+    from geoslide.maps.predict import predict
+    from geoslide.features.terrain import slope
 
     ds = kashmir.isel(y=slice(0, 64), x=slice(0, 64))
     sig = inspect.signature(ds.geoslide.predict)

@@ -1,4 +1,4 @@
-"""geoslide.align: the aligned-feature kernel against an independent plain-numpy reference on
+"""geoslide.features.align: the aligned-feature kernel against an independent plain-numpy reference on
 real DEM windows (Kashmir 28.55 m, Ecuador 10 m), dask == numpy for drawn chunkings, NaNs,
 distances and resolutions, edge and tie cases, the xarray API and its errors."""
 from __future__ import annotations
@@ -12,9 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import geoslide
-from geoslide.align import (align_numpy, aligned_features, default_features, onehot_groups,
-                            output_names, ring_offsets, select_features)
-from geoslide.kernels.ring import onehot_codes
+from geoslide.features.terrain import grid_spacing
+from geoslide.names import input_variables as default_features
+from geoslide.features.align import aligned_features, onehot_groups, output_names, select_features
+from geoslide.features.rings import align_numpy, ring_offsets
+from geoslide.features.kernels.ring import onehot_codes
 from geoslide.errors import CRSError, DistanceError, FeatureMismatchError
 
 
@@ -124,7 +126,7 @@ def test_kernel_equals_reference_on_kashmir_window(kashmir):
     names = [n for n in names if n in win]
     z = win["elevation"].values
     feats = [win[n].values for n in names]
-    xres, yres = geoslide.terrain.grid_spacing(win)
+    xres, yres = grid_spacing(win)
     assert abs(xres - 28.55) < 0.01
     got = align_numpy(z, feats, [30, 100, 300], (xres, yres))
     assert_matches_reference(z, feats, [30, 100, 300], xres, yres, got)
@@ -170,8 +172,8 @@ def test_default_features_are_inputs_without_label(kashmir):
     feats = default_features(kashmir)
     assert feats[:2] == ["slope", "elevation"]
     assert "landslide" not in feats
-    assert [f for f in feats if f.startswith("geology_")] == [
-        f"geology_{c}" for c in kashmir.attrs["geoslide:categorical"]["geology"]]
+    assert [f for f in feats if f.startswith("geology_")] == sorted(
+        f"geology_{c}" for c in kashmir.attrs["geoslide:categorical"]["geology"])
     assert len(feats) == 2 + sum(len(c) for c in kashmir.attrs["geoslide:categorical"].values())
 
 
@@ -188,16 +190,16 @@ def test_onehot_groups_gathered_as_codes_equal_layer_by_layer(kashmir):
     cat = kashmir.attrs["geoslide:categorical"]
     assert sorted(len(g) for g in groups) == sorted(len(c) for c in cat.values() if len(c) > 1)
     assert all(names[i].startswith(names[g[0]].rsplit("_", 1)[0] + "_") for g in groups for i in g)
-    plain = align_numpy(z, feats, [30, 100, 300], geoslide.terrain.grid_spacing(win))
-    grouped = align_numpy(z, feats, [30, 100, 300], geoslide.terrain.grid_spacing(win),
+    plain = align_numpy(z, feats, [30, 100, 300], grid_spacing(win))
+    grouped = align_numpy(z, feats, [30, 100, 300], grid_spacing(win),
                           onehot=groups, threads=2)
     np.testing.assert_array_equal(grouped, plain)
     # a group in any order, a partial group, and the reference on one layer of it
     g = groups[0]
     part = [g[-1], g[0]] if len(g) > 1 else g
-    got = align_numpy(z, feats, [100], geoslide.terrain.grid_spacing(win), onehot=[part])
+    got = align_numpy(z, feats, [100], grid_spacing(win), onehot=[part])
     np.testing.assert_array_equal(got, plain[1:2])
-    xres, yres = geoslide.terrain.grid_spacing(win)
+    xres, yres = grid_spacing(win)
     assert_matches_reference(z, [feats[g[0]]], [100], xres, yres, got[:, [g[0], -2, -1]])
     assert np.nanmax(plain[:, g]) == 1.0                  # the layers really vary
 
@@ -206,13 +208,13 @@ def test_onehot_groups_dask_equals_numpy_and_dataset_api_uses_them(kashmir, monk
     win, names, z, feats = _kashmir_onehot(kashmir, slice(0, 130), slice(0, 110))
     eager = aligned_features(win, (30, 100), names)
     lazy = aligned_features(win, (30, 100), names, chunks={"y": 37, "x": 50})
-    plain = align_numpy(z, feats, [30, 100], geoslide.terrain.grid_spacing(win))
+    plain = align_numpy(z, feats, [30, 100], grid_spacing(win))
     for i, d in enumerate((30, 100)):
         for c, n in enumerate(names):
             np.testing.assert_array_equal(eager[f"{n}_up{d}"].values, plain[i, c], err_msg=n)
             np.testing.assert_array_equal(lazy[f"{n}_up{d}"].values, plain[i, c], err_msg=n)
     # the codes are really what the kernel gathers: count the calls
-    import geoslide.align as align_mod
+    import geoslide.features.rings as align_mod
     calls = []
     real = align_mod.onehot_codes
 
@@ -235,7 +237,7 @@ def test_onehot_codes_and_fallback_when_not_one_hot(kashmir):
     ref = np.where(np.isnan(layers[0]), np.nan,
                    np.where(layers.max(0) == 1, layers.argmax(0), -1)).astype(np.float32)
     np.testing.assert_array_equal(code, ref)
-    res = geoslide.terrain.grid_spacing(win)
+    res = grid_spacing(win)
     # corrupt the highest cell of the window's interior: it wins every ring that holds it
     iy, ix = np.unravel_index(np.nanargmax(z[10:-10, 10:-10]), (z.shape[0] - 20, z.shape[1] - 20))
     iy, ix = iy + 10, ix + 10

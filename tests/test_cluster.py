@@ -1,4 +1,4 @@
-"""geoslide.cluster: which scheduler runs the heavy steps, and the steps under dask.distributed.
+"""geoslide.parallel.cluster: which scheduler runs the heavy steps, and the steps under dask.distributed.
 
 The distributed tests use one LocalCluster of 2 worker *processes* (module-scoped: starting
 one costs seconds) and the real Kashmir data; their reference is the eager numpy path.
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoslide.cluster import (
+from geoslide.parallel.cluster import (
     LOCAL_SCHEDULERS,
     active_client,
     add_scheduler_argument,
@@ -147,8 +147,8 @@ def store(base, tmp_path):
 
 @pytest.mark.slow
 def test_features_on_a_local_cluster_equal_numpy(cluster_client, store, base):
-    from geoslide.align import aligned_features
-    from geoslide.resume import write_regions
+    from geoslide.features.align import aligned_features
+    from geoslide.store import write_variables
     from geoslide.store import open_zarr
 
     from distributed import get_task_stream
@@ -156,7 +156,7 @@ def test_features_on_a_local_cluster_equal_numpy(cluster_client, store, base):
     assert active_client() is cluster_client
     lazy = aligned_features(open_zarr(store), DISTANCES, ["slope"])
     with get_task_stream(cluster_client) as stream:
-        report = write_regions(lazy, store, key="features", progress=False)
+        report = write_variables(lazy, store, progress=False)
     assert report.written == 16
     # the kernel and the writes ran on both worker processes
     workers = set(cluster_client.scheduler_info()["workers"])
@@ -175,7 +175,7 @@ def test_features_on_a_local_cluster_equal_numpy(cluster_client, store, base):
 def test_prepare_lazily_on_a_local_cluster_equals_numpy(cluster_client, kashmir, tmp_path):
     """The `prepare` step read lazily (dask chunks: the workers read the GeoTIFFs and
     rasterize the inventory) and written under the LocalCluster equals the numpy Dataset."""
-    from geoslide.datasets import load
+    from geoslide.prepare.datasets import load
     from geoslide.store import open_zarr, to_zarr
 
     lazy = load("kashmir", chunks=CHUNK)
@@ -197,7 +197,7 @@ def test_cli_features_on_a_separate_scheduler_and_worker(store, base, tmp_path):
     import sys
     import time
 
-    from geoslide.align import aligned_features
+    from geoslide.features.align import aligned_features
     from geoslide.cli import main
     from geoslide.store import open_zarr
 
@@ -214,7 +214,7 @@ def test_cli_features_on_a_separate_scheduler_and_worker(store, base, tmp_path):
         procs.append(subprocess.Popen(dask_cli + ["worker", "--scheduler-file", str(sched_file),
                                                   "--nthreads", "1", "--nworkers", "2",
                                                   "--memory-limit", "2GiB",
-                                                  "--preload", "geoslide.workersetup"],
+                                                  "--preload", "geoslide.parallel.workersetup"],
                                       env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
         from distributed import Client
@@ -266,9 +266,9 @@ class CountingUNet(torch.nn.Module):
 def _tiny_sacnn(kashmir_like, features, tmp_path, counting=None):
     import torch
 
-    from geoslide.inputs import compute_normalization
-    from geoslide.modelfile import TrainedModel
-    from geoslide.models import build
+    from geoslide.learn.inputs import compute_normalization
+    from geoslide.learn.modelfile import TrainedModel
+    from geoslide.learn.models import build
 
     torch.manual_seed(0)
     module = build("sacnn", len(features), widths=[4, 8, 8, 8, 8]).eval()
@@ -287,12 +287,12 @@ def test_predict_on_a_local_cluster_equals_threads_and_ships_the_model_once(
     model is deserialised at most once per worker process (not once per region)."""
     import dask
 
-    from geoslide.align import aligned_features
-    from geoslide.predict import predict
-    from geoslide.resume import write_regions
+    from geoslide.features.align import aligned_features
+    from geoslide.maps.predict import predict
+    from geoslide.store import write_variables
     from geoslide.store import open_zarr
 
-    write_regions(aligned_features(open_zarr(store), DISTANCES, ["slope"]), store,
+    write_variables(aligned_features(open_zarr(store), DISTANCES, ["slope"]), store,
                   progress=False)
     ds = open_zarr(store)
     features = ["slope", "elevation", "slope_up100", "dz_up300"]
@@ -309,7 +309,7 @@ def test_predict_on_a_local_cluster_equals_threads_and_ships_the_model_once(
     # lazy (dask-backed input); the model's 32 px halo, not the measured receptive field
     probs = predict(ds, model, core=128, halo=32, progress=False, region=CHUNK)
     regions = probs.data.npartitions
-    report = write_regions(probs.to_dataset(name="susceptibility"), store, key="m",
+    report = write_variables(probs.to_dataset(name="susceptibility"), store,
                            progress=False)
     assert report.written == regions == 16
     got = open_zarr(store)["susceptibility"].values
@@ -346,10 +346,10 @@ def test_cli_features_and_predict_on_the_active_cluster_ship_the_model_once(
     row of regions: the old row-by-row writer unpickled it 7 times for 4 rows)."""
     import dask
 
-    import geoslide.modelfile
-    from geoslide.align import aligned_features
+    import geoslide.learn.modelfile
+    from geoslide.features.align import aligned_features
     from geoslide.cli import main
-    from geoslide.predict import predict
+    from geoslide.maps.predict import predict
     from geoslide.store import open_zarr
 
     monkeypatch.delenv("GEOSLIDE_SCHEDULER", raising=False)
@@ -387,8 +387,8 @@ def test_two_inputs_computed_together_keep_their_own_results(base, tmp_path):
     computation. Aligned features and predictions of two different inputs, in one compute."""
     import dask
 
-    from geoslide.align import aligned_features
-    from geoslide.predict import predict
+    from geoslide.features.align import aligned_features
+    from geoslide.maps.predict import predict
 
     window = base.isel(y=slice(0, 512), x=slice(0, 512))  # 2 x 2 chunks: enough to collide
     a = window.chunk(CHUNK)
@@ -406,7 +406,7 @@ def test_two_inputs_computed_together_keep_their_own_results(base, tmp_path):
 
 # --------------------------------------------------------------------------- chunk sizes
 def test_auto_chunks_fit_the_budget_with_the_halo_and_split_evenly():
-    from geoslide.chunking import auto_chunks, overlap_overhead
+    from geoslide.parallel.chunking import auto_chunks, overlap_overhead
 
     for shape, halo, n_vars, target, multiple in [
         ((8192, 8192), 30, 20, 256 * 2**20, 1),
@@ -431,7 +431,7 @@ def test_auto_chunks_fit_the_budget_with_the_halo_and_split_evenly():
 
 
 def test_chunk_errors_and_overrides():
-    from geoslide.chunking import parse_bytes, resolve_chunks, task_budget
+    from geoslide.parallel.chunking import parse_bytes, resolve_chunks, task_budget
     from geoslide.errors import ChunkingError
 
     with pytest.raises(ChunkingError, match=r"Raise the budget to >= \d+ bytes"):

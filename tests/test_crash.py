@@ -117,7 +117,7 @@ def flow(tmp_path_factory, data_dir):
 
 
 def test_interrupted_cli_flow_resumes_bit_identical(flow):
-    from geoslide.resume import incomplete, regions_done
+    from geoslide.store import incomplete, regions_done
 
     rng = random.Random(SEED)
     work, snaps, times = flow["work"], flow["snaps"], flow["times"]

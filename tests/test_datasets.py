@@ -1,4 +1,4 @@
-"""geoslide.datasets: the data directory, the registry (checksums of the real files), fetching
+"""geoslide.prepare.datasets: the data directory, the registry (checksums of the real files), fetching
 (with a local downloader: no network here) and the two ready Datasets."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geoslide import datasets
+from geoslide.prepare import datasets
 from geoslide.errors import ChecksumError, MissingFileError
 
 
@@ -18,7 +18,7 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
     assert datasets.data_dir() == tmp_path
     monkeypatch.delenv(datasets.ENV_VAR)
     # beside the checkout: <checkout>/../shared/data
-    checkout = Path(datasets.__file__).resolve().parent.parent
+    checkout = Path(datasets.__file__).resolve().parents[2]
     assert datasets._default_data_dir() == checkout.parent / "shared" / "data"
     monkeypatch.setattr(datasets, "_default_data_dir", lambda: tmp_path)
     assert datasets.data_dir() == tmp_path
@@ -87,7 +87,7 @@ def test_fetch_failures_say_what_to_do(tmp_path, monkeypatch):
 
 
 def test_kashmir(kashmir):
-    from geoslide.terrain import slope
+    from geoslide.features.terrain import slope
 
     ds = kashmir
     assert ds.sizes == {"y": 987, "x": 826} and ds.rio.crs.to_epsg() == 32643

@@ -8,9 +8,9 @@ import pytest
 import xarray as xr
 from numpy.lib.stride_tricks import sliding_window_view
 
-from geoslide.derive import DERIVABLE, derive
+from geoslide.prepare.derive import DERIVABLE, derive
 from geoslide.errors import InputError
-from geoslide.terrain import (disc_offsets, grid_spacing, plan_curvature, profile_curvature,
+from geoslide.features.terrain import (disc_offsets, grid_spacing, plan_curvature, profile_curvature,
                               relief, roughness, tpi)
 
 

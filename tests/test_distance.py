@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geoslide.distance import add_distances, distance_to, parse_spec
+from geoslide.prepare.distance import add_distances, distance_to, parse_spec
 from geoslide.errors import CRSError, GeoslideError, InputError
 
 CAP = 5000.0
@@ -182,7 +182,7 @@ def test_errors(grid, faults, tmp_path):
 
 
 def test_add_distances_registers(grid, faults, data_dir):
-    from geoslide.io import stack
+    from geoslide.prepare.stack import stack
 
     ds = stack({"elevation": grid}, inventory=data_dir / "kashmir" / "landslides.shp",
                chunks=256, distance={"faults": (faults, 3000)})

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from geoslide import metrics as M
+from geoslide.learn import metrics as M
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +93,9 @@ def _llr(ds, masks):
     train pixels, so its map is informative."""
     from sklearn.linear_model import LogisticRegression
 
-    from geoslide.inputs import compute_normalization, default_features, to_input_array
-    from geoslide.modelfile import TrainedModel, grid_resolution
-    from geoslide.models import build
+    from geoslide.learn.inputs import compute_normalization, default_features, to_input_array
+    from geoslide.learn.modelfile import TrainedModel, grid_resolution
+    from geoslide.learn.models import build
 
     feats = default_features(ds)
     norm = compute_normalization(ds, feats, masks["train"])
@@ -123,8 +123,8 @@ def subset(kashmir):
 
 
 def test_evaluate_writes_report(tmp_path, subset):
-    from geoslide.evaluate import evaluate
-    from geoslide.splits import split_masks
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.learn.splits import split_masks
 
     masks = split_masks(subset, "band", core=64, band=1)
     model = _llr(subset, masks)
@@ -154,9 +154,9 @@ def test_evaluate_writes_report(tmp_path, subset):
 
 
 def test_evaluate_flags_another_split_and_reuses_stored_maps(subset):
-    from geoslide.evaluate import evaluate
-    from geoslide.predict import predict
-    from geoslide.splits import split_masks
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.maps.predict import predict
+    from geoslide.learn.splits import split_masks
 
     masks = split_masks(subset, "band", core=64, band=1)
     model = _llr(subset, masks)
@@ -172,8 +172,8 @@ def test_evaluate_flags_another_split_and_reuses_stored_maps(subset):
 
 def test_cli_predict_then_evaluate(tmp_path, subset, capsys):
     from geoslide.cli import main
-    from geoslide.modelfile import save_model
-    from geoslide.splits import split_masks
+    from geoslide.learn.modelfile import save_model
+    from geoslide.learn.splits import split_masks
     from geoslide.store import open_zarr, to_zarr
 
     store = tmp_path / "s.zarr"

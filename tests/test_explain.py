@@ -19,14 +19,14 @@ def sub(kashmir):
 
 @pytest.fixture(scope="module")
 def llr(sub, one_torch_thread):
-    from geoslide.train import train
+    from geoslide.learn.train import train
 
     return train(sub, "llr", preset="quick", epochs=1, keep_failed=True, progress=False)
 
 
 @pytest.fixture(scope="module")
 def peer(sub, llr):
-    from geoslide.peers import fit_peer
+    from geoslide.evaluation.peers import fit_peer
 
     return fit_peer(sub, "logreg", llr.masks["train"])
 
@@ -40,7 +40,7 @@ def imp_llr(sub, llr):
 
 @pytest.fixture(scope="module")
 def imp_peer(sub, llr, peer):
-    from geoslide.explain import permutation_importance
+    from geoslide.evaluation.explain import permutation_importance
 
     return permutation_importance(sub, peer, llr.masks["test"], n_repeats=5, seed=0)
 
@@ -48,7 +48,7 @@ def imp_peer(sub, llr, peer):
 def test_default_groups():
     import xarray as xr
 
-    from geoslide.explain import default_groups
+    from geoslide.evaluation.explain import default_groups
 
     ds = xr.Dataset(attrs={"geoslide:categorical": {"geology": [3, 7]}})
     feats = ["slope", "elevation", "geology_3", "geology_7", "dz_up30", "slope_up30",
@@ -72,8 +72,8 @@ def test_groups_and_pixels(imp_llr, sub, llr):
 
 def test_base_equals_full_map_score(imp_llr, sub, llr):
     """Predicting on the mask's bounding box gives the whole map's score on the mask."""
-    from geoslide import metrics as M
-    from geoslide.predict import predict
+    from geoslide.learn import metrics as M
+    from geoslide.maps.predict import predict
 
     prob = predict(sub, llr.model, progress=False).values
     y, p = M.pixels(sub["landslide"].values, prob, llr.masks["test"])
@@ -95,7 +95,7 @@ def test_slope_matters_noise_does_not(which, request):
 
 
 def test_permutation_keeps_one_hot_rows_and_stays_in_mask(sub, llr):
-    from geoslide.explain import default_groups, permute
+    from geoslide.evaluation.explain import default_groups, permute
 
     groups = default_groups(sub, llr.model.feature_names)
     geo = groups["geology"]
@@ -118,7 +118,7 @@ def test_permutation_keeps_one_hot_rows_and_stays_in_mask(sub, llr):
 
 
 def test_same_seed_same_result(sub, llr, peer, imp_peer):
-    from geoslide.explain import permutation_importance
+    from geoslide.evaluation.explain import permutation_importance
 
     again = permutation_importance(sub, peer, llr.masks["test"], seed=0)
     other = permutation_importance(sub, peer, llr.masks["test"], seed=1,
@@ -132,7 +132,7 @@ def test_same_seed_same_result(sub, llr, peer, imp_peer):
 
 def test_peer_needs_a_mask(sub, peer):
     from geoslide.errors import InputError
-    from geoslide.explain import permutation_importance
+    from geoslide.evaluation.explain import permutation_importance
 
     with pytest.raises(InputError, match="mask"):
         permutation_importance(sub, peer)

@@ -57,7 +57,7 @@ def _with_fault(ds, fn, only_first=False, **kwargs):
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def client():
-    from geoslide.cluster import get_client
+    from geoslide.parallel.cluster import get_client
 
     with get_client("local", n_workers=2, threads_per_worker=1, memory_limit="2GiB") as c:
         yield c
@@ -77,14 +77,14 @@ def _new_store(ds, path):
 
 
 def _features(path):
-    from geoslide.align import aligned_features
+    from geoslide.features.align import aligned_features
     from geoslide.store import open_zarr
 
     return aligned_features(open_zarr(path, allow_incomplete=True), DISTANCES, ["slope"])
 
 
 def _assert_same_store(a, b, names):
-    from geoslide.resume import incomplete
+    from geoslide.store import incomplete
     from geoslide.store import open_zarr
 
     assert incomplete(b) == []
@@ -96,9 +96,9 @@ def _assert_same_store(a, b, names):
 def _tiny_model(ds, features):
     import torch
 
-    from geoslide.inputs import compute_normalization
-    from geoslide.modelfile import TrainedModel
-    from geoslide.models import build
+    from geoslide.learn.inputs import compute_normalization
+    from geoslide.learn.modelfile import TrainedModel
+    from geoslide.learn.models import build
 
     torch.manual_seed(0)
     module = build("sacnn", len(features), widths=[4, 8, 8, 8, 8]).eval()
@@ -124,17 +124,17 @@ def base_store(client, tiled, tmp_path_factory):
 @pytest.fixture(scope="module")
 def clean(client, base_store):
     """A fault-free run on the same cluster: features, then the predicted map ``p``."""
-    from geoslide.predict import predict
-    from geoslide.resume import write_regions
+    from geoslide.maps.predict import predict
+    from geoslide.store import write_variables
     from geoslide.store import open_zarr
 
     path = base_store.parent / "clean.zarr"
     shutil.copytree(base_store, path)
-    names = sorted(write_regions(_features(path), path, progress=False).variables)
+    names = sorted(write_variables(_features(path), path, progress=False).variables)
     ds = open_zarr(path)
     model = _tiny_model(ds.compute(), FEATURES)
     probs = predict(ds, model, core=128, halo=32, progress=False)
-    write_regions(probs.to_dataset(name="p"), path, key="m", progress=False)
+    write_variables(probs.to_dataset(name="p"), path, progress=False)
     return path, names, model
 
 
@@ -146,13 +146,13 @@ def _copy(src, dst):
 # --------------------------------------------------------------------------- tests
 def test_worker_dying_mid_features_leaves_the_fault_free_store(client, base_store, clean,
                                                                tmp_path):
-    from geoslide.resume import write_regions
+    from geoslide.store import write_variables
 
     clean_path, names, _ = clean
     faulty = _copy(base_store, tmp_path / "faulty.zarr")
     flag = tmp_path / "died"
     before = _pids(client)
-    report = write_regions(_with_fault(_features(faulty), die_once, flag=str(flag), at=(2, 1)),
+    report = write_variables(_with_fault(_features(faulty), die_once, flag=str(flag), at=(2, 1)),
                            faulty, progress=False)
     assert flag.exists(), "the fault was not injected"
     assert int(flag.read_text()) in before
@@ -163,8 +163,8 @@ def test_worker_dying_mid_features_leaves_the_fault_free_store(client, base_stor
 
 
 def test_worker_dying_mid_predict_leaves_the_fault_free_store(client, clean, tmp_path):
-    from geoslide.predict import predict
-    from geoslide.resume import write_regions
+    from geoslide.maps.predict import predict
+    from geoslide.store import write_variables
     from geoslide.store import open_zarr
 
     clean_path, _, model = clean
@@ -172,8 +172,7 @@ def test_worker_dying_mid_predict_leaves_the_fault_free_store(client, clean, tmp
     flag = tmp_path / "died"
     probs = predict(open_zarr(faulty), model, core=128, halo=32,
                     progress=False).to_dataset(name="p")
-    report = write_regions(_with_fault(probs, die_once, flag=str(flag), at=(1, 2)), faulty,
-                           key="m2", progress=False)
+    report = write_variables(_with_fault(probs, die_once, flag=str(flag), at=(1, 2)), faulty, progress=False)
     assert flag.exists(), "the fault was not injected"
     assert report.written == report.regions == 16
     _assert_same_store(clean_path, faulty, ["p"])
@@ -183,7 +182,7 @@ def test_worker_dying_mid_predict_leaves_the_fault_free_store(client, clean, tmp
 
 def test_worker_killed_from_outside_after_n_regions(client, base_store, clean, tmp_path):
     """SIGKILL a worker process once 5 of 16 regions are written (as a machine dying)."""
-    from geoslide.resume import regions_done, write_regions
+    from geoslide.store import regions_done, write_variables
 
     clean_path, names, _ = clean
     _wait_for_workers(client)
@@ -206,7 +205,7 @@ def test_worker_killed_from_outside_after_n_regions(client, base_store, clean, t
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     slowed = _with_fault(_features(faulty), slow_identity, only_first=True, seconds=0.3)
-    report = write_regions(slowed, faulty, progress=False)
+    report = write_variables(slowed, faulty, progress=False)
     thread.join()
     assert killed.is_set(), "the worker was not killed mid-run"
     assert report.written == 16

@@ -15,6 +15,7 @@ import pytest
 
 from geoslide.cli import main
 from geoslide.errors import FeatureMismatchError, InputError, TrainingError
+from geoslide.features.terrain import slope
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -92,7 +93,7 @@ def test_band_and_fold_out_of_range_are_typed(basin_store, capsys):
 
 
 def test_health_check_fires_on_permuted_labels_and_not_on_kashmir(kashmir):
-    from geoslide.train import train
+    from geoslide.learn.train import train
 
     rng = np.random.default_rng(0)
     lab = kashmir.landslide.values.copy()
@@ -109,7 +110,7 @@ def test_health_check_fires_on_permuted_labels_and_not_on_kashmir(kashmir):
 
 
 def test_training_without_landslides_is_refused(kashmir):
-    from geoslide.train import train
+    from geoslide.learn.train import train
 
     ds = kashmir.isel(y=slice(0, 256), x=slice(0, 256)).copy()
     ds["landslide"] = ds.landslide.where(ds.landslide != 1, 0)
@@ -119,13 +120,13 @@ def test_training_without_landslides_is_refused(kashmir):
 
 def test_variable_added_after_stack_is_refused_or_registered(kashmir):
     import geoslide
-    from geoslide.inputs import default_features
-    from geoslide.peers import fit_peer
-    from geoslide.train import train
+    from geoslide.learn.inputs import default_features
+    from geoslide.evaluation.peers import fit_peer
+    from geoslide.learn.train import train
 
     ds = kashmir.isel(y=slice(0, 256), x=slice(0, 256)).drop_vars("slope")
     ds.attrs["geoslide:continuous"] = ["elevation"]
-    ds["slope"] = geoslide.slope(ds["elevation"])        # the old guide's line
+    ds["slope"] = slope(ds["elevation"])        # the old guide's line
     for step in (lambda: default_features(ds), lambda: geoslide.aligned_features(ds),
                  lambda: train(ds, "llr", progress=False),
                  lambda: fit_peer(ds, "logreg", np.ones((256, 256), bool))):
@@ -139,7 +140,7 @@ def test_variable_added_after_stack_is_refused_or_registered(kashmir):
 
 
 def test_derive_aspect_as_sin_cos(kashmir):
-    from geoslide.derive import derive
+    from geoslide.prepare.derive import derive
 
     ds = derive(kashmir.isel(y=slice(0, 100), x=slice(0, 100)), ["aspect"])
     s, c = ds.aspect_sin.values, ds.aspect_cos.values
@@ -151,7 +152,7 @@ def test_derive_aspect_as_sin_cos(kashmir):
 
 
 def test_kfold_scores_every_fold(kashmir, tmp_path):
-    from geoslide.crossval import cross_validate
+    from geoslide.evaluation.crossval import cross_validate
 
     ds = kashmir.isel(y=slice(0, 384), x=slice(0, 384))
     cv = cross_validate(ds, "llr", n_folds=3, preset="quick", progress=False, keep_failed=True,
@@ -169,8 +170,8 @@ def test_kfold_scores_every_fold(kashmir, tmp_path):
 
 
 def test_intervals_contain_the_estimate_and_shrink_with_more_pixels(kashmir):
-    from geoslide import metrics as M
-    from geoslide.intervals import block_of, bootstrap
+    from geoslide.learn import metrics as M
+    from geoslide.evaluation.intervals import block_of, bootstrap
 
     lab = kashmir.landslide.values
     # a real, imperfect map: slope rescaled to a probability
@@ -252,7 +253,7 @@ def test_report_warns_on_few_landslides_and_split_none_scores_every_pixel(basin_
     """Unbuffered points leave 12 landslide pixels in the test band: the report says its
     metrics are unreliable; `--split none` scores every labelled pixel (transfer)."""
     from geoslide.store import open_zarr
-    from geoslide.train import train
+    from geoslide.learn.train import train
 
     ds = open_zarr(basin_store).load()
     model = tmp_path / "llr.pt"
@@ -289,7 +290,7 @@ def test_unwritable_model_path_fails_before_training(basin_store, tmp_path, caps
 
 def test_report_has_importance_per_input_group(basin_store, tmp_path):
     from geoslide.store import open_zarr
-    from geoslide.train import train
+    from geoslide.learn.train import train
 
     ds = open_zarr(basin_store).load()
     model = tmp_path / "llr.pt"

@@ -67,10 +67,10 @@ def strict_fp32():
 def quick(kashmir):
     """Kashmir with the quick preset's aligned features, its SACNN features, the band split's
     masks and the training normalisation."""
-    from geoslide.inputs import compute_normalization, default_features
-    from geoslide.presets import get_preset
-    from geoslide.splits import split_masks
-    from geoslide.train import with_aligned_features
+    from geoslide.learn.inputs import compute_normalization, default_features
+    from geoslide.learn.presets import get_preset
+    from geoslide.learn.splits import split_masks
+    from geoslide.learn.train import with_aligned_features
 
     recipe = get_preset("quick", "sacnn")
     ds = with_aligned_features(kashmir, recipe["aligned_sources"])
@@ -88,8 +88,8 @@ def crop(quick):
 
 def _seeded_model(quick, seed=0):
     """An untrained quick-width SACNN whose map varies in space (variance-preserving init)."""
-    from geoslide.modelfile import TrainedModel, grid_resolution
-    from geoslide.models import build
+    from geoslide.learn.modelfile import TrainedModel, grid_resolution
+    from geoslide.learn.models import build
 
     torch.manual_seed(seed)
     module = build("sacnn", len(quick["features"]), widths=QUICK_WIDTHS).eval()
@@ -110,7 +110,7 @@ def _copy_of(model):
 
 
 def _predict(ds, model, device):
-    from geoslide.predict import predict
+    from geoslide.maps.predict import predict
 
     return predict(ds, _copy_of(model), core=64, region=128, device=device,
                    progress=False).values
@@ -127,7 +127,7 @@ def _assert_probs_close(cuda, cpu):
 def _batch(quick, n=4):
     """``n`` real 128 px training patches (64 px cores + 32 px halo), each with landslide
     pixels of the training set in its core."""
-    from geoslide.patches import PatchDataset, collate
+    from geoslide.learn.patches import PatchDataset, collate
 
     pds = PatchDataset(quick["ds"], quick["features"], quick["norm"], core=64, halo=32,
                        mask=quick["masks"]["train"])
@@ -145,7 +145,7 @@ def _batch(quick, n=4):
 def _one_step(module, batch, device, recipe):
     """One training step as geoslide.train._fit takes it (Adam, masked BCE); returns the
     loss, the gradients and the updated weights (on the CPU)."""
-    from geoslide.train import masked_bce
+    from geoslide.learn.train import masked_bce
 
     module = module.to(device).train()
     opt = torch.optim.Adam(module.parameters(), lr=recipe["lr"],
@@ -165,7 +165,7 @@ def _max(t: torch.Tensor) -> float:
 
 
 def test_training_step_cuda_equals_cpu(quick):
-    from geoslide.models import build
+    from geoslide.learn.models import build
 
     recipe = quick["recipe"]
     lr, wd = float(recipe["lr"]), float(recipe["weight_decay"])
@@ -208,8 +208,8 @@ def test_prediction_cuda_equals_cpu(quick, crop):
 _CPU_ONLY = textwrap.dedent("""
     import json, sys
     import numpy as np, torch
-    from geoslide.modelfile import load_model
-    from geoslide.predict import predict
+    from geoslide.learn.modelfile import load_model
+    from geoslide.maps.predict import predict
     from geoslide.store import open_zarr
     assert not torch.cuda.is_available(), "CUDA should be hidden"
     model_path, store, out = sys.argv[1:4]
@@ -222,9 +222,9 @@ _CPU_ONLY = textwrap.dedent("""
 
 
 def test_model_trained_on_cuda_loads_and_predicts_on_cpu(quick, crop, tmp_path):
-    from geoslide.modelfile import load_model
+    from geoslide.learn.modelfile import load_model
     from geoslide.store import to_zarr
-    from geoslide.train import train
+    from geoslide.learn.train import train
 
     torch.cuda.reset_peak_memory_stats()
     result = train(quick["ds"], "sacnn", preset="quick", epochs=1, device="cuda",

@@ -1,4 +1,4 @@
-"""geoslide.halo: windows assembled from the neighbours' border strips.
+"""geoslide.parallel.halo: windows assembled from the neighbours' border strips.
 
 The reference is numpy: the whole array padded with ``fill`` and the same window function
 applied to it in one piece. The graph tests check what makes the halo exchange cheap in
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoslide.align import _min_chunks
+from geoslide.features.rings import _min_chunks
 from geoslide.errors import ChunkingError
-from geoslide.halo import PREFIX, map_halo
+from geoslide.parallel.halo import PREFIX, map_halo
 
 
 def probe(win: np.ndarray, hy: int, hx: int, scale: float = 1.0) -> np.ndarray:
@@ -102,7 +102,7 @@ def test_regions_depend_on_strips_and_a_zarr_core_is_read_inside_the_task(tmp_pa
 def test_a_chained_halo_step_or_big_in_memory_data_is_not_recomputed(monkeypatch):
     """A block whose sub-graph holds another halo step (a lazily chained heavy step) or more
     than INLINE_MAX_BYTES of in-memory data is a dependency, not recomputed in the task."""
-    import geoslide.halo as halo
+    import geoslide.parallel.halo as halo
 
     x = da.ones((1, 64, 64), chunks=(1, 32, 32), dtype=np.float32)
     first = map_halo(probe_channel, x, (4, 4), 4, 4, fill=0.0,

@@ -11,6 +11,7 @@ import rasterio
 import xarray as xr
 
 from geoslide import io as gio
+from geoslide.prepare.stack import stack
 from geoslide.errors import (CRSError, GridMismatchError, InventoryError, MissingFileError,
                              NoDataError, VocabularyError)
 
@@ -30,7 +31,7 @@ def efiles(data_dir) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def kstack(kfiles) -> xr.Dataset:
-    return gio.stack({n: kfiles[n] for n in ("elevation", "geology", "landcover")},
+    return stack({n: kfiles[n] for n in ("elevation", "geology", "landcover")},
                      ["geology", "landcover"], kfiles["landslides"],
                      year_range=(2000, 2014), year_field="Year_obs")
 
@@ -117,7 +118,7 @@ def test_positive_rate_kashmir_and_polygon_membership(kstack, polygons):
 
 
 def test_year_range_filters_polygons(kfiles, kstack, polygons):
-    ds = gio.stack({"elevation": kfiles["elevation"]}, inventory=polygons,
+    ds = stack({"elevation": kfiles["elevation"]}, inventory=polygons,
                    year_range=(2010, 2010), year_field="Year_obs")
     sub = ds.landslide.values == 1
     full = kstack.landslide.values == 1
@@ -126,7 +127,7 @@ def test_year_range_filters_polygons(kfiles, kstack, polygons):
 
 
 def test_ecuador_points(efiles, points):
-    ds = gio.stack(_ecuador_bands(efiles), inventory=efiles["points"], label_field="lslpts",
+    ds = stack(_ecuador_bands(efiles), inventory=efiles["points"], label_field="lslpts",
                    unlabelled="nodata")
     lab = ds.landslide.values
     assert (lab == 1).sum() == 175
@@ -143,7 +144,7 @@ def test_ecuador_points(efiles, points):
     touched[rows, cols] = True
     assert np.all(lab[~touched] == -1)
     # unlabelled="stable": every other valid pixel is 0, invalid pixels -1
-    st = gio.stack(_ecuador_bands(efiles), inventory=points, label_field="lslpts")
+    st = stack(_ecuador_bands(efiles), inventory=points, label_field="lslpts")
     nan = np.isnan(st.elevation.values)
     assert np.all(st.landslide.values[nan] == -1)
     assert np.all(st.landslide.values[~nan & ~touched] == 0)
@@ -152,7 +153,7 @@ def test_ecuador_points(efiles, points):
 
 
 def test_point_buffer_metres(efiles, points):
-    ds = gio.stack(_ecuador_bands(efiles), inventory=points, label_field="lslpts",
+    ds = stack(_ecuador_bands(efiles), inventory=points, label_field="lslpts",
                    unlabelled="nodata", point_buffer=25.0)
     lab = ds.landslide.values
     pos = points[points.lslpts == 1]
@@ -166,7 +167,7 @@ def test_point_buffer_metres(efiles, points):
 
 
 def test_multiband_names_and_nan_labels(efiles):
-    ds = gio.stack({"ta": efiles["ta"]}, inventory=efiles["points"], label_field="lslpts")
+    ds = stack({"ta": efiles["ta"]}, inventory=efiles["points"], label_field="lslpts")
     assert list(ds.data_vars)[:5] == ["ta_slope", "ta_cplan", "ta_cprof", "ta_elev",
                                       "ta_log10_carea"]
     nan = ds.ta_elev.isnull().values
@@ -175,7 +176,7 @@ def test_multiband_names_and_nan_labels(efiles):
 
 @pytest.mark.parametrize("chunks", [{"y": 128, "x": 100}, 200])
 def test_stack_numpy_equals_dask(kfiles, kstack, chunks):
-    lazy = gio.stack({n: kfiles[n] for n in ("elevation", "geology", "landcover")},
+    lazy = stack({n: kfiles[n] for n in ("elevation", "geology", "landcover")},
                      ["geology", "landcover"], kfiles["landslides"],
                      year_range=(2000, 2014), year_field="Year_obs", chunks=chunks)
     assert lazy.landslide.chunks is not None and lazy.elevation.chunks is not None
@@ -187,8 +188,8 @@ def test_stack_numpy_equals_dask(kfiles, kstack, chunks):
 def test_stack_numpy_equals_dask_points(efiles):
     kw = dict(inventory=efiles["points"], label_field="lslpts", unlabelled="nodata",
               point_buffer=12.0)
-    a = gio.stack(_ecuador_bands(efiles), **kw)
-    b = gio.stack(_ecuador_bands(efiles), chunks={"y": 64, "x": 50}, **kw)
+    a = stack(_ecuador_bands(efiles), **kw)
+    b = stack(_ecuador_bands(efiles), chunks={"y": 64, "x": 50}, **kw)
     xr.testing.assert_identical(a, b.compute())
 
 
@@ -197,7 +198,7 @@ def test_nodata_in_dem_gives_nan_and_no_label(kfiles, tmp_path, polygons):
     dem = dem.copy()
     dem[100:150, 200:260] = prof["nodata"]
     path = _write(tmp_path / "dem.tif", dem, prof)
-    ds = gio.stack({"elevation": path}, inventory=polygons)
+    ds = stack({"elevation": path}, inventory=polygons)
     assert ds.elevation.isnull().values[100:150, 200:260].all()
     assert int(ds.elevation.isnull().sum()) == 50 * 60
     assert np.all(ds.landslide.values[100:150, 200:260] == -1)
@@ -212,11 +213,11 @@ def test_grid_mismatch_error_and_resample(kfiles, tmp_path):
                      transform=rasterio.Affine(t.a, 0, t.c + t.a, 0, t.e, t.f))
     rasters = {"elevation": kfiles["elevation"], "geology": shifted}
     with pytest.raises(GridMismatchError) as err:
-        gio.stack(rasters, ["geology"])
+        stack(rasters, ["geology"])
     msg = str(err.value)
     assert "'geology'" in msg and "'elevation'" in msg and "resample=True" in msg
     assert "origin (339282.309" in msg  # found: shifted one pixel east
-    ds = gio.stack(rasters, ["geology"], resample=True)
+    ds = stack(rasters, ["geology"], resample=True)
     # nearest: pixel (r, c) of the reference takes the shifted raster's column c - 1
     g = sum(code * ds[f"geology_{code}"].fillna(0) for code in
             ds.attrs["geoslide:categorical"]["geology"]).values
@@ -228,7 +229,7 @@ def test_crs_mismatch_error(kfiles, tmp_path):
     geo, prof = _read(kfiles["geology"])
     other = _write(tmp_path / "geo_crs.tif", geo, prof, crs="EPSG:32642")
     with pytest.raises(CRSError, match=r"EPSG:32642.*EPSG:32643.*resample=True"):
-        gio.stack({"elevation": kfiles["elevation"], "geology": other}, ["geology"])
+        stack({"elevation": kfiles["elevation"], "geology": other}, ["geology"])
 
 
 def test_raster_without_crs(kfiles, tmp_path):
@@ -236,7 +237,7 @@ def test_raster_without_crs(kfiles, tmp_path):
     prof = {k: v for k, v in prof.items() if k != "crs"}
     path = _write(tmp_path / "nocrs.tif", dem, prof)
     with pytest.raises(CRSError, match=r"'elevation'.*has no CRS.*write_crs"):
-        gio.stack({"elevation": path})
+        stack({"elevation": path})
 
 
 def test_geographic_reference_refused(kfiles):
@@ -244,17 +245,17 @@ def test_geographic_reference_refused(kfiles):
 
     dem = rioxarray.open_rasterio(kfiles["elevation"]).rio.reproject("EPSG:4326")
     with pytest.raises(CRSError, match=r"geographic CRS.*EPSG:4326.*metres"):
-        gio.stack({"elevation": dem})
+        stack({"elevation": dem})
     lonlat = dem.squeeze("band", drop=True).rename({"y": "lat", "x": "lon"})
     with pytest.raises(GridMismatchError, match=r"dims \('lat', 'lon'\); expected \('y', 'x'\)"):
-        gio.stack({"elevation": lonlat})
+        stack({"elevation": lonlat})
 
 
 def test_missing_files(kfiles, tmp_path):
     with pytest.raises(MissingFileError, match=r"raster 'dem'.*does not exist"):
-        gio.stack({"dem": tmp_path / "nope.tif"})
+        stack({"dem": tmp_path / "nope.tif"})
     with pytest.raises(MissingFileError, match=r"inventory file .*nope.gpkg.*does not exist"):
-        gio.stack({"elevation": kfiles["elevation"]}, inventory=tmp_path / "nope.gpkg")
+        stack({"elevation": kfiles["elevation"]}, inventory=tmp_path / "nope.gpkg")
     assert isinstance(MissingFileError("x"), FileNotFoundError)
 
 
@@ -266,12 +267,12 @@ def test_integer_dem_without_nodata(kfiles, tmp_path):
     idem[:10, :10] = -32768
     bad = _write(tmp_path / "idem.tif", idem, prof, dtype="int16", nodata=None)
     with pytest.raises(NoDataError, match=r"integer \(int16\).*-32768 in 100 pixels.*nodata="):
-        gio.stack({"elevation": bad})
+        stack({"elevation": bad})
     # the fix the message proposes works, and a declared nodata works too
-    ds = gio.stack({"elevation": bad}, nodata={"elevation": -32768})
+    ds = stack({"elevation": bad}, nodata={"elevation": -32768})
     assert ds.elevation.dtype == np.float32 and int(ds.elevation.isnull().sum()) == 100
     good = _write(tmp_path / "idem2.tif", idem, prof, dtype="int16", nodata=-32768)
-    ds2 = gio.stack({"elevation": good})
+    ds2 = stack({"elevation": good})
     np.testing.assert_array_equal(ds.elevation.values, ds2.elevation.values)
     np.testing.assert_array_equal(ds2.elevation.values[20:, 20:], idem[20:, 20:])
 
@@ -280,7 +281,7 @@ def test_all_nan_raster(kfiles, tmp_path):
     dem, prof = _read(kfiles["elevation"])
     path = _write(tmp_path / "empty.tif", np.full_like(dem, prof["nodata"]), prof)
     with pytest.raises(NoDataError, match=r"\['elevation'\].*no valid pixel"):
-        gio.stack({"elevation": path})
+        stack({"elevation": path})
 
 
 # --- inventories -------------------------------------------------------------------------------
@@ -291,9 +292,9 @@ def test_inventory_other_crs(kfiles, kstack, polygons):
     wgs = polygons.to_crs("EPSG:4326")
     # refused only on request (vector reprojection is lossless: the default reprojects)
     with pytest.raises(CRSError, match=r"EPSG:4326.*EPSG:32643.*reproject"):
-        gio.stack({"elevation": kfiles["elevation"]}, inventory=wgs, reproject_inventory=False)
+        stack({"elevation": kfiles["elevation"]}, inventory=wgs, reproject_inventory=False)
     with pytest.warns(ReprojectionWarning, match=r"reprojected from EPSG:4326.*EPSG:32643"):
-        ds = gio.stack({"elevation": kfiles["elevation"]}, inventory=wgs,
+        ds = stack({"elevation": kfiles["elevation"]}, inventory=wgs,
                        year_range=(2000, 2014), year_field="Year_obs")
     a, b = (ds.landslide.values == 1), (kstack.landslide.values == 1)
     assert (a != b).sum() < 0.01 * b.sum()  # reprojection round-off only
@@ -303,29 +304,29 @@ def test_inventory_outside_and_empty(kfiles, polygons):
     far = polygons.copy()
     far.geometry = polygons.geometry.translate(xoff=1e6)
     with pytest.raises(InventoryError, match=r"no feature lies inside the raster extent"):
-        gio.stack({"elevation": kfiles["elevation"]}, inventory=far)
+        stack({"elevation": kfiles["elevation"]}, inventory=far)
     with pytest.raises(InventoryError, match=r"empty \(0 features\)"):
-        gio.stack({"elevation": kfiles["elevation"]}, inventory=polygons.iloc[:0])
+        stack({"elevation": kfiles["elevation"]}, inventory=polygons.iloc[:0])
     with pytest.raises(InventoryError, match=r"no feature has Year_obs in 1990..1995"):
-        gio.stack({"elevation": kfiles["elevation"]}, inventory=polygons,
+        stack({"elevation": kfiles["elevation"]}, inventory=polygons,
                   year_range=(1990, 1995), year_field="Year_obs")
     with pytest.raises(InventoryError, match=r"label field 'Source' must hold 1"):
-        gio.stack({"elevation": kfiles["elevation"]}, inventory=polygons, label_field="Source")
+        stack({"elevation": kfiles["elevation"]}, inventory=polygons, label_field="Source")
     with pytest.raises(InventoryError, match=r"label field 'nope' not found"):
-        gio.stack({"elevation": kfiles["elevation"]}, inventory=polygons, label_field="nope")
+        stack({"elevation": kfiles["elevation"]}, inventory=polygons, label_field="nope")
 
 
 # --- categorical -------------------------------------------------------------------------------
 
 def test_vocabulary_unknown_code(kfiles):
     with pytest.raises(VocabularyError, match=r"'geology' holds codes \[19, 20\].*vocabulary"):
-        gio.stack({"elevation": kfiles["elevation"], "geology": kfiles["geology"]},
+        stack({"elevation": kfiles["elevation"], "geology": kfiles["geology"]},
                   ["geology"], vocabulary={"geology": [2, 3, 6, 7, 8, 10, 18]})
 
 
 def test_vocabulary_fixes_feature_set(kfiles, kstack):
     vocab = [1, 2, 3, 6, 7, 8, 10, 18, 19, 20, 99]
-    ds = gio.stack({"elevation": kfiles["elevation"], "geology": kfiles["geology"]},
+    ds = stack({"elevation": kfiles["elevation"], "geology": kfiles["geology"]},
                    ["geology"], vocabulary={"geology": vocab})
     assert ds.attrs["geoslide:categorical"] == {"geology": vocab}
     assert [v for v in ds.data_vars if v.startswith("geology_")] == [f"geology_{c}" for c in vocab]
@@ -343,7 +344,7 @@ def test_read_vocabulary_inspire_tables(data_dir, kfiles):
         gio.read_vocabulary(insp / "rock_family.csv", column="code")
     # Kashmir's land cover (1..12) is not CORINE level 1 (1..5): named codes in the error
     with pytest.raises(VocabularyError, match=r"codes \[6, 7, 8, 9, 10, 11, 12\]"):
-        gio.stack({"elevation": kfiles["elevation"], "landcover": kfiles["landcover"]},
+        stack({"elevation": kfiles["elevation"], "landcover": kfiles["landcover"]},
                   ["landcover"], vocabulary={"landcover": insp / "landcover_corine_level1.csv"})
 
 
@@ -362,32 +363,6 @@ def test_one_hot_nan_and_dask(kstack, efiles):
     slope = rioxarray.open_rasterio(efiles["ta"]).isel(band=0)
     with pytest.raises(VocabularyError, match="non-integer values"):
         gio.one_hot(slope, "slope")
-
-
-# --- standardisation ---------------------------------------------------------------------------
-
-def test_standardize_training_area(kstack):
-    ds = kstack[["elevation", "landslide"]].assign_attrs(kstack.attrs)
-    mask = np.zeros((987, 826), bool)
-    mask[:400] = True  # "training" rows
-    z = gio.standardize(ds, mask=mask)
-    e = ds.elevation.values.astype(np.float64)[:400]
-    mean, std = e.mean(), e.std()
-    assert z.elevation.attrs["standardize_mean"] == pytest.approx(mean, rel=1e-9)
-    assert z.elevation.attrs["standardize_std"] == pytest.approx(std, rel=1e-9)
-    assert z.attrs["geoslide:normalization"]["elevation"] == pytest.approx([mean, std])
-    assert z.elevation.dtype == np.float32
-    np.testing.assert_allclose(z.elevation.values, (ds.elevation.values - mean) / std, rtol=1e-5,
-                               atol=1e-5)
-    assert abs(float(z.elevation[:400].mean())) < 1e-4
-    assert abs(float(z.elevation[400:].mean())) > 0.1  # test area is not re-centred
-    xr.testing.assert_identical(z.landslide, ds.landslide)
-    again = gio.standardize(ds, stats={"elevation": [mean, std]})
-    np.testing.assert_allclose(again.elevation.values, z.elevation.values)
-    lazy = gio.standardize(ds.chunk({"y": 100, "x": 300}), mask=mask)
-    assert lazy.elevation.chunks is not None
-    np.testing.assert_allclose(lazy.elevation.values, z.elevation.values, rtol=1e-6)
-    assert lazy.elevation.attrs["standardize_mean"] == pytest.approx(mean, rel=1e-9)
 
 
 # --- GeoTIFF -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import rasterio
 import xarray as xr
 
 from geoslide import io as gio
+from geoslide.prepare.stack import stack
 from geoslide.errors import (CRSError, DimensionError, GridMismatchError, InputError,
                              InventoryError, LabelLeakageError)
 
@@ -81,9 +82,9 @@ def test_netcdf_file_is_the_users_file(files):
 
 
 def test_netcdf_stacks_like_the_geotiff_window(files, polygons, dem):
-    tif = gio.stack({"elevation": files["tif"]}, inventory=polygons)
+    tif = stack({"elevation": files["tif"]}, inventory=polygons)
     for src in (f"{files['nc']}:dem", xr.open_dataset(files["nc"])[["dem", "spatial_ref"]]):
-        nc = gio.stack({"elevation": src}, inventory=polygons)
+        nc = stack({"elevation": src}, inventory=polygons)
         assert nc.sizes == {"y": 60, "x": 80}
         assert nc.rio.crs.to_epsg() == 32643
         assert nc.rio.transform().almost_equals(tif.rio.transform(), precision=1e-6)
@@ -92,7 +93,7 @@ def test_netcdf_stacks_like_the_geotiff_window(files, polygons, dem):
         xr.testing.assert_allclose(nc, tif, rtol=0, atol=1e-6)
         assert nc.attrs == tif.attrs and nc.elevation.dtype == tif.elevation.dtype
         np.testing.assert_array_equal(nc.landslide.values, tif.landslide.values)
-    lazy = gio.stack({"elevation": f"{files['nc']}:dem"}, inventory=polygons, chunks=32)
+    lazy = stack({"elevation": f"{files['nc']}:dem"}, inventory=polygons, chunks=32)
     assert lazy.elevation.chunks is not None
     np.testing.assert_array_equal(lazy.elevation.values, tif.elevation.values)
 
@@ -115,38 +116,39 @@ def test_dims_time_steps_refused_with_the_isel_fix(files, dem):
     assert da3.sizes["time"] == 3
     for src in (files["nc3"], xr.open_dataset(files["nc3"])):
         with pytest.raises(DimensionError) as err:
-            gio.stack({"elevation": src})
+            stack({"elevation": src})
         msg = str(err.value)
         assert "found (time: 3, x: 80, y: 60)" in msg and "da.isel(time=0)" in msg
         assert "lat" not in msg and isinstance(err.value, GridMismatchError)
     # size-1 extra dims are squeezed and (x, y) transposed: the fix the message names works
-    ok = gio.stack({"elevation": da3.isel(time=0).rio.write_crs("EPSG:32643")})
+    ok = stack({"elevation": da3.isel(time=0).rio.write_crs("EPSG:32643")})
     np.testing.assert_array_equal(ok.elevation.values, dem.values)
-    ok1 = gio.stack({"elevation": dem.T.expand_dims(time=[5], level=[1])})
+    ok1 = stack({"elevation": dem.T.expand_dims(time=[5], level=[1])})
     np.testing.assert_array_equal(ok1.elevation.values, dem.values)
 
 
 def test_dims_lat_lon_reproject_only_when_degrees(dem):
     import geoslide
-    import geoslide.terrain
+    from geoslide.features.terrain import grid_spacing, slope
+    import geoslide.features.terrain
 
     metres = dem.rename(y="lat", x="lon")
     with pytest.raises(DimensionError) as err:
-        gio.stack({"elevation": metres})
+        stack({"elevation": metres})
     msg = str(err.value)
     assert "projected coordinates (not degrees)" in msg and "reproject" not in msg
     assert "da.rename({'lat': 'y', 'lon': 'x'})" in msg
     degrees = dem.astype(np.float32).rio.reproject("EPSG:4326").rename(y="lat", x="lon")
     with pytest.raises(DimensionError, match=r"hold degrees.*rename.*reproject\('EPSG:326NN'\)"):
-        gio.stack({"elevation": degrees})
+        stack({"elevation": degrees})
     # terrain: the fix names what is wrong (a rename of other names, an isel of time steps)
     with pytest.raises(DimensionError, match=r"\{'northing': 'y', 'easting': 'x'\}") as err:
-        geoslide.terrain.grid_spacing(dem.rename(y="northing", x="easting"))
+        grid_spacing(dem.rename(y="northing", x="easting"))
     assert "lat" not in str(err.value)
     steps = dem.astype(np.float32).expand_dims(time=[0, 1, 2])
     with pytest.raises(DimensionError,
                        match=r"found \(time: 3, y: 60, x: 80\).*dem.isel\(time=0\)"):
-        geoslide.slope(steps)
+        slope(steps)
 
 
 # --- 3. CRS in a spatial_ref / crs variable ------------------------------------------------
@@ -168,12 +170,12 @@ def test_crs_from_grid_mapping_data_variable(dem, var, attr):
 # --- 4. label rasters as the inventory -------------------------------------------------------
 
 def test_label_dataarray_equals_polygons(files, polygons, mask):
-    ref = gio.stack({"elevation": files["tif"]}, inventory=polygons)
+    ref = stack({"elevation": files["tif"]}, inventory=polygons)
     for inv in (mask, mask.astype(np.float32), mask.T, f"{files['nc']}:landslide",
                 mask.drop_vars("spatial_ref")):  # no CRS but the reference's coordinates
-        ds = gio.stack({"elevation": files["tif"]}, inventory=inv)
+        ds = stack({"elevation": files["tif"]}, inventory=inv)
         xr.testing.assert_identical(ds, ref)
-    lazy = gio.stack({"elevation": files["tif"]}, inventory=mask, chunks=32)
+    lazy = stack({"elevation": files["tif"]}, inventory=mask, chunks=32)
     assert lazy.landslide.chunks is not None
     xr.testing.assert_identical(lazy.compute(), ref)
     # NaN (and other values) are unlabelled: per `unlabelled`; -1 stays no data
@@ -181,8 +183,8 @@ def test_label_dataarray_equals_polygons(files, polygons, mask):
     m[:10] = np.nan
     m[10:12] = 7
     m[12:14] = -1
-    st = gio.stack({"elevation": files["tif"]}, inventory=m).landslide.values
-    nd = gio.stack({"elevation": files["tif"]}, inventory=m, unlabelled="nodata").landslide.values
+    st = stack({"elevation": files["tif"]}, inventory=m).landslide.values
+    nd = stack({"elevation": files["tif"]}, inventory=m, unlabelled="nodata").landslide.values
     assert np.all(st[:12] == 0) and np.all(nd[:12] == -1)
     assert np.all(st[12:14] == -1) and np.all(nd[12:14] == -1)
     np.testing.assert_array_equal(st[14:], ref.landslide.values[14:])
@@ -193,14 +195,14 @@ def test_label_raster_errors(files, mask):
     t = mask.rio.transform()
     shifted = mask.assign_coords(x=mask.x + t.a)
     with pytest.raises(GridMismatchError, match=r"not on the reference grid.*reproject_match"):
-        gio.stack(tif, inventory=shifted)
+        stack(tif, inventory=shifted)
     with pytest.raises(InventoryError, match=r"no landslide pixel \(value 1\).*found values \[0\]"):
-        gio.stack(tif, inventory=mask * 0)
+        stack(tif, inventory=mask * 0)
     with pytest.raises(InventoryError, match=r"\['label_field'\] apply to vector inventories"):
-        gio.stack(tif, inventory=mask, label_field="lslpts")
+        stack(tif, inventory=mask, label_field="lslpts")
     for bad in (mask.values, 3, [1, 0]):
         with pytest.raises(InventoryError) as err:
-            gio.stack(tif, inventory=bad)
+            stack(tif, inventory=bad)
         msg = str(err.value)
         assert "vector file path" in msg and "GeoDataFrame" in msg and "label raster" in msg
         assert type(bad).__name__ in msg
@@ -211,7 +213,7 @@ def test_label_raster_errors(files, mask):
 def test_raster_named_landslide_refused(files, mask, polygons):
     for inv in (None, polygons):
         with pytest.raises(LabelLeakageError, match=r"named 'landslide'.*fix: pass .*inventory="):
-            gio.stack({"elevation": files["tif"], "landslide": mask}, inventory=inv)
+            stack({"elevation": files["tif"], "landslide": mask}, inventory=inv)
     assert isinstance(LabelLeakageError("x"), ValueError)
 
 
@@ -220,12 +222,12 @@ def test_raster_equal_to_label_refused(files, mask, polygons, dem):
     for kw in ({}, {"categorical": ["scar"]}, {"chunks": 32}):
         with pytest.raises(LabelLeakageError,
                            match=r"'scar' .*equals the landslide label.*inventory=\.\.\. instead"):
-            gio.stack({**tif, "scar": mask.astype(np.float32)}, inventory=polygons, **kw)
+            stack({**tif, "scar": mask.astype(np.float32)}, inventory=polygons, **kw)
     # NaN in the copy (missing pixels get label -1) does not hide it
     leaky = mask.astype(np.float32).where(dem > dem.min())
     with pytest.raises(LabelLeakageError):
-        gio.stack({**tif, "scar": leaky}, inventory=mask)
+        stack({**tif, "scar": leaky}, inventory=mask)
     # a genuine binary predictor is fine
     high = (dem > float(dem.median())).astype(np.float32)
-    ds = gio.stack({**tif, "high": high}, inventory=polygons)
+    ds = stack({**tif, "high": high}, inventory=polygons)
     assert ds.attrs["geoslide:continuous"] == ["elevation", "high"]

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from geoslide.inputs import compute_normalization, default_features
-from geoslide.models import MODELS, build, uses_aligned
-from geoslide.patches import PatchDataset
-from geoslide.train import masked_bce, with_aligned_features
+from geoslide.learn.inputs import compute_normalization, default_features
+from geoslide.learn.models import MODELS, build, uses_aligned
+from geoslide.learn.patches import PatchDataset
+from geoslide.learn.train import masked_bce, with_aligned_features
 
 SMALL = {"cnn": {"widths": [8, 16, 16, 32, 32]}, "sacnn": {"widths": [8, 16, 16, 32, 32]}}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoslide.inputs import compute_normalization, default_features, to_input_array, to_label_array
-from geoslide.patches import PatchDataset, collate
-from geoslide.splits import split_masks
+from geoslide.learn.inputs import compute_normalization, default_features, to_input_array, to_label_array
+from geoslide.learn.patches import PatchDataset, collate
+from geoslide.learn.splits import split_masks
 
 CORE, HALO = 64, 32
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from geoslide import metrics as M
+from geoslide.learn import metrics as M
 
 
 @pytest.fixture(scope="module")
 def subset(kashmir):
     """Rows 0..499 of Kashmir plus aligned slope and elevation at 30/100/300 m."""
-    from geoslide.align import aligned_features
+    from geoslide.features.align import aligned_features
 
     ds = kashmir.isel(y=slice(0, 500)).copy()
     return ds.merge(aligned_features(ds, features=["slope", "elevation"]))
@@ -19,14 +19,14 @@ def subset(kashmir):
 
 @pytest.fixture(scope="module")
 def masks(subset):
-    from geoslide.splits import split_masks
+    from geoslide.learn.splits import split_masks
 
     return split_masks(subset, "band", core=64, band=1)
 
 
 def test_peer_features(subset, kashmir):
     from geoslide.errors import FeatureMismatchError
-    from geoslide.peers import peer_features
+    from geoslide.evaluation.peers import peer_features
 
     base = peer_features(subset)
     assert base[:2] == ["slope", "elevation"] and "geology_7" in base
@@ -39,7 +39,7 @@ def test_peer_features(subset, kashmir):
 
 
 def test_peers_fit_on_train_pixels_and_beat_chance(subset, masks):
-    from geoslide.peers import fit_peer
+    from geoslide.evaluation.peers import fit_peer
 
     lab = subset["landslide"].values
     for name, params in (("logreg", {}), ("rf+aligned", {"n_estimators": 20})):
@@ -58,7 +58,7 @@ def test_peers_fit_on_train_pixels_and_beat_chance(subset, masks):
 
 
 def test_uniform_subsampling_keeps_class_share(subset, masks):
-    from geoslide.peers import fit_peer
+    from geoslide.evaluation.peers import fit_peer
 
     peer = fit_peer(subset, "logreg", masks["train"], max_train=20_000, seed=3)
     assert peer.info["subsampled"] and peer.info["train_pixels"] == 20_000
@@ -72,7 +72,7 @@ def test_uniform_subsampling_keeps_class_share(subset, masks):
 def test_unknown_peer_and_one_class():
     import xarray as xr
 
-    from geoslide.peers import fit_peer
+    from geoslide.evaluation.peers import fit_peer
 
     ds = xr.Dataset({"slope": (("y", "x"), np.ones((4, 4), "f4")),
                      "landslide": (("y", "x"), np.zeros((4, 4), "i1"))})

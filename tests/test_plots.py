@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from geoslide import metrics as M
-from geoslide import plots
-from geoslide.report import classes_table
+from geoslide.learn import metrics as M
+from geoslide.evaluation import plots
+from geoslide.evaluation.report import classes_table
 
 OUT = os.environ.get("GEOSLIDE_PLOTS_OUT")  # keep the PNGs there to look at them
 

@@ -1,4 +1,4 @@
-"""geoslide.predict on the real Kashmir data: seamless stitching, NaN mask, grid, round trips."""
+"""geoslide.maps.predict on the real Kashmir data: seamless stitching, NaN mask, grid, round trips."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +20,9 @@ def small(kashmir):
 
 
 def _trained(ds, name="cnn", seed=0, **kwargs):
-    from geoslide.inputs import compute_normalization, default_features
-    from geoslide.modelfile import TrainedModel, grid_resolution
-    from geoslide.models import build
+    from geoslide.learn.inputs import compute_normalization, default_features
+    from geoslide.learn.modelfile import TrainedModel, grid_resolution
+    from geoslide.learn.models import build
 
     feats = default_features(ds)
     torch.manual_seed(seed)
@@ -42,7 +42,7 @@ def unet(small):
 
 
 def test_receptive_radius(unet, small):
-    from geoslide.predict import receptive_radius
+    from geoslide.maps.predict import receptive_radius
 
     r = receptive_radius(unet.module, len(unet.feature_names))
     # 4-stage UNet with two 3x3 convs per stage: ~122 px theoretical radius
@@ -52,7 +52,7 @@ def test_receptive_radius(unet, small):
 
 def test_stitched_map_equals_one_forward_pass(unet, small):
     """Many small windows (core 64) in several dask regions == one pass over the raster."""
-    from geoslide.predict import predict
+    from geoslide.maps.predict import predict
 
     probs = predict(small, unet, core=64, region=128, progress=False)
     ref = unet.predict_array(small)  # the training helper's single forward pass
@@ -71,7 +71,7 @@ def test_stitched_map_equals_one_forward_pass(unet, small):
 def test_too_small_halo_shows_seams(unet, small):
     """Negative control: with a halo well under the receptive field the windows disagree with
     the single pass (so the test above can fail)."""
-    from geoslide.predict import predict
+    from geoslide.maps.predict import predict
 
     probs = predict(small, unet, core=64, halo=16, progress=False).values
     ref = np.where(np.isfinite(probs), unet.predict_array(small), np.nan)
@@ -82,7 +82,7 @@ def test_too_small_halo_shows_seams(unet, small):
 def test_numpy_and_dask_chunkings_agree(unet, small):
     """Windows sit on one global grid whatever the chunks: same map for any chunking (a
     32 px halo keeps this test fast; the equality holds for any fixed core and halo)."""
-    from geoslide.predict import predict
+    from geoslide.maps.predict import predict
 
     base = predict(small, unet, core=64, halo=32, progress=False)
     assert isinstance(base.data, np.ndarray)
@@ -95,7 +95,7 @@ def test_numpy_and_dask_chunkings_agree(unet, small):
 
 
 def test_nan_where_inputs_missing_or_label_minus_one(small):
-    from geoslide.predict import predict
+    from geoslide.maps.predict import predict
 
     ds = small.copy(deep=True)
     ds["elevation"][100:110, 50:60] = np.nan
@@ -117,7 +117,7 @@ def test_nan_where_inputs_missing_or_label_minus_one(small):
 
 
 def test_grid_crs_and_attrs(small):
-    from geoslide.predict import predict
+    from geoslide.maps.predict import predict
 
     model = _trained(small, "llr")
     probs = small.geoslide.predict(model, progress=False)  # the accessor
@@ -135,8 +135,8 @@ def test_grid_crs_and_attrs(small):
 
 def test_model_file_and_feature_mismatch(tmp_path, small):
     from geoslide.errors import FeatureMismatchError
-    from geoslide.modelfile import save_model
-    from geoslide.predict import predict
+    from geoslide.learn.modelfile import save_model
+    from geoslide.maps.predict import predict
 
     model = _trained(small, "llr")
     path = save_model(model, tmp_path / "llr.pt")
@@ -150,7 +150,7 @@ def test_model_file_and_feature_mismatch(tmp_path, small):
 
 def test_zarr_and_geotiff_round_trip(tmp_path, small):
     from geoslide.io import to_geotiff
-    from geoslide.predict import predict
+    from geoslide.maps.predict import predict
     from geoslide.store import open_zarr, to_zarr, write_variables
 
     store = tmp_path / "k.zarr"
@@ -176,7 +176,7 @@ def test_model_is_one_graph_key_and_pickles(unet, small):
     per worker), and the shipped runner gives the same probabilities after pickling."""
     import pickle
 
-    from geoslide.predict import _Runner, predict
+    from geoslide.maps.predict import _Runner, predict
 
     lazy = predict(small.chunk({"y": 128, "x": 128}), unet, core=128, progress=False)
     graph = dict(lazy.data.__dask_graph__())
@@ -192,7 +192,7 @@ def test_distributed_local_cluster_matches_threads(unet, small):
     """Worker processes of a LocalCluster give the threaded result (about 30 s: slow)."""
     from distributed import Client, LocalCluster
 
-    from geoslide.predict import predict
+    from geoslide.maps.predict import predict
 
     ds = small.chunk({"y": 128, "x": 128})
     expected = predict(ds, unet, core=128, progress=False).values

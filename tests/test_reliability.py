@@ -77,9 +77,9 @@ def model_file(master, tmp_path_factory) -> Path:
     """An LLR model on the store's inputs (seeded weights; what `geoslide train` writes)."""
     import torch
 
-    from geoslide.inputs import compute_normalization, default_features
-    from geoslide.modelfile import TrainedModel, grid_crs, grid_resolution
-    from geoslide.models import build
+    from geoslide.learn.inputs import compute_normalization, default_features
+    from geoslide.learn.modelfile import TrainedModel, grid_crs, grid_resolution
+    from geoslide.learn.models import build
     from geoslide.store import open_zarr
 
     ds = open_zarr(master)
@@ -161,7 +161,7 @@ def test_overwrite_replaces_only_geoslide_stores(tmp_path, capsys, data_dir):
     assert plain.read_text() == "not a store"
     assert sorted(os.listdir(tmp_path)) == ["out.zarr", "plain.zarr"]  # no hidden .old-*
     with pytest.raises(OverwriteError, match=r"thesis\.txt"):  # the library refuses too
-        from geoslide.datasets import load
+        from geoslide.prepare.datasets import load
 
         to_zarr(load("kashmir", data_dir=data_dir), thesis, mode="w")
 
@@ -196,7 +196,8 @@ def test_overwrite_keeps_old_store_until_new_is_complete(tmp_path, capsys):
 
 
 def test_leftovers_of_killed_writes_are_recovered(master, tmp_path):
-    from geoslide.store import _HOST, recover
+    from geoslide.store import recover
+    from geoslide.store.files import _HOST
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -318,17 +319,18 @@ def test_unreadable_model_files_are_typed_without_torch_advice(
         line = one_line_error(capsys.readouterr().err, "predict")
         assert str(path) in line and "not a readable geoslide model file" in line
         assert "weights_only" not in line and "trust" not in line, line
-    from geoslide.errors import ModelFileError, StoreError
-    from geoslide.modelfile import load_model
+    from geoslide.errors import GeoslideError, ModelFileError, StoreError
+    from geoslide.learn.modelfile import load_model
 
     with pytest.raises(ModelFileError) as info:
         load_model(tmp_path / "pickled.pt")
-    assert isinstance(info.value, StoreError)  # as before: except StoreError still works
+    # one of the four bases under GeoslideError, not a store error
+    assert isinstance(info.value, GeoslideError) and not isinstance(info.value, StoreError)
 
 
 def test_feature_mismatch_names_how_to_get_the_variables(master, tmp_path, capsys):
-    from geoslide.modelfile import TrainedModel
-    from geoslide.models import build
+    from geoslide.learn.modelfile import TrainedModel
+    from geoslide.learn.models import build
 
     feats = ["slope", "aspect_sin", "aspect_cos", "geology_2", "geology_21", "slope_up100",
              "dz_up100", "azimuth_up100@sin", "azimuth_up100@cos", "twi"]

@@ -35,7 +35,7 @@ def base(kashmir):
 @pytest.fixture(scope="module")
 def reference(base):
     """The aligned features computed eagerly (numpy path), the independent reference."""
-    from geoslide.align import aligned_features
+    from geoslide.features.align import aligned_features
 
     return aligned_features(base, DISTANCES, FEATURES).compute()
 
@@ -50,7 +50,7 @@ def store(base, tmp_path):
 
 
 def _lazy_features(path):
-    from geoslide.align import aligned_features
+    from geoslide.features.align import aligned_features
     from geoslide.store import open_zarr
 
     return aligned_features(open_zarr(path, allow_incomplete=True), DISTANCES, FEATURES)
@@ -59,7 +59,7 @@ def _lazy_features(path):
 @pytest.fixture()
 def count_blocks(monkeypatch):
     """Count the aligned-feature kernel's block calls (threaded scheduler: same process)."""
-    import geoslide.align as align
+    import geoslide.features.rings as align
 
     calls = []
     original = align._align_block
@@ -85,10 +85,10 @@ def _assert_equal_to_reference(path, reference):
 def test_write_regions_equals_numpy_and_marks_complete(store, reference, count_blocks):
     import dask
 
-    from geoslide.resume import incomplete, write_regions
+    from geoslide.store import incomplete, write_variables
 
     with dask.config.set(scheduler="threads"):
-        report = write_regions(_lazy_features(store), store, key="t", progress=False)
+        report = write_variables(_lazy_features(store), store, progress=False)
     assert (report.regions, report.written, report.skipped) == (16, 16, 0)
     assert report.chunks == (CHUNK, CHUNK)
     assert len(count_blocks) == 16  # one kernel call per region
@@ -107,14 +107,14 @@ def test_interrupt_leaves_incomplete_and_resume_skips_done_regions(store, refere
                                                                    settled_regions):
     import dask
 
-    from geoslide.resume import check_complete, incomplete, write_regions
+    from geoslide.store import check_complete, incomplete, write_variables
     from geoslide.store import open_zarr
 
     features = _lazy_features(store)
     names = sorted(features.data_vars)
     with dask.config.set(scheduler="threads", num_workers=2):
         with pytest.raises(KeyboardInterrupt), interrupt_after(5):
-            write_regions(features, store, key="t", progress=False)
+            write_variables(features, store, progress=False)
     assert incomplete(store) == names
     done = settled_regions(store)  # a thread of the pool may still finish its region
     assert 5 <= done < 16
@@ -125,7 +125,7 @@ def test_interrupt_leaves_incomplete_and_resume_skips_done_regions(store, refere
 
     count_blocks.clear()
     with dask.config.set(scheduler="threads"):
-        report = write_regions(_lazy_features(store), store, key="t", progress=False)
+        report = write_variables(_lazy_features(store), store, progress=False)
     assert report.skipped == done
     assert report.written == 16 - done
     assert len(count_blocks) == 16 - done  # regions already written are not recomputed
@@ -137,49 +137,52 @@ def test_different_key_or_resume_false_starts_afresh(store, reference, count_blo
                                                      interrupt_after, settled_regions):
     import dask
 
-    from geoslide.resume import write_regions
+    from geoslide.store import write_variables
 
     with dask.config.set(scheduler="threads", num_workers=2):
         with pytest.raises(KeyboardInterrupt), interrupt_after(3):
-            write_regions(_lazy_features(store), store, key="first", progress=False)
+            write_variables(_lazy_features(store), store, progress=False)
     assert settled_regions(store) >= 3
     count_blocks.clear()
+    other = _lazy_features(store)  # the same variables, from another computation
+    for v in other.data_vars:
+        other[v].attrs["geoslide:provenance"] = {"function": "another"}
     with dask.config.set(scheduler="threads"):
-        report = write_regions(_lazy_features(store), store, key="second", progress=False)
+        report = write_variables(other, store, progress=False)
     assert (report.written, report.skipped) == (16, 0)
     assert len(count_blocks) == 16
     _assert_equal_to_reference(store, reference)
 
 
 def test_numpy_dataarray_input_and_errors(store, base, tmp_path):
-    from geoslide.resume import write_regions
+    from geoslide.store import write_variables
     from geoslide.store import open_zarr
 
     doubled = (base["elevation"] * 2).rename("elevation2")  # numpy-backed DataArray
-    report = write_regions(doubled, store, progress=False)
-    assert report.regions == 1
+    report = write_variables(doubled, store, progress=False)
+    assert report.regions == 16  # one region per store chunk, numpy input included
     got = open_zarr(store)
     np.testing.assert_array_equal(got["elevation2"].values, base["elevation"].values * 2)
 
     with pytest.raises(MissingFileError, match="expected a Zarr store"):
-        write_regions(doubled, tmp_path / "absent.zarr", progress=False)
-    with pytest.raises(StoreError, match="store's grid"):
-        write_regions(doubled.isel(y=slice(0, 100)), store, progress=False)
+        write_variables(doubled, tmp_path / "absent.zarr", progress=False)
+    with pytest.raises(GridMismatchError, match="store's grid"):
+        write_variables(doubled.isel(y=slice(0, 100)), store, progress=False)
     shifted = doubled.assign_coords(x=doubled.x + 1000.0)
     with pytest.raises(GridMismatchError, match="other x coordinates"):
-        write_regions(shifted, store, progress=False)
+        write_variables(shifted, store, progress=False)
     cube = xr.Dataset({"c": (("band", "y", "x"), np.zeros((2, 987, 826), np.float32))})
-    with pytest.raises(StoreError, match="dims"):
-        write_regions(cube, store, progress=False)
+    with pytest.raises(GridMismatchError, match="dims"):
+        write_variables(cube, store, progress=False)
 
 
 _SCRIPT = textwrap.dedent("""
     import sys, time, dask
     import rioxarray  # noqa: F401  (geoslide.store uses ds.rio)
-    import geoslide.align as align
-    from geoslide.align import aligned_features
+    import geoslide.features.rings as align
+    from geoslide.features.align import aligned_features
     from geoslide.store import open_zarr
-    from geoslide.resume import write_regions
+    from geoslide.store import write_variables
     path = sys.argv[1]
     kernel = align._align_block
     def slow(*args, **kwargs):  # the real kernel, slowed so that Ctrl-C lands mid-run
@@ -188,7 +191,7 @@ _SCRIPT = textwrap.dedent("""
     align._align_block = slow
     feats = aligned_features(open_zarr(path, allow_incomplete=True), (100, 300, 1000), ["slope"])
     with dask.config.set(scheduler="threads", num_workers=1):
-        write_regions(feats, path, key="sigint", progress=False)
+        write_variables(feats, path, progress=False)
     print("finished")
 """)
 
@@ -198,8 +201,8 @@ def test_ctrl_c_in_a_separate_process_then_resume(store, base, count_blocks):
     """SIGINT (Ctrl-C) to a real run: the store stays marked incomplete; a re-run resumes."""
     import dask
 
-    from geoslide.align import aligned_features
-    from geoslide.resume import incomplete, regions_done, write_regions
+    from geoslide.features.align import aligned_features
+    from geoslide.store import incomplete, regions_done, write_variables
     from geoslide.store import open_zarr
 
     script = store.parent / "run.py"
@@ -230,7 +233,7 @@ def test_ctrl_c_in_a_separate_process_then_resume(store, base, count_blocks):
     count_blocks.clear()
     feats = aligned_features(open_zarr(store, allow_incomplete=True), (100, 300, 1000), ["slope"])
     with dask.config.set(scheduler="threads"):
-        report = write_regions(feats, store, key="sigint", progress=False)
+        report = write_variables(feats, store, progress=False)
     assert report.skipped == done and len(count_blocks) == 16 - done
     ref = aligned_features(base, (100, 300, 1000), ["slope"])
     got = open_zarr(store)

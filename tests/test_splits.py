@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoslide.splits import split_masks, window_ids
+from geoslide.learn.splits import split_masks, window_ids
 
 
 def _check_partition(m):

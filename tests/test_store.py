@@ -11,12 +11,13 @@ import pytest
 import xarray as xr
 
 from geoslide import store
+from geoslide.store.attrs import FORMAT, FORMAT_ATTR
 from geoslide.errors import GridMismatchError, MissingFileError, StoreError
 
 
 def _strip(ds: xr.Dataset) -> xr.Dataset:
     ds = ds.copy()
-    ds.attrs.pop(store.FORMAT_ATTR, None)
+    ds.attrs.pop(FORMAT_ATTR, None)
     return ds
 
 
@@ -28,7 +29,7 @@ def test_round_trip_kashmir(kashmir, tmp_path):
     assert back.landslide.chunks == back.slope.chunks
     assert back.rio.crs == kashmir.rio.crs
     assert back.rio.transform() == kashmir.rio.transform()
-    assert back.attrs[store.FORMAT_ATTR] == store.FORMAT
+    assert back.attrs[FORMAT_ATTR] == FORMAT
     assert back.attrs["geoslide:categorical"] == kashmir.attrs["geoslide:categorical"]
     xr.testing.assert_identical(_strip(back).compute(), kashmir)
     assert back.landslide.dtype == np.int8
@@ -96,7 +97,7 @@ def test_write_variables(ecuador, tmp_path):
     base = store.open_zarr(path)
     new = xr.Dataset({"twice": base.slope * 2,
                       "flag": (base.landslide == 1).astype(np.int8)}).chunk({"y": 50, "x": 70})
-    assert store.write_variables(new, path, progress=False) == ["twice", "flag"]
+    assert store.write_variables(new, path, progress=False).variables == ["twice", "flag"]
     back = store.open_zarr(path)
     assert store.incomplete(path) == []
     assert back.twice.chunks == back.slope.chunks  # the store's chunking
@@ -121,7 +122,7 @@ def test_interrupted_write_is_marked_and_resumed(ecuador, tmp_path, interrupt_af
     """Ctrl-C in the middle of write_variables leaves the store marked incomplete; a rerun
     recomputes only the regions not yet written, and the store equals a fault-free run."""
     import dask
-    from geoslide.resume import regions_done
+    from geoslide.store import regions_done
 
     path = store.to_zarr(ecuador, tmp_path / "e.zarr", chunks=100)  # 5 x 4 = 20 regions
     calls: list[tuple[int, int]] = []
@@ -130,14 +131,16 @@ def test_interrupted_write_is_marked_and_resumed(ecuador, tmp_path, interrupt_af
         calls.append(tuple(block_info[None]["chunk-location"]))
         return block * 2
 
-    def make():
+    def make(factor=2):
+        # the provenance names the computation: a rerun of the same one resumes
         src = store.open_zarr(path, allow_incomplete=True).slope
-        return xr.Dataset({"twice": src.copy(data=dsa.map_blocks(twice, src.data,
-                                                                 dtype=np.float32))})
+        out = src.copy(data=dsa.map_blocks(twice, src.data, dtype=np.float32))
+        out.attrs = {"geoslide:provenance": {"function": "twice", "factor": factor}}
+        return xr.Dataset({"twice": out})
 
     with dask.config.set(scheduler="synchronous"):
         with pytest.raises(KeyboardInterrupt), interrupt_after(7):
-            store.write_variables(make(), path, progress=False, key="x2")
+            store.write_variables(make(), path, progress=False)
     assert store.incomplete(path) == ["twice"]
     done = regions_done(path)
     assert done == 7
@@ -153,12 +156,11 @@ def test_interrupted_write_is_marked_and_resumed(ecuador, tmp_path, interrupt_af
     assert len(written) <= 7 and len(empty) >= 13 and len(written) + len(empty) == 20
     calls.clear()
     with dask.config.set(scheduler="synchronous"):
-        store.write_variables(make(), path, progress=False, key="x2")
+        store.write_variables(make(), path, progress=False)
     assert len(calls) == 20 - done  # regions already written are not recomputed
     assert len(set(calls)) == len(calls)
     assert store.incomplete(path) == []
     back = store.open_zarr(path)
-    assert store.PROGRESS_ATTR not in back.attrs
     assert not (path / "_geoslide_progress").exists()
     # equal to a fault-free run into a fresh store
     clean = store.to_zarr(ecuador, tmp_path / "clean.zarr", chunks=100)
@@ -168,12 +170,12 @@ def test_interrupted_write_is_marked_and_resumed(ecuador, tmp_path, interrupt_af
     np.testing.assert_array_equal(back.twice.values, ecuador.slope.values * 2)
     # plain xarray sees the final metadata (re-consolidated)
     assert "geoslide:incomplete" not in xr.open_zarr(path).attrs
-    # a rerun with another key (another computation) starts afresh
+    # a rerun of another computation (other provenance) starts afresh
     with dask.config.set(scheduler="synchronous"):
         with pytest.raises(KeyboardInterrupt), interrupt_after(7):
-            store.write_variables(make(), path, progress=False, key="x2")
+            store.write_variables(make(), path, progress=False)
     calls.clear()
     with dask.config.set(scheduler="synchronous"):
-        store.write_variables(make(), path, progress=False, key="other")
+        store.write_variables(make(factor=3), path, progress=False)
     assert len(calls) == 20
     shutil.rmtree(path)

@@ -1,4 +1,4 @@
-"""geoslide.terrain: Horn slope / aspect against an independent numpy reference, the real
+"""geoslide.features.terrain: Horn slope / aspect against an independent numpy reference, the real
 Ecuador slope band, planes with known answers, numpy == dask for random chunkings."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geoslide.errors import CRSError, GridMismatchError
-from geoslide.terrain import aspect, grid_spacing, horn, slope
+from geoslide.features.terrain import aspect, grid_spacing, horn, slope
 
 
 def horn_reference(z: np.ndarray, xres: float, yres: float) -> tuple[np.ndarray, np.ndarray]:

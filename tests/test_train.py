@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from geoslide.errors import FeatureMismatchError
-from geoslide.inputs import compute_normalization, default_features, to_label_array
-from geoslide.modelfile import load_model
-from geoslide.models import build
-from geoslide.patches import PatchDataset
-from geoslide.splits import split_masks
-from geoslide.train import masked_bce, train
+from geoslide.learn.inputs import compute_normalization, default_features, to_label_array
+from geoslide.learn.modelfile import load_model
+from geoslide.learn.models import build
+from geoslide.learn.patches import PatchDataset
+from geoslide.learn.splits import split_masks
+from geoslide.learn.train import masked_bce, train
 
 QUICK_LLR = dict(preset="quick", epochs=1, overrides={"oversample": 1}, progress=False)
 
@@ -109,7 +109,7 @@ def test_trained_llr_beats_random_and_random_is_chance(kashmir, llr_run):
     # untrained networks (random weights) are not better than chance on held-out pixels
     feats = llr_run.feature_names
     x = torch.from_numpy(
-        __import__("geoslide.inputs", fromlist=["x"]).to_input_array(kashmir, feats, llr_run.model.normalization)
+        __import__("geoslide.learn.inputs", fromlist=["x"]).to_input_array(kashmir, feats, llr_run.model.normalization)
     )[None]
     aucs = []
     for seed in range(10):
@@ -151,7 +151,7 @@ def test_cli_trains_tiny_run(kashmir, tmp_path):
 def test_flip_keeps_azimuths_consistent():
     """A flipped patch's azimuth channels equal the azimuths of the flipped terrain: the
     uphill target at offset (drow, dcol) has azimuth atan2(dcol, -drow) clockwise from north."""
-    from geoslide.patches import flip_batch as _flip
+    from geoslide.learn.patches import flip_batch as _flip
 
     g = np.random.default_rng(0)
     drow, dcol = g.integers(-3, 4, (2, 6, 6)).astype(float)

@@ -1,4 +1,4 @@
-"""geoslide.workersetup: malloc thresholds and torch threads in dask worker processes."""
+"""geoslide.parallel.workersetup: malloc thresholds and torch threads in dask worker processes."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from geoslide.cluster import get_client
+from geoslide.parallel.cluster import get_client
 
 _MMAPPED = """
 import ctypes, json, sys
@@ -22,7 +22,7 @@ class MallInfo2(ctypes.Structure):
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 if sys.argv[1] == "tuned":
-    from geoslide.workersetup import tune_malloc
+    from geoslide.parallel.workersetup import tune_malloc
     assert tune_malloc()
 out = []
 for _ in range(3):                    # what a worker does per region: big buffers, freed

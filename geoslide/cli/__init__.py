@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import GeoslideError, GeoslideWarning
+from geoslide import __version__
+from geoslide.errors import GeoslideError, GeoslideWarning
 
 # OS errors a user can fix (permissions, read-only or full disk, a file where a folder goes)
 _USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
@@ -39,7 +40,7 @@ def check_writable(path: Path, what: str, option: str) -> None:
     long computation rather than after it."""
     import tempfile
 
-    from ..errors import StoreWriteError
+    from geoslide.errors import StoreWriteError
 
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
@@ -64,7 +65,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="geoslide",
         description="Landslide susceptibility maps with the Self-Aligned CNN (SACNN).",
     )
-    parser.add_argument("--version", action="version", version="geoslide 0.1.0")
+    parser.add_argument("--version", action="version", version=f"geoslide {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         if wanted is not None and name != wanted:

@@ -62,9 +62,9 @@ def _say(quiet: bool, msg: str) -> None:
 
 
 def _store(out: Path, quiet: bool) -> Path:
-    from ..datasets import load
-    from ..errors import GeoslideError
-    from ..store import open_zarr, to_zarr
+    from geoslide.prepare.datasets import load
+    from geoslide.errors import GeoslideError
+    from geoslide.store import open_zarr, to_zarr
 
     path = out / "kashmir.zarr"
     if path.exists():
@@ -81,11 +81,9 @@ def _store(out: Path, quiet: bool) -> Path:
 
 
 def _features(store: Path, quiet: bool) -> None:
-    import json
-
-    from ..align import aligned_features
-    from ..inputs import is_aligned
-    from ..store import incomplete, open_zarr, write_variables
+    from geoslide.features.align import aligned_features
+    from geoslide.names import is_aligned
+    from geoslide.store import incomplete, open_zarr, write_variables
 
     ds = open_zarr(store, allow_incomplete=True)
     todo = [v for v in incomplete(store) if is_aligned(v)]
@@ -94,16 +92,14 @@ def _features(store: Path, quiet: bool) -> None:
         return
     t0 = time.perf_counter()
     extra = aligned_features(ds)
-    # the key of `geoslide features`: an interrupted run (demo or CLI) resumes
-    key = "features:" + json.dumps(extra.attrs.get("geoslide:aligned", {}), sort_keys=True)
-    write_variables(extra, store, progress=not quiet, key=key)
+    write_variables(extra, store, progress=not quiet)  # an interrupted run (demo or CLI) resumes
     _say(quiet, f"[2/5] aligned features: {len(extra.data_vars)} variables "
                 f"({time.perf_counter() - t0:.0f} s)")
 
 
 def _reusable(path: Path, preset: str, band: int, seed: int, epochs: int | None) -> Any:
-    from ..errors import GeoslideError
-    from ..modelfile import load_model
+    from geoslide.errors import GeoslideError
+    from geoslide.learn.modelfile import load_model
 
     if not path.exists():
         return None
@@ -114,7 +110,7 @@ def _reusable(path: Path, preset: str, band: int, seed: int, epochs: int | None)
     info = model.train or {}
     split = info.get("split") or {}
     recipe = info.get("recipe") or {}
-    from ..presets import get_preset
+    from geoslide.learn.presets import get_preset
 
     want = epochs if epochs is not None else get_preset(preset, model.name).get("epochs")
     if (recipe.get("preset") == preset and split.get("kind") == "band"
@@ -127,11 +123,11 @@ def _reusable(path: Path, preset: str, band: int, seed: int, epochs: int | None)
 def run(args: argparse.Namespace) -> int:
     import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
 
-    from ..evaluate import evaluate
-    from ..io import to_geotiff
-    from ..predict import predict
-    from ..store import open_zarr, write_variables
-    from ..train import train
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.io import to_geotiff
+    from geoslide.maps.predict import predict
+    from geoslide.store import open_zarr, write_variables
+    from geoslide.learn.train import train
 
     t_start = time.perf_counter()
     quiet = args.quiet
@@ -164,17 +160,15 @@ def run(args: argparse.Namespace) -> int:
                         f"{result.best_val_nll:.4f} -> {path}")
         models[name] = model
 
-    from ..evaluate import stored_map
+    from geoslide.evaluation.evaluate import stored_map
 
     for name, model in models.items():
         var = f"susceptibility_{name}"
         if stored_map(ds, model) is not None and var in ds:
             continue  # (an unfinished map is not in ds: open_zarr leaves it out)
         probs = predict(ds, model, progress=not quiet, device=args.device, name=var)
-        # the key of `geoslide predict`: an interrupted map of the same weights resumes
-        key = "predict:{}:{}:{}".format(*(probs.attrs[k] for k in (
-            "geoslide:model_token", "geoslide:core", "geoslide:halo")))
-        write_variables(probs.to_dataset(name=var), store, progress=False, key=key)
+        # an interrupted map of the same weights resumes
+        write_variables(probs.to_dataset(name=var), store, progress=False)
     ds = open_zarr(store).load()
     tif = None
     if "sacnn" in models:

@@ -54,11 +54,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
 
-    from ..evaluate import evaluate
-    from ..store import open_zarr
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.store import open_zarr
 
     if not args.models and not args.peers:
-        from ..errors import UsageError
+        from geoslide.errors import UsageError
 
         raise UsageError("nothing to evaluate: give model files and/or --peers")
     ds = open_zarr(args.store).load()  # evaluation reads whole label / map arrays

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -30,7 +29,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--elevation", default="elevation", metavar="NAME",
                    help="elevation variable that picks the highest cell (default elevation)")
     p.add_argument("--quiet", action="store_true", help="no progress bar nor summary")
-    from ..cluster import add_scheduler_argument
+    from geoslide.parallel.cluster import add_scheduler_argument
 
     add_scheduler_argument(p)
     p.set_defaults(func=run)
@@ -41,15 +40,15 @@ def _open(path: str) -> Any:
     """The store, its unfinished variables included: this command rewrites (resumes) them."""
     import rioxarray  # noqa: F401  (registers .rio, which the store needs to restore the CRS)
 
-    from ..store import open_zarr
+    from geoslide.store import open_zarr
 
     return open_zarr(path, allow_incomplete=True)
 
 
 def _check_inputs(path: str, ds: Any, read: list[str]) -> None:
     """Refuse to gather from variables an interrupted write left unfinished."""
-    from ..errors import IncompleteStoreError
-    from ..store import incomplete, incomplete_message
+    from geoslide.errors import IncompleteStoreError
+    from geoslide.store import incomplete, incomplete_message
 
     bad = [v for v in incomplete(path) if v in read]
     if bad:
@@ -57,19 +56,19 @@ def _check_inputs(path: str, ds: Any, read: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..align import aligned_features
-    from ..cluster import client_from_args
-    from ..store import incomplete, write_variables
+    from geoslide.features.align import aligned_features
+    from geoslide.parallel.cluster import client_from_args
+    from geoslide.store import incomplete, write_variables
 
     ds = _open(args.store)
     new = aligned_features(ds, distances=args.distances, features=args.features,
                            elevation=args.elevation)
     info = new.attrs.get("geoslide:aligned", {})
     _check_inputs(args.store, ds, [args.elevation, *info.get("features", [])])
-    # a rerun of the same command resumes an interrupted write; other options start afresh
-    key = "features:" + json.dumps(info, sort_keys=True)
+    # a rerun of the same command resumes an interrupted write (the writer keys on the
+    # variables' provenance); other options start afresh
     with client_from_args(args):  # --scheduler ADDRESS, else a LocalCluster
-        names = write_variables(new, args.store, progress=not args.quiet, key=key)
+        names = write_variables(new, args.store, progress=not args.quiet).variables
     if not args.quiet:
         feats = info["features"]
         print(f"wrote {len(names)} variables to {args.store}: {len(feats)} features x "
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
               f"azimuth_up<d>", file=sys.stdout)
         left = incomplete(args.store)
         if left:
-            from ..store import incomplete_message
+            from geoslide.store import incomplete_message
 
             print(f"note: {incomplete_message(args.store, left)}", file=sys.stdout)
     return 0

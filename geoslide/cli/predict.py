@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import check_writable
+from geoslide.cli import check_writable
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="windows per forward pass (default 4)")
     p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    from ..cluster import add_scheduler_argument
+    from geoslide.parallel.cluster import add_scheduler_argument
 
     add_scheduler_argument(p)
     p.set_defaults(func=run)
@@ -46,13 +46,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
 
-    from ..cluster import client_from_args
-    from ..errors import GeoslideError, IncompleteStoreError
-    from ..inputs import base_variable
-    from ..io import to_geotiff
-    from ..modelfile import load_model
-    from ..predict import predict
-    from ..store import incomplete, incomplete_message, open_zarr, write_variables
+    from geoslide.parallel.cluster import client_from_args
+    from geoslide.errors import GeoslideError, IncompleteStoreError, StoreWriteError
+    from geoslide.names import base_variable
+    from geoslide.io import to_geotiff
+    from geoslide.learn.modelfile import load_model
+    from geoslide.maps.predict import predict
+    from geoslide.store import incomplete, incomplete_message, open_zarr, write_variables
 
     model = load_model(args.model)
     name = args.name or f"susceptibility_{model.name}"
@@ -68,10 +68,7 @@ def run(args: argparse.Namespace) -> int:
         probs = predict(ds, model, core=args.core, halo=args.halo, batch_size=args.batch_size,
                         device=args.device, progress=not args.quiet, name=name)
         # a rerun with the same model and windows resumes an interrupted write
-        key = "predict:{}:{}:{}".format(*(probs.attrs[k] for k in (
-            "geoslide:model_token", "geoslide:core", "geoslide:halo")))
-        write_variables(probs.to_dataset(name=name), args.store, progress=not args.quiet,
-                        key=key)
+        write_variables(probs.to_dataset(name=name), args.store, progress=not args.quiet)
         stored = open_zarr(args.store, allow_incomplete=True)[name]
         if args.out_tif:
             try:
@@ -79,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # noqa: BLE001 - rasterio's errors name the hidden file
                 if isinstance(exc, GeoslideError):
                     raise
-                raise _unwritable(Path(args.out_tif), str(exc).rsplit(": ", 1)[-1]) from exc
+                raise StoreWriteError(
+                    f"cannot write the GeoTIFF {args.out_tif!r}: {str(exc).rsplit(': ', 1)[-1]}; "
+                    "expected a folder you can write to; fix: choose another --out-tif, or make "
+                    "its folder writable") from exc
     if not args.quiet:
         print(f"wrote {name!r} into {args.store}"
               + (f" and {Path(args.out_tif)}" if args.out_tif else ""))

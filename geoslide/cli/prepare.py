@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..errors import UsageError
+from geoslide.errors import UsageError
 
 
 
@@ -31,7 +31,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    from .. import datasets
+    from geoslide.prepare import datasets
 
     p = subparsers.add_parser(
         "prepare",
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="a --raster of class codes to one-hot encode (repeatable)")
     p.add_argument("--inventory", metavar="PATH",
                    help="landslide polygons or points (shp, gpkg, geojson, ...)")
-    from ..derive import DERIVABLE
+    from geoslide.prepare.derive import DERIVABLE
 
     p.add_argument("--derive", action="append", metavar="NAME[,NAME]",
                    help="terrain inputs computed from the raster named elevation, among "
@@ -90,7 +90,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "or ../shared/data)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar nor summary")
-    from ..cluster import add_scheduler_argument
+    from geoslide.parallel.cluster import add_scheduler_argument
 
     add_scheduler_argument(p)  # --scheduler ADDRESS (default $GEOSLIDE_SCHEDULER), --workers
     p.set_defaults(func=run)
@@ -125,7 +125,7 @@ def summary(ds: xr.Dataset, path: str | Path | None = None) -> str:
 
 
 def _derive_names(args: argparse.Namespace) -> list[str]:
-    from ..derive import DERIVABLE
+    from geoslide.prepare.derive import DERIVABLE
 
     names = [n.strip() for v in (args.derive or []) for n in v.split(",") if n.strip()]
     bad = [n for n in names if n not in DERIVABLE]
@@ -135,11 +135,11 @@ def _derive_names(args: argparse.Namespace) -> list[str]:
 
 
 def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
-    from .. import datasets
-    from ..derive import derive
-    from ..io import stack
+    from geoslide.prepare import datasets
+    from geoslide.prepare.derive import derive
+    from geoslide.prepare.stack import stack
 
-    from ..distance import add_distances, parse_spec
+    from geoslide.prepare.distance import add_distances, parse_spec
 
     derived = _derive_names(args)
     distances = dict(parse_spec(v) for v in args.distance or [])  # name -> (path, cap)
@@ -191,9 +191,9 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..cluster import client_from_args
-    from ..errors import ReprojectionWarning
-    from ..store import check_replaceable, open_zarr, recover, to_zarr
+    from geoslide.parallel.cluster import client_from_args
+    from geoslide.errors import ReprojectionWarning
+    from geoslide.store import check_replaceable, open_zarr, recover, to_zarr
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ReprojectionWarning)
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         for note in notes:
             print(f"inventory   {note}", file=sys.stdout)
         if args.inventory and "landslide" in written:
-            from ..io.inventory import inventory_advice
+            from geoslide.io.inventory import inventory_advice
 
             res = abs(float(written.rio.transform().a))
             for line in inventory_advice(args.inventory, written["landslide"].values, res,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..models import MODELS
+from geoslide.learn.models import MODELS
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -60,18 +60,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..store import open_zarr
-    from ..train import train
+    from geoslide.store import open_zarr
+    from geoslide.learn.train import train
 
     for name in ("epochs", "core", "split_core", "n_folds", "threads"):
         v = getattr(args, name)
         if v is not None and v < 1:
-            from ..errors import UsageError
+            from geoslide.errors import UsageError
 
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, found {v}")
     from pathlib import Path
 
-    from . import check_writable
+    from geoslide.cli import check_writable
 
     out = args.out or f"{args.model}.pt"
     check_writable(Path(out), "the model file", "--out")  # before training, not after
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                   halo=args.halo, device=args.device, threads=args.threads,
                   progress=not args.quiet, keep_failed=args.keep_failed)
     if args.split == "kfold" and args.fold is None:
-        from ..crossval import cross_validate
+        from geoslide.evaluation.crossval import cross_validate
 
         cv = cross_validate(ds.load(), args.model, n_folds=args.n_folds, out=out, **common)
         print(cv.table())

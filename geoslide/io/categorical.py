@@ -15,7 +15,7 @@ from typing import Sequence, Union
 import numpy as np
 import xarray as xr
 
-from ..errors import MissingFileError, VocabularyError
+from geoslide.errors import MissingFileError, VocabularyError
 
 VocabularySource = Union[Sequence[int], str, os.PathLike]
 
@@ -69,7 +69,7 @@ def as_vocabulary(source: VocabularySource) -> list[int]:
     return sorted({int(c) for c in source})
 
 
-def _unique_lazy(da: xr.DataArray):
+def unique_lazy(da: xr.DataArray):
     """Unique values of ``da`` as a lazy dask array (or numpy when ``da`` is numpy-backed)."""
     if hasattr(da.data, "dask"):
         import dask.array as dsa
@@ -78,7 +78,7 @@ def _unique_lazy(da: xr.DataArray):
     return np.unique(da.values)
 
 
-def _codes_from_unique(uniq: np.ndarray, name: str) -> list[int]:
+def codes_from_unique(uniq: np.ndarray, name: str) -> list[int]:
     uniq = np.asarray(uniq)
     uniq = uniq[~np.isnan(uniq)] if np.issubdtype(uniq.dtype, np.floating) else uniq
     if np.any(uniq != np.round(uniq)):
@@ -94,8 +94,8 @@ def category_codes(da: xr.DataArray) -> list[int]:
     """Sorted class codes present in ``da`` (NaN ignored); raises if a value is not an integer."""
     import dask
 
-    (uniq,) = dask.compute(_unique_lazy(da))
-    return _codes_from_unique(uniq, str(da.name))
+    (uniq,) = dask.compute(unique_lazy(da))
+    return codes_from_unique(uniq, str(da.name))
 
 
 def one_hot(da: xr.DataArray, name: str | None = None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..errors import CRSError
+from geoslide.errors import CRSError
 
 
 def to_geotiff(da: xr.DataArray, path: str | os.PathLike, cog: bool = True, *,

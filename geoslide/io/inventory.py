@@ -17,7 +17,7 @@ from typing import Literal, Union
 import numpy as np
 import xarray as xr
 
-from ..errors import CRSError, InventoryError, MissingFileError
+from geoslide.errors import CRSError, InventoryError, MissingFileError
 
 InventorySource = Union[str, os.PathLike, "geopandas.GeoDataFrame", xr.DataArray]  # noqa: F821
 
@@ -84,7 +84,7 @@ def prepare_inventory(gdf, like: xr.DataArray, *, label_field: str | None = None
             )
         import warnings
 
-        from ..errors import ReprojectionWarning
+        from geoslide.errors import ReprojectionWarning
 
         warnings.warn(f"{name} reprojected from {gdf.crs.to_string()} to the rasters' "
                       f"{crs.to_string()} (lossless for vector geometry)", ReprojectionWarning,
@@ -240,7 +240,7 @@ def _is_label_raster(source) -> bool:
     if isinstance(source, xr.DataArray):
         return True
     if isinstance(source, (str, os.PathLike)):
-        from .rasters import split_variable
+        from geoslide.io.rasters import split_variable
 
         path, var = split_variable(source)
         return var is not None or path.suffix.lower() in _RASTER_SUFFIXES
@@ -257,9 +257,9 @@ def label_raster(source, like: xr.DataArray, *,
     coordinates are ``like``'s) or a raster path (GeoTIFF, netCDF, ``"file.nc:VAR"``). Raises
     :class:`GridMismatchError` off ``like``'s grid and :class:`InventoryError` when it holds no
     landslide pixel (1) or several bands."""
-    from .._dims import conform_yx
-    from ..errors import GridMismatchError
-    from .rasters import describe_grid, find_crs, open_raster, same_grid
+    from geoslide.io.dims import conform_yx
+    from geoslide.errors import GridMismatchError
+    from geoslide.io.rasters import describe_grid, find_crs, open_raster, same_grid
 
     what = "inventory (label raster)"
     if isinstance(source, xr.DataArray):
@@ -318,7 +318,7 @@ def check_label_leakage(arrays: dict, label: xr.DataArray, kinds: dict | None = 
     rules out the others (a DEM) before any full pass."""
     import dask
 
-    from ..errors import LabelLeakageError
+    from geoslide.errors import LabelLeakageError
 
     def not01(a):
         return (a.notnull() & (a != 0) & (a != 1)).any().data

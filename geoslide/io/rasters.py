@@ -15,8 +15,8 @@ from typing import Any, Mapping, Union
 import numpy as np
 import xarray as xr
 
-from .._dims import conform_yx
-from ..errors import (CRSError, GridMismatchError, InputError, LabelLeakageError,
+from geoslide.io.dims import conform_yx
+from geoslide.errors import (CRSError, GridMismatchError, InputError, LabelLeakageError,
                       MissingFileError, NoDataError)
 
 RasterSource = Union[str, os.PathLike, xr.DataArray, xr.Dataset]

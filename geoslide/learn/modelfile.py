@@ -1,0 +1,258 @@
+"""A trained model in one file: ``torch.save`` of a plain dict.
+
+Keys: ``format`` ("geoslide-model"), ``version`` (1), ``name`` (registry name), ``config``
+(the model's constructor kwargs), ``state_dict`` (weights), ``feature_names``,
+``normalization`` ({feature: [mean, std]}), ``core`` / ``halo`` (px), ``resolution`` (m),
+``crs`` (WKT or None), ``history`` (list of per-epoch dicts), ``train`` (the recipe, split and
+seed it was trained with). Written atomically (temp file, then rename). Loaded with
+``weights_only=True`` (plain containers and tensors only, no pickled code).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from geoslide.errors import FeatureMismatchError, MissingFileError, ModelFileError
+from geoslide.learn.inputs import check_features, to_input_array
+from geoslide.names import base_variable
+from geoslide.parallel.devices import resolve_device
+
+FORMAT, VERSION = "geoslide-model", 1
+RESOLUTION_RTOL = 0.01  # relative tolerance on the pixel size
+
+
+def model_token(module: Any) -> str:
+    """A short content hash of the weights: the dask key of the model, stable across calls."""
+    h = hashlib.sha1()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def grid_resolution(ds: xr.Dataset) -> float | None:
+    """Pixel size in CRS units (metres for projected CRSs), from the transform or the coords."""
+    try:
+        rx, ry = ds.rio.resolution()
+        return float((abs(rx) + abs(ry)) / 2)
+    except Exception:  # noqa: BLE001 - no transform: fall back on coordinates
+        if "x" in ds.coords and ds.sizes.get("x", 0) > 1:
+            return float(abs(ds["x"].values[1] - ds["x"].values[0]))
+    return None
+
+
+def grid_crs(ds: xr.Dataset) -> str | None:
+    try:
+        crs = ds.rio.crs
+    except Exception:  # noqa: BLE001
+        return None
+    return None if crs is None else crs.to_wkt()
+
+
+@dataclass
+class TrainedModel:
+    """A trained model and what it needs to rebuild its inputs from a Dataset."""
+
+    module: torch.nn.Module
+    name: str
+    feature_names: list[str]
+    normalization: dict[str, list[float]]
+    core: int
+    halo: int
+    resolution: float | None
+    crs: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    def check(self, ds: xr.Dataset) -> None:
+        """Raise :class:`FeatureMismatchError` if ``ds`` lacks a feature (naming how to get
+        it) or has another pixel size."""
+        missing = sorted({base_variable(f) for f in self.feature_names}
+                         - set(map(str, ds.data_vars)))
+        if missing:
+            raise FeatureMismatchError(missing_message(self, ds, missing))
+        check_features(ds, self.feature_names)
+        if self.resolution is not None:
+            res = grid_resolution(ds)
+            if res is not None and abs(res - self.resolution) > RESOLUTION_RTOL * self.resolution:
+                raise FeatureMismatchError(
+                    f"model {self.name!r} was trained at {self.resolution:.3f} m pixels; the "
+                    f"Dataset has {res:.3f} m pixels. Resample the Dataset to the model's grid "
+                    f"(e.g. ds.rio.reproject(..., resolution={self.resolution:.3f})) or retrain."
+                )
+
+    def predict_array(self, ds: xr.Dataset, device: str | None = None) -> np.ndarray:
+        """Probabilities (H, W) float32 of one forward pass over the whole of ``ds`` (small
+        rasters; use :func:`geoslide.predict` for maps)."""
+        self.check(ds)
+        x = torch.from_numpy(to_input_array(ds, self.feature_names, self.normalization))[None]
+        dev = resolve_device(device)
+        self.module.to(dev).eval()
+        with torch.no_grad():
+            out = torch.sigmoid(self.module(x.to(dev)))[0, 0].cpu().numpy()
+        return out.astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": self.name,
+            "config": self.config,
+            "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "feature_names": list(self.feature_names),
+            "normalization": {k: [float(a), float(b)] for k, (a, b) in self.normalization.items()},
+            "core": int(self.core),
+            "halo": int(self.halo),
+            "resolution": None if self.resolution is None else float(self.resolution),
+            "crs": self.crs,
+            "history": self.history,
+            "train": self.train,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return save_model(self, path)
+
+
+def save_model(model: TrainedModel, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        torch.save(model.to_dict(), tmp)
+        os.replace(tmp, path)
+    except OSError as exc:  # name the user's path, not the temporary file
+        from geoslide.errors import StoreWriteError
+
+        raise StoreWriteError(
+            f"cannot write the model file {str(path)!r}: {exc.strerror or exc}; expected a "
+            "folder you can write to; fix: choose another --out, or make its folder "
+            "writable") from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+    model.path = str(path)
+    return path
+
+
+def missing_message(model: TrainedModel, ds: xr.Dataset, missing: list[str]) -> str:
+    """What the model needs that ``ds`` lacks, and how to get each kind of variable."""
+    from geoslide.prepare.derive import derive_name
+    from geoslide.names import ALIGNED_RE
+
+    n = len(missing)
+    shown = repr(missing[:3]) + (f" (+{n - 3} more)" if n > 3 else "")
+    fixes = []
+    aligned = [m for m in missing if ALIGNED_RE.match(m)]
+    if aligned:
+        dists = sorted({float(ALIGNED_RE.match(m)["d"]) for m in aligned})
+        bases = sorted({ALIGNED_RE.match(m)["base"] for m in aligned} - {"dz", "azimuth"})
+        fixes.append("compute the aligned features: `geoslide features STORE --distances "
+                     + " ".join(f"{d:g}" for d in dists)
+                     + (f" --features {' '.join(bases)}`" if bases else "`"))
+    derived = {m: derive_name(m) for m in missing if derive_name(m)}
+    derive = sorted(set(derived.values()))
+    if derive:
+        fixes.append(f"derive them at prepare time: `geoslide prepare ... --derive "
+                     f"{','.join(derive)}` (Python: geoslide.derive(ds, {derive}))")
+    cats = ds.attrs.get("geoslide:categorical") or {}
+    if isinstance(cats, str):
+        import json
+
+        cats = json.loads(cats)
+    rest = [m for m in missing if m not in aligned and m not in derived]
+    for raster in sorted(cats):
+        classes = [m for m in rest if m.startswith(f"{raster}_")]
+        if classes:
+            codes = sorted({f[len(raster) + 1:] for f in model.feature_names
+                            if f.startswith(f"{raster}_")}, key=lambda c: (len(c), c))
+            fixes.append(f"the store's {raster!r} classes differ from the model's: prepare it "
+                         f"with the model's vocabulary, `geoslide prepare ... --vocabulary "
+                         f"{raster}=CSV` (codes {', '.join(codes)}; Python: "
+                         "stack(..., vocabulary=...))")
+            rest = [m for m in rest if m not in classes]
+    if rest:
+        fixes.append("prepare the store with the rasters the model was trained on "
+                     "(`geoslide prepare OUT --raster NAME=PATH ...`), or retrain on this one")
+    return (f"model {model.name!r} needs {n} variable{'s' if n != 1 else ''} the Dataset "
+            f"lacks: {shown}; expected every feature it was trained on; fix: "
+            + "; ".join(fixes))
+
+
+def _unreadable(path: Path, why: str) -> ModelFileError:
+    # never relay torch's own advice (it suggests loading untrusted files with code execution)
+    return ModelFileError(
+        f"{str(path)!r} is not a readable geoslide model file ({why}); expected a file "
+        "written by `geoslide train`; fix: check the path, copy the file again, or retrain "
+        "(geoslide only loads plain tensors and containers, never code from a model file)")
+
+
+def load_model(path: str | os.PathLike, device: str | None = None) -> TrainedModel:
+    """Read a model file written by :func:`save_model` (module in eval mode, on ``device``
+    or the CPU). Raises :class:`ModelFileError` when the file is not one."""
+    import pickle
+    import zipfile
+
+    from geoslide.learn.models import build
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"model file {str(path)!r} does not exist; train one with `geoslide train`")
+    if path.is_dir():
+        raise _unreadable(path, "it is a folder")
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        why = ("it holds objects other than tensors and plain containers"
+               if "weights only" in str(exc).lower() else "garbled: not a torch archive")
+        raise _unreadable(path, why) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        why = "truncated or garbled" if not isinstance(exc, EOFError) else "truncated"
+        raise _unreadable(path, f"{why}: not a complete torch archive") from None
+    except OSError as exc:
+        raise _unreadable(path, exc.strerror or "cannot be read") from None
+    except Exception:  # noqa: BLE001 - anything else torch raises on a bad file
+        raise _unreadable(path, "torch cannot read it") from None
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ModelFileError(f"{str(path)!r} is not a geoslide model file (no format={FORMAT!r} "
+                             "key); expected a file written by `geoslide train`; fix: check the "
+                             "path, or retrain")
+    try:
+        config = dict(d["config"])
+        in_channels = config.pop("in_channels")
+        module = build(d["name"], in_channels, **config)
+        module.load_state_dict(d["state_dict"])
+        model = TrainedModel(
+            module=module,
+            name=d["name"],
+            feature_names=list(d["feature_names"]),
+            normalization={k: list(v) for k, v in d["normalization"].items()},
+            core=int(d["core"]),
+            halo=int(d["halo"]),
+            resolution=d["resolution"],
+            crs=d.get("crs"),
+            config=dict(d["config"]),
+            history=list(d.get("history", [])),
+            train=dict(d.get("train", {})),
+            path=str(path),
+        )
+    except Exception as exc:  # noqa: BLE001 - a key missing, weights of another shape
+        raise _unreadable(path, f"incomplete or inconsistent content: {type(exc).__name__} "
+                                f"{str(exc).splitlines()[0][:120] if str(exc) else ''}".strip()
+                          ) from None
+    module.eval()
+    if device is not None:
+        module.to(device)
+    return model

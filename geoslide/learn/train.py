@@ -1,0 +1,391 @@
+"""Training loop: the paper's recipe (Table 1) and quick presets, on CPU or CUDA.
+
+Loss: negative log-likelihood (binary cross-entropy on logits) averaged over the core pixels
+of a batch whose label is not -1 (halo, padding, no-data and pixels of other sets are -1, see
+:mod:`geoslide.patches`). Validation NLL over every validation pixel after each epoch
+(ReduceLROnPlateau on it, patience 2), the epoch with the lowest validation NLL is kept,
+optional early stopping. Seeded: ``torch.manual_seed(seed)``, seeded shuffles, deterministic
+algorithms while training (warn-only on CUDA), so a CPU run is reproducible bit for bit.
+
+Features: ``features=None`` -> every input variable for random/llr/nn/cnn; the inputs plus the
+aligned features (``*_up<d>``, ``dz_up<d>``, azimuths as ``azimuth_up<d>@sin`` / ``@cos``) for
+sann/sacnn. When the Dataset has no aligned feature, they are computed with
+:func:`geoslide.align.aligned_features` (its default distances and features).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+
+from geoslide.learn import health as H
+from geoslide.learn.calibration import init_output_bias, last_conv, recalibrate
+from geoslide.learn.inputs import compute_normalization, default_features, to_label_array
+from geoslide.names import ALIGNED_RE, is_aligned
+from geoslide.learn.modelfile import TrainedModel, grid_crs, grid_resolution, save_model
+from geoslide.learn.models import build, uses_aligned
+from geoslide.learn.patches import PatchDataset, RegionSampler, collate, flip_batch
+from geoslide.learn.presets import get_preset, scale_to_region
+from geoslide.parallel.devices import resolve_device
+from geoslide.store.attrs import jsonable
+from geoslide.learn.splits import split_with_validation
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the best model, its history and the split masks."""
+
+    model: TrainedModel
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_nll: float
+    masks: dict[str, np.ndarray] = field(repr=False)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    seconds: float = 0.0
+    sets: dict[str, dict[str, int]] = field(default_factory=dict)
+    health: dict[str, Any] | None = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.model.feature_names
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """BCE on logits over pixels whose label is not -1; logits (B, 1, H, W) or (B, H, W),
+    labels (B, H, W) float. ``reduction="sum"`` gives the sum (for exact pixel means)."""
+    if logits.dim() == 4:
+        logits = logits[:, 0]
+    valid = labels >= 0
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    loss = F.binary_cross_entropy_with_logits(logits[valid], labels[valid], reduction="sum")
+    return loss if reduction == "sum" else loss / valid.sum()
+
+
+def with_aligned_features(ds: xr.Dataset, sources: list[str] | None = None) -> xr.Dataset:
+    """``ds`` plus aligned features gathered from ``sources`` (None: geoslide.align's default,
+    every input), computed with :func:`geoslide.align.aligned_features` when ``ds`` has none
+    of them."""
+    have = {ALIGNED_RE.match(str(v)).group("base") for v in ds.data_vars if is_aligned(str(v))}
+    if have and (sources is None or set(sources) <= have):
+        return ds
+    from geoslide.features.align import aligned_features
+
+    kwargs: dict[str, Any] = {}
+    if sources is not None:
+        kwargs["features"] = list(sources)
+    extra = aligned_features(ds, **kwargs)
+    if extra.chunks and extra.nbytes < 2**30:
+        extra = extra.persist()  # computed once, not once per variable read
+    out = ds.assign({str(k): v for k, v in extra.data_vars.items()})
+    out.attrs = dict(ds.attrs)
+    return out
+
+
+def evaluate_nll(
+    module: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean NLL over every labelled pixel of ``loader``'s patches; also (labels, probs)."""
+    module.eval()
+    total, count = 0.0, 0
+    ys, ps = [], []
+    with torch.no_grad():
+        for batch in loader:
+            x, y = batch["x"].to(device), batch["y"].to(device)
+            logits = module(x)[:, 0]
+            valid = y >= 0
+            total += float(masked_bce(logits, y, reduction="sum"))
+            count += int(valid.sum())
+            ys.append(y[valid].cpu().numpy())
+            ps.append(torch.sigmoid(logits[valid]).cpu().numpy())
+    labels = np.concatenate(ys) if ys else np.zeros(0)
+    probs = np.concatenate(ps) if ps else np.zeros(0)
+    return total / max(count, 1), labels, probs
+
+
+def _auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    if labels.size == 0 or labels.min() == labels.max():
+        return float("nan")
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, probs))
+
+
+def train(
+    ds: xr.Dataset,
+    model: str = "sacnn",
+    *,
+    preset: str = "quick",
+    split: str = "band",
+    features: list[str] | None = None,
+    core: int | None = None,
+    halo: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    epochs: int | None = None,
+    progress: bool = True,
+    out: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    threads: int | None = None,
+    split_seed: int = 0,
+    split_core: int | None = None,
+    keep_failed: bool = False,
+    **split_kwargs: Any,
+) -> TrainResult:
+    """Train ``model`` on ``ds`` with recipe ``preset`` on split ``split``; returns the model
+    of the best validation epoch. ``core``/``halo`` (px) and ``epochs`` override the preset;
+    ``overrides`` overrides any recipe key (``lr``, ``batch_size``, ``model_kwargs``, ...);
+    ``split_kwargs`` go to :func:`geoslide.splits.split_masks` (``band``, ``fold``,
+    ``n_folds``, ``val_fraction``...); ``split_core`` (px) is the split's window (default the
+    preset's). ``out``: write the model
+    file there and its history as ``<out>.history.json``. ``threads``: torch CPU threads
+    while training (1 is fastest on a machine shared with other jobs). ``seed`` seeds the
+    weights and the shuffles; ``split_seed`` (default 0) the split's random draws, kept apart
+    so that runs with several seeds share one split.
+
+    Before training the sets are summarised (``result.sets``; printed with ``progress``) and
+    :class:`~geoslide.errors.TrainingError` is raised when the training set has no patch or
+    no landslide pixel, or validation has none; after training, a model that does not beat
+    the constant base rate on the validation pixels, or whose map is flat, raises
+    ``TrainingError`` and writes nothing, unless ``keep_failed`` (see :mod:`geoslide.health`)."""
+    t_start = time.time()
+    recipe = get_preset(preset, model)
+    for key, value in (overrides or {}).items():
+        if key == "model_kwargs":
+            recipe["model_kwargs"] = {**recipe["model_kwargs"], **value}
+        else:
+            recipe[key] = value
+    if core is not None:
+        recipe["core"] = int(core)
+    if halo is not None:
+        recipe["halo"] = int(halo)
+    if epochs is not None:
+        recipe["epochs"] = int(epochs)
+        recipe["min_steps"] = 0  # epochs given: no stretching on small regions
+    name = recipe["model"]
+    dev = resolve_device(device)
+
+    if features is None:
+        sources = recipe.get("aligned_sources")
+        if uses_aligned(name):
+            ds = with_aligned_features(ds, sources)
+        features = default_features(ds, aligned=uses_aligned(name), aligned_sources=sources)
+    features = list(features)
+
+    if split == "none":
+        from geoslide.errors import InputError
+
+        raise InputError("split 'none' has no training pixels: it scores a trained model on a "
+                         "new region (`geoslide evaluate --split none`); train with band, "
+                         "paper or kfold")
+    split_kwargs = dict(split_kwargs)
+    split_kwargs["core"] = int(split_core or split_kwargs.get("core") or recipe["split_core"])
+    if split == "band":
+        split_kwargs.setdefault("val_shape", recipe.get("split_val_shape", "windows"))
+    labels = to_label_array(ds)
+    masks = split_with_validation(ds, split, split_seed, split_kwargs, labels=labels)
+    normalization = compute_normalization(ds, features, masks["train"])
+
+    n_members = 1 if name == "random" else max(int(recipe.get("ensemble", 1) or 1), 1)
+    train_labels = labels[masks["train"]]
+    train_labels = train_labels[train_labels >= 0]
+    positive_rate = float((train_labels == 1).mean()) if train_labels.size else 0.0
+
+    def new_member(member_seed: int) -> torch.nn.Module:
+        torch.manual_seed(member_seed)
+        kwargs = dict(recipe["model_kwargs"])
+        if name == "random":  # its coin is a seeded hash, not torch's global generator
+            kwargs.setdefault("seed", member_seed)
+        m = build(name, len(features), **kwargs)
+        if recipe.get("prior_bias", True):
+            init_output_bias(m, positive_rate)
+        return m.to(dev)
+
+    module = new_member(seed)
+    common = dict(core=recipe["core"], halo=recipe["halo"])
+    train_set = PatchDataset(ds, features, normalization, mask=masks["train"],
+                             oversample=recipe["oversample"], **common)
+    val_set = PatchDataset(ds, features, normalization, mask=masks["val"], **common)
+    sets = H.set_summary(labels, masks, {"train": train_set, "val": val_set})
+    if progress:
+        print(f"{name}: {recipe['core']} px cores, {split_kwargs['core']} px split windows\n"
+              + H.format_summary(sets), flush=True)
+    H.check_sets(sets, core=recipe["core"], split_core=split_kwargs["core"],
+                 shape=(int(ds.sizes["y"]), int(ds.sizes["x"])))
+    bs = int(recipe["batch_size"])
+    scale_to_region(recipe, len(train_set), bs)
+    pin = dev.type == "cuda"
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False,
+                                             collate_fn=collate, pin_memory=pin)
+    history: list[dict[str, Any]] = []
+    split_info = {"kind": split, "seed": split_seed, **split_kwargs}
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        if name == "random":
+            module.fit_prior(positive_rate)
+            val_nll, yv, pv = evaluate_nll(module, val_loader, dev)
+            history.append({"epoch": 1, "train_nll": None, "val_nll": val_nll,
+                            "val_auc": _auc(yv, pv), "lr": 0.0, "seconds": 0.0})
+            best_state, best_epoch, best_val = copy.deepcopy(module.state_dict()), 1, val_nll
+        elif n_members == 1:
+            best_state, best_epoch, best_val, (yv, pv) = _fit(
+                module, train_set, val_loader, recipe, features, dev, seed, progress, history
+            )
+        else:  # seed ensemble: members trained with seeds seed .. seed + k - 1
+            members, member_info = [], []
+            for i in range(n_members):
+                member = module if i == 0 else new_member(seed + i)
+                member_hist: list[dict[str, Any]] = []
+                state, ep, val, _ = _fit(member, train_set, val_loader, recipe, features, dev,
+                                      seed + i, progress, member_hist)
+                member.load_state_dict(state)
+                members.append(member)
+                member_info.append({"seed": seed + i, "best_epoch": ep, "best_val_nll": val})
+                history.extend({**h, "member": i} for h in member_hist)
+            module = build(name, len(features), **recipe["model_kwargs"], ensemble=n_members)
+            module.members = torch.nn.ModuleList(members)
+            best_val, yv, pv = evaluate_nll(module, val_loader, dev)
+            history.append({"epoch": None, "member": "ensemble", "train_nll": None,
+                            "val_nll": best_val, "val_auc": _auc(yv, pv), "lr": None,
+                            "seconds": 0.0})
+            best_state = copy.deepcopy(module.state_dict())
+            best_epoch = max(m["best_epoch"] for m in member_info)
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+        torch.set_num_threads(prev_threads)
+    module.load_state_dict(best_state)
+    check = None
+    if name != "random":  # the chance baseline is not expected to learn
+        check = H.health(best_val, yv, pv, positive_rate)  # the chosen epoch's validation
+        if not keep_failed:
+            H.check_learnt(check, name)
+    module.eval().cpu()
+    trained = TrainedModel(
+        module=module,
+        name=name,
+        feature_names=features,
+        normalization=normalization,
+        core=int(recipe["core"]),
+        halo=int(recipe["halo"]),
+        resolution=grid_resolution(ds),
+        crs=grid_crs(ds),
+        config=dict(module.config),
+        history=history,
+        train={"recipe": recipe, "split": split_info, "seed": seed,
+               "best_epoch": best_epoch, "best_val_nll": best_val,
+               "members": member_info if n_members > 1 else None,
+               "train_summary": train_set.summary(), "sets": sets, "health": check},
+    )
+    path = None
+    if out is not None:
+        path = save_model(trained, out)
+        hist_path = Path(str(path) + ".history.json")
+        tmp = hist_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(jsonable({
+            "model": name, "best_epoch": best_epoch, "history": history, "recipe": recipe,
+            "split": split_info, "sets": sets, "health": check}), indent=2, default=str,
+            allow_nan=False))
+        os.replace(tmp, hist_path)
+    return TrainResult(model=trained, history=history, best_epoch=best_epoch,
+                       best_val_nll=best_val, masks=masks, recipe=recipe, path=path,
+                       seconds=time.time() - t_start, sets=sets, health=check)
+
+
+def _fit(
+    module: torch.nn.Module,
+    train_set: PatchDataset,
+    val_loader: torch.utils.data.DataLoader,
+    recipe: dict[str, Any],
+    features: list[str],
+    dev: torch.device,
+    seed: int,
+    progress: bool,
+    history: list[dict[str, Any]],
+) -> tuple[dict[str, torch.Tensor], int, float, tuple[np.ndarray, np.ndarray]]:
+    """Train ``module``; returns the best epoch's state, number, validation NLL and its
+    validation (labels, probabilities)."""
+    from tqdm.auto import tqdm
+
+    opt_name = str(recipe["optimizer"]).lower()
+    wd = float(recipe["weight_decay"])
+    if opt_name == "adam":
+        opt = torch.optim.Adam(module.parameters(), lr=recipe["lr"], weight_decay=wd)
+    elif opt_name == "adamw":
+        opt = torch.optim.AdamW(module.parameters(), lr=recipe["lr"], weight_decay=wd)
+    elif opt_name == "sgd":
+        opt = torch.optim.SGD(module.parameters(), lr=recipe["lr"], weight_decay=wd,
+                              momentum=float(recipe.get("momentum", 0.0)))
+    else:
+        raise ValueError(f"unknown optimizer {recipe['optimizer']!r}; expected adam, adamw or sgd")
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", patience=int(recipe["patience"]), factor=float(recipe["lr_factor"])
+    )
+    sampler = RegionSampler(train_set, shuffle=True, seed=seed)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=int(recipe["batch_size"]),
+                                         sampler=sampler, collate_fn=collate,
+                                         pin_memory=dev.type == "cuda")
+    gen = torch.Generator().manual_seed(seed)
+    best_state, best_epoch, best_val = copy.deepcopy(module.state_dict()), 0, math.inf
+    best_pred: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
+    stale = 0
+    n_epochs = int(recipe["epochs"])
+    bar = tqdm(total=n_epochs * len(loader), disable=not progress, unit="batch",
+               desc=f"train {recipe['model']}")
+    try:
+        for epoch in range(1, n_epochs + 1):
+            t0 = time.time()
+            sampler.set_epoch(epoch)
+            module.train()
+            total, count = 0.0, 0
+            for batch in loader:
+                if recipe.get("flip"):
+                    batch = flip_batch(batch, features, gen)
+                x, y = batch["x"].to(dev, non_blocking=True), batch["y"].to(dev, non_blocking=True)
+                opt.zero_grad(set_to_none=True)
+                loss = masked_bce(module(x), y)
+                loss.backward()
+                opt.step()
+                n = int((y >= 0).sum())
+                total += float(loss.detach()) * n
+                count += n
+                bar.update(1)
+                bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+            shift = recalibrate(module, train_set, dev) if recipe.get("recalibrate") else 0.0
+            val_nll, yv, pv = evaluate_nll(module, val_loader, dev)
+            lr = opt.param_groups[0]["lr"]
+            sched.step(val_nll)
+            history.append({"epoch": epoch, "train_nll": total / max(count, 1), "val_nll": val_nll,
+                            "val_auc": _auc(yv, pv), "lr": lr, "seconds": time.time() - t0,
+                            "bias_shift": shift})
+            if progress:
+                bar.write(f"epoch {epoch}: train NLL {history[-1]['train_nll']:.4f}  "
+                          f"val NLL {val_nll:.4f}  val AUC {history[-1]['val_auc']:.3f}")
+            if val_nll < best_val:
+                best_val, best_epoch, stale = val_nll, epoch, 0
+                best_state = copy.deepcopy(module.state_dict())  # with its shift
+                best_pred = (yv, pv)
+            else:
+                stale += 1
+            if shift:  # training goes on from the unshifted weights
+                with torch.no_grad():
+                    last_conv(module).bias -= shift
+            if recipe.get("early_stop") and stale >= int(recipe["early_stop"]):
+                break
+    finally:
+        bar.close()
+    return best_state, best_epoch, best_val, best_pred

@@ -1,0 +1,373 @@
+"""Whole-region susceptibility maps: sliding-window inference stitched without seams.
+
+The map is computed region by region (one dask block per region). Each region is read with a
+halo of ``halo`` pixels on every side (zeros beyond the raster edge, i.e. the standardised mean,
+as during training), cut into windows of ``core + 2 * halo`` pixels whose cores tile the region,
+run through the network in batches of ``batch_size`` windows, and only the cores are kept. When
+the halo covers the network's receptive field the result equals one forward pass over the whole
+raster, so the map has no seams at window or region borders.
+
+Window and region origins are kept on multiples of ``ALIGN`` (16 px) from the raster origin, and
+``core`` and ``halo`` are rounded up to multiples of it: a UNet with four 2x2 max-pools is only
+shift-equivariant by multiples of 16 px, so aligned windows see the same pooling grid as a pass
+over the whole raster. (This departs from the paper's 500 px cores: 500 is rounded to 512.)
+
+The model travels to dask workers once: it is one key of the graph (a ``dask.delayed`` value)
+that every region task depends on, so under ``distributed`` each worker receives it once,
+not once per task. A region's halo comes from its neighbours' border strips
+(:func:`geoslide.halo.map_halo`), so no region waits in memory for its neighbours' inputs.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers .rio, used on stores opened by geoslide.store)
+import xarray as xr
+
+from geoslide.errors import FeatureMismatchError
+from geoslide.names import label_name
+from geoslide.learn.modelfile import model_token
+from geoslide.parallel.chunking import round_up
+from geoslide.parallel.compute import compute_array
+from geoslide.parallel.devices import resolve_device
+from geoslide.parallel.halo import map_halo
+from geoslide.store.attrs import PROVENANCE_ATTR
+
+ALIGN = 16
+"""Window origins, cores and halos are multiples of this many pixels (2**4 pooling stages)."""
+
+DEFAULT_CORE = 256
+"""Smallest default window core (px); the default is max(model core, 4 * halo, this)."""
+
+DEFAULT_REGION = 1024
+"""Default region (dask block) side in pixels for in-memory inputs, before rounding to cores."""
+
+
+# --------------------------------------------------------------------------- model handling
+def as_model(model: Any) -> tuple[Any, str]:
+    """Return (TrainedModel-like object, file path or '') from an object or a model file path."""
+    if isinstance(model, (str, os.PathLike)):
+        from geoslide.learn.modelfile import load_model
+
+        return load_model(model), str(Path(model).resolve())
+    for attr in ("module", "feature_names", "normalization"):
+        if not hasattr(model, attr):
+            raise TypeError(
+                f"predict expected a TrainedModel (geoslide.modelfile.load_model) or a model file "
+                f"path; found {type(model).__name__} without a {attr!r} attribute"
+            )
+    return model, str(getattr(model, "path", "") or "")
+
+
+_RADIUS_CACHE: dict[str, int] = {}
+
+
+def receptive_radius(module: Any, in_channels: int, *, start: int = 128, limit: int = 1024) -> int:
+    """Receptive-field radius (px) of a fully convolutional ``module``, measured: the farthest
+    input pixel whose value reaches the centre output pixel (gradient support, random input,
+    plus one pooling cell of margin). 0 for per-pixel models. Cached per weights."""
+    import torch
+
+    key = f"{model_token(module)}-{in_channels}"
+    if key in _RADIUS_CACHE:
+        return _RADIUS_CACHE[key]
+    was_training = module.training
+    module.eval()
+    size = start
+    gen = torch.Generator().manual_seed(0)
+    try:
+        while True:
+            x = torch.randn(1, in_channels, size, size, generator=gen)
+            param = next(iter(module.parameters()), None)
+            x = x.to(param.device if param is not None else "cpu").requires_grad_(True)
+            c = size // 2
+            out = module(x)[0, 0, c, c]
+            if not out.requires_grad:  # no parameter between input and output: per pixel
+                radius = 0
+                break
+            out.backward()
+            support = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero()
+            radius = int((support - c).abs().max()) if len(support) else 0
+            if radius < c - ALIGN or size >= limit:
+                break
+            size *= 2
+    finally:
+        module.train(was_training)
+    radius = 0 if radius == 0 else radius + ALIGN
+    _RADIUS_CACHE[key] = radius
+    return radius
+
+
+class _Runner:
+    """What each worker receives once: the torch module plus the device to run it on."""
+
+    def __init__(self, module: Any, device: str) -> None:
+        self.module = module
+        self.device = device
+        self._ready = False
+
+    def __getstate__(self) -> dict:
+        import copy
+
+        state = dict(self.__dict__)
+        m = self.module
+        on_device = any(t.device.type != "cpu" for t in list(m.parameters()) + list(m.buffers()))
+        # ship on CPU, move on the worker; never move the caller's live model
+        state["module"] = copy.deepcopy(m).cpu() if on_device else m
+        state["_ready"] = False
+        return state
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (B, H, W) float32 of a batch (B, C, H, W) float32."""
+        import torch
+
+        if not self._ready:
+            self.module.to(self.device).eval()
+            self._ready = True
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+            logits = self.module(x)
+            return torch.sigmoid(logits[:, 0]).float().cpu().numpy()
+
+
+# --------------------------------------------------------------------------- inputs
+def _feature_array(ds: xr.Dataset, name: str) -> Any:
+    if name not in ds:
+        raise FeatureMismatchError(
+            f"the model needs variable {name!r} but the Dataset lacks it; found "
+            f"{sorted(ds.data_vars)}. Compute it first (e.g. `geoslide features STORE` for "
+            f"aligned features) or predict on the Dataset the model was trained on."
+        )
+    da_ = ds[name]
+    if da_.dims != ("y", "x"):
+        da_ = da_.transpose("y", "x")
+    return da_.data
+
+
+def _lazy(arr: Any) -> Any:
+    import dask.array as da
+
+    return arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr), chunks=-1)
+
+
+def input_stack(ds: xr.Dataset, feature_names: Sequence[str], normalization: dict,
+                fill: float | None = 0.0) -> Any:
+    """Lazy (C, H, W) float32 dask array of the model inputs.
+
+    The lazy twin of :func:`geoslide.inputs.to_input_array`: ``"<var>@sin"`` / ``"<var>@cos"``
+    read the sine / cosine of an angle in degrees; features listed in ``normalization`` become
+    ``(x - mean) / std``; NaN and infinities become ``fill`` (0, the training mean; ``None``
+    keeps them, for :func:`predict`, which masks and fills them inside its region task).
+    """
+    import dask.array as da
+
+    from geoslide.names import base_variable
+
+    layers = []
+    for name in feature_names:
+        arr = _lazy(_feature_array(ds, base_variable(name))).astype(np.float32)
+        if name.endswith("@sin"):
+            arr = da.sin(da.deg2rad(arr)).astype(np.float32)
+        elif name.endswith("@cos"):
+            arr = da.cos(da.deg2rad(arr)).astype(np.float32)
+        if name in normalization:
+            mean, std = (float(v) for v in normalization[name])
+            arr = (arr - np.float32(mean)) / np.float32(std)
+        if fill is not None:
+            arr = da.where(da.isfinite(arr), arr, np.float32(fill)).astype(np.float32)
+        layers.append(arr)
+    return da.stack(layers, axis=0)
+
+
+def valid_mask(ds: xr.Dataset, feature_names: Sequence[str], label: str | None = None,
+               mask_label: bool = True) -> Any:
+    """Lazy (H, W) bool dask array: True where every feature is finite (and, with
+    ``mask_label``, the label is not -1)."""
+    import dask.array as da
+
+    from geoslide.names import base_variable
+
+    ok = None
+    for var in dict.fromkeys(base_variable(f) for f in feature_names):
+        good = da.isfinite(_lazy(_feature_array(ds, var)))
+        ok = good if ok is None else ok & good
+    label = label or label_name(ds)
+    if mask_label and label in ds:
+        ok = ok & (_lazy(_feature_array(ds, label)) != -1)
+    return ok
+
+
+def _region_chunks(n: int, region: int, halo: int) -> tuple[int, ...]:
+    """Block sizes along one axis: ``region`` each (a multiple of ALIGN), the remainder last;
+    a remainder smaller than the halo is merged into the block before it."""
+    sizes = [region] * (n // region)
+    rest = n - region * len(sizes)
+    if rest:
+        if sizes and rest < max(halo, 1):
+            sizes[-1] += rest
+        else:
+            sizes.append(rest)
+    return tuple(sizes) or (n,)
+
+
+def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
+                    batch_size: int) -> np.ndarray:
+    """Probabilities of one region: ``block`` is (C, h + 2*halo, w + 2*halo), the result (h, w),
+    NaN where an input of the core is not finite (non-finite inputs are read as 0, the mean).
+
+    The validity mask is computed here, from the block itself, rather than by a separate task
+    reading the raw inputs again: those would stay in worker memory until it runs."""
+    c, hh, ww = block.shape
+    h, w = hh - 2 * halo, ww - 2 * halo
+    ny, nx = -(-h // core), -(-w // core)
+    ok = np.isfinite(block[:, halo:halo + h, halo:halo + w]).all(axis=0)
+    shape = (c, ny * core + 2 * halo, nx * core + 2 * halo)
+    if block.shape == shape:
+        padded = block  # a region that is a multiple of the core: no padded copy
+    else:
+        padded = np.zeros(shape, np.float32)
+        padded[:, :hh, :ww] = block
+    out = np.empty((ny * core, nx * core), np.float32)
+    starts = [(i * core, j * core) for i in range(ny) for j in range(nx)]
+    win = core + 2 * halo
+    for k in range(0, len(starts), batch_size):
+        part = starts[k:k + batch_size]
+        batch = np.stack([padded[:, i:i + win, j:j + win] for i, j in part])
+        np.copyto(batch, np.float32(0), where=~np.isfinite(batch))  # the copy, not the block
+        probs = runner.forward(batch)
+        for (i, j), p in zip(part, probs):
+            out[i:i + core, j:j + core] = p[halo:halo + core, halo:halo + core]
+    return np.where(ok, out[:h, :w], np.float32(np.nan))
+
+
+# --------------------------------------------------------------------------- public API
+def predict(
+    ds: xr.Dataset,
+    model: Any,
+    *,
+    core: int | None = None,
+    halo: int | None = None,
+    batch_size: int = 4,
+    device: Any = None,
+    progress: bool = True,
+    region: int | None = None,
+    name: str = "susceptibility",
+    mask_label: bool = False,
+) -> xr.DataArray:
+    """Landslide susceptibility (probability, 0..1) of every pixel of ``ds``.
+
+    Parameters
+    ----------
+    ds : Dataset with the model's features on a (y, x) grid (geoslide layout).
+    model : a TrainedModel (``geoslide.modelfile.load_model``) or the path of a model file.
+    core, halo : window core and halo in pixels, rounded up to 16. ``halo`` defaults to the
+        network's receptive-field radius (:func:`receptive_radius`: 0 for per-pixel models),
+        so the map equals one pass over the whole raster; pass the model's training halo
+        (``model.halo``) to predict patch by patch as the paper does. ``core`` defaults to
+        max(model core, 4 * halo, 256).
+    batch_size : windows per forward pass.
+    device : torch device; default CUDA when available, else CPU.
+    progress : show a progress bar while computing (numpy-backed input only).
+    region : side in pixels of a dask block (default: the input's chunks when dask-backed,
+        else 1024); at least ``halo``, rounded up to a multiple of ``core``.
+    name : name of the returned DataArray.
+    mask_label : also NaN where the label is -1. Off by default: in the geoslide layout -1
+        marks pixels with a missing input, which are NaN anyway when the model reads that
+        input; a point inventory (Ecuador) also labels every unsampled pixel -1 ("unknown"),
+        and a map must still cover those.
+
+    Returns
+    -------
+    DataArray ``name`` (float32) on exactly the input grid (same y/x coords, CRS, transform),
+    NaN where any of the model's inputs is NaN (or the label is -1, with ``mask_label``). Lazy (dask) when ``ds`` is dask-backed,
+    computed otherwise.
+    """
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+
+    trained, path = as_model(model)
+    if hasattr(trained, "check"):
+        trained.check(ds)
+    features = list(trained.feature_names)
+    normalization = dict(getattr(trained, "normalization", {}) or {})
+    if halo is None:
+        halo = receptive_radius(trained.module, len(features))
+    halo = round_up(halo, ALIGN)
+    if core is None:
+        core = max(int(getattr(trained, "core", 0) or 0), 4 * halo, DEFAULT_CORE)
+    core = round_up(core, ALIGN)
+    if core <= 0 or batch_size <= 0:
+        raise ValueError(f"core and batch_size must be positive; found core={core}, "
+                         f"batch_size={batch_size}")
+
+    stack = input_stack(ds, features, normalization, fill=None)  # masked in _predict_region
+    from geoslide.names import base_variable
+
+    variables = list(dict.fromkeys(base_variable(f) for f in features))
+    lazy_input = any(isinstance(ds[v].data, da.Array) for v in variables)
+    first = ds[variables[0]].transpose("y", "x")
+    if region is None:
+        region = (max(first.chunks[0]) if lazy_input and first.chunks else DEFAULT_REGION)
+    region = round_up(max(region, core, halo), core)  # dask overlap needs blocks >= halo
+    _, height, width = stack.shape
+    stack = stack.rechunk((len(features), _region_chunks(height, region, halo),
+                           _region_chunks(width, region, halo)))
+    token = model_token(trained.module)
+    runner = _Runner(trained.module, str(resolve_device(device)))
+    runner_d = dask.delayed(runner, name=f"geoslide-model-{token}", pure=True)
+    chunks = (_region_chunks(height, region, halo), _region_chunks(width, region, halo))
+    kwargs = dict(core=core, halo=halo, batch_size=batch_size)
+    key = "geoslide-predict-" + tokenize(stack.name, token, core, halo, batch_size)
+    if halo:  # each region with its halo from the neighbours' border strips (geoslide.halo)
+        probs = map_halo(_predict_region, stack, (halo, halo), runner_d, fill=0.0,
+                         chunks=chunks, dtype=np.float32, name=key, **kwargs)
+    else:
+        probs = da.map_blocks(_predict_region, stack, runner_d, drop_axis=0, chunks=chunks,
+                              dtype=np.float32, name=key, **kwargs)
+    if mask_label:
+        label = label_name(ds)
+        if label in ds:
+            ok = (_lazy(_feature_array(ds, label)) != -1).rechunk(probs.chunks)
+            probs = da.where(ok, probs, np.float32(np.nan)).astype(np.float32)
+    if lazy_input and first.chunks:
+        probs = probs.rechunk(first.chunks)
+    else:
+        probs = compute_array(probs, progress=progress)
+
+    coords = {k: v for k, v in ds.coords.items() if set(v.dims) <= {"y", "x"}}
+    out = xr.DataArray(probs, dims=("y", "x"), coords=coords, name=name)
+    out.attrs = {
+        "long_name": "landslide susceptibility",
+        "units": "1",
+        "description": "probability of a landslide pixel under the model (relative scale: "
+                       "the inventory has no time span)",
+        "geoslide:model": str(getattr(trained, "name", type(trained.module).__name__)),
+        "geoslide:model_file": path,
+        "geoslide:model_token": token,
+        "geoslide:features": features,
+        "geoslide:core": core,
+        "geoslide:halo": halo,
+        PROVENANCE_ATTR: _provenance(trained, path, token, name, core, halo),
+    }
+    crs = ds.rio.crs
+    if crs is not None:
+        out = out.rio.write_crs(crs)
+        out = out.rio.write_transform(ds.rio.transform())
+    return out
+
+
+def _provenance(trained: Any, path: str, token: str, name: str, core: int, halo: int) -> dict:
+    """What produced the map, and the ``geoslide predict`` command that does."""
+    cmd = "geoslide predict {store} " + (shlex.quote(path) if path else "MODEL.pt")
+    if name != f"susceptibility_{getattr(trained, 'name', '')}":
+        cmd += f" --name {shlex.quote(name)}"
+    return {"function": "predict", "model_token": token, "core": core, "halo": halo,
+            "rerun": cmd}
+
+
+__all__ = ["predict", "input_stack", "valid_mask", "ALIGN"]

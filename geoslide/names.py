@@ -1,0 +1,102 @@
+"""The names geoslide gives things, each defined here once: the label variable, aligned
+variables ``<base>_up<d>``, angle features ``<var>@sin`` / ``@cos``, Dataset attrs read as
+JSON, and the registry of input variables (attrs ``geoslide:continuous`` and
+``geoslide:categorical``) that every stage agrees on. Imports only ``geoslide.errors``.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geoslide.errors import FeatureMismatchError
+
+ALIGNED_RE = re.compile(r"^(?P<base>.+)_up(?P<d>\d+(?:\.\d+)?)$")
+ANGLE_SUFFIXES = ("@sin", "@cos")
+LABEL = "landslide"
+
+
+def base_variable(feature: str) -> str:
+    """The Dataset variable a feature name reads (``"azimuth_up30@sin"`` -> ``"azimuth_up30"``)."""
+    for suf in ANGLE_SUFFIXES:
+        if feature.endswith(suf):
+            return feature[: -len(suf)]
+    return feature
+
+
+def label_name(ds: xr.Dataset) -> str:
+    """The label variable of ``ds`` (attr ``geoslide:label``, default ``landslide``)."""
+    return str(ds_attr(ds, "geoslide:label") or LABEL)
+
+
+def aligned_name(base: str, d: float) -> str:
+    """The variable of ``base`` gathered at looking distance ``d`` (m): ``<base>_up<d>``."""
+    return f"{base}_up{d:g}" if isinstance(d, float) else f"{base}_up{d}"
+
+
+def ds_attr(ds: xr.Dataset, key: str) -> Any:
+    """A Dataset attr, decoded from JSON when a store kept it as a string."""
+    v = ds.attrs.get(key)
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+def is_aligned(name: str) -> bool:
+    """True for aligned-feature variables (``<feature>_up<d>``, ``dz_up<d>``, ``azimuth_up<d>``)."""
+    return ALIGNED_RE.match(base_variable(name)) is not None
+
+
+def categorical_names(ds: xr.Dataset) -> set[str]:
+    """The one-hot variables ``<raster>_<code>`` that ``ds.attrs`` lists."""
+    cats = ds_attr(ds, "geoslide:categorical") or {}
+    return {f"{raster}_{code}" for raster, codes in dict(cats).items() for code in codes}
+
+
+def check_registered(ds: xr.Dataset) -> None:
+    """Raise :class:`FeatureMismatchError` for 2-D float variables that ``ds.attrs`` does not
+    list as inputs and that are neither the label, aligned features nor maps (attr
+    ``geoslide:model``): added after ``stack``, they would be ignored by some steps."""
+    cont = ds_attr(ds, "geoslide:continuous")
+    cats = categorical_names(ds)
+    if cont is None and not cats:
+        return  # no registry: every 2-D float variable is an input
+    listed = set([cont] if isinstance(cont, str) else list(cont or [])) | cats
+    stray = sorted(
+        str(n) for n, v in ds.data_vars.items()
+        if v.dims == ("y", "x") and np.issubdtype(v.dtype, np.floating) and n not in listed
+        and n != label_name(ds) and not is_aligned(str(n)) and "geoslide:model" not in v.attrs)
+    if stray:
+        first = stray[0]
+        raise FeatureMismatchError(
+            f"variable(s) {stray} were added to the Dataset after stack and are not listed as "
+            "inputs, so features, training, prediction and the peers would not agree on them; "
+            f"fix: register them with `ds = geoslide.add_inputs(ds, {first}=ds[{first!r}])` "
+            "(labels become -1 where they are NaN), or derive them at prepare time "
+            "(`stack(..., derive=['slope'])`, `geoslide prepare --derive slope`), or drop them "
+            f"(`ds = ds.drop_vars({stray})`)")
+
+
+def input_variables(ds: xr.Dataset) -> list[str]:
+    """Non-aligned input variables: the Dataset's attrs, or every 2-D float variable."""
+    label = label_name(ds)
+    cont = ds_attr(ds, "geoslide:continuous")
+    if isinstance(cont, str):
+        cont = [cont]
+    cats = sorted(categorical_names(ds))
+    check_registered(ds)
+    if cont is not None or cats:
+        names = [n for n in list(cont or []) + cats if n in ds.data_vars]
+    else:
+        names = [
+            str(n)
+            for n, v in ds.data_vars.items()
+            if v.dims == ("y", "x") and n != label and np.issubdtype(v.dtype, np.floating)
+        ]
+    return [n for n in names if not is_aligned(n)]

@@ -1,0 +1,233 @@
+"""Halo exchange by strips: one task per block sees the block plus ``depth`` pixels of its
+neighbours, without neighbouring blocks waiting in memory.
+
+dask's ``map_overlap`` (and the windows cut from a padded array that geoslide used before)
+makes each block's task depend on its neighbours' whole blocks: a block read early stays in
+memory until the last of its nine consumers has run. On a ``dask.distributed`` cluster, where
+the scheduler starts reads ahead of the slow tasks, that holds a front of whole input blocks
+per worker, which grows with the raster's width; bounding it by submitting a few regions at a
+time instead re-read each block up to nine times. Here, per block ``(i, j)``:
+
+- a **strips** task computes the block (its culled sub-graph, run inside the task with dask's
+  synchronous scheduler: a Zarr read and element-wise steps) and keeps only its borders: the
+  ``depth``-wide edges and corners its (up to eight) neighbours need, copied, so the block
+  itself is freed at once; each neighbour takes its own piece through a small ``getitem``
+  task, so only that piece travels between workers;
+- the **region** task computes its own block again in the same way, adds the neighbours'
+  pieces (``fill`` beyond the raster edge) and calls ``func`` on the window.
+
+So every block is computed twice (once for its strips, once as a core: about 5 % more reads
+for prediction), no task waits on a whole neighbouring block, and what waits in memory is
+strips, about ``4 * depth / block side`` of the data. A block whose sub-graph is itself a
+halo step (a lazily chained heavy step), or carries more than ``INLINE_MAX_BYTES`` of
+in-memory data, is not recomputed: the strips and region tasks depend on the block as usual.
+
+The strips and pieces tasks carry the dask priority ``PRIORITY``: a worker runs them before
+any region it could start instead. A strip waiting behind a region task (seconds) on one
+worker would stall its neighbours' regions on the others. dask's array optimisation drops
+such annotations, so :func:`geoslide.resume.write_variables` submits annotated graphs as they
+are built (they need no fusing: the reads are inside the tasks).
+
+Blocks must be at least ``depth`` wide (or alone along their axis): neighbours one block away
+then cover the halo. :func:`geoslide.align.align_dask` and :func:`geoslide.predict.predict`
+merge thinner blocks before calling :func:`map_halo`.
+"""
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+from functools import partial
+from itertools import product
+from typing import Any, Callable
+
+import numpy as np
+
+from geoslide.errors import ChunkingError
+
+PREFIX = "geoslide-halo"
+"""Name prefix of the region layers built here (a sub-graph holding one is not inlined)."""
+
+PRIORITY = 10
+"""dask priority of the strips and pieces tasks (higher runs first; unannotated tasks: 0)."""
+
+INLINE_MAX_BYTES = 16 * 2**20
+"""In-memory data (bytes) above which a block's sub-graph is not copied into its region task."""
+
+_DIRECTIONS = [d for d in product((-1, 0, 1), repeat=2) if d != (0, 0)]
+
+
+def _side(offset: int, depth: int) -> slice:
+    """Rows (or columns) of a block that the neighbour at ``offset`` (-1, 0, 1) needs."""
+    if offset < 0:
+        return slice(0, depth)
+    if offset > 0:
+        return slice(-depth, None) if depth else slice(0, 0)
+    return slice(None)
+
+
+def _strips(block: Any, hy: int, hx: int) -> tuple:
+    """The pieces of ``block`` (C, h, w) its neighbours need, in ``_DIRECTIONS`` order, copied
+    (a view would keep the whole block alive)."""
+    if isinstance(block, _Inline):
+        block = block()
+    return tuple(np.array(block[:, _side(dy, hy), _side(dx, hx)]) for dy, dx in _DIRECTIONS)
+
+
+class _Inline:
+    """A block's culled sub-graph, run inside a strips or region task (opaque to dask's
+    graph parser, so its keys are not dependencies of the task)."""
+
+    def __init__(self, graph: dict, key: Any) -> None:
+        self.graph = graph
+        self.key = key
+
+    def __call__(self) -> np.ndarray:
+        from dask.local import get_sync
+
+        return get_sync(self.graph, self.key)
+
+
+def _region(func: Callable, core: Any, pieces: Sequence, *args: Any, depth: tuple[int, int],
+            fill: float, kwargs: Mapping) -> np.ndarray:
+    """Assemble the window (C, h + 2 hy, w + 2 hx) of one block and call ``func`` on it."""
+    if isinstance(core, _Inline):
+        core = core()
+    hy, hx = depth
+    c, h, w = core.shape
+    window = np.empty((c, h + 2 * hy, w + 2 * hx), dtype=core.dtype)
+    rows = {-1: slice(0, hy), 0: slice(hy, hy + h), 1: slice(hy + h, h + 2 * hy)}
+    cols = {-1: slice(0, hx), 0: slice(hx, hx + w), 1: slice(hx + w, w + 2 * hx)}
+    window[:, rows[0], cols[0]] = core
+    del core
+    for (dy, dx), piece in zip(_DIRECTIONS, pieces):
+        target = window[:, rows[dy], cols[dx]]
+        if piece is None:
+            target[...] = fill
+        else:
+            target[...] = piece
+    return func(window, *args, **kwargs)
+
+
+def ancestors(graph: Mapping, key: Any) -> set:
+    """Keys of ``graph`` that ``key`` depends on, directly or not, ``key`` included."""
+    from dask.core import get_dependencies
+
+    seen, stack = {key}, [key]
+    while stack:
+        for dep in get_dependencies(graph, stack.pop()):
+            if dep not in seen and dep in graph:
+                seen.add(dep)
+                stack.append(dep)
+    return seen
+
+
+def _is_data(value: Any) -> bool:
+    """True for a graph value that is data written into the graph, not a task."""
+    try:
+        from dask._task_spec import DataNode, GraphNode
+    except ImportError:  # pragma: no cover - dask before the task spec (2024.12): tuples
+        from dask.core import istask
+
+        return not istask(value)
+    return isinstance(value, DataNode) or not isinstance(value, GraphNode)
+
+
+def _inlinable(graph: Mapping, keys: set) -> bool:
+    """True when the sub-graph ``keys`` is cheap to run twice: no halo step inside and little
+    in-memory data."""
+    from dask.sizeof import sizeof
+    from dask.utils import key_split
+
+    data = 0
+    for k in keys:
+        if key_split(k).startswith(PREFIX):
+            return False
+        if _is_data(graph[k]):
+            data += sizeof(getattr(graph[k], "value", graph[k]))
+    return data <= INLINE_MAX_BYTES
+
+
+def check_blocks(chunks: tuple[int, ...], depth: int, axis: str) -> None:
+    """Raise ChunkingError unless every block along an axis is at least ``depth`` wide (or is
+    the only one)."""
+    if len(chunks) > 1 and min(chunks) < depth:
+        raise ChunkingError(
+            f"expected blocks at least {depth} px wide along {axis} (the halo) for a halo "
+            f"exchange between neighbours; found {min(chunks)} px in {chunks}. Use larger "
+            f"chunks (geoslide.chunking.auto_chunks) or merge thin ones.")
+
+
+def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fill: float,
+             chunks: tuple, dtype: Any, name: str, inline: bool | None = None,
+             **kwargs: Any) -> Any:
+    """Lazy array whose block ``(i, j)`` is ``func(window, *args, **kwargs)``.
+
+    ``stack``: a dask array ``(C, H, W)`` with one block along C and blocks at least
+    ``depth = (hy, hx)`` px along y and x (or one block). ``window``: that block with ``hy``
+    rows and ``hx`` columns of its neighbours on every side, ``fill`` beyond the raster (a
+    C-contiguous array of the block's dtype). ``args``: extra arguments, dask Delayed objects
+    among them (e.g. a model: one key that every task depends on). ``chunks`` and ``dtype``:
+    the output's (``(ychunks, xchunks)``, or ``((n,), ychunks, xchunks)`` with a leading
+    channel axis). ``inline``: compute each block inside its strips and region tasks (the
+    default, None, decides per block; see the module docstring).
+    """
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+    hy, hx = (int(d) for d in depth)
+    if stack.ndim != 3 or len(stack.chunks[0]) != 1:
+        raise ValueError(f"expected a (C, H, W) dask array with one block along C; found "
+                         f"shape {stack.shape}, chunks {stack.chunks}")
+    check_blocks(stack.chunks[1], hy, "y")
+    check_blocks(stack.chunks[2], hx, "x")
+    ny, nx = len(stack.chunks[1]), len(stack.chunks[2])
+    graph = dict(stack.__dask_graph__())
+    token = tokenize(stack.name, depth, fill, chunks, dtype, name, args, kwargs, inline)
+    strips = f"{PREFIX}-strips-{token}"
+    piece = f"{PREFIX}-piece-{token}"
+    out = f"{PREFIX}-{name}-{token}"
+    dtype = np.dtype(dtype)
+    run = partial(_region, depth=(hy, hx), fill=fill, kwargs=kwargs)
+    arg_keys = tuple(a.key if hasattr(a, "__dask_graph__") else a for a in args)
+    border: dict = {}
+    regions: dict = {}
+    for i, j in product(range(ny), range(nx)):
+        block = (stack.name, 0, i, j)
+        sub = ancestors(graph, block)
+        core: Any = block
+        if inline is True or (inline is None and _inlinable(graph, sub)):
+            core = _Inline({k: graph[k] for k in sub}, block)
+        border[(strips, i, j)] = (_strips, core, hy, hx)
+        for k, (dy, dx) in enumerate(_DIRECTIONS):
+            if 0 <= i + dy < ny and 0 <= j + dx < nx:  # the neighbour there wants it
+                border[(piece, k, i, j)] = (operator.getitem, (strips, i, j), k)
+        # the neighbour at (dy, dx) gives its piece for the opposite direction
+        pieces = list(  # a list: dask finds the keys in it
+            (piece, _DIRECTIONS.index((-dy, -dx)), i + dy, j + dx)
+            if 0 <= i + dy < ny and 0 <= j + dx < nx else None
+            for dy, dx in _DIRECTIONS)
+        key = (out, i, j) if len(chunks) == 2 else (out, 0, i, j)
+        regions[key] = (run, func, core, pieces) + arg_keys
+    # strips and pieces before any region a worker could start instead: a strip waiting
+    # behind a long region task stalls the neighbours' regions on the other workers
+    with dask.annotate(priority=PRIORITY):
+        hlg = HighLevelGraph.from_collections(strips, border, dependencies=[stack])
+    layers, dependencies = dict(hlg.layers), dict(hlg.dependencies)
+    names = {strips, stack.name}
+    for a in args:
+        if hasattr(a, "__dask_graph__"):
+            g = a.__dask_graph__()
+            g = g if isinstance(g, HighLevelGraph) else HighLevelGraph.from_collections(
+                a.key, dict(g))
+            layers.update(g.layers)
+            dependencies.update(g.dependencies)
+            names |= set(a.__dask_layers__())
+    layers[out] = MaterializedLayer(regions)
+    dependencies[out] = names
+    return da.Array(HighLevelGraph(layers, dependencies), out, chunks=chunks, dtype=dtype,
+                    meta=np.empty((0,) * len(chunks), dtype))
+
+
+__all__ = ["map_halo", "check_blocks", "ancestors", "PREFIX", "PRIORITY", "INLINE_MAX_BYTES"]

@@ -1,0 +1,187 @@
+"""Inputs derived from the DEM, and inputs added to a prepared Dataset.
+
+A geoslide Dataset lists its inputs in ``attrs["geoslide:continuous"]`` and
+``attrs["geoslide:categorical"]``; features, training, prediction and the peers all read that
+one list. :func:`add_inputs` is the one way to add a variable to it after :func:`stack`: it
+registers the variable and sets the label to -1 wherever the new input is NaN.
+:func:`derive` computes named terrain inputs from ``elevation`` (metres) and adds them:
+
+- ``slope``: degrees, Horn, edge-aware (finite wherever the elevation is).
+- ``aspect``: as ``aspect_sin`` and ``aspect_cos`` (sine and cosine of the downslope azimuth;
+  both 0 where the surface is flat), so that north is not cut at 0/360 degrees.
+- ``curvature``: ``plan_curvature`` and ``profile_curvature``, 1/m, Zevenbergen & Thorne
+  (1987) as SAGA computes them (positive = convex; 0 where flat); ``plan_curvature`` or
+  ``profile_curvature`` alone by those names.
+- ``tpi``: topographic position index, m (elevation minus the mean within 100 m);
+  ``tpi:300`` for a 300 m radius, added as ``tpi_300m``.
+- ``relief``: max - min of the elevation within 100 m, m; ``relief:250`` -> ``relief_250m``.
+- ``roughness``: max - min of the 3x3 window, m (Wilson et al. 2007).
+
+All are edge-aware, finite wherever the elevation is (so they cost no labels), and lazy per
+chunk on dask input with a halo of the window's size (see :mod:`geoslide.terrain`).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import xarray as xr
+
+from geoslide.errors import GridMismatchError, InputError
+from geoslide.names import ds_attr, label_name
+
+DEFAULT_RADIUS_M = 100.0
+"""Radius of ``tpi`` and ``relief`` when the name gives none."""
+
+_RADIAL = ("tpi", "relief")
+
+
+class _Derivable(tuple):
+    """The derivable names; ``in`` also accepts a radius option, e.g. ``"tpi:300"``."""
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            _parse(str(name))
+        except InputError:
+            return False
+        return True
+
+
+DERIVABLE = _Derivable(("slope", "aspect", "curvature", "plan_curvature", "profile_curvature",
+                        "tpi", "relief", "roughness"))
+
+
+def _parse(name: str) -> tuple[str, float | None]:
+    """``"tpi:300"`` -> ``("tpi", 300.0)``; ``"slope"`` -> ``("slope", None)``."""
+    base, sep, opt = str(name).strip().partition(":")
+    base = base.strip()
+    if not tuple.__contains__(DERIVABLE, base):
+        raise InputError(f"cannot derive {name!r}")
+    if not sep:
+        return base, (DEFAULT_RADIUS_M if base in _RADIAL else None)
+    if base not in _RADIAL:
+        raise InputError(f"cannot derive {name!r}: only {list(_RADIAL)} take a radius")
+    try:
+        radius = float(opt.strip().removesuffix("m"))
+    except ValueError:
+        raise InputError(f"cannot derive {name!r}: expected a radius in metres, e.g. "
+                         f"{base}:300") from None
+    if not np.isfinite(radius) or radius <= 0:
+        raise InputError(f"cannot derive {name!r}: expected a positive radius in metres")
+    return base, radius
+
+
+def _radial_name(base: str, radius: float) -> str:
+    if radius == DEFAULT_RADIUS_M:
+        return base
+    return f"{base}_{radius:g}m".replace(".", "p")
+
+
+def derive_name(variable: str) -> str | None:
+    """The ``derive`` name that makes ``variable`` (``"aspect_cos"`` -> ``"aspect"``,
+    ``"tpi_300m"`` -> ``"tpi:300"``), or None when no derivative does."""
+    if variable in ("aspect_sin", "aspect_cos"):
+        return "aspect"
+    for base in _RADIAL:
+        if variable.startswith(base + "_") and variable.endswith("m"):
+            return f"{base}:{variable[len(base) + 1:-1].replace('p', '.')}"
+    return variable if variable != "aspect" and variable in DERIVABLE else None
+
+
+def _names(ds: xr.Dataset) -> tuple[list[str], str]:
+    cont = ds_attr(ds, "geoslide:continuous")
+    if isinstance(cont, str):
+        cont = [cont]
+    return list(cont or []), label_name(ds)
+
+
+def add_inputs(ds: xr.Dataset, **arrays: xr.DataArray) -> xr.Dataset:
+    """``ds`` with ``arrays`` (2-D, on ``ds``'s grid) added as continuous float32 inputs:
+    listed in ``geoslide:continuous`` and the label set to -1 where any of them is NaN.
+
+    >>> ds = geoslide.add_inputs(ds, twi=my_twi)            # doctest: +SKIP
+    """
+    cont, label = _names(ds)
+    out = ds.copy()
+    for name, da in arrays.items():
+        if name == label:
+            raise InputError(f"{name!r} is the label; an input cannot have the label's name")
+        if not isinstance(da, xr.DataArray) or set(da.dims) != {"y", "x"}:
+            raise GridMismatchError(
+                f"input {name!r}: expected a DataArray with dims (y, x), found "
+                f"{getattr(da, 'dims', type(da).__name__)}")
+        da = da.transpose("y", "x")
+        if da.shape != (ds.sizes["y"], ds.sizes["x"]) or not (
+                np.allclose(da["y"].values, ds["y"].values)
+                and np.allclose(da["x"].values, ds["x"].values)):
+            raise GridMismatchError(
+                f"input {name!r} is not on the Dataset's grid ({dict(da.sizes)} vs "
+                f"{dict(ds.sizes)}); fix: reproject it, e.g. da.rio.reproject_match(ds)")
+        da = da.astype(np.float32).assign_coords(y=ds["y"], x=ds["x"])
+        da.encoding = {}
+        out[name] = da
+        if name not in cont:
+            cont.append(name)
+        if label in out:
+            lab = out[label]
+            out[label] = lab.where(da.notnull(), -1).astype(np.int8).assign_attrs(lab.attrs)
+    out.attrs = dict(ds.attrs)
+    out.attrs["geoslide:continuous"] = cont
+    return out
+
+
+def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation") -> xr.Dataset:
+    """``ds`` with the terrain inputs ``names`` (among :data:`DERIVABLE`) computed from the
+    ``elevation`` variable (metres) and added with :func:`add_inputs`. Lazy on dask input."""
+    from geoslide.features.terrain import (aspect, plan_curvature, profile_curvature, relief, roughness, slope,
+                          tpi)
+
+    names = [str(n).strip() for n in names]
+    unknown = [n for n in names if n not in DERIVABLE]
+    if unknown:
+        raise InputError(f"cannot derive {unknown}; expected names among {list(DERIVABLE)} "
+                         "(tpi and relief take a radius in metres: tpi:300)")
+    parsed = [_parse(n) for n in names]
+    if not names:
+        return ds
+    if elevation not in ds.data_vars:
+        raise InputError(
+            f"deriving {names} needs an elevation raster named {elevation!r} (metres), found "
+            f"{sorted(map(str, ds.data_vars))}; fix: name the DEM `elevation` "
+            "(CLI: --raster elevation=dem.tif)")
+    dem = ds[elevation]
+    new: dict[str, xr.DataArray] = {}
+    bases = {b for b, _ in parsed}
+    if "slope" in bases:
+        new["slope"] = slope(dem).astype(np.float32).assign_attrs(
+            long_name="slope (Horn, edge-aware)", units="degrees")
+    if "aspect" in bases:
+        az = aspect(dem)
+        rad = np.deg2rad(az)
+        flat = az.isnull() & dem.notnull()
+        for part, fn in (("sin", np.sin), ("cos", np.cos)):
+            new[f"aspect_{part}"] = fn(rad).where(~flat, 0.0).astype(np.float32).assign_attrs(
+                long_name=f"{part} of the aspect (downslope azimuth); 0 where flat", units="1")
+    for base, kind, fn in (("plan_curvature", "plan", plan_curvature),
+                           ("profile_curvature", "profile", profile_curvature)):
+        if base in bases or "curvature" in bases:
+            new[base] = fn(dem).astype(np.float32).assign_attrs(
+                long_name=f"{kind} curvature (Zevenbergen & Thorne 1987; + convex)",
+                units="1/m")
+    for base, radius in parsed:
+        if base == "tpi":
+            new[_radial_name(base, radius)] = tpi(dem, radius).astype(np.float32).assign_attrs(
+                long_name=f"topographic position index, disc of {radius:g} m", units="m")
+        elif base == "relief":
+            new[_radial_name(base, radius)] = relief(dem, radius).astype(
+                np.float32).assign_attrs(long_name=f"local relief, disc of {radius:g} m",
+                                         units="m")
+    if "roughness" in bases:
+        new["roughness"] = roughness(dem).astype(np.float32).assign_attrs(
+            long_name="roughness, max - min of the 3x3 window (Wilson et al. 2007)", units="m")
+    for v in new.values():
+        v.attrs = {k: v.attrs[k] for k in ("long_name", "units")}
+    return add_inputs(ds, **new)
+
+
+__all__ = ["add_inputs", "derive", "DERIVABLE"]

@@ -1,0 +1,133 @@
+"""Writing a whole Dataset as a new store, atomically.
+
+:func:`to_zarr` writes to a temporary sibling folder, then renames it into place: a failed
+write leaves nothing behind, and ``mode="w"`` keeps the old store until the new one is
+complete. ``mode="w"`` replaces only a geoslide store (or an empty folder), never anything
+else. The on-disk format is whatever the installed zarr / xarray write by default (Zarr v3
+with zarr-python 3), with consolidated metadata.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers .rio)
+import xarray as xr
+
+from geoslide.errors import CRSError, StoreExistsError
+from geoslide.store.attrs import DEFAULT_CHUNK, FORMAT, FORMAT_ATTR, INCOMPLETE_ATTR, clean, quiet
+from geoslide.store.files import check_replaceable, is_store, recover, store_lock, tmp_sibling, writing
+
+
+def _chunk_spec(ds: xr.Dataset, chunks: Any) -> dict[str, int]:
+    if chunks is not None:
+        if isinstance(chunks, (int, np.integer)):
+            return {"y": int(chunks), "x": int(chunks)}
+        return {k: v for k, v in dict(chunks).items() if k in ("y", "x")}
+    if ds.chunks:
+        # keep the dask chunking; Zarr needs uniform chunks: use the first block's size
+        return {d: int(ds.chunks[d][0]) for d in ("y", "x") if d in ds.chunks}
+    return {d: min(DEFAULT_CHUNK, ds.sizes[d]) for d in ("y", "x")}
+
+
+def to_zarr(ds: xr.Dataset, path: str | os.PathLike, *, mode: str = "w-",
+            chunks: Any = None, progress: bool = False) -> Path:
+    """Write ``ds`` atomically as a geoslide Zarr store at ``path``.
+
+    ``mode``: ``"w-"`` fails if ``path`` exists (:class:`StoreExistsError`, a
+    :class:`FileExistsError`), ``"w"`` replaces a geoslide store (or an empty folder) once the
+    new store is complete, and refuses anything else (:class:`OverwriteError`). ``chunks``: int
+    or ``{"y": ny, "x": nx}``; default the Dataset's dask chunks, else 512 x 512. Raises
+    :class:`StoreWriteError` when the folder cannot be written.
+    """
+    if mode not in ("w", "w-"):
+        raise ValueError(f"mode must be 'w' or 'w-', found {mode!r}")
+    path = Path(path)
+    recover(path)
+    if os.path.lexists(path) and mode == "w-":
+        raise StoreExistsError(
+            f"store {str(path)!r} exists; expected a new path; pass mode='w' (CLI: --overwrite) "
+            "to replace it")
+    if mode == "w":
+        check_replaceable(path)
+    if ds.rio.crs is None:
+        raise CRSError("cannot write a store without a CRS; expected a Dataset with a CRS "
+                       "(rioxarray: ds.rio.write_crs(...))")
+    spec = _chunk_spec(ds, chunks)
+    out = clean(ds).chunk(spec)
+    out = out.rio.write_crs(ds.rio.crs).rio.write_transform(ds.rio.transform())
+    out.attrs[FORMAT_ATTR] = FORMAT
+    out.attrs.pop(INCOMPLETE_ATTR, None)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # replacing a store: hold its lock, so that no features / predict writes into it
+        with store_lock(path) if is_store(path) else nullcontext():
+            old = _write_new(out, path, mode, progress)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.lexists(old):
+            warnings.warn(f"the old store moved aside to {str(old)!r} could not be removed; "
+                          "delete it yourself", stacklevel=2)
+    return path
+
+
+def _write_new(out: xr.Dataset, path: Path, mode: str, progress: bool) -> Path | None:
+    """Write ``out`` to a hidden sibling, then rename it to ``path`` (the old store, if any,
+    moved aside first: returned, to remove)."""
+    tmp = tmp_sibling(path, "tmp")
+    old = None
+    try:
+        with quiet():
+            job = out.to_zarr(tmp, mode="w-", consolidated=True, compute=False)
+            _compute(job, progress, f"writing {path.name}")
+        if os.path.lexists(path):
+            if mode == "w-":  # another process created it meanwhile
+                raise StoreExistsError(f"store {str(path)!r} was created by another process "
+                                       "meanwhile; expected a new path; fix: rerun with "
+                                       "--overwrite (mode='w') to replace it")
+            check_replaceable(path)
+            old = tmp_sibling(path, "old")
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if os.path.lexists(path) and old is None:
+                raise StoreExistsError(f"store {str(path)!r} was created by another process "
+                                       "meanwhile; expected a new path; fix: rerun with "
+                                       "--overwrite (mode='w') to replace it") from None
+            raise
+    except BaseException:
+        _remove(tmp)
+        if old is not None and old.exists() and not os.path.lexists(path):
+            os.replace(old, path)
+        raise
+    return old
+
+
+def _remove(path: Path, settle: float = 0.1) -> None:
+    """Delete a half-written folder. After a failed dask write, chunk writes already running
+    in other threads may still land: retry until the folder stays gone for ``settle`` s."""
+    for _ in range(100):
+        shutil.rmtree(path, ignore_errors=True)
+        time.sleep(settle)
+        if not path.exists():
+            return
+
+
+def _compute(job: Any, progress: bool, desc: str) -> None:
+    if job is None:
+        return
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            job.compute()
+    else:
+        job.compute()
+

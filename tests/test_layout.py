@@ -1,0 +1,73 @@
+"""The package's layout (issue 13): layers without arrows running back up, no module reading
+another's private names, no module over 400 lines."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "geoslide"
+# each layer may import itself and the layers before it
+LAYERS = ["errors", "names", "parallel", "store", "io", "features", "prepare", "learn", "maps",
+          "evaluation", "accessor", "cli"]
+MAX_LINES = 400
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def _imports(path: Path) -> list[tuple[str, list[str], int]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("geoslide"):
+            assert node.level == 0, f"{path}: relative import"
+            out.append((node.module, [a.name for a in node.names], node.lineno))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, [], node.lineno) for a in node.names if a.name.startswith("geoslide")]
+    return out
+
+
+def _name(path: Path) -> str:
+    rel = path.relative_to(ROOT.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_layers_import_only_downwards():
+    bad = []
+    for path in _modules():
+        own = _layer(_name(path))
+        if own is None:
+            continue
+        for module, names, line in _imports(path):
+            targets = [module] if module != "geoslide" else [f"geoslide.{n}" for n in names]
+            for target in targets:
+                other = _layer(target)
+                if other is not None and LAYERS.index(other) > LAYERS.index(own):
+                    bad.append(f"{path.relative_to(ROOT)}:{line} ({own}) imports {target}")
+    assert not bad, "imports running back up the layers:\n" + "\n".join(bad)
+
+
+def test_no_private_name_crosses_modules():
+    bad = []
+    for path in _modules():
+        for module, names, line in _imports(path):
+            private = [n for n in names if n.startswith("_") and n != "__version__"]
+            if private and module != _name(path):
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {private} from {module}")
+            if any(part.startswith("_") and part != "__main__" for part in module.split(".")):
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports private module {module}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_module_size(path):
+    n = len(path.read_text().splitlines())
+    assert n <= MAX_LINES, f"{path.relative_to(ROOT)} has {n} lines (at most {MAX_LINES})"
