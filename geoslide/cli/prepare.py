@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
 from geoslide.errors import UsageError
@@ -97,33 +96,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def summary(ds: xr.Dataset, path: str | Path | None = None) -> str:
-    """Pixels, labelled pixels, positive rate and variables of a geoslide Dataset."""
-    ny, nx = ds.sizes["y"], ds.sizes["x"]
-    t = ds.rio.transform()
-    lines = []
-    if path is not None:
-        lines.append(f"store       {path}")
-    lines.append(f"grid        {ny} x {nx} = {ny * nx:,} pixels, {abs(t.a):g} m, "
-                 f"{ds.rio.crs.to_string() if ds.rio.crs else 'no CRS'}")
-    if "landslide" in ds:
-        lab = np.asarray(ds["landslide"].values)
-        pos, neg = int((lab == 1).sum()), int((lab == 0).sum())
-        labelled = pos + neg
-        rate = pos / labelled if labelled else float("nan")
-        lines.append(f"labels      {labelled:,} labelled ({ny * nx - labelled:,} no data), "
-                     f"{pos:,} landslide, positive rate {100 * rate:.2f}%")
-    cont = ds.attrs.get("geoslide:continuous", [])
-    cats = ds.attrs.get("geoslide:categorical", {})
-    feats = [v for v in ds.data_vars if v != "landslide"]
-    parts = [f"continuous {cont}"] + [f"{k} one-hot {len(c)} classes {c}"
-                                      for k, c in cats.items()]
-    lines.append(f"variables   {len(feats)} features: " + "; ".join(parts))
-    if ds.chunks:
-        lines.append(f"chunks      {ds.chunks['y'][0]} x {ds.chunks['x'][0]}")
-    return "\n".join(lines)
-
-
 def _derive_names(args: argparse.Namespace) -> list[str]:
     from geoslide.prepare.derive import DERIVABLE
 
@@ -138,7 +110,6 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
     from geoslide.prepare import datasets
     from geoslide.prepare.derive import derive
     from geoslide.prepare.stack import stack
-
     from geoslide.prepare.distance import add_distances, parse_spec
 
     derived = _derive_names(args)
@@ -193,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
 
     from geoslide.parallel.cluster import client_from_args
     from geoslide.errors import ReprojectionWarning
+    from geoslide.names import label_name
+    from geoslide.prepare.stack import describe
     from geoslide.store import check_replaceable, open_zarr, recover, to_zarr
 
     with warnings.catch_warnings(record=True) as caught:
@@ -212,14 +185,14 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.quiet)
     if not args.quiet:
         written = open_zarr(out)
-        print(summary(written, out), file=sys.stdout)
+        print(describe(written, out), file=sys.stdout)
         for note in notes:
             print(f"inventory   {note}", file=sys.stdout)
-        if args.inventory and "landslide" in written:
+        if args.inventory and label_name(written) in written:
             from geoslide.io.inventory import inventory_advice
 
             res = abs(float(written.rio.transform().a))
-            for line in inventory_advice(args.inventory, written["landslide"].values, res,
+            for line in inventory_advice(args.inventory, written[label_name(written)].values, res,
                                          buffer=args.point_buffer, label_field=args.label_field):
                 print(line, file=sys.stdout)
     return 0

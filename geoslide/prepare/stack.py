@@ -7,11 +7,13 @@ NaN where missing); ``landslide`` int8 (1, 0, -1 where unlabelled or any input m
 """
 from __future__ import annotations
 
+import os
 from typing import Iterable, Literal, Mapping
 
 import numpy as np
 import xarray as xr
 
+from geoslide.names import ds_attr, label_name
 from geoslide.io.categorical import VocabularySource, codes_from_unique, unique_lazy, one_hot
 from geoslide.io.inventory import InventorySource, rasterize_inventory
 from geoslide.io.rasters import (Chunks, RasterSource, check_grid, check_not_empty, check_projected,
@@ -182,3 +184,31 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     for v in ds.data_vars:
         ds[v].encoding = {}
     return ds
+def describe(ds: xr.Dataset, path: str | os.PathLike | None = None) -> str:
+    """Pixels, labelled pixels, positive rate and variables of a geoslide Dataset."""
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    t = ds.rio.transform()
+    lines = []
+    if path is not None:
+        lines.append(f"store       {path}")
+    lines.append(f"grid        {ny} x {nx} = {ny * nx:,} pixels, {abs(t.a):g} m, "
+                 f"{ds.rio.crs.to_string() if ds.rio.crs else 'no CRS'}")
+    label = label_name(ds)
+    if label in ds:
+        lab = np.asarray(ds[label].values)
+        pos, neg = int((lab == 1).sum()), int((lab == 0).sum())
+        labelled = pos + neg
+        rate = pos / labelled if labelled else float("nan")
+        lines.append(f"labels      {labelled:,} labelled ({ny * nx - labelled:,} no data), "
+                     f"{pos:,} landslide, positive rate {100 * rate:.2f}%")
+    cont = ds_attr(ds, "geoslide:continuous") or []
+    cats = ds_attr(ds, "geoslide:categorical") or {}
+    feats = [v for v in ds.data_vars if v != label]
+    parts = [f"continuous {cont}"] + [f"{k} one-hot {len(c)} classes {c}"
+                                      for k, c in cats.items()]
+    lines.append(f"variables   {len(feats)} features: " + "; ".join(parts))
+    if ds.chunks:
+        lines.append(f"chunks      {ds.chunks['y'][0]} x {ds.chunks['x'][0]}")
+    return "\n".join(lines)
+
+
