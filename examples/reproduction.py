@@ -1,7 +1,8 @@
 """Rerun docs/reproduction.md: all six models + the scikit-learn peers on Kashmir, over seeds.
 
     python examples/reproduction.py [OUT] [--runs band1 paper band3] [--seeds 0 1 2]
-                                    [--steps train evaluate summary]
+                                    [--steps train evaluate summary] [--models ...]
+    python examples/reproduction.py out/reproduction-factors --factors   # richer inputs
 
 OUT (default out/reproduction) receives the store, one folder per run and seed
 (``OUT/<run>/seed<S>/<model>.pt`` + ``report/``) and ``OUT/summary.md`` (the page's tables).
@@ -19,6 +20,13 @@ peers; the random forests get ``random_state=S`` (``geoslide evaluate --peers`` 
 with seed 0 for every seed) and one job. ``summary`` reads the ``metrics.json`` files and writes
 per-seed and mean ± sd tables. Settings and epochs come from the presets, chosen on validation
 pixels only; the test pixels are read once per evaluation.
+
+``--factors`` prepares the store with the conditioning factors as well (``FACTORS``: plan and
+profile curvature, TPI and local relief at 300 m, the topographic wetness index and the
+distance to the mapped faults, beside slope, elevation and the geology / land-cover classes),
+gathers the aligned features of slope and elevation (what the quick SA presets and the
+``+aligned`` peers read), evaluates with the permutation importance (3 repeats) and takes the
+differences with intervals to the random forest with the same inputs (``rf+aligned``).
 """
 from __future__ import annotations
 
@@ -47,6 +55,8 @@ METRICS = [("nll", "test NLL", 4), ("train_nll", "train NLL", 4), ("auc", "AUC",
            ("average_precision", "AP", 3), ("brier", "Brier", 5), ("ece", "ECE", 4),
            ("val_nll", "val NLL", 4)]
 GEOSLIDE = [sys.executable, "-m", "geoslide"]
+FACTORS = ["plan_curvature", "profile_curvature", "tpi:300", "relief:300", "twi"]
+FAULTS = "kashmir/Confirmed_faults.shp"  # in the data folder (geoslide.prepare.datasets)
 
 
 def sh(cmd: list[str], log: Path | None = None) -> float:
@@ -58,16 +68,30 @@ def sh(cmd: list[str], log: Path | None = None) -> float:
     return time.time() - t0
 
 
-def prepare(out: Path) -> Path:
+def prepare(out: Path, factors: bool = False) -> Path:
     store = out / "kashmir.zarr"
     if not store.exists():
-        sh(GEOSLIDE + ["prepare", "kashmir", str(store), "--quiet"])
-        sh(GEOSLIDE + ["features", str(store), "--quiet"])
+        if factors:
+            from geoslide.prepare.datasets import data_dir
+
+            sh(GEOSLIDE + ["prepare", "kashmir", str(store), "--quiet", "--derive",
+                           ",".join(FACTORS), "--distance", f"faults={data_dir() / FAULTS}"])
+            sh(GEOSLIDE + ["features", str(store), "--quiet", "--features", "slope",
+                           "elevation"])
+        else:
+            sh(GEOSLIDE + ["prepare", "kashmir", str(store), "--quiet"])
+            sh(GEOSLIDE + ["features", str(store), "--quiet"])
     return store
 
 
-def train(out: Path, store: Path, run: str, seeds: list[int]) -> None:
-    split, band, models = RUNS[run]
+def _models(run: str, only: list[str] | None) -> list[str]:
+    return [m for m in RUNS[run][2] if only is None or m in only]
+
+
+def train(out: Path, store: Path, run: str, seeds: list[int],
+          only: list[str] | None = None) -> None:
+    split, band, _ = RUNS[run]
+    models = _models(run, only)
     for s in seeds:
         folder = out / run / f"seed{s}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -81,7 +105,8 @@ def train(out: Path, store: Path, run: str, seeds: list[int]) -> None:
             print(f"{run} seed {s} {m}: trained in {sec:.0f} s", flush=True)
 
 
-def evaluate(out: Path, store: Path, run: str, seeds: list[int]) -> None:
+def evaluate(out: Path, store: Path, run: str, seeds: list[int], only: list[str] | None = None,
+             factors: bool = False) -> None:
     import dask
     import torch
 
@@ -93,14 +118,15 @@ def evaluate(out: Path, store: Path, run: str, seeds: list[int]) -> None:
     ds = None
     for s in seeds:
         folder = out / run / f"seed{s}"
-        files = [folder / f"{m}.pt" for m in RUNS[run][2]]
+        files = [folder / f"{m}.pt" for m in _models(run, only)]
         if not all(f.exists() for f in files) or (folder / "report" / "metrics.json").exists():
             continue  # not trained yet (all models of a seed are evaluated together), or done
         t0 = time.time()
         ds = open_zarr(store).load() if ds is None else ds
         forest = {"random_state": s, "n_jobs": 1}
+        extra = {"importance": 3, "reference": "rf+aligned"} if factors else {}
         geoslide_evaluate(ds, files, peers=True, out=folder / "report", progress=False,
-                          peer_kwargs={"rf": forest, "rf+aligned": forest})
+                          peer_kwargs={"rf": forest, "rf+aligned": forest}, **extra)
         print(f"{run} seed {s}: evaluated in {time.time() - t0:.0f} s", flush=True)
 
 
@@ -160,7 +186,46 @@ def summary(out: Path, runs: list[str]) -> str:
                             f"{y['auc']:.3f} ({'>' if x['auc'] > y['auc'] else '<='})")
             text.append(f"- {LABELS[a]} vs {LABELS[b]}: " + "; ".join(line))
         text.append("")
+        text += _differences(found, names) + _importance(found, names)
     return "\n".join(text)
+
+
+def _differences(found: dict[int, dict], names: list[str]) -> list[str]:
+    """Per seed: each method's test AUC / NLL minus the reference's, with the 95% interval of
+    the spatial block bootstrap (paired replicates), from metrics.json."""
+    refs = {r["dataset"].get("reference") for r in found.values()}
+    if refs == {None}:
+        return []
+    out = [f"#### Differences to {', '.join(sorted(map(str, refs)))} (point [95% interval])\n",
+           "| method | " + " | ".join(f"seed {s} Δ AUC | seed {s} Δ NLL" for s in sorted(found))
+           + " |", "|---" * (1 + 2 * len(found)) + "|"]
+    for m in names:
+        cells = []
+        for s, r in sorted(found.items()):
+            iv = r["models"].get(m, {}).get("intervals") or {}
+            for k, d in (("auc_diff", 3), ("nll_diff", 4)):
+                cells.append("–" if k not in iv else
+                             f"{iv[k][0]:+.{d}f} [{iv[k][1]:+.{d}f}, {iv[k][2]:+.{d}f}]")
+        if any(c != "–" for c in cells):
+            out.append(_row(LABELS[m], cells))
+    return out + [""]
+
+
+def _importance(found: dict[int, dict], names: list[str], top: int = 6) -> list[str]:
+    """The input groups that matter most per method: mean Δ test NLL over seeds (permutation
+    importance, 3 repeats per seed), the top ``top``."""
+    out = []
+    for m in names:
+        per_group: dict[str, list[float]] = {}
+        for r in found.values():
+            for g in (r["models"].get(m, {}).get("importance") or {}).get("groups", []):
+                per_group.setdefault(g["group"], []).append(g["nll"])
+        if per_group:
+            ranked = sorted(per_group.items(), key=lambda kv: -np.nanmean(kv[1]))[:top]
+            out.append(f"- {LABELS[m]}: " + ", ".join(
+                f"{g} {np.nanmean(v):+.4f}" for g, v in ranked))
+    return ([f"#### Permutation importance, mean Δ test NLL over seeds (top {top})\n"] + out
+            + [""]) if out else []
 
 
 def figures(out: Path, dest: Path) -> None:
@@ -199,17 +264,21 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", nargs="+", default=["train", "evaluate", "summary"],
                    choices=["train", "evaluate", "summary", "figures"])
+    p.add_argument("--models", nargs="+", choices=MODELS, default=None,
+                   help="train and evaluate only these models (default: each run's own)")
+    p.add_argument("--factors", action="store_true",
+                   help="the store with the conditioning factors (FACTORS, faults)")
     p.add_argument("--figures", default="docs/figures/reproduction",
                    help="folder of the page's figures (step 'figures')")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    store = prepare(out)
+    store = prepare(out, a.factors)
     for run in a.runs:
         if "train" in a.steps:
-            train(out, store, run, a.seeds)
+            train(out, store, run, a.seeds, a.models)
         if "evaluate" in a.steps:
-            evaluate(out, store, run, a.seeds)
+            evaluate(out, store, run, a.seeds, a.models, a.factors)
     if "summary" in a.steps:
         text = summary(out, a.runs)
         (out / "summary.md").write_text(text)

@@ -98,24 +98,16 @@ def _features(store: Path, quiet: bool) -> None:
 
 
 def _reusable(path: Path, preset: str, band: int, seed: int, epochs: int | None) -> Any:
+    """The model file at ``path`` when it was trained with this recipe, else None."""
     from geoslide.errors import GeoslideError
     from geoslide.learn.modelfile import load_model
 
-    if not path.exists():
-        return None
     try:
-        model = load_model(path)
+        model = load_model(path) if path.exists() else None
     except GeoslideError:
         return None
-    info = model.train or {}
-    split = info.get("split") or {}
-    recipe = info.get("recipe") or {}
-    from geoslide.learn.presets import get_preset
-
-    want = epochs if epochs is not None else get_preset(preset, model.name).get("epochs")
-    if (recipe.get("preset") == preset and split.get("kind") == "band"
-            and split.get("band", 1) == band and info.get("seed") == seed
-            and recipe.get("epochs") == want):
+    if model is not None and model.trained_as(preset=preset, split="band", band=band,
+                                              seed=seed, epochs=epochs):
         return model
     return None
 

@@ -40,6 +40,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, metavar="N",
                    help="replicates of the spatial block bootstrap for the 95%% intervals "
                         "(default 200; 0: none)")
+    p.add_argument("--reference", metavar="NAME",
+                   help="the map the differences (with intervals) are taken to, a model or "
+                        "peer name as reported, e.g. rf+aligned (default: the best peer)")
     p.add_argument("--importance", type=int, default=0, metavar="REPEATS",
                    help="permutation importance of every input group for every model and "
                         "peer, with REPEATS shuffles each (e.g. 5; default 0: none)")
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     ev = evaluate(ds, args.models, split=args.split, band=args.band, fold=args.fold,
                   seed=args.seed, core=args.core, peers=args.peers,
                   max_peer_train=args.max_peer_train, out=args.out, progress=not args.quiet,
-                  device=args.device, n_boot=args.n_boot,
+                  device=args.device, n_boot=args.n_boot, reference=args.reference,
                   importance=args.importance)
     print(ev.table())
     print(f"\nreport: {ev.files['report']}\nmetrics: {ev.files['metrics']}\nfigures: "

@@ -74,6 +74,19 @@ class TrainedModel:
     train: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
 
+    def trained_as(self, *, preset: str, split: str, band: int | None = None,
+                   seed: int | None = None, epochs: int | None = None) -> bool:
+        """True when the file records this training recipe: the preset, split kind (and band
+        for a band split), seed and epochs (default: the preset's)."""
+        from geoslide.learn.presets import get_preset
+
+        info, recipe = self.train or {}, (self.train or {}).get("recipe") or {}
+        done = info.get("split") or {}
+        want = epochs if epochs is not None else get_preset(preset, self.name).get("epochs")
+        return (recipe.get("preset") == preset and done.get("kind") == split
+                and (split != "band" or done.get("band", 1) == band)
+                and (seed is None or info.get("seed") == seed) and recipe.get("epochs") == want)
+
     def check(self, ds: xr.Dataset) -> None:
         """Raise :class:`FeatureMismatchError` if ``ds`` lacks a feature (naming how to get
         it) or has another pixel size."""
