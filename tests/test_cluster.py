@@ -368,7 +368,7 @@ def test_cli_features_and_predict_on_the_active_cluster_ship_the_model_once(
                            progress=False).compute()
     log = tmp_path / "unpickled.log"
     log.write_text("")
-    monkeypatch.setattr(geoslide.modelfile, "load_model", lambda path: model)
+    monkeypatch.setattr(geoslide.learn.modelfile, "load_model", lambda path: model)
     assert main(["predict", str(store), str(tmp_path / "model.pt"), "--core", "128",
                  "--halo", "32", "--name", "p", "--quiet"]) == 0
     got = open_zarr(store)["p"]

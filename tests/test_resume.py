@@ -1,4 +1,4 @@
-"""Resumable region-by-region writes (geoslide.resume) on the real Kashmir data.
+"""Resumable region-by-region writes (geoslide.store.write_variables) on the real Kashmir data.
 
 The reference is always computed independently: the numpy (eager) aligned features of the same
 Dataset, never the store under test. Interruptions are real exceptions raised in the middle of
