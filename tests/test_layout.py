@@ -71,3 +71,14 @@ def test_no_private_name_crosses_modules():
 def test_module_size(path):
     n = len(path.read_text().splitlines())
     assert n <= MAX_LINES, f"{path.relative_to(ROOT)} has {n} lines (at most {MAX_LINES})"
+
+
+@pytest.mark.parametrize("package", LAYERS)
+def test_each_package_says_what_it_owns_and_may_import(package):
+    path = ROOT / package / "__init__.py"
+    if not path.exists():  # a module layer (errors, names, accessor)
+        path = ROOT / f"{package}.py"
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    assert len(doc) > 80, f"{path.relative_to(ROOT)}: no docstring saying what it owns"
+    if path.name == "__init__.py" and package not in ("cli",):
+        assert "import" in doc.lower(), f"{path.relative_to(ROOT)}: say what it may import"
