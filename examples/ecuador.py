@@ -16,6 +16,7 @@ labelled points, and the test band holds a few dozen points: expect noisy AUCs.
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 import geoslide
@@ -28,12 +29,13 @@ from geoslide.learn.train import train
 out = Path(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-")
            else "out/ecuador-example")
 store = out / "ecuador.zarr"
+plt.rcParams["figure.dpi"] = 80  # small inline figures (the notebook stays light)
 
 # %% [markdown]
 # ## 1. The store: slope, plan and profile curvature, elevation, log10 catchment area
 
 # %%
-ds = geoslide.prepare.datasets.load("ecuador")
+ds = geoslide.datasets.load("ecuador")
 to_zarr(ds, store, mode="w", progress=False)
 labels = ds["landslide"].values
 print(ds.sizes, "landslide points:", int((labels == 1).sum()), "stable points:",
@@ -68,7 +70,20 @@ probs.geoslide.to_geotiff(out / "susceptibility_sacnn.tif")
 print(probs.rio.crs, probs.shape, "NaN share:", float(np.isnan(probs.values).mean()))
 
 # %% [markdown]
-# ## 5. Evaluation against the scikit-learn peers
+# ## 5. Look at the map
+# Probabilities over a hillshade of the DEM (`ds.elevation`), the inventory from the label
+# raster: sparse here, so the 175 landslide points are red markers and the sampled
+# stable points grey ones. A DataArray does the same with
+# `probs.geoslide.plot(inventory="points.gpkg", hillshade=ds.elevation)`; a big raster is
+# decimated to about the figure's pixels before anything is computed.
+
+# %%
+ds["susceptibility_sacnn"] = probs
+ax = ds.geoslide.plot("susceptibility_sacnn", title="SACNN susceptibility, Ecuador")
+ax.figure.savefig(out / "map_sacnn.png")
+
+# %% [markdown]
+# ## 6. Evaluation against the scikit-learn peers
 
 # %%
 ev = evaluate(open_zarr(store).load(), list(models.values()), peers=True, out=out / "report",
@@ -77,3 +92,15 @@ print(ev.table())
 print("test points:", ev.dataset["sets"]["test"]["scored"],
       "of which landslides:", ev.dataset["sets"]["test"]["scored_landslides"])
 print("report:", out / "report" / "report.md")
+
+# %% [markdown]
+# ## 7. Two of the report's figures, inline (the report folder holds all of them as PNGs)
+
+# %%
+from geoslide.evaluation import plots
+
+results = {r.get("label", n): r for n, r in ev.results.items()}
+plots.roc_figure(results)
+
+# %%
+plots.pr_figure(results)

@@ -56,6 +56,7 @@ class GeoslideAccessor:
     predict = _Forward("maps.predict", "predict")
     evaluate = _Forward("evaluation.evaluate", "evaluate")
     explain = _Forward("evaluation.explain", "permutation_importance")
+    plot = _Forward("evaluation.maps_plot", "plot_dataset")
 
     def to_geotiff(self, variable: str, path: str, **kwargs: Any) -> Any:
         """Write one variable as a (Cloud-Optimised) GeoTIFF (see :func:`geoslide.io.geotiff.to_geotiff`)."""
@@ -76,3 +77,4 @@ class GeoslideArrayAccessor:
     to_geotiff = _Forward("io.geotiff", "to_geotiff")
     slope = _Forward("features.terrain", "slope")
     aspect = _Forward("features.terrain", "aspect")
+    plot = _Forward("evaluation.maps_plot", "plot_map")

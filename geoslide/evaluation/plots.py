@@ -36,12 +36,16 @@ def _figure(figsize: tuple[float, float], **subplots: Any) -> tuple["Figure", An
 
 
 def _save(fig: "Figure", path: str | os.PathLike) -> Path:
+    """Write ``fig`` as one PNG (110 dpi) atomically: a temp file, then renamed; its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     os.replace(tmp, path)
     return path
+
+
+save_figure = _save  # the public name (geoslide.evaluation.maps_plot saves its maps with it)
 
 
 def _legend(ax: Any, **kw: Any) -> None:
@@ -353,7 +357,7 @@ def class_shares(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLi
 __all__ = ["map_and_inventory", "roc_curves", "pr_curves", "reliability_diagram",
            "rate_curves", "validation_curves", "class_shares", "colour_range", "use_markers",
            "map_figure", "roc_figure", "pr_figure", "reliability_figure", "rate_figure",
-           "validation_figure", "classes_figure"]
+           "validation_figure", "classes_figure", "save_figure"]
 
 
 def importance_bars(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike) -> Path:

@@ -278,6 +278,8 @@ def write_report(ev: "Evaluation", out: str | os.PathLike, *, ds: "xr.Dataset | 
         figs["validation NLL per epoch"] = plots.validation_curves(
             hist, out / FIGURES["validation"]).name
     if map_figures and ds is not None and ev.maps:
+        from geoslide.evaluation.maps_plot import report_map
+
         if labels is None:
             from geoslide.learn.inputs import to_label_array
 
@@ -287,9 +289,8 @@ def write_report(ev: "Evaluation", out: str | os.PathLike, *, ds: "xr.Dataset | 
         for name, prob in ev.maps.items():
             label = ev.results.get(name, {}).get("label", name)
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
-            path = plots.map_and_inventory(prob, labels, out / f"map_{safe}.png",
-                                           title=f"{label} susceptibility", x=x, y=y,
-                                           test_mask=ev.masks.get("test"))
+            path = report_map(ds, prob, out / f"map_{safe}.png", labels=labels,
+                              title=f"{label} susceptibility", test_mask=ev.masks.get("test"))
             figs[f"{label} map and inventory"] = path.name
     ev.files = {k: str(out / v) for k, v in figs.items()}
     _atomic_text(out / "metrics.json", json.dumps(jsonable(ev.to_json()), indent=1))
