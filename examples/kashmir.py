@@ -22,7 +22,7 @@ out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/kashmir-example")
 store = out / "kashmir.zarr"
 
 # 1. rasters + polygons -> Zarr store (987 x 826 px, 28.55 m)
-to_zarr(geoslide.prepare.datasets.load("kashmir"), store, mode="w")
+to_zarr(geoslide.datasets.load("kashmir"), store, mode="w")
 # 2. aligned features at 30 / 100 / 300 m, written region by region
 write_variables(aligned_features(open_zarr(store)), store)
 ds = open_zarr(store).load()
