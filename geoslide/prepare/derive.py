@@ -16,9 +16,15 @@ registers the variable and sets the label to -1 wherever the new input is NaN.
   ``tpi:300`` for a 300 m radius, added as ``tpi_300m``.
 - ``relief``: max - min of the elevation within 100 m, m; ``relief:250`` -> ``relief_250m``.
 - ``roughness``: max - min of the 3x3 window, m (Wilson et al. 2007).
+- ``flowacc``: upslope contributing area, m^2 (D8 on the depression-filled DEM; flow
+  terminates at the raster edge and at NaN); ``twi``: topographic wetness index
+  ``ln(a / tan(slope))`` with ``a`` the specific catchment area in m and ``tan(slope)``
+  floored at 0.001 (see :mod:`geoslide.features.flow`).
 
-All are edge-aware, finite wherever the elevation is (so they cost no labels), and lazy per
-chunk on dask input with a halo of the window's size (see :mod:`geoslide.terrain`).
+All are edge-aware and finite wherever the elevation is (so they cost no labels). The local
+ones are lazy per chunk on dask input with a halo of the window's size (see
+:mod:`geoslide.features.terrain`); ``flowacc`` and ``twi`` are global: lazy too, but one task
+routes the whole raster in memory (about 30 bytes per pixel on that worker), shared by both.
 """
 from __future__ import annotations
 
@@ -48,7 +54,7 @@ class _Derivable(tuple):
 
 
 DERIVABLE = _Derivable(("slope", "aspect", "curvature", "plan_curvature", "profile_curvature",
-                        "tpi", "relief", "roughness"))
+                        "tpi", "relief", "roughness", "flowacc", "twi"))
 
 
 def _parse(name: str) -> tuple[str, float | None]:
@@ -132,7 +138,11 @@ def add_inputs(ds: xr.Dataset, **arrays: xr.DataArray) -> xr.Dataset:
 
 def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation") -> xr.Dataset:
     """``ds`` with the terrain inputs ``names`` (among :data:`DERIVABLE`) computed from the
-    ``elevation`` variable (metres) and added with :func:`add_inputs`. Lazy on dask input."""
+    ``elevation`` variable (metres) and added with :func:`add_inputs`. Lazy on dask input
+    (``flowacc`` / ``twi``: one task on the whole raster, see :mod:`geoslide.features.flow`).
+
+    >>> ds = geoslide.derive(ds, ["slope", "tpi:300", "twi"])   # doctest: +SKIP
+    """
     from geoslide.features.terrain import (aspect, plan_curvature, profile_curvature, relief, roughness, slope,
                           tpi)
 
@@ -179,6 +189,13 @@ def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation"
     if "roughness" in bases:
         new["roughness"] = roughness(dem).astype(np.float32).assign_attrs(
             long_name="roughness, max - min of the 3x3 window (Wilson et al. 2007)", units="m")
+    routed = [b for b in ("flowacc", "twi") if b in bases]
+    if routed:  # global: one routing of the whole raster for both (geoslide.features.flow)
+        from geoslide.features.flow import flow
+
+        both = flow(dem)
+        for b in routed:
+            new[b] = both[b].astype(np.float32)
     for v in new.values():
         v.attrs = {k: v.attrs[k] for k in ("long_name", "units")}
     return add_inputs(ds, **new)
