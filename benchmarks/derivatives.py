@@ -41,8 +41,8 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geoslide.features.terrain import (disc_offsets, plan_curvature, profile_curvature,  # noqa: E402
-                                       relief, roughness, tpi)
+from geoslide.features.terrain import (disc_offsets, plan_curvature,  # noqa: E402
+                                       profile_curvature, relief, roughness, tpi)
 from geoslide.prepare.datasets import data_dir  # noqa: E402
 
 LOCAL = ["slope", "aspect", "curvature", "tpi:300", "relief:300", "roughness"]

@@ -32,9 +32,9 @@ whole raster**: the graph gathers the elevation into one chunk, routes it, retur
 ``flowacc`` and ``twi`` together (one routing for both, when both are in the same graph) and
 re-chunks them to the input's chunks. That task runs on one worker, which needs about
 :data:`BYTES_PER_PIXEL` bytes per pixel at its peak (measured, see docs/aligned-features.md):
-a worker with ``M`` bytes free routes rasters up to ``M / BYTES_PER_PIXEL`` pixels
-(8 GiB: about 16,000 x 16,000 px; 1 GiB: 5,800 x 5,800). Larger rasters: split them by basin (each basin's DEM,
-NaN outside, routes on its own: nothing crosses a NaN).
+a worker with ``M`` bytes free routes rasters up to ``M / BYTES_PER_PIXEL`` pixels (8 GiB:
+about 16,900 x 16,900 px; 1 GiB: 6,000 x 6,000). Larger rasters: split them by basin (each
+basin's DEM, NaN outside, routes on its own: nothing crosses a NaN).
 """
 from __future__ import annotations
 
