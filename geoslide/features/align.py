@@ -17,6 +17,8 @@ from geoslide.features.rings import align_dask, align_numpy, check_distances
 from geoslide.features.terrain import grid_spacing
 from geoslide.names import aligned_name, ds_attr, input_variables
 from geoslide.store.attrs import PROVENANCE_ATTR
+from geoslide.store.classes import (CLASSES_ATTR, NODATA, VIRTUAL_ATTR, aligned_attrs,
+                                    code_variable, expand, is_codes, virtual_names)
 
 __all__ = ["aligned_features", "select_features", "output_names", "onehot_groups"]
 
@@ -56,8 +58,10 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     DEM variable (metres) that picks the winner. Returns a Dataset on ``ds``'s grid (coords
     and CRS kept, ``ds.attrs`` kept plus ``geoslide:aligned``) with, per distance ``d``,
     ``<f>_up<d>``, ``dz_up<d>`` (m) and ``azimuth_up<d>`` (degrees clockwise from north), all
-    float32. Lazy (one task per chunk) when the inputs are dask-backed or ``chunks`` is given
-    (``{"y": 1024, "x": 1024}``); otherwise computed now with ``threads`` threads.
+    float32; a categorical raster's one-hot layers ``<raster>_<code>_up<d>`` are virtual, from
+    its int16 class codes ``<raster>_up<d>`` (see :mod:`geoslide.store.classes`). Lazy (one
+    task per chunk) when the inputs are dask-backed or ``chunks`` is given (``{"y": 1024,
+    "x": 1024}``); otherwise computed now with ``threads`` threads.
 
     >>> import geoslide
     >>> ds = geoslide.datasets.load("kashmir")                 # doctest: +SKIP
@@ -86,24 +90,29 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
             raise FeatureMismatchError(
                 f"expected variable {v!r} with dims ('y', 'x'), found {ds[v].dims}")
     res = grid_spacing(ds)
-    groups = onehot_groups(ds, feats)
-    sub = ds[[elevation] + feats].transpose("y", "x")
+    # virtual one-hot layers: their code variable is gathered once, as a plain feature
+    coded = _coded(ds, feats)
+    plain = [f for f in feats if f not in {g for fs in coded.values() for g in fs}]
+    groups = onehot_groups(ds, plain)
+    sub = ds[[elevation] + plain + list(coded)].transpose("y", "x")
+    for cv in coded:  # the codes as floats, NaN where no data (never a winner's class)
+        sub[cv] = sub[cv].astype(np.float32).where(sub[cv] != NODATA)
+    items = plain + list(coded)
     if chunks is not None:
         sub = sub.chunk(dict(chunks))
     lazy = any(_is_dask(sub[v].data) for v in sub.data_vars)
-    nf = len(feats)
+    ni = len(items)
     if lazy:
-        ref = next(sub[v] for v in [elevation] + feats if _is_dask(sub[v].data))
+        ref = next(sub[v] for v in [elevation] + items if _is_dask(sub[v].data))
         sub = sub.chunk({"y": ref.chunks[0], "x": ref.chunks[1]})
-        data = align_dask(sub[elevation].data, [sub[f].data for f in feats], dists, res,
+        data = align_dask(sub[elevation].data, [sub[f].data for f in items], dists, res,
                           onehot=groups)
         layers = [data[c] for c in range(data.shape[0])]
     else:
-        arr = align_numpy(np.asarray(sub[elevation].values), [sub[f].values for f in feats],
+        arr = align_numpy(np.asarray(sub[elevation].values), [sub[f].values for f in items],
                           dists, res, threads=threads, onehot=groups)
-        layers = [arr[i, c] for i in range(len(dists)) for c in range(nf + 2)]
+        layers = [arr[i, c] for i in range(len(dists)) for c in range(ni + 2)]
     coords = {k: v for k, v in ds[elevation].coords.items()}
-    names = output_names(dists, feats)
     out = xr.Dataset(attrs=dict(ds.attrs))
     out.attrs["geoslide:aligned"] = {"distances": dists, "features": feats,
                                      "elevation": elevation}
@@ -111,22 +120,46 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
                        features is not None and feats != input_variables(ds))
     i = 0
     for d in dists:
-        for f in feats:
-            attrs = {"long_name": f"{f} at the highest cell of the ring at {d} m",
-                     "source": f, "distance_m": d}
-            if "units" in ds[f].attrs:
-                attrs["units"] = ds[f].attrs["units"]
-            out[names[i]] = xr.DataArray(layers[i], dims=("y", "x"), coords=coords, attrs=attrs)
+        for f in items:
+            attrs = aligned_attrs(f, d)
+            if f in coded:
+                raster = str(ds[f].attrs[CLASSES_ATTR])
+                codes = [int(ds[g].attrs["geoslide:code"]) for g in coded[f]]
+                gathered = xr.DataArray(layers[i], dims=("y", "x"), coords=coords)
+                attrs["long_name"] = f"{raster} class code at the highest cell of the ring " \
+                                     f"at {d} m ({NODATA}: no data)"
+                out[aligned_name(raster, d)] = code_variable(
+                    gathered, raster, codes, {**attrs, PROVENANCE_ATTR: prov})
+            else:
+                if "units" in ds[f].attrs:
+                    attrs["units"] = ds[f].attrs["units"]
+                out[aligned_name(f, d)] = xr.DataArray(layers[i], dims=("y", "x"),
+                                                       coords=coords, attrs=attrs)
             i += 1
-        out[names[i]] = xr.DataArray(layers[i], dims=("y", "x"), coords=coords, attrs={
+        dz, az = aligned_name("dz", d), aligned_name("azimuth", d)
+        out[dz] = xr.DataArray(layers[i], dims=("y", "x"), coords=coords, attrs={
             "long_name": f"elevation of the highest cell of the ring at {d} m minus the centre",
             "units": "m", "distance_m": d})
-        out[names[i + 1]] = xr.DataArray(layers[i + 1], dims=("y", "x"), coords=coords, attrs={
+        out[az] = xr.DataArray(layers[i + 1], dims=("y", "x"), coords=coords, attrs={
             "long_name": f"azimuth of the highest cell of the ring at {d} m, clockwise from north",
             "units": "degrees", "distance_m": d})
         i += 2
     for v in out.data_vars:
         out[v].attrs[PROVENANCE_ATTR] = prov
+    return expand(out)
+
+
+def _coded(ds: xr.Dataset, feats: Sequence[str]) -> dict[str, list[str]]:
+    """Code variable -> the virtual one-hot layers among ``feats`` computed from it."""
+    out: dict[str, list[str]] = {}
+    for f in feats:
+        if is_codes(ds[f]):
+            raise FeatureMismatchError(
+                f"feature {f!r} is a class-code variable; expected features among its one-hot "
+                f"layers {virtual_names(ds[[f]])[:5]} ...")
+        cv = ds[f].attrs.get(VIRTUAL_ATTR)
+        if cv in ds.data_vars and is_codes(ds[cv]) and "distance_m" not in ds[cv].attrs:
+            out.setdefault(str(cv), []).append(f)
     return out
 
 

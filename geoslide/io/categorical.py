@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from geoslide.errors import MissingFileError, VocabularyError
+from geoslide.store.classes import onehot_attrs
 
 VocabularySource = Union[Sequence[int], str, os.PathLike]
 
@@ -98,6 +99,23 @@ def category_codes(da: xr.DataArray) -> list[int]:
     return codes_from_unique(uniq, str(da.name))
 
 
+def class_list(name: str, present: list[int],
+               vocabulary: VocabularySource | None = None) -> list[int]:
+    """The one-hot classes of raster ``name`` holding codes ``present``: exactly the
+    ``vocabulary`` codes (a code outside it raises :class:`VocabularyError`), else ``present``."""
+    if vocabulary is None:
+        return list(present)
+    codes = as_vocabulary(vocabulary)
+    unknown = sorted(set(present) - set(codes))
+    if unknown:
+        raise VocabularyError(
+            f"categorical raster {name!r} holds codes {unknown} that are not in the fixed "
+            f"vocabulary {codes}; expected only vocabulary codes; fix: add them to the "
+            "vocabulary (CSV) or reclassify the raster to vocabulary codes"
+        )
+    return codes
+
+
 def one_hot(da: xr.DataArray, name: str | None = None,
             vocabulary: VocabularySource | None = None, *,
             present: list[int] | None = None) -> xr.Dataset:
@@ -106,28 +124,18 @@ def one_hot(da: xr.DataArray, name: str | None = None,
     With ``vocabulary`` the variables are exactly its codes (absent classes give all-zero
     variables) and a code outside it raises :class:`VocabularyError`; without, the codes
     present in ``da``. Lazy when ``da`` is dask-backed (the codes present are computed once,
-    unless given as ``present``).
+    unless given as ``present``). (:func:`geoslide.stack` stores the codes instead and adds
+    these layers as virtual ones, equal to these: see :mod:`geoslide.store.classes`.)
     """
     name = name or str(da.name)
     if present is None:
         present = category_codes(da.rename(name))
-    if vocabulary is not None:
-        codes = as_vocabulary(vocabulary)
-        unknown = sorted(set(present) - set(codes))
-        if unknown:
-            raise VocabularyError(
-                f"categorical raster {name!r} holds codes {unknown} that are not in the fixed "
-                f"vocabulary {codes}; expected only vocabulary codes; fix: add them to the "
-                "vocabulary (CSV) or reclassify the raster to vocabulary codes"
-            )
-    else:
-        codes = present
+    codes = class_list(name, present, vocabulary)
     valid = da.notnull()
     out = {}
     for code in codes:
         v = (da == code).astype(np.float32).where(valid)
-        v.attrs = {"long_name": f"{name} class {code} (one-hot)", "geoslide:raster": name,
-                   "geoslide:code": int(code)}
+        v.attrs = onehot_attrs(name, code)
         v.encoding = {}
         out[f"{name}_{code}"] = v
     ds = xr.Dataset(out)

@@ -30,7 +30,8 @@ def default_features(
         label = label_name(ds)
         keep = None if aligned_sources is None else set(aligned_sources) | {"dz", "azimuth"}
         for n in sorted(str(v) for v in ds.data_vars):
-            if n == label or not is_aligned(n) or ds[n].dims != ("y", "x"):
+            if n == label or not is_aligned(n) or ds[n].dims != ("y", "x") \
+                    or not np.issubdtype(ds[n].dtype, np.floating):  # class codes: one-hot
                 continue
             if keep is not None and ALIGNED_RE.match(n).group("base") not in keep:
                 continue

@@ -1,9 +1,11 @@
 """``stack``: named rasters and a landslide inventory -> one aligned geoslide Dataset.
 
 The Dataset contract: dims ``(y, x)``, CRS and transform via rioxarray; continuous variables
-float32 with NaN for missing; categorical rasters one-hot (``<raster>_<code>``, float32 0/1,
-NaN where missing); ``landslide`` int8 (1, 0, -1 where unlabelled or any input missing); attrs
-``geoslide:continuous``, ``geoslide:categorical``, ``geoslide:label``.
+float32 with NaN for missing; categorical rasters as int16 class codes ``<raster>`` (-1 where
+missing) and their one-hot layers ``<raster>_<code>`` (float32 0/1, NaN where missing; virtual:
+computed from the codes, never stored, see :mod:`geoslide.store.classes`); ``landslide`` int8
+(1, 0, -1 where unlabelled or any input missing); attrs ``geoslide:continuous``,
+``geoslide:categorical``, ``geoslide:label``.
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ import numpy as np
 import xarray as xr
 
 from geoslide.names import ds_attr, label_name
-from geoslide.io.categorical import VocabularySource, codes_from_unique, unique_lazy, one_hot
+from geoslide.store.classes import code_variable, expand, is_codes, representable
+from geoslide.io.categorical import (VocabularySource, class_list, codes_from_unique, one_hot,
+                                     unique_lazy)
 from geoslide.io.inventory import InventorySource, rasterize_inventory
 from geoslide.io.rasters import (Chunks, RasterSource, check_grid, check_not_empty, check_projected,
                       normalize_chunks, open_raster, resample_to, to_float)
@@ -136,10 +140,13 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     continuous = []
     for vname, da in arrays.items():
         if kinds[vname] == "categorical":
-            oh = one_hot(da, vname, vocabulary.get(vname),
-                         present=codes_from_unique(uniques[vname], vname))
-            cat_attrs.update(oh.attrs["geoslide:categorical"])
-            variables.update(oh.data_vars)
+            codes = class_list(vname, codes_from_unique(uniques[vname], vname),
+                               vocabulary.get(vname))
+            cat_attrs[vname] = codes
+            if representable(codes):  # stored once as codes, one-hot layers virtual
+                variables[vname] = code_variable(da, vname, codes)
+            else:
+                variables.update(one_hot(da, vname, codes, present=codes).data_vars)
         else:
             da = da.copy()
             da.attrs = {k: v for k, v in da.attrs.items() if k == "geoslide:source"}
@@ -173,6 +180,7 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     }
     if ds.attrs["geoslide:label"] is None:
         del ds.attrs["geoslide:label"]
+    ds = expand(ds)
     if derive:
         from geoslide.prepare.derive import derive as _derive
 
@@ -203,7 +211,7 @@ def describe(ds: xr.Dataset, path: str | os.PathLike | None = None) -> str:
                      f"{pos:,} landslide, positive rate {100 * rate:.2f}%")
     cont = ds_attr(ds, "geoslide:continuous") or []
     cats = ds_attr(ds, "geoslide:categorical") or {}
-    feats = [v for v in ds.data_vars if v != label]
+    feats = [v for v in ds.data_vars if v != label and not is_codes(ds[v])]
     parts = [f"continuous {cont}"] + [f"{k} one-hot {len(c)} classes {c}"
                                       for k, c in cats.items()]
     lines.append(f"variables   {len(feats)} features: " + "; ".join(parts))

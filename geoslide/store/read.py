@@ -19,6 +19,7 @@ import xarray as xr
 from geoslide.errors import IncompleteStoreError, IncompleteVariablesWarning, StoreError
 from geoslide.store.attrs import (FORMAT, FORMAT_ATTR, INCOMPLETE_ATTR, PROVENANCE_ATTR,
                                   check_store, shown)
+from geoslide.store.classes import expand
 
 
 def provenance(ds: xr.Dataset | None, name: str) -> dict[str, Any]:
@@ -76,7 +77,8 @@ def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool | str | Iterabl
     them all; a name or list of names keeps those (a command about to rewrite them); any
     other unfinished map (``geoslide predict``'s output) is left out with an
     :class:`IncompleteVariablesWarning`, any other unfinished variable raises
-    :class:`IncompleteStoreError` naming the command that finishes it.
+    :class:`IncompleteStoreError` naming the command that finishes it. Class-code variables
+    come with their virtual one-hot layers (:func:`geoslide.store.classes.expand`).
     """
     path = Path(path)
     check_store(path)
@@ -119,5 +121,5 @@ def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool | str | Iterabl
             from affine import Affine  # rasterio's
 
             ds = ds.rio.write_transform(Affine.from_gdal(*[float(v) for v in gt.split()]))
-    return ds
+    return expand(ds)
 

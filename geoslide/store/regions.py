@@ -42,6 +42,7 @@ from geoslide.errors import CRSError, GridMismatchError, IncompleteStoreError
 from geoslide.store.attrs import (DEFAULT_CHUNK, INCOMPLETE_ATTR, PROGRESS_GROUP, PROVENANCE_ATTR,
                                   clean, incomplete, jsonable, quiet, reconsolidate, root,
                                   run_marker, shown)
+from geoslide.store.classes import compact, virtual_names
 from geoslide.store.files import store_lock, writing
 from geoslide.store.read import open_zarr, rerun_hint
 
@@ -149,10 +150,11 @@ def _write_region(*blocks: np.ndarray, path: str, names: list[str], attrs: list[
 
 def _create_targets(ds: xr.Dataset, path: str, group: Any, grid: tuple[int, int],
                     run: Mapping[str, Any]) -> None:
-    """(Re)create the target arrays (metadata only) and an all-zero ``done`` array."""
+    """(Re)create the target arrays (metadata only) and an all-zero ``done`` array; one-hot
+    arrays of an older layout that the code variables now stand for are removed."""
     import zarr
 
-    for name in ds.data_vars:
+    for name in [*map(str, ds.data_vars), *virtual_names(ds)]:
         if name in group:
             del group[name]
     if PROGRESS_GROUP in group:
@@ -186,7 +188,8 @@ def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
     written. With ``resume=True`` a rerun after an interruption (same variables, chunks and
     provenance, see :func:`write_key`) recomputes only the regions not yet written. The
     store's lock is held meanwhile (:class:`StoreLockedError` when another process writes
-    it). Returns a :class:`WriteReport` (``.variables``: the names written).
+    it). Returns a :class:`WriteReport` (``.variables``: the names written). Virtual one-hot
+    layers are not written: their class codes are (:func:`geoslide.store.classes.compact`).
     """
     import dask
     import dask.array as da
@@ -196,6 +199,7 @@ def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
     t0 = time.perf_counter()
     if isinstance(ds_new, xr.DataArray):
         ds_new = ds_new.to_dataset(name=ds_new.name or "variable")
+    ds_new = compact(ds_new)
     path = Path(path)
     store = open_zarr(path, allow_incomplete=True)
     names = [str(v) for v in ds_new.data_vars]
