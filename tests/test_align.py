@@ -149,7 +149,11 @@ def test_dataset_api_keeps_grid_and_is_lazy_with_dask(kashmir):
     ds = kashmir.isel(y=slice(0, 200), x=slice(0, 150))
     feats = ["slope", "elevation", "geology_3"]
     eager = aligned_features(ds, (30, 100), feats)
-    assert list(eager.data_vars) == output_names((30, 100), feats)
+    # the float layers as ever; geology_3_up30 is virtual, from the class codes geology_up30
+    codes = ["geology_up30", "geology_up100"]
+    assert [v for v in eager.data_vars if v not in codes] == output_names((30, 100), feats)
+    assert all(eager[c].dtype == np.int16 for c in codes)
+    eager = eager.drop_vars(codes)
     assert list(eager.data_vars)[:5] == ["slope_up30", "elevation_up30", "geology_3_up30",
                                          "dz_up30", "azimuth_up30"]
     assert eager.rio.crs == ds.rio.crs
@@ -224,6 +228,11 @@ def test_onehot_groups_dask_equals_numpy_and_dataset_api_uses_them(kashmir, monk
 
     monkeypatch.setattr(align_mod, "onehot_codes", counting)
     aligned_features(win, (30,), names)
+    assert calls == []  # stored class codes: gathered as they are, no codes built from layers
+    old = win.drop_vars(["geology", "landcover"]).copy(deep=True)  # the one-hot-only layout
+    for n in names:
+        old[n].attrs.pop("geoslide:virtual", None)
+    aligned_features(old, (30,), names)
     assert sorted(set(calls)) == sorted(len(g) for g in onehot_groups(win, names))
 
 

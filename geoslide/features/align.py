@@ -146,7 +146,13 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
         i += 2
     for v in out.data_vars:
         out[v].attrs[PROVENANCE_ATTR] = prov
-    return expand(out)
+    # today's order (output_names), each code variable just before its first one-hot layer
+    code_of = {f: str(ds[cv].attrs[CLASSES_ATTR]) for cv, fs in coded.items() for f in fs}
+    order = [aligned_name(code_of[b], d) if b in code_of else None for d in dists
+             for b in [*feats, "dz", "azimuth"]]
+    order = list(dict.fromkeys(o for pair in zip(order, output_names(dists, feats))
+                               for o in pair if o is not None))
+    return expand(out)[order]
 
 
 def _coded(ds: xr.Dataset, feats: Sequence[str]) -> dict[str, list[str]]:
