@@ -61,7 +61,12 @@ def test_prepare_categorical_vocabulary_years(tmp_path, capsys, data_dir):
                "--vocabulary", f"geology={vocab}", "--inventory", str(k / "landslides.shp"),
                "--years", "2006-2006", "--year-field", "Year_obs", "--quiet"])
     assert rc == 0
-    ds = xr.open_zarr(out)
+    ds = xr.open_zarr(out)  # plain xarray: the class codes as stored
+    assert ds.geology.dtype == "int16" and ds.geology.attrs["geoslide:codes"][-1] == 21
+    assert "geology_21" not in ds
+    from geoslide.store import open_zarr
+
+    ds = open_zarr(out)  # geoslide: their one-hot layers too
     assert "geology_21" in ds and float(ds.geology_21.sum()) == 0
     assert 0 < int((ds.landslide == 1).sum()) < 9918
 

@@ -96,7 +96,9 @@ def test_kashmir(kashmir):
     assert ds.attrs["geoslide:categorical"] == {
         "geology": [2, 3, 6, 7, 8, 10, 18, 19, 20],
         "landcover": [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}
-    features = [v for v in ds.data_vars if v != "landslide"]
+    # each class raster stored once as int16 codes, its one-hot layers virtual
+    assert ds["geology"].dtype == ds["landcover"].dtype == np.int16
+    features = [v for v in ds.data_vars if v not in ("landslide", "geology", "landcover")]
     assert len(features) == 2 + 9 + 11 and features[:2] == ["slope", "elevation"]
     assert all(ds[v].dtype == np.float32 for v in features)
     xr.testing.assert_allclose(ds.slope, slope(ds.elevation).astype(np.float32))
