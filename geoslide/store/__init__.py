@@ -1,9 +1,11 @@
 """The geoslide Zarr store: atomic writes, CRS-aware reads, variables added region by region.
-Imports ``geoslide.errors`` and ``geoslide.parallel``.
+Imports ``geoslide.errors``, ``geoslide.names`` and ``geoslide.parallel``.
 
 - :mod:`.attrs`: the store's constants and metadata (attrs as JSON, what is unfinished);
 - :mod:`.files`: temporary siblings, cleanup after a killed run, ``--overwrite`` rules, the
   writers' lock;
+- :mod:`.classes`: categorical rasters as int16 class codes, their one-hot layers virtual
+  (:func:`~.classes.expand` on reading, :func:`~.classes.compact` on writing);
 - :mod:`.write`: :func:`to_zarr`, a whole Dataset as a new store, atomically;
 - :mod:`.read`: :func:`open_zarr`, and the command that finishes an unfinished store;
 - :mod:`.regions`: :func:`write_variables`, the one write path for new variables (region by
