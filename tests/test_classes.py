@@ -11,7 +11,9 @@ import zarr
 
 from geoslide.features.align import aligned_features
 from geoslide.learn.inputs import default_features, to_input_array
-from geoslide.store import open_zarr, to_zarr, write_variables
+from geoslide.errors import IncompleteStoreError
+from geoslide.store import incomplete, open_zarr, to_zarr, write_variables
+from geoslide.store.attrs import update_attrs
 from geoslide.store.classes import CLASSES_ATTR, VIRTUAL_ATTR, compact, expand, is_codes
 
 DISTANCES = (30, 100, 300)
@@ -190,8 +192,13 @@ def test_rerun_on_an_old_store_replaces_its_one_hot_arrays(stores, tmp_path):
     write_variables(aligned_features(ds, (30,)), path, progress=False)
     on_disk = arrays(path)
     assert "geology_2_up30" in on_disk and "geology_up30" not in on_disk  # old layout kept
+    # as if a write of the one-hot layers had been interrupted
+    update_attrs(path, **{"geoslide:incomplete": ["geology_2_up30"]})
+    with pytest.raises(IncompleteStoreError, match="geology_2_up30"):
+        open_zarr(path)
     # a Dataset with codes written into it: the stale one-hot arrays go, the codes come
     write_variables(aligned_features(open_zarr(stores["new"]), (30,)), path, progress=False)
+    assert incomplete(path) == []
     on_disk = arrays(path)
     assert on_disk["geology_up30"] == np.int16 and "geology_2_up30" not in on_disk
     assert "geology_2_up100" in on_disk  # other distances untouched

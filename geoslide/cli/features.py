@@ -50,6 +50,8 @@ def _check_inputs(path: str, ds: Any, read: list[str]) -> None:
     from geoslide.errors import IncompleteStoreError
     from geoslide.store import incomplete, incomplete_message
 
+    # a virtual one-hot layer reads its class-code variable
+    read = [*read, *(ds[v].attrs.get("geoslide:virtual") for v in read if v in ds.variables)]
     bad = [v for v in incomplete(path) if v in read]
     if bad:
         raise IncompleteStoreError(incomplete_message(path, bad, ds))

@@ -251,7 +251,8 @@ def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
         group = root(path)
         if PROGRESS_GROUP in group:
             del group[PROGRESS_GROUP]
-        left = [v for v in incomplete(path) if v not in names]
+        replaced = set(virtual_names(ds))  # one-hot arrays of the layout before, removed
+        left = [v for v in incomplete(path) if v not in names and v not in replaced]
         if left:
             group.attrs[INCOMPLETE_ATTR] = left
         elif INCOMPLETE_ATTR in group.attrs:
