@@ -287,7 +287,7 @@ def test_incomplete_message_is_short_and_names_the_command(copy, capsys, interru
     settled_regions(store)
     capsys.readouterr()
     n = len(incomplete(store))
-    assert n > 60
+    assert n == 3 * (2 + 2 + 2)  # 3 distances x (2 continuous, 2 class codes, dz, azimuth)
     assert main(["train", str(store), "--model", "llr", "--quiet"]) == 2
     line = one_line_error(capsys.readouterr().err, "train")
     assert len(line.replace(str(store), "STORE")) < 300, line  # was 1.6 KB
