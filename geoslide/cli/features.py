@@ -49,9 +49,10 @@ def _check_inputs(path: str, ds: Any, read: list[str]) -> None:
     """Refuse to gather from variables an interrupted write left unfinished."""
     from geoslide.errors import IncompleteStoreError
     from geoslide.store import incomplete, incomplete_message
+    from geoslide.store.classes import VIRTUAL_ATTR
 
     # a virtual one-hot layer reads its class-code variable
-    read = [*read, *(ds[v].attrs.get("geoslide:virtual") for v in read if v in ds.variables)]
+    read = [*read, *(ds[v].attrs.get(VIRTUAL_ATTR) for v in read if v in ds.variables)]
     bad = [v for v in incomplete(path) if v in read]
     if bad:
         raise IncompleteStoreError(incomplete_message(path, bad, ds))

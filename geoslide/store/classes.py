@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from geoslide.names import aligned_name
+from geoslide.store.attrs import PROVENANCE_ATTR
 
 CLASSES_ATTR = "geoslide:classes_of"
 """Attr of a code variable: the categorical raster whose class codes it holds."""
@@ -77,7 +78,7 @@ def _layers(name: str, var: xr.DataArray) -> dict[str, tuple[int, dict[str, Any]
     """Name -> (code, attrs) of the virtual layers of code variable ``name``."""
     raster = str(var.attrs[CLASSES_ATTR])
     d = var.attrs.get("distance_m")
-    prov = {k: var.attrs[k] for k in ("geoslide:provenance",) if k in var.attrs}
+    prov = {k: var.attrs[k] for k in (PROVENANCE_ATTR,) if k in var.attrs}
     out = {}
     for c in var.attrs.get(CODES_ATTR) or []:
         layer = f"{raster}_{int(c)}"
