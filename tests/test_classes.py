@@ -225,3 +225,17 @@ def test_network_input_and_predictions_equal_on_both_layouts(stores, one_torch_t
     p_new = predict(new, run.model, progress=False).values
     assert np.isfinite(p_old).mean() > 0.5
     np.testing.assert_array_equal(bits(p_new), bits(p_old))
+
+
+def test_features_cli_refuses_layers_of_an_unfinished_code_variable(stores, tmp_path, capsys):
+    import shutil
+
+    from geoslide.cli import main
+
+    path = tmp_path / "new.zarr"
+    shutil.copytree(stores["new"], path)
+    update_attrs(path, **{"geoslide:incomplete": ["geology"]})
+    argv = ["features", str(path), "--distances", "30", "--scheduler", "threads", "--quiet"]
+    assert main([*argv, "--features", "geology_2"]) == 2
+    assert "'geology'" in capsys.readouterr().err
+    assert main([*argv, "--features", "slope"]) == 0   # other inputs: as before
