@@ -175,8 +175,8 @@ def test_aligned_codes_written_and_read_back_equal_the_one_hot_layout(stores):
         assert got == want, v
     n_classes = sum(len(c) for c in cats.values())
     before, after = bytes_per_pixel(stores["old"]), bytes_per_pixel(new)
-    print(f"\nKashmir store with aligned features at {DISTANCES} m: {before} B/px one-hot, "
-          f"{after} B/px class codes")
+    print(f"\nKashmir store (geology class {HOLE} as no data: {n_classes} classes) with aligned "
+          f"features at {DISTANCES} m: {before} B/px one-hot, {after} B/px class codes")
     per_d_old, per_d_new = 4 * (2 + n_classes + 2), 4 * 4 + 2 * 2
     assert before == 4 * (2 + n_classes) + 1 + 3 * per_d_old
     assert after == 4 * 2 + 2 * 2 + 1 + 3 * per_d_new
