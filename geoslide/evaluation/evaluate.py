@@ -30,6 +30,7 @@ from geoslide.learn import metrics as M
 from geoslide.learn.modelfile import grid_resolution, model_token
 from geoslide.names import ALIGNED_RE
 from geoslide.learn.splits import MIN_LANDSLIDES
+from geoslide.maps.spread import is_spread, members
 
 DISPLAY = {"random": "Random", "llr": "LLR", "nn": "NN", "sann": "SANN", "cnn": "CNN",
            "sacnn": "SACNN"}
@@ -47,6 +48,7 @@ class Evaluation:
     maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     files: dict[str, str] = field(default_factory=dict)
+    spreads: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def table(self) -> str:
         """The Table-2-like markdown table (see :func:`geoslide.report.table2`)."""
@@ -131,12 +133,14 @@ def _same_split(model: Any, settings: Mapping[str, Any]) -> bool | None:
     return all(info[k] == settings[k] for k in keys) and info.get("kind") == settings["kind"]
 
 
-def stored_map(ds: xr.Dataset, model: Any) -> xr.DataArray | None:
+def stored_map(ds: xr.Dataset, model: Any, spread: bool = False) -> xr.DataArray | None:
     """A map of ``model`` already in ``ds`` (written by ``geoslide predict``): a variable whose
-    ``geoslide:model_token`` attr matches the model's weights; None when there is none."""
+    ``geoslide:model_token`` attr matches the model's weights (with ``spread``, its spread map,
+    from ``--spread``); None when there is none."""
     token = model_token(model.module)
     for name, var in ds.data_vars.items():
-        if var.attrs.get("geoslide:model_token") == token and var.dims == ("y", "x"):
+        if var.attrs.get("geoslide:model_token") == token and var.dims == ("y", "x") \
+                and is_spread(var) == spread:
             return var
     return None
 
@@ -213,6 +217,9 @@ def evaluate(
     importance : repeats of the permutation importance per input group
         (:func:`geoslide.explain.permutation_importance`) of every model and peer on the
         scored test pixels, into ``results[name]["importance"]`` and the report (0: none).
+
+    A seed ensemble's map comes with its members' spread (:mod:`geoslide.maps.spread`, same
+    pass) in ``ev.spreads``, summarised on the scored test pixels in ``results[name]["spread"]``.
     """
     from geoslide.maps.predict import predict
 
@@ -231,17 +238,26 @@ def evaluate(
     results: dict[str, dict[str, Any]] = {}
     scorers: dict[str, Any] = dict(zip(names, loaded))
     out_maps: dict[str, np.ndarray] = {}
+    spreads: dict[str, np.ndarray] = {}
     histories: dict[str, list[dict[str, Any]]] = {}
     given = dict(maps or {})
     for name, model in zip(names, loaded):
         t0 = time.perf_counter()
+        k = members(model)
         stored = stored_map(ds, model) if reuse_maps and name not in given else None
+        std = stored_map(ds, model, spread=True) if reuse_maps and k > 1 else None
+        prob = None
         if name in given:
             prob = np.asarray(getattr(given[name], "values", given[name]), np.float32)
-        elif stored is not None:
+        elif stored is not None and (k == 1 or std is not None):
             prob = np.asarray(stored.values, np.float32)
-        else:
-            prob = predict(ds, model, progress=progress, device=device).values
+        if prob is None or (k > 1 and std is None):  # an ensemble: map and spread in one pass
+            pred = predict(ds, model, progress=progress, device=device, spread=k > 1)
+            if k > 1:
+                pred, std = (pred[v] for v in pred.data_vars)
+            prob = pred.values if prob is None else prob
+        if std is not None:
+            spreads[name] = np.asarray(std.values, np.float32)
         res: dict[str, Any] = {
             "kind": "model", "model": str(getattr(model, "name", name)),
             "label": DISPLAY.get(name, name), "file": str(getattr(model, "path", "") or ""),
@@ -283,6 +299,9 @@ def evaluate(
     scored = {k: v & common for k, v in masks.items()}
     for name, prob in out_maps.items():
         results[name].update(_score(labels, prob, scored, n_bins, n_classes))
+    for name, std in spreads.items():
+        results[name]["spread"] = M.spread_summary(labels, std, scored["test"],
+                                                   members(scorers[name]))
 
     best_peer = _intervals(labels, out_maps, scored["test"], results, settings, n_boot)
     if importance:
@@ -324,7 +343,8 @@ def evaluate(
         f"{MIN_LANDSLIDES}): its metrics are unreliable; see the intervals"
         for k, v in dataset["sets"].items() if v["scored"] and v["scored_landslides"] < MIN_LANDSLIDES]
     ev = Evaluation(results=results, split=dict(settings), baselines=baselines,
-                    dataset=dataset, histories=histories, maps=out_maps, masks=dict(masks))
+                    dataset=dataset, histories=histories, maps=out_maps, masks=dict(masks),
+                    spreads=spreads)
     if out is not None:
         from geoslide.evaluation.report import write_report
 
