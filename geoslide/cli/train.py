@@ -8,7 +8,7 @@ Before training it prints each set's pixels, landslide pixels and patches, and s
 when the training or validation set cannot serve. A model that does not beat the constant
 base rate on the validation pixels, or whose map is flat, is a failed training: exit 2, no
 model file, unless --keep-failed. The model file holds the weights, the config, the feature
-names and their normalisation (reload it with ``geoslide.modelfile.load_model``);
+names and their normalisation (reload it with ``geoslide.learn.modelfile.load_model``);
 ``<out>.history.json`` beside it holds the per-epoch training / validation NLL.
 """
 from __future__ import annotations

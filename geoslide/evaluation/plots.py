@@ -1,7 +1,7 @@
 """Figures of the evaluation report, as PNG files (matplotlib, Agg backend, no display).
 
 Each ``*_figure`` function takes plain data (numpy arrays, the metric dicts of
-:mod:`geoslide.metrics`) and returns a matplotlib ``Figure`` (not registered with pyplot, so
+:mod:`geoslide.learn.metrics`) and returns a matplotlib ``Figure`` (not registered with pyplot, so
 nothing global is touched); the function of the same figure without ``_figure`` writes it as
 one PNG atomically (temp file, then rename) and returns its path.
 

@@ -70,9 +70,9 @@ def table2(ev: "Evaluation") -> str:
 
 
 def differences_table(ev: "Evaluation") -> str:
-    """Each map's test NLL and AUC minus the best peer's, with 95% intervals (same bootstrap
-    replicates for both maps); empty without peers or intervals."""
-    best = ev.dataset.get("best_peer")
+    """Each map's test NLL and AUC minus the reference's (default the best peer), with 95%
+    intervals (same bootstrap replicates for both maps); empty without it or intervals."""
+    best = ev.dataset.get("reference")
     rows = []
     for name, r in ev.results.items():
         iv = r.get("intervals") or {}
@@ -85,7 +85,9 @@ def differences_table(ev: "Evaluation") -> str:
     if not rows:
         return ""
     label = ev.results[best].get("label", best)
-    return (f"Difference to the best peer ({label}, lowest test NLL): negative NLL and positive "
+    what = (f"the best peer ({label}, lowest test NLL)"
+            if best == ev.dataset.get("best_peer") else label)
+    return (f"Difference to {what}: negative NLL and positive "
             "AUC differences favour the method; an interval that excludes 0 is a difference "
             "the test pixels support.\n\n| method | Δ test NLL [95% CI] | Δ test AUC [95% CI] "
             "|\n|---|---|---|\n" + "\n".join(rows))
@@ -234,7 +236,7 @@ def markdown(ev: "Evaluation", figures: dict[str, str], title: str = "geoslide e
             + f" — e.g. {info.get('train_pixels', '?')} pixels — and evaluated on every "
             "labelled test pixel; inputs: the continuous variables and one-hot classes, "
             "'+ aligned' adds the aligned slope and elevation at every looking distance. "
-            "See geoslide.peers for their settings.",
+            "See geoslide.evaluation.peers for their settings.",
             "",
         ]
     it = importance_table(ev)

@@ -15,7 +15,7 @@ over the whole raster. (This departs from the paper's 500 px cores: 500 is round
 The model travels to dask workers once: it is one key of the graph (a ``dask.delayed`` value)
 that every region task depends on, so under ``distributed`` each worker receives it once,
 not once per task. A region's halo comes from its neighbours' border strips
-(:func:`geoslide.halo.map_halo`), so no region waits in memory for its neighbours' inputs.
+(:func:`geoslide.parallel.halo.map_halo`), so no region waits in memory for its neighbours' inputs.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def as_model(model: Any) -> tuple[Any, str]:
     for attr in ("module", "feature_names", "normalization"):
         if not hasattr(model, attr):
             raise TypeError(
-                f"predict expected a TrainedModel (geoslide.modelfile.load_model) or a model file "
+                f"predict expected a TrainedModel (geoslide.learn.modelfile.load_model) or a model file "
                 f"path; found {type(model).__name__} without a {attr!r} attribute"
             )
     return model, str(getattr(model, "path", "") or "")
@@ -163,7 +163,7 @@ def input_stack(ds: xr.Dataset, feature_names: Sequence[str], normalization: dic
                 fill: float | None = 0.0) -> Any:
     """Lazy (C, H, W) float32 dask array of the model inputs.
 
-    The lazy twin of :func:`geoslide.inputs.to_input_array`: ``"<var>@sin"`` / ``"<var>@cos"``
+    The lazy twin of :func:`geoslide.learn.inputs.to_input_array`: ``"<var>@sin"`` / ``"<var>@cos"``
     read the sine / cosine of an angle in degrees; features listed in ``normalization`` become
     ``(x - mean) / std``; NaN and infinities become ``fill`` (0, the training mean; ``None``
     keeps them, for :func:`predict`, which masks and fills them inside its region task).
@@ -272,7 +272,7 @@ def predict(
     Parameters
     ----------
     ds : Dataset with the model's features on a (y, x) grid (geoslide layout).
-    model : a TrainedModel (``geoslide.modelfile.load_model``) or the path of a model file.
+    model : a TrainedModel (``geoslide.learn.modelfile.load_model``) or the path of a model file.
     core, halo : window core and halo in pixels, rounded up to 16. ``halo`` defaults to the
         network's receptive-field radius (:func:`receptive_radius`: 0 for per-pixel models),
         so the map equals one pass over the whole raster; pass the model's training halo
@@ -342,7 +342,7 @@ def predict(
                                  _region_chunks(width, region, halo))
     kwargs = dict(core=core, halo=halo, batch_size=batch_size)
     key = f"geoslide-predict{tag}-" + tokenize(stack.name, token, core, halo, batch_size)
-    if halo:  # each region with its halo from the neighbours' border strips (geoslide.halo)
+    if halo:  # each region with its halo from the neighbours' border strips (geoslide.parallel.halo)
         probs = map_halo(_predict_region, stack, (halo, halo), runner_d, fill=0.0,
                          chunks=chunks, dtype=np.float32, name=key, **kwargs)
     else:
