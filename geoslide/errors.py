@@ -71,6 +71,11 @@ class FeatureMismatchError(InputError):
     """A model and a Dataset disagree on features or resolution."""
 
 
+class NotAnEnsembleError(InputError):
+    """The spread over an ensemble's members was asked of a single model: train a seed
+    ensemble (``geoslide train --ensemble N``)."""
+
+
 class StoreError(GeoslideError):
     """A Zarr store is incomplete, corrupt or not a geoslide store."""
 

@@ -1,4 +1,4 @@
-"""Curvature, TPI, relief and roughness (geoslide.terrain, geoslide.derive) on real DEMs:
+"""Curvature, TPI, relief and roughness (geoslide.features.terrain, geoslide.prepare.derive) on real DEMs:
 against independent numpy formulas, against SAGA's curvature bands (Ecuador ``ta.tif``),
 dask == numpy for several chunkings, finite wherever the elevation is, registered by derive."""
 from __future__ import annotations

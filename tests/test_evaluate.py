@@ -187,3 +187,25 @@ def test_cli_predict_then_evaluate(tmp_path, subset, capsys):
                  "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "| LLR |" in out and (tmp_path / "rep" / "report.md").exists()
+
+
+def test_differences_to_a_chosen_reference(subset):
+    """``reference=``: each map's Δ test NLL / AUC is taken to that map (default the best
+    peer); the point equals the difference of the two maps' own test metrics."""
+    from geoslide.errors import InputError
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.learn.splits import split_masks
+
+    model = _llr(subset, split_masks(subset, "band", core=64, band=1))
+    ev = evaluate(subset, [model], peers=["logreg", "rf"], reference="llr", n_boot=20,
+                  progress=False, peer_kwargs={"rf": {"n_estimators": 20, "n_jobs": 1}})
+    assert ev.dataset["reference"] == "llr"
+    assert ev.dataset["best_peer"] in ("logreg", "rf")
+    for peer in ("logreg", "rf"):
+        nll, _, _ = ev.results[peer]["intervals"]["nll_diff"]
+        auc, _, _ = ev.results[peer]["intervals"]["auc_diff"]
+        assert nll == pytest.approx(ev.results[peer]["nll"] - ev.results["llr"]["nll"], abs=1e-9)
+        assert auc == pytest.approx(ev.results[peer]["auc"] - ev.results["llr"]["auc"], abs=1e-9)
+    assert "nll_diff" not in ev.results["llr"]["intervals"]  # not to itself
+    with pytest.raises(InputError, match="reference 'cnn' is not among the maps"):
+        evaluate(subset, [model], peers=["logreg"], reference="cnn", n_boot=5, progress=False)

@@ -1,10 +1,14 @@
 """``geoslide predict``: a trained model -> susceptibility map in the store and as a COG.
 
     geoslide predict out/kashmir.zarr out/models/sacnn.pt --out-tif out/sacnn.tif
+    geoslide predict out/kashmir.zarr out/models/sacnn5.pt --spread --out-tif out/sacnn5.tif
 
 The map is computed lazily region by region (on a dask LocalCluster by default, any scheduler
 with --scheduler) and written into the store chunk by chunk as variable
 ``susceptibility_<model>`` (or --name); --out-tif also exports it as a Cloud-Optimised GeoTIFF.
+--spread (a seed ensemble, `geoslide train --ensemble N`) also writes ``<name>_std``, the
+standard deviation of the members' probabilities, from the same pass (and ``<stem>_std.tif``
+beside the GeoTIFF).
 """
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--name", metavar="VAR",
                    help="variable name in the store (default susceptibility_<model name>)")
     p.add_argument("--out-tif", metavar="PATH", help="also write the map as a COG GeoTIFF")
+    p.add_argument("--spread", action="store_true",
+                   help="a seed ensemble (`geoslide train --ensemble N`): also map the std of "
+                        "its members' probabilities as <name>_std (and <stem>_std.tif)")
     p.add_argument("--core", type=int, metavar="PX",
                    help="window core in pixels (default max(model core, 4 x halo, 256))")
     p.add_argument("--halo", type=int, metavar="PX",
@@ -56,8 +63,16 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     name = args.name or f"susceptibility_{model.name}"
-    if args.out_tif:
-        check_writable(Path(args.out_tif), "the GeoTIFF", "--out-tif")  # before computing
+    tifs = {name: Path(args.out_tif)} if args.out_tif else {}
+    if args.spread:
+        from geoslide.maps.spread import STD_SUFFIX, check_ensemble
+
+        check_ensemble(model, args.model)  # before opening the store
+        if tifs:
+            tifs[name + STD_SUFFIX] = tifs[name].with_name(
+                f"{tifs[name].stem}{STD_SUFFIX}{tifs[name].suffix or '.tif'}")
+    for tif in tifs.values():
+        check_writable(tif, "the GeoTIFF", "--out-tif")  # before computing
     # the map this command rewrites may be unfinished (it resumes); the model's inputs not
     ds = open_zarr(args.store, allow_incomplete=True)
     needed = {base_variable(f) for f in model.feature_names}
@@ -66,21 +81,24 @@ def run(args: argparse.Namespace) -> int:
         raise IncompleteStoreError(incomplete_message(args.store, bad, ds))
     with client_from_args(args):
         probs = predict(ds, model, core=args.core, halo=args.halo, batch_size=args.batch_size,
-                        device=args.device, progress=not args.quiet, name=name)
-        # a rerun with the same model and windows resumes an interrupted write
-        write_variables(probs.to_dataset(name=name), args.store, progress=not args.quiet)
-        stored = open_zarr(args.store, allow_incomplete=True)[name]
-        if args.out_tif:
+                        device=args.device, progress=not args.quiet, name=name,
+                        spread=args.spread)
+        new = probs if args.spread else probs.to_dataset(name=name)
+        # one write for the map and its spread; a rerun with the same model and windows
+        # resumes an interrupted write
+        write_variables(new, args.store, progress=not args.quiet)
+        stored = open_zarr(args.store, allow_incomplete=True)
+        for var, tif in tifs.items():
             try:
-                to_geotiff(stored, args.out_tif)
+                to_geotiff(stored[var], tif)
             except Exception as exc:  # noqa: BLE001 - rasterio's errors name the hidden file
                 if isinstance(exc, GeoslideError):
                     raise
                 raise StoreWriteError(
-                    f"cannot write the GeoTIFF {args.out_tif!r}: {str(exc).rsplit(': ', 1)[-1]}; "
+                    f"cannot write the GeoTIFF {str(tif)!r}: {str(exc).rsplit(': ', 1)[-1]}; "
                     "expected a folder you can write to; fix: choose another --out-tif, or make "
                     "its folder writable") from exc
     if not args.quiet:
-        print(f"wrote {name!r} into {args.store}"
-              + (f" and {Path(args.out_tif)}" if args.out_tif else ""))
+        print(f"wrote {' and '.join(map(repr, new.data_vars))} into {args.store}"
+              + "".join(f" and {t}" for t in tifs.values()))
     return 0

@@ -2,12 +2,13 @@
 
     geoslide train out/kashmir.zarr --model sacnn --preset quick --split band --out out/models/sacnn.pt
     geoslide train out/basin.zarr --split kfold --split-core 32 --out out/models/sacnn.pt  # every fold
+    geoslide train out/kashmir.zarr --ensemble 5 --out out/models/sacnn5.pt  # 5 seeds, 5 x the time
 
 Before training it prints each set's pixels, landslide pixels and patches, and stops (exit 2)
 when the training or validation set cannot serve. A model that does not beat the constant
 base rate on the validation pixels, or whose map is flat, is a failed training: exit 2, no
 model file, unless --keep-failed. The model file holds the weights, the config, the feature
-names and their normalisation (reload it with ``geoslide.modelfile.load_model``);
+names and their normalisation (reload it with ``geoslide.learn.modelfile.load_model``);
 ``<out>.history.json`` beside it holds the per-epoch training / validation NLL.
 """
 from __future__ import annotations
@@ -42,6 +43,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="window of the split grid in pixels (default: the preset's, 64 quick / "
                         "500 paper); smaller for small regions")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and shuffles (default 0)")
+    p.add_argument("--ensemble", type=int, metavar="N",
+                   help="train N >= 2 members with seeds SEED .. SEED+N-1 into one model file "
+                        "(its map: their mean probability; `geoslide predict --spread` also "
+                        "maps how far they disagree); costs N trainings")
     p.add_argument("--split-seed", type=int, default=0,
                    help="seed of the split's random draws (default 0)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
@@ -60,15 +65,21 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from geoslide.store import open_zarr
+    from geoslide.errors import UsageError
     from geoslide.learn.train import train
+    from geoslide.store import open_zarr
 
     for name in ("epochs", "core", "split_core", "n_folds", "threads"):
         v = getattr(args, name)
         if v is not None and v < 1:
-            from geoslide.errors import UsageError
-
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, found {v}")
+    if args.ensemble is not None and args.ensemble < 2:
+        raise UsageError(f"--ensemble must be >= 2 (the number of seed members), found "
+                         f"{args.ensemble}; fix: leave it out for a single model")
+    if args.ensemble and args.model == "random":
+        raise UsageError("--ensemble needs a trained model; found --model random (the chance "
+                         "baseline has no weights to seed); fix: drop --ensemble or pick another "
+                         "--model")
     from pathlib import Path
 
     from geoslide.cli import check_writable
@@ -80,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
                   split_core=args.split_core, epochs=args.epochs, core=args.core,
                   halo=args.halo, device=args.device, threads=args.threads,
                   progress=not args.quiet, keep_failed=args.keep_failed)
+    if args.ensemble:
+        common["overrides"] = {"ensemble": args.ensemble}
     if args.split == "kfold" and args.fold is None:
         from geoslide.evaluation.crossval import cross_validate
 
@@ -97,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         h = result.health or {}
         extra = (f" (constant base rate {h['base_rate_val_nll']:.4f})"
                  if h.get("base_rate_val_nll") is not None else "")
-        print(f"{args.model}: best epoch {result.best_epoch}, validation NLL "
+        what = f"{args.model} ({args.ensemble} seed members)" if args.ensemble else args.model
+        print(f"{what}: best epoch {result.best_epoch}, validation NLL "
               f"{result.best_val_nll:.4f}{extra}, {result.seconds:.0f} s; wrote {result.path}")
     return 0

@@ -1,6 +1,6 @@
 """Spatial k-fold cross-validation: one model per fold, each scored on its own test fold.
 
-Every pixel lies in exactly one test fold (see :mod:`geoslide.splits`), so the folds' test
+Every pixel lies in exactly one test fold (see :mod:`geoslide.learn.splits`), so the folds' test
 predictions together form one out-of-fold map of the whole region. :func:`cross_validate`
 reports per fold test NLL and AUC, their mean and standard deviation over the folds, and the
 pooled metrics of the out-of-fold map (every labelled pixel scored once).
@@ -59,7 +59,7 @@ def cross_validate(ds: xr.Dataset, model: str = "sacnn", *, n_folds: int = 5,
                    out: str | os.PathLike | None = None, progress: bool = True,
                    **train_kwargs: Any) -> CrossValidation:
     """Train ``model`` once per fold of a spatial k-fold split and score each on its test
-    fold. ``train_kwargs`` go to :func:`geoslide.train.train` (``preset``, ``seed``,
+    fold. ``train_kwargs`` go to :func:`geoslide.learn.train.train` (``preset``, ``seed``,
     ``split_seed``, ``core``, split ``core`` as ``split_core``...). ``out``: model files
     ``<stem>.fold<k>.pt`` and ``<stem>.kfold.json`` (the table's figures) beside it."""
     from geoslide.learn.inputs import to_label_array

@@ -1,11 +1,11 @@
 """Evaluate trained models (and scikit-learn peers) on the test pixels of a split.
 
-:func:`evaluate` predicts each model's whole map (:func:`geoslide.predict.predict`), reads it on
+:func:`evaluate` predicts each model's whole map (:func:`geoslide.maps.predict.predict`), reads it on
 the split's pixels and computes, per model: test NLL, train NLL (the paper's Table 2), ROC/AUC,
 precision-recall/AP, Brier score, reliability (ECE), success-rate (train) and prediction-rate
 (test) curves, and susceptibility classes by quantiles. The expected NLL of the paper's Random
 baseline and the NLL of the constant base-rate model are added for reference. With
-``out=DIR`` it writes ``report.md``, ``metrics.json`` and the figures (:mod:`geoslide.report`).
+``out=DIR`` it writes ``report.md``, ``metrics.json`` and the figures (:mod:`geoslide.evaluation.report`).
 
 Every map is scored on the same pixels: the labelled pixels of the set where every map
 evaluated together is finite (a map is NaN where one of its inputs is, e.g. aligned features
@@ -26,10 +26,12 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers .rio, used on stores opened by geoslide.store)
 import xarray as xr
 
+from geoslide.errors import InputError
 from geoslide.learn import metrics as M
 from geoslide.learn.modelfile import grid_resolution, model_token
 from geoslide.names import ALIGNED_RE
 from geoslide.learn.splits import MIN_LANDSLIDES
+from geoslide.maps.spread import is_spread, members
 
 DISPLAY = {"random": "Random", "llr": "LLR", "nn": "NN", "sann": "SANN", "cnn": "CNN",
            "sacnn": "SACNN"}
@@ -47,9 +49,10 @@ class Evaluation:
     maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     files: dict[str, str] = field(default_factory=dict)
+    spreads: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def table(self) -> str:
-        """The Table-2-like markdown table (see :func:`geoslide.report.table2`)."""
+        """The Table-2-like markdown table (see :func:`geoslide.evaluation.report.table2`)."""
         from geoslide.evaluation.report import table2
 
         return table2(self)
@@ -131,12 +134,14 @@ def _same_split(model: Any, settings: Mapping[str, Any]) -> bool | None:
     return all(info[k] == settings[k] for k in keys) and info.get("kind") == settings["kind"]
 
 
-def stored_map(ds: xr.Dataset, model: Any) -> xr.DataArray | None:
+def stored_map(ds: xr.Dataset, model: Any, spread: bool = False) -> xr.DataArray | None:
     """A map of ``model`` already in ``ds`` (written by ``geoslide predict``): a variable whose
-    ``geoslide:model_token`` attr matches the model's weights; None when there is none."""
+    ``geoslide:model_token`` attr matches the model's weights (with ``spread``, its spread map,
+    from ``--spread``); None when there is none."""
     token = model_token(model.module)
     for name, var in ds.data_vars.items():
-        if var.attrs.get("geoslide:model_token") == token and var.dims == ("y", "x"):
+        if var.attrs.get("geoslide:model_token") == token and var.dims == ("y", "x") \
+                and is_spread(var) == spread:
             return var
     return None
 
@@ -189,6 +194,7 @@ def evaluate(
     n_bins: int = 10,
     n_classes: int = 5,
     n_boot: int | None = None,
+    reference: str | None = None,
     importance: int = 0,
 ) -> Evaluation:
     """Evaluate ``models`` (TrainedModels or model file paths) on the test pixels of a split.
@@ -200,7 +206,7 @@ def evaluate(
     split, band, seed, core, fold : the split (default: the one the first model was trained
         on; else the band split, band 1, seed 0); ignored when ``masks`` is given.
     masks : explicit {"train", "val", "test"} boolean (H, W) masks.
-    peers : True for every peer of :data:`geoslide.peers.PEERS` whose inputs ``ds`` has, or a
+    peers : True for every peer of :data:`geoslide.evaluation.peers.PEERS` whose inputs ``ds`` has, or a
         list of peer names; ``peer_kwargs`` {peer: estimator params}; ``max_peer_train``
         subsamples the peers' training pixels uniformly.
     maps : precomputed probability maps {name: (H, W) array or DataArray} reused instead of
@@ -209,10 +215,15 @@ def evaluate(
     out : folder for report.md, metrics.json and the figures (None: write nothing).
     n_boot : replicates of the spatial block bootstrap giving 95% intervals of test NLL and
         AUC of every map and of its difference to the best peer (blocks = the split's
-        windows; default :data:`geoslide.intervals.N_BOOT`; 0: no intervals).
+        windows; default :data:`geoslide.evaluation.intervals.N_BOOT`; 0: no intervals).
+    reference : the map the differences are taken to (a model or peer name as reported);
+        default the best peer (lowest test NLL).
     importance : repeats of the permutation importance per input group
-        (:func:`geoslide.explain.permutation_importance`) of every model and peer on the
+        (:func:`geoslide.evaluation.explain.permutation_importance`) of every model and peer on the
         scored test pixels, into ``results[name]["importance"]`` and the report (0: none).
+
+    A seed ensemble's map comes with its members' spread (:mod:`geoslide.maps.spread`, same
+    pass) in ``ev.spreads``, summarised on the scored test pixels in ``results[name]["spread"]``.
     """
     from geoslide.maps.predict import predict
 
@@ -231,17 +242,26 @@ def evaluate(
     results: dict[str, dict[str, Any]] = {}
     scorers: dict[str, Any] = dict(zip(names, loaded))
     out_maps: dict[str, np.ndarray] = {}
+    spreads: dict[str, np.ndarray] = {}
     histories: dict[str, list[dict[str, Any]]] = {}
     given = dict(maps or {})
     for name, model in zip(names, loaded):
         t0 = time.perf_counter()
+        k = members(model)
         stored = stored_map(ds, model) if reuse_maps and name not in given else None
+        std = stored_map(ds, model, spread=True) if reuse_maps and k > 1 else None
+        prob = None
         if name in given:
             prob = np.asarray(getattr(given[name], "values", given[name]), np.float32)
-        elif stored is not None:
+        elif stored is not None and (k == 1 or std is not None):
             prob = np.asarray(stored.values, np.float32)
-        else:
-            prob = predict(ds, model, progress=progress, device=device).values
+        if prob is None or (k > 1 and std is None):  # an ensemble: map and spread in one pass
+            pred = predict(ds, model, progress=progress, device=device, spread=k > 1)
+            if k > 1:
+                pred, std = (pred[v] for v in pred.data_vars)
+            prob = pred.values if prob is None else prob
+        if std is not None:
+            spreads[name] = np.asarray(std.values, np.float32)
         res: dict[str, Any] = {
             "kind": "model", "model": str(getattr(model, "name", name)),
             "label": DISPLAY.get(name, name), "file": str(getattr(model, "path", "") or ""),
@@ -258,7 +278,6 @@ def evaluate(
 
     peer_names = _peer_list(ds, peers)
     if peer_names and not masks["train"].any():
-        from geoslide.errors import InputError
 
         raise InputError("the peers are fitted on the split's training pixels and this split "
                          f"({settings.get('kind')}) has none; fix: evaluate without --peers, "
@@ -283,8 +302,12 @@ def evaluate(
     scored = {k: v & common for k, v in masks.items()}
     for name, prob in out_maps.items():
         results[name].update(_score(labels, prob, scored, n_bins, n_classes))
+    for name, std in spreads.items():
+        results[name]["spread"] = M.spread_summary(labels, std, scored["test"],
+                                                   members(scorers[name]))
 
-    best_peer = _intervals(labels, out_maps, scored["test"], results, settings, n_boot)
+    best_peer, ref = _intervals(labels, out_maps, scored["test"], results, settings, n_boot,
+                                reference)
     if importance:
         from geoslide.evaluation.explain import permutation_importance
 
@@ -318,13 +341,14 @@ def evaluate(
                             "scored_landslides": int((labels[scored[k]] == 1).sum())}
                         for k, v in masks.items()},
                "train_positive_rate": train_rate, "test_positive_rate": test_rate,
-               "best_peer": best_peer}
+               "best_peer": best_peer, "reference": ref}
     dataset["warnings"] = [
         f"the {k} set has only {v['scored_landslides']} scored landslide pixels (fewer than "
         f"{MIN_LANDSLIDES}): its metrics are unreliable; see the intervals"
         for k, v in dataset["sets"].items() if v["scored"] and v["scored_landslides"] < MIN_LANDSLIDES]
     ev = Evaluation(results=results, split=dict(settings), baselines=baselines,
-                    dataset=dataset, histories=histories, maps=out_maps, masks=dict(masks))
+                    dataset=dataset, histories=histories, maps=out_maps, masks=dict(masks),
+                    spreads=spreads)
     if out is not None:
         from geoslide.evaluation.report import write_report
 
@@ -334,23 +358,28 @@ def evaluate(
 
 def _intervals(labels: np.ndarray, maps: Mapping[str, np.ndarray], test: np.ndarray,
                results: dict[str, dict[str, Any]], settings: Mapping[str, Any],
-               n_boot: int | None) -> str | None:
+               n_boot: int | None,
+               reference: str | None = None) -> tuple[str | None, str | None]:
     """Block-bootstrap intervals into ``results[name]["intervals"]``; returns the best peer
-    (lowest test NLL), the reference of the differences."""
+    (lowest test NLL) and the reference of the differences (``reference``, else that peer)."""
     from geoslide.evaluation.intervals import N_BOOT, block_of, bootstrap
     from geoslide.learn.splits import DEFAULT_CORE
 
     peers = [n for n, r in results.items() if r.get("kind") == "peer" and "nll" in r]
     best = min(peers, key=lambda n: results[n]["nll"]) if peers else None
+    if reference is not None and reference not in maps:
+        raise InputError(f"reference {reference!r} is not among the maps evaluated "
+                         f"({sorted(maps)}); expected one of them")
+    ref = best if reference is None else reference
     n_boot = N_BOOT if n_boot is None else int(n_boot)
     if n_boot <= 0 or not test.any():
-        return best
+        return best, ref
     blocks = block_of(labels.shape, int(settings.get("core") or DEFAULT_CORE))[test]
     ci = bootstrap(labels[test], {n: m[test] for n, m in maps.items()}, blocks,
-                   reference=best, n_boot=n_boot, seed=int(settings.get("seed", 0) or 0))
+                   reference=ref, n_boot=n_boot, seed=int(settings.get("seed", 0) or 0))
     for name, c in ci.items():
         results[name]["intervals"] = c
-    return best
+    return best, ref
 
 
 def _peer_list(ds: xr.Dataset, peers: bool | Sequence[str]) -> list[str]:

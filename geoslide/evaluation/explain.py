@@ -31,7 +31,7 @@ much the map degrades without this factor", not as a causal effect.
 
 **Interval**: mean over ``n_repeats`` permutations ± 1.96 sd / sqrt(n) (normal approximation
 of the mean's 95% interval; sd with ddof=1). It is the uncertainty of the permutation draw
-only, not of the test set (for that, see the block bootstrap of :mod:`geoslide.intervals`).
+only, not of the test set (for that, see the block bootstrap of :mod:`geoslide.evaluation.intervals`).
 
 **Cost**: one map per group and repeat, computed on the bounding box of the mask only: for a
 TrainedModel, the box plus the model's receptive radius (the halo :func:`geoslide.predict.
@@ -267,7 +267,7 @@ def _window(mask: np.ndarray, halo: int, align: int) -> tuple[slice, slice]:
 def _default_mask(ds: xr.Dataset, mapper: _Mapper) -> np.ndarray:
     if mapper.kind == "peer":
         raise InputError("a peer does not record the split it was fitted on: pass the test "
-                         "mask, e.g. geoslide.splits.split_masks(ds, 'band', band=1)['test']")
+                         "mask, e.g. geoslide.learn.splits.split_masks(ds, 'band', band=1)['test']")
     from geoslide.evaluation.evaluate import split_masks_of, split_settings
 
     return split_masks_of(ds, split_settings([mapper.model]))["test"]
@@ -325,7 +325,7 @@ def permutation_importance(
     seed : seeds the permutations (group ``g`` of seed ``s`` draws from
         ``default_rng([s, crc32(g)])``, so adding a group leaves the others' draws alone).
     metric : "nll" or "auc": what :meth:`Importance.table` and ``plot`` sort by.
-    device, batch_size : passed to :func:`geoslide.predict.predict` (TrainedModels).
+    device, batch_size : passed to :func:`geoslide.maps.predict.predict` (TrainedModels).
 
     Returns an :class:`Importance`; see the module doc for the method and its caveats.
     """

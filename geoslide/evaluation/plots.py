@@ -1,7 +1,7 @@
 """Figures of the evaluation report, as PNG files (matplotlib, Agg backend, no display).
 
 Each ``*_figure`` function takes plain data (numpy arrays, the metric dicts of
-:mod:`geoslide.metrics`) and returns a matplotlib ``Figure`` (not registered with pyplot, so
+:mod:`geoslide.learn.metrics`) and returns a matplotlib ``Figure`` (not registered with pyplot, so
 nothing global is touched); the function of the same figure without ``_figure`` writes it as
 one PNG atomically (temp file, then rename) and returns its path.
 
@@ -379,4 +379,19 @@ def importance_bars(results: Mapping[str, Mapping[str, Any]], path: str | os.Pat
         ax.axvline(0, color="#999999", lw=0.8)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("Δ test NLL when permuted (nats)")
+    return _save(fig, path)
+
+
+def spread_map(std: np.ndarray, labels: np.ndarray, path: str | os.PathLike, *,
+               title: str = "ensemble spread", x: np.ndarray | None = None,
+               y: np.ndarray | None = None, test_mask: np.ndarray | None = None) -> Path:
+    """Where a seed ensemble's members disagree: the standard deviation of their probabilities
+    beside the inventory (:func:`map_figure`'s layout), on a sequential scale from 0 to its
+    99th percentile; a flat spread (members that agree) is drawn grey with its range."""
+    fig = map_figure(std, labels, title=title, x=x, y=y, test_mask=test_mask)
+    im = fig.axes[0].images[0]
+    if im.colorbar is not None:  # not flat
+        im.set_cmap("viridis")
+        im.set_clim(0.0, colour_range(std)[1])
+        im.colorbar.set_label("std of the members' probabilities (0 to 99th percentile)")
     return _save(fig, path)

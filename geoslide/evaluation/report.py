@@ -70,9 +70,9 @@ def table2(ev: "Evaluation") -> str:
 
 
 def differences_table(ev: "Evaluation") -> str:
-    """Each map's test NLL and AUC minus the best peer's, with 95% intervals (same bootstrap
-    replicates for both maps); empty without peers or intervals."""
-    best = ev.dataset.get("best_peer")
+    """Each map's test NLL and AUC minus the reference's (default the best peer), with 95%
+    intervals (same bootstrap replicates for both maps); empty without it or intervals."""
+    best = ev.dataset.get("reference")
     rows = []
     for name, r in ev.results.items():
         iv = r.get("intervals") or {}
@@ -85,7 +85,9 @@ def differences_table(ev: "Evaluation") -> str:
     if not rows:
         return ""
     label = ev.results[best].get("label", best)
-    return (f"Difference to the best peer ({label}, lowest test NLL): negative NLL and positive "
+    what = (f"the best peer ({label}, lowest test NLL)"
+            if best == ev.dataset.get("best_peer") else label)
+    return (f"Difference to {what}: negative NLL and positive "
             "AUC differences favour the method; an interval that excludes 0 is a difference "
             "the test pixels support.\n\n| method | Δ test NLL [95% CI] | Δ test AUC [95% CI] "
             "|\n|---|---|---|\n" + "\n".join(rows))
@@ -112,6 +114,20 @@ def importance_table(ev: "Evaluation") -> str:
                          f"{_fmt(r['nll_high'], 4, True)}]")
         rows.append(f"| {g} | " + " | ".join(cells) + " |")
     return head + "\n" + "\n".join(rows)
+
+
+def spread_table(ev: "Evaluation") -> str:
+    """One row per seed ensemble: members, scored test pixels, the mean and 95th percentile
+    of its spread, and its mean on landslide vs stable test pixels; empty without one."""
+    rows = [f"| {r.get('label', n)} | {s['members']} | {s['pixels']} | "
+            f"{_fmt(s['mean_std'], 5)} | {_fmt(s['p95_std'], 5)} | "
+            f"{_fmt(s['mean_std_landslide'], 5)} | {_fmt(s['mean_std_stable'], 5)} |"
+            for n, r in ev.results.items() if (s := r.get("spread"))]
+    if not rows:
+        return ""
+    return ("| method | members | test pixels | mean spread | 95th percentile | mean spread, "
+            "landslide px | mean spread, stable px |\n|---|---|---|---|---|---|---|\n"
+            + "\n".join(rows))
 
 
 def classes_table(ev: "Evaluation") -> str:
@@ -220,7 +236,7 @@ def markdown(ev: "Evaluation", figures: dict[str, str], title: str = "geoslide e
             + f" — e.g. {info.get('train_pixels', '?')} pixels — and evaluated on every "
             "labelled test pixel; inputs: the continuous variables and one-hot classes, "
             "'+ aligned' adds the aligned slope and elevation at every looking distance. "
-            "See geoslide.peers for their settings.",
+            "See geoslide.evaluation.peers for their settings.",
             "",
         ]
     it = importance_table(ev)
@@ -232,6 +248,13 @@ def markdown(ev: "Evaluation", figures: dict[str, str], title: str = "geoslide e
                   "of each distance); mean over the repeats with a 95% interval "
                   "(geoslide.explain). A group near 0 is one the map does not rely on.", "",
                   it, ""]
+    st = spread_table(ev)
+    if st:
+        lines += ["## Where the ensemble members disagree", "",
+                  "Spread: the standard deviation of the seed members' probabilities at each "
+                  "scored test pixel (0: they agree). It shows where the map depends on the "
+                  "training seed rather than on the data; the members share the data, so it "
+                  "is a lower bound of the map's uncertainty.", "", st, ""]
     ct = classes_table(ev)
     if ct:
         lines += ["## Susceptibility classes", "",
@@ -292,6 +315,12 @@ def write_report(ev: "Evaluation", out: str | os.PathLike, *, ds: "xr.Dataset | 
             path = report_map(ds, prob, out / f"map_{safe}.png", labels=labels,
                               title=f"{label} susceptibility", test_mask=ev.masks.get("test"))
             figs[f"{label} map and inventory"] = path.name
+            if name in ev.spreads:
+                k = (ev.results.get(name, {}).get("spread") or {}).get("members", "the")
+                figs[f"{label} ensemble spread"] = plots.spread_map(
+                    ev.spreads[name], labels, out / f"spread_{safe}.png", x=x, y=y,
+                    title=f"{label}: spread of {k} seed members", test_mask=ev.masks.get("test")
+                ).name
     ev.files = {k: str(out / v) for k, v in figs.items()}
     _atomic_text(out / "metrics.json", json.dumps(jsonable(ev.to_json()), indent=1))
     _atomic_text(out / "report.md", markdown(ev, figs, title=title))
@@ -300,4 +329,4 @@ def write_report(ev: "Evaluation", out: str | os.PathLike, *, ds: "xr.Dataset | 
     return dict(ev.files)
 
 
-__all__ = ["write_report", "table2", "classes_table", "markdown", "machine", "FIGURES"]
+__all__ = ["write_report", "table2", "classes_table", "spread_table", "markdown", "machine", "FIGURES"]

@@ -64,7 +64,7 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     "x": 1024}``); otherwise computed now with ``threads`` threads.
 
     >>> import geoslide
-    >>> ds = geoslide.datasets.load("kashmir")                 # doctest: +SKIP
+    >>> ds = geoslide.prepare.datasets.load("kashmir")                 # doctest: +SKIP
     >>> al = geoslide.aligned_features(ds, (30, 100), ["slope"])  # doctest: +SKIP
     >>> sorted(al.data_vars)                                   # doctest: +SKIP
     ['azimuth_up100', 'azimuth_up30', 'dz_up100', 'dz_up30', 'slope_up100', 'slope_up30']

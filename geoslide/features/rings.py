@@ -74,7 +74,7 @@ def ring_offsets(d_m: float, res_m: float | tuple[float, float]) -> np.ndarray:
     """Offsets ``(row, col)`` (int32, shape ``(K, 2)``) of the ring at ``d_m`` metres.
 
     ``res_m``: the cell size in metres (square, north-up) or the signed steps
-    ``(xres, yres)`` as :func:`geoslide.terrain.grid_spacing` returns. The ring holds the cells
+    ``(xres, yres)`` as :func:`geoslide.features.terrain.grid_spacing` returns. The ring holds the cells
     whose distance in metres lies in ``[d_m - w, d_m]``, ``w = max(|xres|, |yres|)`` (for
     square pixels: ``[d/res - 1, d/res]`` pixels), centre excluded. Order (the tie-break order):
     azimuth clockwise from north, then distance. Row offsets grow downwards (southwards on a
@@ -312,7 +312,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     on one chunking.
 
     One task per (merged) chunk: the chunk plus a halo of the largest ring radius (NaN beyond
-    the raster) from its neighbours' border strips (:func:`geoslide.halo.map_halo`), then the
+    the raster) from its neighbours' border strips (:func:`geoslide.parallel.halo.map_halo`), then the
     kernel on the chunk's core only. Chunks thinner than the
     halo are merged with a neighbour for the computation (fewer, larger halo reads) and the
     result is rechunked back to the input's chunks: any chunking gives exactly
@@ -334,7 +334,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     ry, rx = rings.ry, rings.rx
     kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az,
               onehot=tuple(tuple(g) for g in _check_groups(onehot, nf)))
-    # one task per block with its halo from the neighbours' border strips (geoslide.halo):
+    # one task per block with its halo from the neighbours' border strips (geoslide.parallel.halo):
     # no block waits in memory for its neighbours
     out = map_halo(_align_block, stack, (ry, rx), fill=np.nan,
                    chunks=((nout,),) + tuple(want), dtype=np.float32, name="aligned-features",

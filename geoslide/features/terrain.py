@@ -13,11 +13,11 @@ Conventions
   ``[0, 360)``; **NaN where the surface is flat** (zero gradient) -- never a sentinel like -1.
 - Edges (``edges=True``, default): slope is defined wherever the elevation is. Where the
   3x3 window is incomplete (a NaN neighbour at a basin's edge, or the raster border), Horn's
-  differences are taken from the cells that are there (see :mod:`geoslide.kernels.horn`),
+  differences are taken from the cells that are there (see :mod:`geoslide.features.kernels.horn`),
   exact on a plane; only a NaN elevation gives NaN. ``edges=False``: a pixel whose window
   holds a NaN, and every raster border pixel, gets NaN (the classic rule).
 - numpy input -> numpy-backed result; dask input -> lazy result (``map_overlap``, depth 1,
-  NaN boundary). Both call the same numba kernel (:mod:`geoslide.kernels.horn`) and give
+  NaN boundary). Both call the same numba kernel (:mod:`geoslide.features.kernels.horn`) and give
   bit-identical results for any chunking.
 - Output dtype: float32 for float32 / integer input, float64 for float64 input.
 """
@@ -185,7 +185,7 @@ def aspect(dem: xr.DataArray, *, edges: bool = True) -> xr.DataArray:
     return _terrain(dem, "aspect", edges)
 
 
-# --- curvature, TPI, relief and roughness (kernels: geoslide.kernels.morph) -------------------
+# --- curvature, TPI, relief and roughness (kernels: geoslide.features.kernels.morph) -------------------
 
 CURVATURE_METHODS = {"evans-young": 0, "zevenbergen-thorne": 1}
 
@@ -263,7 +263,7 @@ def plan_curvature(dem: xr.DataArray, *, method: str = "zevenbergen-thorne") -> 
     diverges), negative on concave ones (hollows: flow converges), 0 where flat.
 
     3x3 quadratic (``method``: ``"evans-young"``, default, or ``"zevenbergen-thorne"``), formula
-    in :mod:`geoslide.kernels.morph`; finite wherever the elevation is (missing neighbours by
+    in :mod:`geoslide.features.kernels.morph`; finite wherever the elevation is (missing neighbours by
     point reflection through the centre). Lazy when ``dem`` is dask-backed.
     """
     xres, yres = grid_spacing(_as_yx(dem))

@@ -1,6 +1,6 @@
 """Spatial dims of user rasters: geoslide wants ``(y, x)`` (optionally a leading ``band``).
 
-Shared by :mod:`geoslide.io.rasters` and :mod:`geoslide.terrain` (no heavy imports): size-1
+Shared by :mod:`geoslide.io.rasters` and :mod:`geoslide.features.terrain` (no heavy imports): size-1
 extra dims are squeezed, ``(x, y)`` order is transposed, and everything else gets a
 :class:`~geoslide.errors.DimensionError` naming the exact fix (``da.isel(time=0)``, a rename,
 a reprojection only when the dims really hold degrees).

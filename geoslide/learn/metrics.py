@@ -224,6 +224,22 @@ def base_rate_nll(train_rate: float, y: np.ndarray) -> float:
     return nll(y, np.full(np.asarray(y).shape, float(train_rate)))
 
 
+def spread_summary(labels: np.ndarray, std: np.ndarray, mask: np.ndarray | None,
+                   members: int) -> dict[str, Any]:
+    """Where a seed ensemble's ``members`` disagree, on the labelled pixels of ``mask`` with
+    a finite spread ``std`` (the population std of the members' probabilities, per pixel):
+    their count, the spread's mean and 95th percentile, its mean on landslide and on stable
+    pixels (NaN for an empty set)."""
+    y, s = pixels(labels, std, mask)
+
+    def mean(v: np.ndarray) -> float:
+        return float(v.mean()) if v.size else float("nan")
+
+    return {"members": int(members), "pixels": int(s.size), "mean_std": mean(s),
+            "p95_std": float(np.quantile(s, 0.95)) if s.size else float("nan"),
+            "mean_std_landslide": mean(s[y == 1]), "mean_std_stable": mean(s[y == 0])}
+
+
 def summary(y: np.ndarray, p: np.ndarray, *, n_bins: int = 10, n_classes: int = 5,
             curves: bool = True, max_curve_points: int = 400) -> dict[str, Any]:
     """Every metric of one map on one set of pixels, JSON-able. Curves are thinned to at most

@@ -13,7 +13,7 @@ padded pixels never count in a loss and are dropped when predictions are stitche
 
 Loading: xbatcher is never fed dask chunks. The raster is read region by region (a band of
 window rows plus the halo, sized to ``max_bytes``), standardised with
-:func:`geoslide.inputs.to_input_array` into one in-memory array, and xbatcher's
+:func:`geoslide.learn.inputs.to_input_array` into one in-memory array, and xbatcher's
 ``BatchGenerator`` cuts that region's patches (views, no copy) with ``input_overlap`` = 2 *
 halo. One region is in memory when the whole raster fits ``max_bytes`` (Kashmir: always);
 otherwise at most ``max_regions`` regions are cached (least recently used dropped) and

@@ -85,7 +85,7 @@ _COMMON_QUICK: dict[str, Any] = {
     # unchanged
     "min_steps": 360,
     # after each epoch, the output bias is refitted on the training pixels (maximum-likelihood
-    # intercept, geoslide.calibration) before validation: undoes the over-prediction that
+    # intercept, geoslide.learn.calibration) before validation: undoes the over-prediction that
     # oversampling landslide patches causes
     "recalibrate": True,
     "model_kwargs": {},

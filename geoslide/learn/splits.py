@@ -22,7 +22,7 @@ assigned too; the loss and the metrics ignore them):
     ``band``; train = the rest.
 
 Sets are made of whole windows (or a whole band of rows), never of single pixels, so that a
-training patch's loss never sees a validation or test label (see :mod:`geoslide.patches`,
+training patch's loss never sees a validation or test label (see :mod:`geoslide.learn.patches`,
 which sets labels outside a patch's set to -1).
 """
 from __future__ import annotations

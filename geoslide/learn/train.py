@@ -2,7 +2,7 @@
 
 Loss: negative log-likelihood (binary cross-entropy on logits) averaged over the core pixels
 of a batch whose label is not -1 (halo, padding, no-data and pixels of other sets are -1, see
-:mod:`geoslide.patches`). Validation NLL over every validation pixel after each epoch
+:mod:`geoslide.learn.patches`). Validation NLL over every validation pixel after each epoch
 (ReduceLROnPlateau on it, patience 2), the epoch with the lowest validation NLL is kept,
 optional early stopping. Seeded: ``torch.manual_seed(seed)``, seeded shuffles, deterministic
 algorithms while training (warn-only on CUDA), so a CPU run is reproducible bit for bit.
@@ -10,7 +10,7 @@ algorithms while training (warn-only on CUDA), so a CPU run is reproducible bit 
 Features: ``features=None`` -> every input variable for random/llr/nn/cnn; the inputs plus the
 aligned features (``*_up<d>``, ``dz_up<d>``, azimuths as ``azimuth_up<d>@sin`` / ``@cos``) for
 sann/sacnn. When the Dataset has no aligned feature, they are computed with
-:func:`geoslide.align.aligned_features` (its default distances and features).
+:func:`geoslide.features.align.aligned_features` (its default distances and features).
 """
 from __future__ import annotations
 
@@ -74,8 +74,8 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mea
 
 
 def with_aligned_features(ds: xr.Dataset, sources: list[str] | None = None) -> xr.Dataset:
-    """``ds`` plus aligned features gathered from ``sources`` (None: geoslide.align's default,
-    every input), computed with :func:`geoslide.align.aligned_features` when ``ds`` has none
+    """``ds`` plus aligned features gathered from ``sources`` (None: geoslide.features.align's default,
+    every input), computed with :func:`geoslide.features.align.aligned_features` when ``ds`` has none
     of them."""
     have = {ALIGNED_RE.match(str(v)).group("base") for v in ds.data_vars if is_aligned(str(v))}
     if have and (sources is None or set(sources) <= have):
@@ -146,7 +146,7 @@ def train(
     """Train ``model`` on ``ds`` with recipe ``preset`` on split ``split``; returns the model
     of the best validation epoch. ``core``/``halo`` (px) and ``epochs`` override the preset;
     ``overrides`` overrides any recipe key (``lr``, ``batch_size``, ``model_kwargs``, ...);
-    ``split_kwargs`` go to :func:`geoslide.splits.split_masks` (``band``, ``fold``,
+    ``split_kwargs`` go to :func:`geoslide.learn.splits.split_masks` (``band``, ``fold``,
     ``n_folds``, ``val_fraction``...); ``split_core`` (px) is the split's window (default the
     preset's). ``out``: write the model
     file there and its history as ``<out>.history.json``. ``threads``: torch CPU threads
@@ -158,7 +158,7 @@ def train(
     :class:`~geoslide.errors.TrainingError` is raised when the training set has no patch or
     no landslide pixel, or validation has none; after training, a model that does not beat
     the constant base rate on the validation pixels, or whose map is flat, raises
-    ``TrainingError`` and writes nothing, unless ``keep_failed`` (see :mod:`geoslide.health`)."""
+    ``TrainingError`` and writes nothing, unless ``keep_failed`` (see :mod:`geoslide.learn.health`)."""
     t_start = time.time()
     recipe = get_preset(preset, model)
     for key, value in (overrides or {}).items():

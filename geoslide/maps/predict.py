@@ -15,7 +15,7 @@ over the whole raster. (This departs from the paper's 500 px cores: 500 is round
 The model travels to dask workers once: it is one key of the graph (a ``dask.delayed`` value)
 that every region task depends on, so under ``distributed`` each worker receives it once,
 not once per task. A region's halo comes from its neighbours' border strips
-(:func:`geoslide.halo.map_halo`), so no region waits in memory for its neighbours' inputs.
+(:func:`geoslide.parallel.halo.map_halo`), so no region waits in memory for its neighbours' inputs.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def as_model(model: Any) -> tuple[Any, str]:
     for attr in ("module", "feature_names", "normalization"):
         if not hasattr(model, attr):
             raise TypeError(
-                f"predict expected a TrainedModel (geoslide.modelfile.load_model) or a model file "
+                f"predict expected a TrainedModel (geoslide.learn.modelfile.load_model) or a model file "
                 f"path; found {type(model).__name__} without a {attr!r} attribute"
             )
     return model, str(getattr(model, "path", "") or "")
@@ -103,11 +103,13 @@ def receptive_radius(module: Any, in_channels: int, *, start: int = 128, limit: 
 
 
 class _Runner:
-    """What each worker receives once: the torch module plus the device to run it on."""
+    """What each worker receives once: the torch module plus the device to run it on (with
+    ``spread``, an :class:`~geoslide.learn.models.Ensemble` giving its mean and spread)."""
 
-    def __init__(self, module: Any, device: str) -> None:
+    def __init__(self, module: Any, device: str, spread: bool = False) -> None:
         self.module = module
         self.device = device
+        self.spread = spread
         self._ready = False
 
     def __getstate__(self) -> dict:
@@ -122,7 +124,8 @@ class _Runner:
         return state
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (B, H, W) float32 of a batch (B, C, H, W) float32."""
+        """Probabilities (B, H, W) float32 of a batch (B, C, H, W) float32; with ``spread``,
+        (B, 2, H, W): the members' mean probability and their standard deviation."""
         import torch
 
         if not self._ready:
@@ -130,6 +133,8 @@ class _Runner:
             self._ready = True
         with torch.no_grad():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+            if self.spread:
+                return torch.cat(self.module.spread(x), 1).float().cpu().numpy()
             logits = self.module(x)
             return torch.sigmoid(logits[:, 0]).float().cpu().numpy()
 
@@ -158,7 +163,7 @@ def input_stack(ds: xr.Dataset, feature_names: Sequence[str], normalization: dic
                 fill: float | None = 0.0) -> Any:
     """Lazy (C, H, W) float32 dask array of the model inputs.
 
-    The lazy twin of :func:`geoslide.inputs.to_input_array`: ``"<var>@sin"`` / ``"<var>@cos"``
+    The lazy twin of :func:`geoslide.learn.inputs.to_input_array`: ``"<var>@sin"`` / ``"<var>@cos"``
     read the sine / cosine of an angle in degrees; features listed in ``normalization`` become
     ``(x - mean) / std``; NaN and infinities become ``fill`` (0, the training mean; ``None``
     keeps them, for :func:`predict`, which masks and fills them inside its region task).
@@ -216,7 +221,8 @@ def _region_chunks(n: int, region: int, halo: int) -> tuple[int, ...]:
 
 def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
                     batch_size: int) -> np.ndarray:
-    """Probabilities of one region: ``block`` is (C, h + 2*halo, w + 2*halo), the result (h, w),
+    """Probabilities of one region: ``block`` is (C, h + 2*halo, w + 2*halo), the result (h, w)
+    ((2, h, w) with the runner's spread: mean, std),
     NaN where an input of the core is not finite (non-finite inputs are read as 0, the mean).
 
     The validity mask is computed here, from the block itself, rather than by a separate task
@@ -231,17 +237,19 @@ def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
     else:
         padded = np.zeros(shape, np.float32)
         padded[:, :hh, :ww] = block
-    out = np.empty((ny * core, nx * core), np.float32)
+    out = None
     starts = [(i * core, j * core) for i in range(ny) for j in range(nx)]
     win = core + 2 * halo
     for k in range(0, len(starts), batch_size):
         part = starts[k:k + batch_size]
         batch = np.stack([padded[:, i:i + win, j:j + win] for i, j in part])
         np.copyto(batch, np.float32(0), where=~np.isfinite(batch))  # the copy, not the block
-        probs = runner.forward(batch)
+        probs = runner.forward(batch)  # (B, H, W), or (B, 2, H, W) with the spread
+        if out is None:
+            out = np.empty(probs.shape[1:-2] + (ny * core, nx * core), np.float32)
         for (i, j), p in zip(part, probs):
-            out[i:i + core, j:j + core] = p[halo:halo + core, halo:halo + core]
-    return np.where(ok, out[:h, :w], np.float32(np.nan))
+            out[..., i:i + core, j:j + core] = p[..., halo:halo + core, halo:halo + core]
+    return np.where(ok, out[..., :h, :w], np.float32(np.nan))
 
 
 # --------------------------------------------------------------------------- public API
@@ -257,13 +265,14 @@ def predict(
     region: int | None = None,
     name: str = "susceptibility",
     mask_label: bool = False,
-) -> xr.DataArray:
+    spread: bool = False,
+) -> xr.DataArray | xr.Dataset:
     """Landslide susceptibility (probability, 0..1) of every pixel of ``ds``.
 
     Parameters
     ----------
     ds : Dataset with the model's features on a (y, x) grid (geoslide layout).
-    model : a TrainedModel (``geoslide.modelfile.load_model``) or the path of a model file.
+    model : a TrainedModel (``geoslide.learn.modelfile.load_model``) or the path of a model file.
     core, halo : window core and halo in pixels, rounded up to 16. ``halo`` defaults to the
         network's receptive-field radius (:func:`receptive_radius`: 0 for per-pixel models),
         so the map equals one pass over the whole raster; pass the model's training halo
@@ -279,18 +288,26 @@ def predict(
         marks pixels with a missing input, which are NaN anyway when the model reads that
         input; a point inventory (Ecuador) also labels every unsampled pixel -1 ("unknown"),
         and a map must still cover those.
+    spread : for a seed ensemble (``geoslide train --ensemble N``), also the spread of its
+        members (:mod:`geoslide.maps.spread`), from the same forwards; a single model raises
+        :class:`~geoslide.errors.NotAnEnsembleError`.
 
     Returns
     -------
     DataArray ``name`` (float32) on exactly the input grid (same y/x coords, CRS, transform),
-    NaN where any of the model's inputs is NaN (or the label is -1, with ``mask_label``). Lazy (dask) when ``ds`` is dask-backed,
-    computed otherwise.
+    NaN where any of the model's inputs is NaN (or the label is -1, with ``mask_label``). Lazy
+    (dask) when ``ds`` is dask-backed, computed otherwise. With ``spread``, a Dataset of that
+    map and ``<name>_std``, the population standard deviation of the members' probabilities.
     """
     import dask
     import dask.array as da
     from dask.base import tokenize
 
     trained, path = as_model(model)
+    if spread:
+        from geoslide.maps.spread import check_ensemble
+
+        members = check_ensemble(trained, path)
     if hasattr(trained, "check"):
         trained.check(ds)
     features = list(trained.feature_names)
@@ -318,29 +335,31 @@ def predict(
     stack = stack.rechunk((len(features), _region_chunks(height, region, halo),
                            _region_chunks(width, region, halo)))
     token = model_token(trained.module)
-    runner = _Runner(trained.module, str(resolve_device(device)))
-    runner_d = dask.delayed(runner, name=f"geoslide-model-{token}", pure=True)
-    chunks = (_region_chunks(height, region, halo), _region_chunks(width, region, halo))
+    runner = _Runner(trained.module, str(resolve_device(device)), spread=spread)
+    tag = "-spread" if spread else ""
+    runner_d = dask.delayed(runner, name=f"geoslide-model-{token}{tag}", pure=True)
+    chunks = ((2,),) * spread + (_region_chunks(height, region, halo),
+                                 _region_chunks(width, region, halo))
     kwargs = dict(core=core, halo=halo, batch_size=batch_size)
-    key = "geoslide-predict-" + tokenize(stack.name, token, core, halo, batch_size)
-    if halo:  # each region with its halo from the neighbours' border strips (geoslide.halo)
+    key = f"geoslide-predict{tag}-" + tokenize(stack.name, token, core, halo, batch_size)
+    if halo:  # each region with its halo from the neighbours' border strips (geoslide.parallel.halo)
         probs = map_halo(_predict_region, stack, (halo, halo), runner_d, fill=0.0,
                          chunks=chunks, dtype=np.float32, name=key, **kwargs)
     else:
-        probs = da.map_blocks(_predict_region, stack, runner_d, drop_axis=0, chunks=chunks,
-                              dtype=np.float32, name=key, **kwargs)
+        probs = da.map_blocks(_predict_region, stack, runner_d, drop_axis=[] if spread else 0,
+                              chunks=chunks, dtype=np.float32, name=key, **kwargs)
     if mask_label:
         label = label_name(ds)
         if label in ds:
-            ok = (_lazy(_feature_array(ds, label)) != -1).rechunk(probs.chunks)
+            ok = (_lazy(_feature_array(ds, label)) != -1).rechunk(probs.chunks[-2:])
             probs = da.where(ok, probs, np.float32(np.nan)).astype(np.float32)
     if lazy_input and first.chunks:
-        probs = probs.rechunk(first.chunks)
+        probs = probs.rechunk(probs.chunks[:-2] + first.chunks)
     else:
         probs = compute_array(probs, progress=progress)
 
     coords = {k: v for k, v in ds.coords.items() if set(v.dims) <= {"y", "x"}}
-    out = xr.DataArray(probs, dims=("y", "x"), coords=coords, name=name)
+    out = xr.DataArray(probs[0] if spread else probs, dims=("y", "x"), coords=coords, name=name)
     out.attrs = {
         "long_name": "landslide susceptibility",
         "units": "1",
@@ -352,20 +371,26 @@ def predict(
         "geoslide:features": features,
         "geoslide:core": core,
         "geoslide:halo": halo,
-        PROVENANCE_ATTR: _provenance(trained, path, token, name, core, halo),
+        PROVENANCE_ATTR: _provenance(trained, path, token, name, core, halo, spread),
     }
     crs = ds.rio.crs
     if crs is not None:
         out = out.rio.write_crs(crs)
         out = out.rio.write_transform(ds.rio.transform())
+    if spread:
+        from geoslide.maps.spread import with_spread
+
+        return with_spread(out, probs[1], members)
     return out
 
 
-def _provenance(trained: Any, path: str, token: str, name: str, core: int, halo: int) -> dict:
+def _provenance(trained: Any, path: str, token: str, name: str, core: int, halo: int,
+                spread: bool = False) -> dict:
     """What produced the map, and the ``geoslide predict`` command that does."""
     cmd = "geoslide predict {store} " + (shlex.quote(path) if path else "MODEL.pt")
     if name != f"susceptibility_{getattr(trained, 'name', '')}":
         cmd += f" --name {shlex.quote(name)}"
+    cmd += " --spread" * spread
     return {"function": "predict", "model_token": token, "core": core, "halo": halo,
             "rerun": cmd}
 

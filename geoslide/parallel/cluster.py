@@ -16,7 +16,7 @@ only decides *which scheduler* computes it. The same code then runs on a laptop,
      threads, ``memory_limit`` each).
 
   Only what it created itself is closed on exit; a Client the caller already had stays open.
-  The workers of a cluster it starts or connects to get :class:`geoslide.workersetup.WorkerSetup`
+  The workers of a cluster it starts or connects to get :class:`geoslide.parallel.workersetup.WorkerSetup`
   (one torch thread per dask thread, glibc malloc thresholds that keep large buffers in the
   heap): a Client of your own can register it too.
 
@@ -58,7 +58,7 @@ def _is_address(scheduler: str) -> bool:
 
 
 def _setup_workers(client: Any) -> None:
-    """Register :class:`geoslide.workersetup.WorkerSetup` (torch threads, malloc thresholds)
+    """Register :class:`geoslide.parallel.workersetup.WorkerSetup` (torch threads, malloc thresholds)
     on every worker of ``client``'s cluster, present and future."""
     from geoslide.parallel.workersetup import WorkerSetup
 
@@ -92,7 +92,7 @@ def get_client(
     dashboard : start the LocalCluster's dashboard on a free port.
     quiet : silence distributed's start-up logging.
     timeout : how long to try reaching a scheduler address before raising SchedulerError.
-    setup_workers : register :class:`geoslide.workersetup.WorkerSetup` on the workers of a
+    setup_workers : register :class:`geoslide.parallel.workersetup.WorkerSetup` on the workers of a
         cluster started or reached here (not on an active Client's).
 
     While the block runs, plain ``dask.compute`` / ``.compute()`` / ``to_zarr`` calls use the

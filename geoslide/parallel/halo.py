@@ -25,11 +25,11 @@ in-memory data, is not recomputed: the strips and region tasks depend on the blo
 The strips and pieces tasks carry the dask priority ``PRIORITY``: a worker runs them before
 any region it could start instead. A strip waiting behind a region task (seconds) on one
 worker would stall its neighbours' regions on the others. dask's array optimisation drops
-such annotations, so :func:`geoslide.resume.write_variables` submits annotated graphs as they
+such annotations, so :func:`geoslide.store.regions.write_variables` submits annotated graphs as they
 are built (they need no fusing: the reads are inside the tasks).
 
 Blocks must be at least ``depth`` wide (or alone along their axis): neighbours one block away
-then cover the halo. :func:`geoslide.align.align_dask` and :func:`geoslide.predict.predict`
+then cover the halo. :func:`geoslide.features.align.align_dask` and :func:`geoslide.maps.predict.predict`
 merge thinner blocks before calling :func:`map_halo`.
 """
 from __future__ import annotations
@@ -154,7 +154,7 @@ def check_blocks(chunks: tuple[int, ...], depth: int, axis: str) -> None:
         raise ChunkingError(
             f"expected blocks at least {depth} px wide along {axis} (the halo) for a halo "
             f"exchange between neighbours; found {min(chunks)} px in {chunks}. Use larger "
-            f"chunks (geoslide.chunking.auto_chunks) or merge thin ones.")
+            f"chunks (geoslide.parallel.chunking.auto_chunks) or merge thin ones.")
 
 
 def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fill: float,

@@ -14,11 +14,11 @@ the ones glibc converges to by itself; the LocalCluster then runs at 1.14x the t
 scheduler's wall time, with a peak of 1.09 GiB per worker (0.89 GiB without). Freed memory
 beyond 64 MiB at the top of a heap still goes back to the system.
 
-Applied by :func:`geoslide.cluster.get_client` to every cluster it starts or connects to (the
+Applied by :func:`geoslide.parallel.cluster.get_client` to every cluster it starts or connects to (the
 CLI's ``--scheduler``). On a cluster of your own::
 
-    client.register_plugin(geoslide.workersetup.WorkerSetup())   # also on workers started later
-    dask worker tcp://HOST:8786 --preload geoslide.workersetup     # or when starting a worker
+    client.register_plugin(geoslide.parallel.workersetup.WorkerSetup())   # also on workers started later
+    dask worker tcp://HOST:8786 --preload geoslide.parallel.workersetup     # or when starting a worker
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ class WorkerSetup(WorkerPlugin):
 
 
 def dask_setup(worker: Any) -> None:
-    """``dask worker --preload geoslide.workersetup`` entry point."""
+    """``dask worker --preload geoslide.parallel.workersetup`` entry point."""
     WorkerSetup().setup(worker)
 
 

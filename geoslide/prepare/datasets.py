@@ -1,7 +1,7 @@
 """Registry of the real public data sets and the data directory they are read from.
 
 ``load("kashmir")`` / ``load("ecuador")`` return ready geoslide Datasets (see
-:func:`geoslide.io.stack` for the contract).
+:func:`geoslide.stack` for the contract).
 
 Data directory (:func:`data_dir`), first that applies:
 

@@ -70,11 +70,11 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     nodata : ``{name: value}`` overriding the files' nodata value.
     chunks : None (numpy), int, ``"auto"`` or ``{"y": ny, "x": nx}`` (dask, read lazily).
     derive : terrain inputs to compute from the raster named ``elevation`` (metres), e.g.
-        ``["slope", "aspect"]`` (see :func:`geoslide.derive.derive`); labels are -1 where
+        ``["slope", "aspect"]`` (see :func:`geoslide.prepare.derive.derive`); labels are -1 where
         they are NaN.
     distance : ``{name: path or GeoDataFrame, or (source, max_distance)}``: ``dist_<name>``,
         metres from each pixel centre to the nearest line / polygon / point, capped (default
-        5000 m; see :func:`geoslide.distance.distance_to`).
+        5000 m; see :func:`geoslide.prepare.distance.distance_to`).
     """
     if not rasters:
         raise ValueError("stack needs at least one raster: rasters={name: path}")

@@ -13,7 +13,7 @@ Window (rows top to bottom in array order)::
 ``yres < 0`` for north-up rasters), so ``dz/dcol`` is the gradient towards east and
 ``dz/drow`` towards north.
 
-Edges (``edges=True``, the default of :mod:`geoslide.terrain`): where the window is
+Edges (``edges=True``, the default of :mod:`geoslide.features.terrain`): where the window is
 incomplete (a NaN neighbour, or the raster border), each of Horn's three weighted differences
 (weights 1, 2, 1) is taken from what the window holds: central ``(right - left) / 2`` when
 both sides are there, else one-sided ``right - centre`` or ``centre - left``; a row (column)

@@ -1,7 +1,7 @@
 """The aligned-feature kernel: per pixel and ring, the highest-elevation cell and the input
 features read there.
 
-All arrays are plain numpy; the dask / xarray wrapper is :mod:`geoslide.align`.
+All arrays are plain numpy; the dask / xarray wrapper is :mod:`geoslide.features.align`.
 
 Frames. ``E`` is the elevation with invalid cells (NaN, outside the raster) set to ``-inf``.
 Core pixel ``(i, j)`` (``0 <= i < h``, ``0 <= j < w``) sits at ``E[cy + i, cx + j]``; every ring
