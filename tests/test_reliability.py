@@ -333,7 +333,7 @@ def test_feature_mismatch_names_how_to_get_the_variables(master, tmp_path, capsy
     from geoslide.learn.models import build
 
     feats = ["slope", "aspect_sin", "aspect_cos", "geology_2", "geology_21", "slope_up100",
-             "dz_up100", "azimuth_up100@sin", "azimuth_up100@cos", "twi"]
+             "dz_up100", "azimuth_up100@sin", "azimuth_up100@cos", "rainfall"]
     model = TrainedModel(build("llr", len(feats)), "llr", feats,
                          {f: [0.0, 1.0] for f in feats}, core=64, halo=0, resolution=28.5549,
                          config={"in_channels": len(feats)})
@@ -344,7 +344,7 @@ def test_feature_mismatch_names_how_to_get_the_variables(master, tmp_path, capsy
     assert "`geoslide features STORE --distances 100 --features slope`" in line
     assert "--derive aspect" in line
     assert "--vocabulary geology=CSV" in line and "21" in line
-    assert "--raster NAME=PATH" in line  # twi: a raster of the training store
+    assert "--raster NAME=PATH" in line  # rainfall: a raster of the training store
 
 
 def test_bad_band_and_fold_are_typed_errors(master, model_file, capsys):
