@@ -1,6 +1,8 @@
 """geoslide.maps.predict on the real Kashmir data: seamless stitching, NaN mask, grid, round trips."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import rioxarray  # noqa: F401
@@ -140,6 +142,9 @@ def test_model_file_and_feature_mismatch(tmp_path, small):
 
     model = _trained(small, "llr")
     path = save_model(model, tmp_path / "llr.pt")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as any new file, not mkstemp's 0600
     from_file = predict(small, str(path), progress=False)
     direct = predict(small, model, progress=False)
     np.testing.assert_array_equal(from_file.values, direct.values)

@@ -145,6 +145,9 @@ def save_model(model: TrainedModel, path: str | os.PathLike) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         os.close(fd)
         torch.save(model.to_dict(), tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from the group
         os.replace(tmp, path)
     except OSError as exc:  # name the user's path, not the temporary file
         from geoslide.errors import StoreWriteError
