@@ -12,14 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoslide.parallel.cluster import (
-    LOCAL_SCHEDULERS,
-    active_client,
-    add_scheduler_argument,
-    client_from_args,
-    get_client,
-    worker_memory,
-)
+from geoslide.cli.scheduler import add_scheduler_argument, client_from_args
+from geoslide.parallel.cluster import LOCAL_SCHEDULERS, active_client, get_client, worker_memory
 from geoslide.errors import MissingFileError, SchedulerError
 
 DISTANCES = (100, 300)

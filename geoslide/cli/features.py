@@ -29,7 +29,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--elevation", default="elevation", metavar="NAME",
                    help="elevation variable that picks the highest cell (default elevation)")
     p.add_argument("--quiet", action="store_true", help="no progress bar nor summary")
-    from geoslide.parallel.cluster import add_scheduler_argument
+    from geoslide.cli.scheduler import add_scheduler_argument
 
     add_scheduler_argument(p)
     p.set_defaults(func=run)
@@ -60,7 +60,7 @@ def _check_inputs(path: str, ds: Any, read: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from geoslide.features.align import aligned_features
-    from geoslide.parallel.cluster import client_from_args
+    from geoslide.cli.scheduler import client_from_args
     from geoslide.store import incomplete, write_variables
 
     ds = _open(args.store)

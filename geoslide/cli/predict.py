@@ -43,7 +43,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="windows per forward pass (default 4)")
     p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    from geoslide.parallel.cluster import add_scheduler_argument
+    from geoslide.cli.scheduler import add_scheduler_argument
 
     add_scheduler_argument(p)
     p.set_defaults(func=run)
@@ -53,7 +53,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
 
-    from geoslide.parallel.cluster import client_from_args
+    from geoslide.cli.scheduler import client_from_args
     from geoslide.errors import GeoslideError, IncompleteStoreError, StoreWriteError
     from geoslide.names import base_variable
     from geoslide.io import to_geotiff

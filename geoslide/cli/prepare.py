@@ -89,7 +89,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "or ../shared/data)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar nor summary")
-    from geoslide.parallel.cluster import add_scheduler_argument
+    from geoslide.cli.scheduler import add_scheduler_argument
 
     add_scheduler_argument(p)  # --scheduler ADDRESS (default $GEOSLIDE_SCHEDULER), --workers
     p.set_defaults(func=run)
@@ -162,7 +162,7 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from geoslide.parallel.cluster import client_from_args
+    from geoslide.cli.scheduler import client_from_args
     from geoslide.errors import ReprojectionWarning
     from geoslide.names import label_name
     from geoslide.prepare.stack import describe

@@ -20,13 +20,11 @@ only decides *which scheduler* computes it. The same code then runs on a laptop,
   (one torch thread per dask thread, glibc malloc thresholds that keep large buffers in the
   heap): a Client of your own can register it too.
 
-- ``add_scheduler_argument(parser)`` / ``client_from_args(args)`` give every CLI sub-command the
-  same ``--scheduler ADDRESS`` (default: ``$GEOSLIDE_SCHEDULER``, else a LocalCluster) and
-  ``--workers N`` / ``--memory-limit`` options.
+- the CLI's ``--scheduler ADDRESS`` (default: ``$GEOSLIDE_SCHEDULER``, else a LocalCluster),
+  ``--workers N`` and ``--memory-limit`` options (:mod:`geoslide.cli.scheduler`) end here.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 from collections.abc import Iterator
@@ -167,42 +165,6 @@ def get_client(
         yield client
 
 
-def add_scheduler_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``--scheduler ADDRESS``, ``--workers N`` and ``--memory-limit`` to a sub-command."""
-    group = parser.add_argument_group("dask cluster")
-    group.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        default=os.environ.get(ENV_VAR) or None,
-        help="dask scheduler to run on: tcp://HOST:PORT of a running `dask scheduler`, a "
-        "scheduler file (*.json), 'local' (a new LocalCluster), or 'threads' / 'synchronous' "
-        f"(no cluster). Default: ${ENV_VAR}, else a LocalCluster on this machine.",
-    )
-    group.add_argument(
-        "--workers",
-        metavar="N",
-        type=int,
-        default=2,
-        help="worker processes of a new LocalCluster (default: 2)",
-    )
-    group.add_argument(
-        "--memory-limit",
-        metavar="SIZE",
-        default="4GiB",
-        help="memory per LocalCluster worker, e.g. 4GiB (default: 4GiB)",
-    )
-    return parser
-
-
-def client_from_args(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
-    """The ``get_client`` context for parsed CLI arguments (see :func:`add_scheduler_argument`)."""
-    return get_client(
-        getattr(args, "scheduler", None),
-        n_workers=int(getattr(args, "workers", 2) or 2),
-        memory_limit=getattr(args, "memory_limit", "4GiB") or "4GiB",
-    )
-
-
 def worker_memory(client: Any) -> dict[str, int]:
     """Resident memory (bytes) of each worker process right now: ``{worker address: rss}``."""
 
@@ -217,8 +179,6 @@ def worker_memory(client: Any) -> dict[str, int]:
 __all__ = [
     "get_client",
     "active_client",
-    "add_scheduler_argument",
-    "client_from_args",
     "worker_memory",
     "SchedulerError",
     "LOCAL_SCHEDULERS",
