@@ -144,7 +144,7 @@ def _draw_labels(ax: "Axes", labels: xr.DataArray, step: int) -> None:
     for value in (1, 0):
         hit = labels == value
         n = int(hit.sum())
-        if 0 < n < plots.MARKER_MAX_PIXELS and n < plots.MARKER_MAX_SHARE * hit.size:
+        if plots.sparse(n, hit.size):
             r, c = (np.asarray(v) for v in dask.compute(*np.nonzero(hit.data)))
             _markers(ax, np.asarray(hit["x"])[c], np.asarray(hit["y"])[r], value == 1, "pixels")
         elif value == 1 and n:

@@ -96,10 +96,12 @@ def use_markers(labels: np.ndarray) -> bool:
     (a point inventory: initiation points, buffered or not, or sampled points with every
     other pixel unlabelled). Polygon inventories (Kashmir: 9918 px, 1.2%) stay rasters."""
     labels = np.asarray(labels)
-    n = int((labels == 1).sum())
-    if n == 0 or n >= MARKER_MAX_PIXELS:
-        return False
-    return bool(n < MARKER_MAX_SHARE * labels.size)  # labels.size >= labelled pixels
+    return sparse(int((labels == 1).sum()), labels.size)  # size >= labelled pixels
+
+
+def sparse(n: int, size: int) -> bool:
+    """``n`` pixels of ``size`` are drawn as markers: 0 < n < 5000 and under 0.5% of them."""
+    return 0 < n < MARKER_MAX_PIXELS and n < MARKER_MAX_SHARE * size
 
 
 def _flat_note(lo: float, hi: float, prob: np.ndarray) -> str:
@@ -356,7 +358,7 @@ def class_shares(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLi
 
 __all__ = ["map_and_inventory", "roc_curves", "pr_curves", "reliability_diagram",
            "rate_curves", "validation_curves", "class_shares", "colour_range", "use_markers",
-           "map_figure", "roc_figure", "pr_figure", "reliability_figure", "rate_figure",
+           "sparse", "map_figure", "roc_figure", "pr_figure", "reliability_figure", "rate_figure",
            "validation_figure", "classes_figure", "save_figure"]
 
 
