@@ -171,7 +171,8 @@ def mirrored_store(path: Path, size: int, chunk: int):
 
 def prediction_figures(args, device: str) -> dict[str, float]:
     from geoslide.learn.modelfile import TrainedModel
-    from geoslide.maps.predict import input_stack, predict
+    from geoslide.learn.inputs import to_input_array
+    from geoslide.maps.predict import predict
     from geoslide.store import open_zarr
 
     size, chunk = (512, 256) if args.quick else (args.size, 1024)
@@ -205,8 +206,8 @@ def prediction_figures(args, device: str) -> dict[str, float]:
                 f"{'MET' if mpx >= PREDICT_TARGET else 'NOT MET'}")
             # the network alone: real windows, already on the device
             win = core + 2 * halo
-            x = torch.from_numpy(np.asarray(input_stack(
-                ds.isel(y=slice(0, win), x=slice(0, win)), feats, norm).compute()))
+            x = torch.from_numpy(to_input_array(
+                ds.isel(y=slice(0, win), x=slice(0, win)).load(), feats, norm))
             net = copy.deepcopy(module).cuda().eval()
             for bs in (4, 16):
                 xb = x[None].repeat(bs, 1, 1, 1).cuda()

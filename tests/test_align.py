@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import geoslide
 from geoslide.features.terrain import grid_spacing
 from geoslide.names import input_variables as default_features
-from geoslide.features.align import aligned_features, onehot_groups, output_names, select_features
+from geoslide.features.align import aligned_features, output_names, select_features
 from geoslide.features.rings import align_numpy, ring_offsets
 from geoslide.features.kernels.ring import onehot_codes
 from geoslide.errors import CRSError, DistanceError, FeatureMismatchError
@@ -149,11 +149,15 @@ def test_dataset_api_keeps_grid_and_is_lazy_with_dask(kashmir):
     ds = kashmir.isel(y=slice(0, 200), x=slice(0, 150))
     feats = ["slope", "elevation", "geology_3"]
     eager = aligned_features(ds, (30, 100), feats)
-    # the float layers as ever; geology_3_up30 is virtual, from the class codes geology_up30
+    # the float layers as ever, gathered through the winners (what a store keeps);
+    # geology_3_up30 is virtual, from the gathered class codes geology_up30
     codes = ["geology_up30", "geology_up100"]
-    assert [v for v in eager.data_vars if v not in codes] == output_names((30, 100), feats)
+    winners = ["winner_up30", "winner_up100"]
+    assert [v for v in eager.data_vars if v not in codes + winners] == \
+        output_names((30, 100), feats)
     assert all(eager[c].dtype == np.int16 for c in codes)
-    eager = eager.drop_vars(codes)
+    assert all(eager[w].dtype == np.uint8 for w in winners)   # rings of < 255 cells
+    eager = eager.drop_vars(codes + winners)
     assert list(eager.data_vars)[:5] == ["slope_up30", "elevation_up30", "geology_3_up30",
                                          "dz_up30", "azimuth_up30"]
     assert eager.rio.crs == ds.rio.crs
@@ -182,6 +186,18 @@ def test_default_features_are_inputs_without_label(kashmir):
 
 
 # --------------------------------------------------------------------------- one-hot groups
+def onehot_groups(ds, features):
+    """Indices in ``features`` of each categorical raster's one-hot layers (groups of two or
+    more), as the kernel's ``onehot`` argument takes them."""
+    raster_of = {f"{r}_{c}": r for r, codes in ds.attrs["geoslide:categorical"].items()
+                 for c in codes}
+    groups = {}
+    for i, f in enumerate(features):
+        if f in raster_of:
+            groups.setdefault(raster_of[f], []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
 def _kashmir_onehot(kashmir, ys=slice(250, 400), xs=slice(150, 330)):
     win = kashmir.isel(y=ys, x=xs)
     names = default_features(win)
@@ -208,16 +224,10 @@ def test_onehot_groups_gathered_as_codes_equal_layer_by_layer(kashmir):
     assert np.nanmax(plain[:, g]) == 1.0                  # the layers really vary
 
 
-def test_onehot_groups_dask_equals_numpy_and_dataset_api_uses_them(kashmir, monkeypatch):
+def test_dataset_api_equals_the_kernel_on_both_layouts(kashmir, monkeypatch):
+    """Gathered through the winners, the Dataset API's outputs (numpy and dask, class codes
+    and the one-hot-only layout) equal the kernel gathering every layer itself."""
     win, names, z, feats = _kashmir_onehot(kashmir, slice(0, 130), slice(0, 110))
-    eager = aligned_features(win, (30, 100), names)
-    lazy = aligned_features(win, (30, 100), names, chunks={"y": 37, "x": 50})
-    plain = align_numpy(z, feats, [30, 100], grid_spacing(win))
-    for i, d in enumerate((30, 100)):
-        for c, n in enumerate(names):
-            np.testing.assert_array_equal(eager[f"{n}_up{d}"].values, plain[i, c], err_msg=n)
-            np.testing.assert_array_equal(lazy[f"{n}_up{d}"].values, plain[i, c], err_msg=n)
-    # the codes are really what the kernel gathers: count the calls
     import geoslide.features.rings as align_mod
     calls = []
     real = align_mod.onehot_codes
@@ -227,13 +237,20 @@ def test_onehot_groups_dask_equals_numpy_and_dataset_api_uses_them(kashmir, monk
         return real(layers, code, r0, r1)
 
     monkeypatch.setattr(align_mod, "onehot_codes", counting)
-    aligned_features(win, (30,), names)
-    assert calls == []  # stored class codes: gathered as they are, no codes built from layers
     old = win.drop_vars(["geology", "landcover"]).copy(deep=True)  # the one-hot-only layout
     for n in names:
         old[n].attrs.pop("geoslide:virtual", None)
-    aligned_features(old, (30,), names)
-    assert sorted(set(calls)) == sorted(len(g) for g in onehot_groups(win, names))
+    eager = aligned_features(win, (30, 100), names)
+    lazy = aligned_features(win, (30, 100), names, chunks={"y": 37, "x": 50})
+    eager_old = aligned_features(old, (30, 100), names)
+    lazy_old = aligned_features(old, (30, 100), names, chunks={"y": 37, "x": 50})
+    assert "geology_up30" in eager and "geology_up30" not in eager_old
+    assert calls == []  # the kernel only picks winners: no codes built from layers
+    plain = align_numpy(z, feats, [30, 100], grid_spacing(win))
+    for i, d in enumerate((30, 100)):
+        for c, n in enumerate(names + ["dz", "azimuth"]):
+            for got in (eager, lazy, eager_old, lazy_old):
+                np.testing.assert_array_equal(got[f"{n}_up{d}"].values, plain[i, c], err_msg=n)
 
 
 def test_onehot_codes_and_fallback_when_not_one_hot(kashmir):
@@ -414,7 +431,8 @@ def test_cli_features_writes_store_equal_to_numpy(kashmir, tmp_path, capsys):
     to_zarr(kashmir.isel(y=slice(0, 96), x=slice(0, 80)), path, chunks=48)
     assert main(["features", str(path), "--distances", "30", "100",
                  "--features", "slope", "geology_3", "--scheduler", "threads"]) == 0
-    assert "wrote 8 variables" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "wrote 2 variables" in out and "which give 10 aligned variables" in out  # codes too
     ds = open_zarr(path)
     ref = aligned_features(ds.load(), (30, 100), ["slope", "geology_3"])
     for v in ref.data_vars:

@@ -15,6 +15,7 @@ from geoslide.errors import IncompleteStoreError
 from geoslide.store import incomplete, open_zarr, to_zarr, write_variables
 from geoslide.store.attrs import update_attrs
 from geoslide.store.classes import CLASSES_ATTR, VIRTUAL_ATTR, compact, expand, is_codes
+from geoslide.store.winners import GATHERED_ATTR
 
 DISTANCES = (30, 100, 300)
 WINDOW = dict(y=slice(250, 530), x=slice(546, 826))  # holds geology class 10 (y 273..428)
@@ -36,6 +37,18 @@ def old_layout(ds):
             out[v] = out[v].copy(data=np.array(out[v].values))
             del out[v].attrs[VIRTUAL_ATTR]
     assert not any(VIRTUAL_ATTR in out[v].attrs for v in out.data_vars)
+    return out
+
+
+def values_layout(al):
+    """Aligned features ``al`` in the layout before winner variables: every aligned
+    variable a plain array (no winner variable, nothing gathered when read)."""
+    from geoslide.store.winners import GATHERED_ATTR, is_winner
+
+    out = al.drop_vars([v for v in al.data_vars if is_winner(al[v])])
+    for v in out.data_vars:
+        out[v] = out[v].copy(data=np.array(out[v].values))
+        out[v].attrs.pop(GATHERED_ATTR, None)
     return out
 
 
@@ -147,7 +160,7 @@ def stores(holed, tmp_path_factory):
     win = holed.isel(**WINDOW)
     assert (win["geology"].values == -1).sum() > 1000
     old_ds = old_layout(win)
-    ref = aligned_features(old_ds, DISTANCES, threads=1)        # numpy, one-hot layers
+    ref = values_layout(aligned_features(old_ds, DISTANCES, threads=1))  # numpy, one-hot
     assert not any(is_codes(ref[v]) for v in ref.data_vars)
     new, old = root / "new.zarr", root / "old.zarr"
     to_zarr(win, new, chunks=128)
@@ -161,51 +174,57 @@ def test_aligned_codes_written_and_read_back_equal_the_one_hot_layout(stores):
     new, ref = stores["new"], stores["ref"]
     cats = stores["win"].attrs["geoslide:categorical"]
     on_disk = arrays(new)
-    codes = {f"{r}_up{d}" for r in cats for d in DISTANCES}
-    assert codes <= set(on_disk) and all(on_disk[c] == np.int16 for c in codes)
-    assert not any(v.startswith(("geology_", "landcover_")) and v not in codes
-                   for v in on_disk)  # no one-hot array on disk
+    winners = {f"winner_up{d}" for d in DISTANCES}
+    assert winners <= set(on_disk) and all(on_disk[w] == np.uint8 for w in winners)
+    assert not any(v.startswith(("geology_", "landcover_")) for v in on_disk)  # no one-hot
+    assert not any("_up" in v for v in set(on_disk) - winners)   # nor any aligned array
     ds = open_zarr(new)
     hole = ds["geology_up100"].values == -1   # the ring's winner fell on no data, or none won
     assert hole.sum() > 1000 and np.isnan(ref["geology_2_up100"].values[hole]).all()
     for v in ref.data_vars:
         np.testing.assert_array_equal(bits(ds[v].values), bits(ref[v].values), err_msg=v)
-        got = {k: a for k, a in ds[v].attrs.items() if k not in (VIRTUAL_ATTR, "grid_mapping")}
+        got = {k: a for k, a in ds[v].attrs.items()
+               if k not in (VIRTUAL_ATTR, GATHERED_ATTR, "grid_mapping")}
         want = {k: a for k, a in ref[v].attrs.items() if k != "grid_mapping"}
         assert got == want, v
     n_classes = sum(len(c) for c in cats.values())
     before, after = bytes_per_pixel(stores["old"]), bytes_per_pixel(new)
     print(f"\nKashmir store (geology class {HOLE} as no data: {n_classes} classes) with aligned "
-          f"features at {DISTANCES} m: {before} B/px one-hot, {after} B/px class codes")
-    per_d_old, per_d_new = 4 * (2 + n_classes + 2), 4 * 4 + 2 * 2
+          f"features at {DISTANCES} m: {before} B/px one-hot, {after} B/px class codes and "
+          f"winners")
+    per_d_old, per_d_new = 4 * (2 + n_classes + 2), 1
     assert before == 4 * (2 + n_classes) + 1 + 3 * per_d_old
     assert after == 4 * 2 + 2 * 2 + 1 + 3 * per_d_new
 
 
-def test_rerun_on_an_old_store_replaces_its_one_hot_arrays(stores, tmp_path):
+def test_rerun_on_an_old_store_replaces_its_aligned_arrays(stores, tmp_path):
     import shutil
+
+    from geoslide.errors import StoreError
 
     path = tmp_path / "old.zarr"
     shutil.copytree(stores["old"], path)
-    assert "geology_2_up30" in arrays(path)
-    ds = open_zarr(path)   # no code variables: aligned features gathered from the layers
-    write_variables(aligned_features(ds, (30,)), path, progress=False)
-    on_disk = arrays(path)
-    assert "geology_2_up30" in on_disk and "geology_up30" not in on_disk  # old layout kept
-    # as if a write of the one-hot layers had been interrupted
+    assert {"geology_2_up30", "slope_up30", "dz_up30"} <= set(arrays(path))
+    # as if a write of the float layout had been interrupted
     update_attrs(path, **{"geoslide:incomplete": ["geology_2_up30"]})
     with pytest.raises(IncompleteStoreError, match="geology_2_up30"):
         open_zarr(path)
-    # a Dataset with codes written into it: the stale one-hot arrays go, the codes come
-    write_variables(aligned_features(open_zarr(stores["new"]), (30,)), path, progress=False)
+    ds = open_zarr(path, allow_incomplete=True)   # no code variables: gathered from layers
+    write_variables(aligned_features(ds, (30,)), path, progress=False)
     assert incomplete(path) == []
     on_disk = arrays(path)
-    assert on_disk["geology_up30"] == np.int16 and "geology_2_up30" not in on_disk
+    assert on_disk["winner_up30"] == np.uint8
+    assert not {"geology_2_up30", "slope_up30", "dz_up30", "azimuth_up30"} & set(on_disk)
     assert "geology_2_up100" in on_disk  # other distances untouched
     ds = open_zarr(path)
     for v in stores["ref"].data_vars:
         np.testing.assert_array_equal(bits(ds[v].values), bits(stores["ref"][v].values),
                                       err_msg=v)
+    # winners gathering from class codes this store does not hold: refused, store unchanged
+    with pytest.raises(StoreError, match="'geology'.*lacks"):
+        write_variables(aligned_features(open_zarr(stores["new"]), (100,)), path,
+                        progress=False)
+    assert arrays(path) == on_disk and incomplete(path) == []
 
 
 def test_network_input_and_predictions_equal_on_both_layouts(stores, one_torch_thread):

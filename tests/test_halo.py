@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoslide.features.rings import _min_chunks
+from geoslide.parallel.chunking import merge_thin
 from geoslide.errors import ChunkingError
 from geoslide.parallel.halo import PREFIX, map_halo
 
@@ -48,7 +48,7 @@ def cases(draw):
     def chunks(n: int, depth: int) -> tuple[int, ...]:
         cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=6))) if n > 1 else []
         # blocks thinner than the halo merged, as align_dask does before map_halo
-        return _min_chunks(tuple(np.diff([0, *cuts, n]).tolist()), depth)
+        return merge_thin(tuple(np.diff([0, *cuts, n]).tolist()), depth)
 
     return h, w, hy, hx, chunks(h, hy), chunks(w, hx), draw(st.integers(1, 3)), draw(
         st.sampled_from([np.nan, 0.0, -2.5]))

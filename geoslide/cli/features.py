@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         names = write_variables(new, args.store, progress=not args.quiet).variables
     if not args.quiet:
         feats = info["features"]
-        print(f"wrote {len(names)} variables to {args.store}: {len(feats)} features x "
+        n = len([v for v in new.data_vars if v not in names])
+        print(f"wrote {len(names)} variables to {args.store} ({', '.join(names)}: each pixel's "
+              f"winning ring cell), which give {n} aligned variables: {len(feats)} features x "
               f"{len(args.distances)} distances {list(args.distances)} m, plus dz_up<d> and "
               f"azimuth_up<d>", file=sys.stdout)
         left = incomplete(args.store)

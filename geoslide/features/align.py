@@ -13,14 +13,15 @@ import numpy as np
 import xarray as xr
 
 from geoslide.errors import FeatureMismatchError
-from geoslide.features.rings import align_dask, align_numpy, check_distances
+from geoslide.features.rings import (align_dask, check_distances, ring_azimuths, ring_offsets,
+                                     ring_winners)
 from geoslide.features.terrain import grid_spacing
-from geoslide.names import aligned_name, ds_attr, input_variables
+from geoslide.names import aligned_name, input_variables
 from geoslide.store.attrs import PROVENANCE_ATTR
-from geoslide.store.classes import (CLASSES_ATTR, NODATA, VIRTUAL_ATTR, aligned_attrs,
-                                    code_variable, expand, is_codes, virtual_names)
+from geoslide.store.classes import VIRTUAL_ATTR, expand, is_codes, virtual_names
+from geoslide.store.winners import WINNER_BASE, expand_gathers, stands_for, winner_variable
 
-__all__ = ["aligned_features", "select_features", "output_names", "onehot_groups"]
+__all__ = ["aligned_features", "select_features", "output_names"]
 
 
 def output_names(distances: Sequence[int], features: Sequence[str]) -> list[str]:
@@ -29,19 +30,6 @@ def output_names(distances: Sequence[int], features: Sequence[str]) -> list[str]
     for d in check_distances(distances):
         names += [aligned_name(b, d) for b in [*features, "dz", "azimuth"]]
     return names
-
-
-def onehot_groups(ds: xr.Dataset, features: Sequence[str]) -> list[list[int]]:
-    """Indices in ``features`` of the one-hot layers of each categorical raster named in
-    ``ds.attrs["geoslide:categorical"]`` (``{raster: [codes]}``, layers ``<raster>_<code>``),
-    for groups of two layers or more: each is gathered once as a class code."""
-    cat = ds_attr(ds, "geoslide:categorical") or {}
-    raster_of = {f"{r}_{c}": r for r, codes in dict(cat).items() for c in codes}
-    groups: dict[str, list[int]] = {}
-    for i, f in enumerate(features):
-        if f in raster_of:
-            groups.setdefault(raster_of[f], []).append(i)
-    return [g for g in groups.values() if len(g) > 1]
 
 
 def _is_dask(a: Any) -> bool:
@@ -56,18 +44,22 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
 
     ``features``: variables to gather (default :func:`geoslide.names.input_variables`: the registered inputs); ``elevation``: the
     DEM variable (metres) that picks the winner. Returns a Dataset on ``ds``'s grid (coords
-    and CRS kept, ``ds.attrs`` kept plus ``geoslide:aligned``) with, per distance ``d``,
+    and CRS kept, ``ds.attrs`` kept plus ``geoslide:aligned``) with, per distance ``d``, the
+    winner variable ``winner_up<d>`` (what a store keeps: the winning ring cell's index, one
+    or two bytes per pixel, see :mod:`geoslide.store.winners`) and, gathered through it,
     ``<f>_up<d>``, ``dz_up<d>`` (m) and ``azimuth_up<d>`` (degrees clockwise from north), all
     float32; a categorical raster's one-hot layers ``<raster>_<code>_up<d>`` are virtual, from
-    its int16 class codes ``<raster>_up<d>`` (see :mod:`geoslide.store.classes`). Lazy (one
-    task per chunk) when the inputs are dask-backed or ``chunks`` is given (``{"y": 1024,
-    "x": 1024}``); otherwise computed now with ``threads`` threads.
+    its int16 class codes ``<raster>_up<d>`` (see :mod:`geoslide.store.classes`). The winners
+    are computed lazily (one task per chunk) when the inputs are dask-backed or ``chunks`` is
+    given (``{"y": 1024, "x": 1024}``), otherwise now with ``threads`` threads; the gathered
+    variables are lazy when the winners are.
 
     >>> import geoslide
     >>> ds = geoslide.prepare.datasets.load("kashmir")                 # doctest: +SKIP
     >>> al = geoslide.aligned_features(ds, (30, 100), ["slope"])  # doctest: +SKIP
     >>> sorted(al.data_vars)                                   # doctest: +SKIP
-    ['azimuth_up100', 'azimuth_up30', 'dz_up100', 'dz_up30', 'slope_up100', 'slope_up30']
+    ['azimuth_up100', 'azimuth_up30', 'dz_up100', 'dz_up30', 'slope_up100', 'slope_up30',
+     'winner_up100', 'winner_up30']
     """
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"expected an xarray.Dataset, found {type(ds).__name__}; "
@@ -90,69 +82,37 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
             raise FeatureMismatchError(
                 f"expected variable {v!r} with dims ('y', 'x'), found {ds[v].dims}")
     res = grid_spacing(ds)
-    # virtual one-hot layers: their code variable is gathered once, as a plain feature
+    # a categorical raster's one-hot layers are gathered once, through its class codes
     coded = _coded(ds, feats)
-    plain = [f for f in feats if f not in {g for fs in coded.values() for g in fs}]
-    groups = onehot_groups(ds, plain)
-    sub = ds[[elevation] + plain + list(coded)].transpose("y", "x")
-    for cv in coded:  # the codes as floats, NaN where no data (never a winner's class)
-        sub[cv] = sub[cv].astype(np.float32).where(sub[cv] != NODATA)
-    items = plain + list(coded)
+    code_of = {f: cv for cv, fs in coded.items() for f in fs}
+    sources = list(dict.fromkeys(code_of.get(f, f) for f in feats))
+    sub = ds[list(dict.fromkeys([elevation] + sources))].transpose("y", "x")
     if chunks is not None:
         sub = sub.chunk(dict(chunks))
-    lazy = any(_is_dask(sub[v].data) for v in sub.data_vars)
-    ni = len(items)
-    if lazy:
-        ref = next(sub[v] for v in [elevation] + items if _is_dask(sub[v].data))
-        sub = sub.chunk({"y": ref.chunks[0], "x": ref.chunks[1]})
-        data = align_dask(sub[elevation].data, [sub[f].data for f in items], dists, res,
-                          onehot=groups)
-        layers = [data[c] for c in range(data.shape[0])]
+    dask_ref = next((sub[v] for v in sub.data_vars if _is_dask(sub[v].data)), None)
+    z = sub[elevation]
+    if dask_ref is not None:
+        z = z.chunk({"y": dask_ref.chunks[0], "x": dask_ref.chunks[1]})
+        index = align_dask(z.data, [], dists, res, winners=True)
     else:
-        arr = align_numpy(np.asarray(sub[elevation].values), [sub[f].values for f in items],
-                          dists, res, threads=threads, onehot=groups)
-        layers = [arr[i, c] for i in range(len(dists)) for c in range(ni + 2)]
+        index = ring_winners(np.asarray(z.values), dists, res, threads=threads)
     coords = {k: v for k, v in ds[elevation].coords.items()}
-    out = xr.Dataset(attrs=dict(ds.attrs))
+    out = xr.Dataset(coords=coords, attrs=dict(ds.attrs))
     out.attrs["geoslide:aligned"] = {"distances": dists, "features": feats,
                                      "elevation": elevation}
     prov = _provenance(dists, feats, elevation,
                        features is not None and feats != input_variables(ds))
-    i = 0
-    for d in dists:
-        for f in items:
-            attrs = aligned_attrs(f, d)
-            if f in coded:
-                raster = str(ds[f].attrs[CLASSES_ATTR])
-                codes = [int(ds[g].attrs["geoslide:code"]) for g in coded[f]]
-                gathered = xr.DataArray(layers[i], dims=("y", "x"), coords=coords)
-                attrs["long_name"] = f"{raster} class code at the highest cell of the ring " \
-                                     f"at {d} m ({NODATA}: no data)"
-                out[aligned_name(raster, d)] = code_variable(
-                    gathered, raster, codes, {**attrs, PROVENANCE_ATTR: prov})
-            else:
-                if "units" in ds[f].attrs:
-                    attrs["units"] = ds[f].attrs["units"]
-                out[aligned_name(f, d)] = xr.DataArray(layers[i], dims=("y", "x"),
-                                                       coords=coords, attrs=attrs)
-            i += 1
-        dz, az = aligned_name("dz", d), aligned_name("azimuth", d)
-        out[dz] = xr.DataArray(layers[i], dims=("y", "x"), coords=coords, attrs={
-            "long_name": f"elevation of the highest cell of the ring at {d} m minus the centre",
-            "units": "m", "distance_m": d})
-        out[az] = xr.DataArray(layers[i + 1], dims=("y", "x"), coords=coords, attrs={
-            "long_name": f"azimuth of the highest cell of the ring at {d} m, clockwise from north",
-            "units": "degrees", "distance_m": d})
-        i += 2
-    for v in out.data_vars:
-        out[v].attrs[PROVENANCE_ATTR] = prov
-    # today's order (output_names), each code variable just before its first one-hot layer
-    code_of = {f: str(ds[cv].attrs[CLASSES_ATTR]) for cv, fs in coded.items() for f in fs}
-    order = [aligned_name(code_of[b], d) if b in code_of else None for d in dists
-             for b in [*feats, "dz", "azimuth"]]
-    order = list(dict.fromkeys(o for pair in zip(order, output_names(dists, feats))
-                               for o in pair if o is not None))
-    return expand(out)[order]
+    codes = {cv: [int(ds[g].attrs["geoslide:code"]) for g in fs] for cv, fs in coded.items()}
+    for i, d in enumerate(dists):
+        off = ring_offsets(d, res)
+        ring = {"dy": off[:, 0], "dx": off[:, 1],
+                "azimuth": ring_azimuths(off, res).astype(np.float32)}
+        idx = xr.DataArray(index[i], dims=("y", "x"), coords=coords)
+        out[aligned_name(WINNER_BASE, d)] = winner_variable(
+            idx, d, ring, elevation, sources, codes, {PROVENANCE_ATTR: prov})
+    keep = set(map(str, out.data_vars)) | set(stands_for(out))
+    full = expand(expand_gathers(out.assign({v: sub[v] for v in sub.data_vars})))
+    return full[[v for v in full.data_vars if v in keep]]
 
 
 def _coded(ds: xr.Dataset, feats: Sequence[str]) -> dict[str, list[str]]:

@@ -40,10 +40,12 @@ from typing import Any
 import numpy as np
 
 from geoslide.errors import DistanceError, FeatureMismatchError
+from geoslide.parallel.chunking import merge_thin
 from geoslide.parallel.halo import map_halo
-from geoslide.features.kernels.ring import aligned_rows, onehot_codes
+from geoslide.features.kernels.ring import NO_WINNER, aligned_rows, onehot_codes
 
-__all__ = ["ring_offsets", "ring_azimuths", "check_distances", "align_numpy", "align_dask"]
+__all__ = ["ring_offsets", "ring_azimuths", "check_distances", "align_numpy", "align_dask",
+           "ring_winners", "NO_WINNER"]
 
 _ROWS_PER_TASK = 32
 
@@ -146,7 +148,8 @@ def _elev_dtype(dtype: np.dtype) -> np.dtype:
 def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarray,
                 distances: Sequence[int], res_m: float | tuple[float, float], *,
                 threads: int | None = None, out: np.ndarray | None = None,
-                onehot: Sequence[Sequence[int]] = ()) -> np.ndarray:
+                onehot: Sequence[Sequence[int]] = (),
+                winners: np.ndarray | None = None) -> np.ndarray:
     """Numpy entry point: aligned features of 2-D arrays.
 
     ``elevation`` (metres, NaN missing) and each of ``features`` share one ``(H, W)`` grid of
@@ -157,7 +160,9 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
     ``onehot``: groups of feature indices that are one-hot layers of one categorical raster
     (0/1, NaN together); each group is gathered once as a class code and expanded, which
     gives the same result as gathering every layer (a group that is not one-hot everywhere
-    is gathered layer by layer).
+    is gathered layer by layer). ``winners``: an optional C-contiguous uint16 array
+    ``(n_dist, H, W)`` to fill with each winner's index in its ring (:func:`ring_offsets`
+    order; :data:`NO_WINNER` where there is none).
     """
     res = _res_pair(res_m)
     rings = _Rings(check_distances(distances), res)
@@ -188,9 +193,28 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
 
         items, layout = _gather_items(feats, _check_groups(onehot, nf), run)
         args = (E, items, rings.ry, rings.rx, rings.ry, rings.rx, h, w, rings.dy, rings.dx,
-                rings.start, rings.az) + layout + (out,)
+                rings.start, rings.az) + layout + (out, _winners_out(winners, (rings.n, h, w)))
         run(lambda r0, r1: aligned_rows(*args, r0, r1, 0))
     return out
+
+
+def _winners_out(winners: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
+    if winners is None:
+        return np.empty((0, 0, 0), dtype=np.uint16)
+    if winners.shape != shape or winners.dtype != np.uint16 or not winners.flags.c_contiguous:
+        raise ValueError(f"expected winners as a C-contiguous uint16 array of shape {shape}, "
+                         f"found {winners.dtype} {winners.shape}")
+    return winners
+
+
+def ring_winners(elevation: np.ndarray, distances: Sequence[int],
+                 res_m: float | tuple[float, float], *, threads: int | None = None) -> np.ndarray:
+    """uint16 ``(n_dist, H, W)``: per looking distance, the index in :func:`ring_offsets` of
+    each pixel's winner (the highest valid cell of its ring), :data:`NO_WINNER` where none."""
+    z = np.asarray(elevation)
+    win = np.empty((len(check_distances(distances)),) + z.shape, dtype=np.uint16)
+    align_numpy(z, [], distances, res_m, threads=threads, winners=win)
+    return win
 
 
 def _check_groups(onehot: Sequence[Sequence[int]], nf: int) -> list[list[int]]:
@@ -271,8 +295,10 @@ _F32_2D = _f32_2d()
 
 
 def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.ndarray,
-                 start: np.ndarray, az: np.ndarray, onehot: tuple = ()) -> np.ndarray:
-    """One dask block (channels: elevation then features, with a halo of ry / rx)."""
+                 start: np.ndarray, az: np.ndarray, onehot: tuple = (),
+                 winners: bool = False) -> np.ndarray:
+    """One dask block (channels: elevation then features, with a halo of ry / rx); with
+    ``winners``, the uint16 winner indices ``(n_dist, h, w)`` instead."""
     z = block[0]
     E = np.where(np.isnan(z), -np.inf, z)
     if block.dtype != np.float32:
@@ -285,28 +311,15 @@ def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.nda
     out = np.empty((nd * (nf + 2), h, w), dtype=np.float32)
     items, layout = _gather_items(feats, _check_groups(onehot, nf),
                                   lambda fn: [fn(0, z.shape[0])])
+    win = np.empty((nd, h, w) if winners else (0, 0, 0), dtype=np.uint16)
     aligned_rows(E, items, 0, 0, ry, rx, h, w, dy, dx, start, az, *layout,
-                 out.reshape(nd, nf + 2, h, w), 0, h, 0)
-    return out
-
-
-def _min_chunks(chunks: tuple[int, ...], depth: int) -> tuple[int, ...]:
-    """Merge chunks thinner than ``depth`` into a neighbour (the total is kept)."""
-    out: list[int] = []
-    for c in chunks:
-        if out and out[-1] < depth:
-            out[-1] += c
-        else:
-            out.append(c)
-    if len(out) > 1 and out[-1] < depth:
-        last = out.pop()
-        out[-1] += last
-    return tuple(out)
+                 out.reshape(nd, nf + 2, h, w), win, 0, h, 0)
+    return win if winners else out
 
 
 def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int],
                res_m: float | tuple[float, float], *,
-               onehot: Sequence[Sequence[int]] = ()) -> Any:
+               onehot: Sequence[Sequence[int]] = (), winners: bool = False) -> Any:
     """Dask entry point: lazy float32 ``(n_dist * (F + 2), H, W)`` array, channel
     ``d * (F + 2) + c`` as in :func:`align_numpy` (``onehot`` too). Inputs: 2-D dask arrays
     on one chunking.
@@ -316,7 +329,8 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     kernel on the chunk's core only. Chunks thinner than the
     halo are merged with a neighbour for the computation (fewer, larger halo reads) and the
     result is rechunked back to the input's chunks: any chunking gives exactly
-    :func:`align_numpy`'s result.
+    :func:`align_numpy`'s result. ``winners``: the lazy uint16 ``(n_dist, H, W)`` array of
+    :func:`ring_winners` instead (give no features).
     """
     import dask.array as da
 
@@ -325,19 +339,20 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     dt = _elev_dtype(elevation.dtype)
     feats = list(features)
     nf = len(feats)
-    nout = rings.n * (nf + 2)
+    nout = rings.n if winners else rings.n * (nf + 2)
     orig = tuple(elevation.chunks)
-    want = (_min_chunks(orig[0], rings.ry), _min_chunks(orig[1], rings.rx))
+    want = (merge_thin(orig[0], rings.ry), merge_thin(orig[1], rings.rx))
     layers = [a.rechunk(want) if a.chunks != want else a
               for a in [elevation.astype(dt)] + [f.astype(dt) for f in feats]]
     stack = da.stack(layers, axis=0).rechunk({0: -1})
     ry, rx = rings.ry, rings.rx
     kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az,
-              onehot=tuple(tuple(g) for g in _check_groups(onehot, nf)))
+              onehot=tuple(tuple(g) for g in _check_groups(onehot, nf)), winners=winners)
     # one task per block with its halo from the neighbours' border strips (geoslide.parallel.halo):
     # no block waits in memory for its neighbours
     out = map_halo(_align_block, stack, (ry, rx), fill=np.nan,
-                   chunks=((nout,),) + tuple(want), dtype=np.float32, name="aligned-features",
+                   chunks=((nout,),) + tuple(want), dtype=np.uint16 if winners else np.float32,
+                   name="ring-winners" if winners else "aligned-features",
                    **kw)
     if want != tuple(orig):
         out = out.rechunk(((nout,),) + tuple(orig))

@@ -105,9 +105,11 @@ def to_input_array(
     ds: xr.Dataset,
     feature_names: Sequence[str],
     normalization: dict[str, Any] | None = None,
+    fill: float | None = 0.0,
 ) -> np.ndarray:
     """float32 ``(C, H, W)``: each feature standardised with ``normalization`` (identity for
-    a feature it does not list, or when it is None), NaN -> 0 (the training mean)."""
+    a feature it does not list, or when it is None), NaN and infinities -> ``fill`` (0, the
+    training mean; None keeps them)."""
     check_features(ds, feature_names)
     h, w = int(ds.sizes["y"]), int(ds.sizes["x"])
     out = np.empty((len(feature_names), h, w), dtype=np.float32)
@@ -117,7 +119,8 @@ def to_input_array(
         if f in norm:
             mean, std = (float(v) for v in norm[f])
             arr = (arr - np.float32(mean)) / np.float32(std)
-        out[i] = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        out[i] = arr if fill is None else np.nan_to_num(arr, nan=fill, posinf=fill,
+                                                         neginf=fill)
     return out
 
 

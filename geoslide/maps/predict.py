@@ -31,6 +31,7 @@ import xarray as xr
 from geoslide.errors import FeatureMismatchError
 from geoslide.names import label_name
 from geoslide.learn.modelfile import model_token
+from geoslide.maps.leaves import Leaves, leaves, region_inputs
 from geoslide.parallel.chunking import round_up
 from geoslide.parallel.compute import compute_array
 from geoslide.parallel.devices import resolve_device
@@ -140,70 +141,27 @@ class _Runner:
 
 
 # --------------------------------------------------------------------------- inputs
-def _feature_array(ds: xr.Dataset, name: str) -> Any:
-    if name not in ds:
-        raise FeatureMismatchError(
-            f"the model needs variable {name!r} but the Dataset lacks it; found "
-            f"{sorted(ds.data_vars)}. Compute it first (e.g. `geoslide features STORE` for "
-            f"aligned features) or predict on the Dataset the model was trained on."
-        )
-    da_ = ds[name]
-    if da_.dims != ("y", "x"):
-        da_ = da_.transpose("y", "x")
-    return da_.data
-
-
-def _lazy(arr: Any) -> Any:
+def _leaf_stack(ds: xr.Dataset, spec: Leaves) -> Any:
+    """Lazy ``(L, H, W)`` stack of the leaves (:mod:`geoslide.maps.leaves`), ``spec.stack_dtype``."""
     import dask.array as da
-
-    return arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr), chunks=-1)
-
-
-def input_stack(ds: xr.Dataset, feature_names: Sequence[str], normalization: dict,
-                fill: float | None = 0.0) -> Any:
-    """Lazy (C, H, W) float32 dask array of the model inputs.
-
-    The lazy twin of :func:`geoslide.learn.inputs.to_input_array`: ``"<var>@sin"`` / ``"<var>@cos"``
-    read the sine / cosine of an angle in degrees; features listed in ``normalization`` become
-    ``(x - mean) / std``; NaN and infinities become ``fill`` (0, the training mean; ``None``
-    keeps them, for :func:`predict`, which masks and fills them inside its region task).
-    """
-    import dask.array as da
-
-    from geoslide.names import base_variable
 
     layers = []
-    for name in feature_names:
-        arr = _lazy(_feature_array(ds, base_variable(name))).astype(np.float32)
-        if name.endswith("@sin"):
-            arr = da.sin(da.deg2rad(arr)).astype(np.float32)
-        elif name.endswith("@cos"):
-            arr = da.cos(da.deg2rad(arr)).astype(np.float32)
-        if name in normalization:
-            mean, std = (float(v) for v in normalization[name])
-            arr = (arr - np.float32(mean)) / np.float32(std)
-        if fill is not None:
-            arr = da.where(da.isfinite(arr), arr, np.float32(fill)).astype(np.float32)
-        layers.append(arr)
+    for name in spec.names:
+        arr = ds[name].transpose("y", "x").data
+        arr = arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr), chunks=-1)
+        layers.append(arr.astype(spec.stack_dtype))
     return da.stack(layers, axis=0)
 
 
-def valid_mask(ds: xr.Dataset, feature_names: Sequence[str], label: str | None = None,
-               mask_label: bool = True) -> Any:
-    """Lazy (H, W) bool dask array: True where every feature is finite (and, with
-    ``mask_label``, the label is not -1)."""
-    import dask.array as da
-
+def _check_inputs(ds: xr.Dataset, features: Sequence[str]) -> None:
     from geoslide.names import base_variable
 
-    ok = None
-    for var in dict.fromkeys(base_variable(f) for f in feature_names):
-        good = da.isfinite(_lazy(_feature_array(ds, var)))
-        ok = good if ok is None else ok & good
-    label = label or label_name(ds)
-    if mask_label and label in ds:
-        ok = ok & (_lazy(_feature_array(ds, label)) != -1)
-    return ok
+    for name in dict.fromkeys(base_variable(f) for f in features):
+        if name not in ds:
+            raise FeatureMismatchError(
+                f"the model needs variable {name!r} but the Dataset lacks it; found "
+                f"{sorted(ds.data_vars)}. Compute it first (e.g. `geoslide features STORE` "
+                f"for aligned features) or predict on the Dataset the model was trained on.")
 
 
 def _region_chunks(n: int, region: int, halo: int) -> tuple[int, ...]:
@@ -217,6 +175,13 @@ def _region_chunks(n: int, region: int, halo: int) -> tuple[int, ...]:
         else:
             sizes.append(rest)
     return tuple(sizes) or (n,)
+
+
+def _leaf_region(block: np.ndarray, runner: _Runner, *, spec: Leaves, features: list[str],
+                 normalization: dict, **kwargs: Any) -> np.ndarray:
+    """Probabilities of one region from a window of its leaves (halo plus ring radius)."""
+    return _predict_region(region_inputs(block, spec, features, normalization), runner,
+                           **kwargs)
 
 
 def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
@@ -322,36 +287,40 @@ def predict(
         raise ValueError(f"core and batch_size must be positive; found core={core}, "
                          f"batch_size={batch_size}")
 
-    stack = input_stack(ds, features, normalization, fill=None)  # masked in _predict_region
-    from geoslide.names import base_variable
-
-    variables = list(dict.fromkeys(base_variable(f) for f in features))
-    lazy_input = any(isinstance(ds[v].data, da.Array) for v in variables)
-    first = ds[variables[0]].transpose("y", "x")
+    _check_inputs(ds, features)
+    spec = leaves(ds, features)  # the stored variables the inputs are computed from
+    stack = _leaf_stack(ds, spec)
+    depth = (halo + spec.ring[0], halo + spec.ring[1])
+    lazy_input = any(isinstance(ds[v].data, da.Array) for v in spec.names)
+    first = ds[spec.names[0]].transpose("y", "x")
     if region is None:
         region = (max(first.chunks[0]) if lazy_input and first.chunks else DEFAULT_REGION)
-    region = round_up(max(region, core, halo), core)  # dask overlap needs blocks >= halo
+    region = round_up(max(region, core, *depth), core)  # halo exchange needs blocks >= depth
     _, height, width = stack.shape
-    stack = stack.rechunk((len(features), _region_chunks(height, region, halo),
-                           _region_chunks(width, region, halo)))
+    ychunks, xchunks = _region_chunks(height, region, depth[0]), _region_chunks(width, region,
+                                                                                depth[1])
+    stack = stack.rechunk((len(spec.names), ychunks, xchunks))
     token = model_token(trained.module)
     runner = _Runner(trained.module, str(resolve_device(device)), spread=spread)
     tag = "-spread" if spread else ""
     runner_d = dask.delayed(runner, name=f"geoslide-model-{token}{tag}", pure=True)
-    chunks = ((2,),) * spread + (_region_chunks(height, region, halo),
-                                 _region_chunks(width, region, halo))
-    kwargs = dict(core=core, halo=halo, batch_size=batch_size)
-    key = f"geoslide-predict{tag}-" + tokenize(stack.name, token, core, halo, batch_size)
-    if halo:  # each region with its halo from the neighbours' border strips (geoslide.parallel.halo)
-        probs = map_halo(_predict_region, stack, (halo, halo), runner_d, fill=0.0,
+    chunks = ((2,),) * spread + (ychunks, xchunks)
+    kwargs = dict(core=core, halo=halo, batch_size=batch_size, spec=spec, features=features,
+                  normalization=normalization)
+    key = f"geoslide-predict{tag}-" + tokenize(stack.name, token, core, halo, batch_size,
+                                               features, normalization)
+    if max(depth):  # each region with its halo from the neighbours' border strips
+        probs = map_halo(_leaf_region, stack, depth, runner_d, fill=np.nan,
                          chunks=chunks, dtype=np.float32, name=key, **kwargs)
     else:
-        probs = da.map_blocks(_predict_region, stack, runner_d, drop_axis=[] if spread else 0,
+        probs = da.map_blocks(_leaf_region, stack, runner_d, drop_axis=[] if spread else 0,
                               chunks=chunks, dtype=np.float32, name=key, **kwargs)
     if mask_label:
         label = label_name(ds)
         if label in ds:
-            ok = (_lazy(_feature_array(ds, label)) != -1).rechunk(probs.chunks[-2:])
+            lab = ds[label].transpose("y", "x").data
+            lab = lab if isinstance(lab, da.Array) else da.from_array(np.asarray(lab))
+            ok = (lab != -1).rechunk(probs.chunks[-2:])
             probs = da.where(ok, probs, np.float32(np.nan)).astype(np.float32)
     if lazy_input and first.chunks:
         probs = probs.rechunk(probs.chunks[:-2] + first.chunks)
@@ -395,4 +364,4 @@ def _provenance(trained: Any, path: str, token: str, name: str, core: int, halo:
             "rerun": cmd}
 
 
-__all__ = ["predict", "input_stack", "valid_mask", "ALIGN"]
+__all__ = ["predict", "ALIGN"]

@@ -150,11 +150,26 @@ def resolve_chunks(
     return sides[0], sides[1]
 
 
+def merge_thin(chunks: Sequence[int], depth: int) -> tuple[int, ...]:
+    """``chunks`` (sizes along one axis) with those thinner than ``depth`` merged into a
+    neighbour, the total kept (a halo exchange needs blocks at least ``depth`` wide)."""
+    out: list[int] = []
+    for c in chunks:
+        if out and out[-1] < depth:
+            out[-1] += c
+        else:
+            out.append(int(c))
+    if len(out) > 1 and out[-1] < depth:
+        last = out.pop()
+        out[-1] += last
+    return tuple(out)
+
+
 def overlap_overhead(chunks: Sequence[int], halo_px: int) -> float:
     """Pixels read per pixel computed with a halo: ``(cy + 2h)(cx + 2h) / (cy cx)``."""
     cy, cx = (int(c) for c in chunks)
     return (cy + 2 * halo_px) * (cx + 2 * halo_px) / (cy * cx)
 
 
-__all__ = ["auto_chunks", "resolve_chunks", "task_budget", "even_side", "parse_bytes",
+__all__ = ["merge_thin", "auto_chunks", "resolve_chunks", "task_budget", "even_side", "parse_bytes",
            "overlap_overhead", "DEFAULT_TARGET_BYTES"]

@@ -47,6 +47,10 @@ from geoslide.errors import ChunkingError
 PREFIX = "geoslide-halo"
 """Name prefix of the region layers built here (a sub-graph holding one is not inlined)."""
 
+CHEAP_PREFIX = "geoslide-gather"
+"""Name prefix of the layers of a cheap halo step (``map_halo(..., cheap=True)``: a gather
+from stored indices): a later halo step may run it again inside its own tasks."""
+
 PRIORITY = 10
 """dask priority of the strips and pieces tasks (higher runs first; unannotated tasks: 0)."""
 
@@ -159,7 +163,7 @@ def check_blocks(chunks: tuple[int, ...], depth: int, axis: str) -> None:
 
 def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fill: float,
              chunks: tuple, dtype: Any, name: str, inline: bool | None = None,
-             **kwargs: Any) -> Any:
+             cheap: bool = False, **kwargs: Any) -> Any:
     """Lazy array whose block ``(i, j)`` is ``func(window, *args, **kwargs)``.
 
     ``stack``: a dask array ``(C, H, W)`` with one block along C and blocks at least
@@ -169,7 +173,10 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
     among them (e.g. a model: one key that every task depends on). ``chunks`` and ``dtype``:
     the output's (``(ychunks, xchunks)``, or ``((n,), ychunks, xchunks)`` with a leading
     channel axis). ``inline``: compute each block inside its strips and region tasks (the
-    default, None, decides per block; see the module docstring).
+    default, None, decides per block; see the module docstring). ``cheap``: ``func`` costs
+    about a read (a gather), so a halo step reading this array may compute its blocks again
+    inside its own tasks instead of keeping them in memory (layers named
+    :data:`CHEAP_PREFIX`).
     """
     import dask
     import dask.array as da
@@ -185,9 +192,10 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
     ny, nx = len(stack.chunks[1]), len(stack.chunks[2])
     graph = dict(stack.__dask_graph__())
     token = tokenize(stack.name, depth, fill, chunks, dtype, name, args, kwargs, inline)
-    strips = f"{PREFIX}-strips-{token}"
-    piece = f"{PREFIX}-piece-{token}"
-    out = f"{PREFIX}-{name}-{token}"
+    prefix = CHEAP_PREFIX if cheap else PREFIX
+    strips = f"{prefix}-strips-{token}"
+    piece = f"{prefix}-piece-{token}"
+    out = f"{prefix}-{name}-{token}"
     dtype = np.dtype(dtype)
     run = partial(_region, depth=(hy, hx), fill=fill, kwargs=kwargs)
     arg_keys = tuple(a.key if hasattr(a, "__dask_graph__") else a for a in args)
@@ -230,4 +238,5 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
                     meta=np.empty((0,) * len(chunks), dtype))
 
 
-__all__ = ["map_halo", "check_blocks", "ancestors", "PREFIX", "PRIORITY", "INLINE_MAX_BYTES"]
+__all__ = ["map_halo", "check_blocks", "ancestors", "PREFIX", "CHEAP_PREFIX", "PRIORITY",
+           "INLINE_MAX_BYTES"]

@@ -20,6 +20,7 @@ from geoslide.errors import IncompleteStoreError, IncompleteVariablesWarning, St
 from geoslide.store.attrs import (FORMAT, FORMAT_ATTR, INCOMPLETE_ATTR, PROVENANCE_ATTR,
                                   check_store, shown)
 from geoslide.store.classes import expand
+from geoslide.store.winners import expand_gathers
 
 
 def provenance(ds: xr.Dataset | None, name: str) -> dict[str, Any]:
@@ -78,7 +79,9 @@ def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool | str | Iterabl
     other unfinished map (``geoslide predict``'s output) is left out with an
     :class:`IncompleteVariablesWarning`, any other unfinished variable raises
     :class:`IncompleteStoreError` naming the command that finishes it. Class-code variables
-    come with their virtual one-hot layers (:func:`geoslide.store.classes.expand`).
+    come with their virtual one-hot layers (:func:`geoslide.store.classes.expand`), winner
+    variables with the aligned variables gathered through them
+    (:func:`geoslide.store.winners.expand_gathers`).
     """
     path = Path(path)
     check_store(path)
@@ -121,5 +124,5 @@ def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool | str | Iterabl
             from affine import Affine  # rasterio's
 
             ds = ds.rio.write_transform(Affine.from_gdal(*[float(v) for v in gt.split()]))
-    return expand(ds)
+    return expand(expand_gathers(ds))
 

@@ -43,6 +43,7 @@ from geoslide.store.attrs import (DEFAULT_CHUNK, INCOMPLETE_ATTR, PROGRESS_GROUP
                                   clean, incomplete, jsonable, quiet, reconsolidate, root,
                                   run_marker, shown)
 from geoslide.store.classes import compact, virtual_names
+from geoslide.store.winners import check_sources, compact_gathers, stands_for
 from geoslide.store.files import store_lock, writing
 from geoslide.store.read import open_zarr, rerun_hint
 
@@ -151,10 +152,11 @@ def _write_region(*blocks: np.ndarray, path: str, names: list[str], attrs: list[
 def _create_targets(ds: xr.Dataset, path: str, group: Any, grid: tuple[int, int],
                     run: Mapping[str, Any]) -> None:
     """(Re)create the target arrays (metadata only) and an all-zero ``done`` array; one-hot
-    arrays of an older layout that the code variables now stand for are removed."""
+    arrays and aligned features of an older layout that the code and winner variables now stand
+    for are removed."""
     import zarr
 
-    for name in [*map(str, ds.data_vars), *virtual_names(ds)]:
+    for name in [*map(str, ds.data_vars), *virtual_names(ds), *stands_for(ds)]:
         if name in group:
             del group[name]
     if PROGRESS_GROUP in group:
@@ -189,7 +191,8 @@ def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
     provenance, see :func:`write_key`) recomputes only the regions not yet written. The
     store's lock is held meanwhile (:class:`StoreLockedError` when another process writes
     it). Returns a :class:`WriteReport` (``.variables``: the names written). Virtual one-hot
-    layers are not written: their class codes are (:func:`geoslide.store.classes.compact`).
+    layers are not written: their class codes are (:func:`geoslide.store.classes.compact`);
+    nor are variables gathered through a winner variable (:mod:`geoslide.store.winners`).
     """
     import dask
     import dask.array as da
@@ -199,13 +202,14 @@ def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
     t0 = time.perf_counter()
     if isinstance(ds_new, xr.DataArray):
         ds_new = ds_new.to_dataset(name=ds_new.name or "variable")
-    ds_new = compact(ds_new)
+    ds_new = compact_gathers(compact(ds_new))
     path = Path(path)
     store = open_zarr(path, allow_incomplete=True)
     names = [str(v) for v in ds_new.data_vars]
     if not names:
         return WriteReport([], 0, 0, 0, 0.0)
     _check_grid(ds_new, store, path)
+    check_sources(ds_new, [*map(str, store.data_vars), *names], str(path))
     chunks = _store_chunks(store)
     ds = _conform(ds_new[names], store, chunks)
     with writing(path, existing=True), store_lock(path), quiet():
@@ -251,7 +255,8 @@ def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
         group = root(path)
         if PROGRESS_GROUP in group:
             del group[PROGRESS_GROUP]
-        replaced = set(virtual_names(ds))  # one-hot arrays of the layout before, removed
+        # one-hot and aligned arrays of the layout before, removed
+        replaced = set(virtual_names(ds)) | set(stands_for(ds))
         left = [v for v in incomplete(path) if v not in names and v not in replaced]
         if left:
             group.attrs[INCOMPLETE_ATTR] = left

@@ -23,6 +23,7 @@ import xarray as xr
 from geoslide.errors import CRSError, StoreExistsError
 from geoslide.store.attrs import DEFAULT_CHUNK, FORMAT, FORMAT_ATTR, INCOMPLETE_ATTR, clean, quiet
 from geoslide.store.classes import compact
+from geoslide.store.winners import compact_gathers
 from geoslide.store.files import check_replaceable, is_store, recover, store_lock, tmp_sibling, writing
 
 
@@ -46,7 +47,8 @@ def to_zarr(ds: xr.Dataset, path: str | os.PathLike, *, mode: str = "w-",
     new store is complete, and refuses anything else (:class:`OverwriteError`). ``chunks``: int
     or ``{"y": ny, "x": nx}``; default the Dataset's dask chunks, else 512 x 512. Raises
     :class:`StoreWriteError` when the folder cannot be written. Virtual one-hot layers are
-    not written: their class codes are (:func:`geoslide.store.classes.compact`).
+    not written: their class codes are (:func:`geoslide.store.classes.compact`); nor are
+    aligned variables gathered through a winner variable (:mod:`geoslide.store.winners`).
     """
     if mode not in ("w", "w-"):
         raise ValueError(f"mode must be 'w' or 'w-', found {mode!r}")
@@ -62,7 +64,7 @@ def to_zarr(ds: xr.Dataset, path: str | os.PathLike, *, mode: str = "w-",
         raise CRSError("cannot write a store without a CRS; expected a Dataset with a CRS "
                        "(rioxarray: ds.rio.write_crs(...))")
     spec = _chunk_spec(ds, chunks)
-    out = clean(compact(ds)).chunk(spec)
+    out = clean(compact_gathers(compact(ds))).chunk(spec)
     out = out.rio.write_crs(ds.rio.crs).rio.write_transform(ds.rio.transform())
     out.attrs[FORMAT_ATTR] = FORMAT
     out.attrs.pop(INCOMPLETE_ATTR, None)

@@ -46,17 +46,22 @@ TILE = 256
 ROWS = 32
 _MISSING = np.uint32(0x80000000)   # flag bit in a winner offset: the ring had no valid cell
 _OFFSET = np.uint32(0x7FFFFFFF)
+NO_WINNER = np.uint16(0xFFFF)
+"""Winner index written where a ring holds no valid cell."""
 
 
 @numba.njit(nogil=True, cache=True)
 def aligned_rows(E, feats, fy, fx, cy, cx, h, w, ring_dy, ring_dx, ring_start, ring_az,
-                 is_code, item_start, out_chan, out_class, out, row0, row1, orow0):
-    """Fill ``out[d, :, i - orow0, :]`` for core rows ``row0 <= i < row1``.
+                 is_code, item_start, out_chan, out_class, out, win, row0, row1, orow0):
+    """Fill ``out[d, :, i - orow0, :]`` for core rows ``row0 <= i < row1`` (and, when ``win``
+    has rows, ``win[d, i - orow0, :]``: the winner's index in ring ``d``, :data:`NO_WINNER`
+    where the ring has no valid cell).
 
     ``out`` has shape ``(n_dist, C + 2, >= row1 - orow0, w)``: channels ``0..C-1`` the
     gathered features (see Outputs above for ``is_code`` / ``item_start`` / ``out_chan`` /
     ``out_class``), ``C`` the elevation difference chosen minus centre (NaN if the centre
-    is invalid), ``C + 1`` the azimuth (degrees) of the chosen offset. ``ring_dy`` /
+    is invalid), ``C + 1`` the azimuth (degrees) of the chosen offset. ``win``: uint16
+    ``(n_dist, >= row1 - orow0, w)``, or shape ``(0, 0, 0)`` when not wanted. ``ring_dy`` /
     ``ring_dx`` (int32) hold the offsets of all rings concatenated, ring ``d`` being
     ``ring_start[d]:ring_start[d + 1]``; ``ring_az`` (float32) their azimuths. Every feature
     array must be C-contiguous with the same shape. ``h`` (core rows) is informative only.
@@ -92,6 +97,7 @@ def aligned_rows(E, feats, fy, fx, cy, cx, h, w, ring_dy, ring_dx, ring_start, r
     dzb = np.empty(TILE, dtype=np.float32)
     azb = np.empty(TILE, dtype=np.float32)
     sink = np.zeros(1, dtype=np.float32)
+    want_win = win.shape[1] > 0
     hf = feats[0].shape[0] if nf > 0 else h
     for r0 in range(row0, row1, ROWS):
         r1 = min(r0 + ROWS, row1)
@@ -166,6 +172,12 @@ def aligned_rows(E, feats, fy, fx, cy, cx, h, w, ring_dy, ring_dx, ring_start, r
                         dz = np.float32(bt[j] - c)
                         dzb[j] = dz if (ok and c != ninf) else nan32
                         azb[j] = ring_az[kc] if ok else nan32
+                    if want_win:
+                        ks = ring_start[d]
+                        wrow = win[d, oi]
+                        for j in range(tw):
+                            k = it[j]
+                            wrow[j0 + j] = np.uint16(k - ks) if k >= 0 else NO_WINNER
                     stream_row(out[d, nc, oi], j0, dzb, tw)
                     stream_row(out[d, nc + 1, oi], j0, azb, tw)
             # 3. each feature gathered for the whole tile (its window stays in L2)

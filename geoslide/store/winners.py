@@ -1,0 +1,259 @@
+"""Aligned features stored as their winning ring cell; their values gathered when read.
+
+A *winner variable* ``winner_up<d>`` holds, per pixel, the index of the highest cell of the
+ring at ``d`` m (:mod:`geoslide.features.rings`) in the ring's fixed order: uint8 when the
+ring has fewer than 255 cells, else uint16, the dtype's maximum where the ring holds no valid
+cell. Its attr ``geoslide:winner`` holds the ring itself (``dy`` / ``dx``, offsets in pixels,
+rows down; ``azimuth``, degrees clockwise from north, float32), ``distance_m``, the
+``elevation`` variable and the gathered ``sources`` (``codes``: the one-hot classes of each
+class-code source), so reading needs nothing but the store.
+
+The aligned variables are *gathered* from it (:func:`expand_gathers`, when a store is opened
+and by :func:`geoslide.aligned_features`): ``<f>_up<d>`` (float32, the source at the winner),
+``<raster>_up<d>`` (int16 class codes, with their virtual one-hot layers, see
+:mod:`.classes`), ``dz_up<d>`` (float32, m: winner elevation minus the centre's) and
+``azimuth_up<d>`` (float32, degrees). They equal the kernel's outputs bit for bit; they are
+lazy, one task per chunk with a halo of the ring radius, and marked cheap so that a halo step
+reading them (prediction) recomputes them inside its tasks instead of holding them in memory.
+:func:`compact_gathers` drops them again (what the store writers write): the store holds one
+or two bytes per pixel and distance instead of four per aligned feature. A store whose
+aligned features are float variables (the layout before) opens unchanged.
+Imports ``geoslide.names``, ``geoslide.errors`` and ``geoslide.parallel``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+import xarray as xr
+
+from geoslide.errors import StoreError
+from geoslide.names import aligned_name
+from geoslide.parallel.chunking import merge_thin
+from geoslide.parallel.halo import map_halo
+from geoslide.store.attrs import PROVENANCE_ATTR
+from geoslide.store.classes import CLASSES_ATTR, aligned_attrs, code_variable, is_codes
+
+WINNER_ATTR = "geoslide:winner"
+"""Attr of a winner variable: its ring, distance, elevation and gathered sources."""
+GATHERED_ATTR = "geoslide:gathered_by"
+"""Attr of a gathered (virtual) aligned variable: the winner variable it is read through."""
+WINNER_BASE = "winner"
+KERNEL_NO_WINNER = 0xFFFF
+"""The kernel's uint16 index where a ring holds no valid cell."""
+
+
+def winner_dtype(ring_size: int) -> np.dtype:
+    """uint8 for rings of fewer than 255 cells, uint16 below 65535 (the maximum: none)."""
+    for dt in (np.uint8, np.uint16):
+        if ring_size < np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise ValueError(f"a ring of {ring_size} cells does not fit a uint16 winner index; "
+                     "use a shorter looking distance or a coarser grid")
+
+
+def winner_variable(index: xr.DataArray, d: int, ring: dict[str, list], elevation: str,
+                    sources: Sequence[str], codes: dict[str, list[int]],
+                    attrs: dict[str, Any]) -> xr.DataArray:
+    """The winner variable of distance ``d`` (m) from the kernel's uint16 ``index``.
+
+    ``ring``: ``{"dy": [...], "dx": [...], "azimuth": [...]}`` in ring order; ``sources``: the
+    variables gathered (code variables among them, their one-hot classes in ``codes``)."""
+    dt = winner_dtype(len(ring["dy"]))
+    none = np.iinfo(dt).max
+    out = index.where(index != KERNEL_NO_WINNER, none).astype(dt)
+    out.attrs = {"long_name": f"index of the highest cell of the ring at {d} m in the ring "
+                              f"({none}: no valid cell)", "distance_m": d, **attrs,
+                 WINNER_ATTR: {"distance_m": d, "elevation": elevation,
+                               "sources": list(sources), "codes": dict(codes),
+                               "dy": [int(v) for v in ring["dy"]],
+                               "dx": [int(v) for v in ring["dx"]],
+                               "azimuth": [float(v) for v in ring["azimuth"]]}}
+    out.encoding = {}
+    return out
+
+
+def is_winner(var: xr.DataArray) -> bool:
+    return WINNER_ATTR in var.attrs
+
+
+def winner_spec(var: xr.DataArray) -> dict[str, Any]:
+    """The attr ``geoslide:winner`` of winner variable ``var`` (a dict)."""
+    spec = var.attrs[WINNER_ATTR]
+    return json.loads(spec) if isinstance(spec, str) else dict(spec)
+
+
+def ring_radius(var: xr.DataArray) -> tuple[int, int]:
+    """``(ry, rx)``: the largest row and column offset (px) of winner variable ``var``'s ring."""
+    spec = winner_spec(var)
+    return int(np.abs(spec["dy"]).max()), int(np.abs(spec["dx"]).max())
+
+
+def gathered_names(var: xr.DataArray) -> list[str]:
+    """Names of the variables gathered through winner variable ``var``, in order."""
+    spec = winner_spec(var)
+    d = spec["distance_m"]
+    return [aligned_name(str(s), d) for s in [*spec["sources"], "dz", "azimuth"]]
+
+
+def stands_for(ds: xr.Dataset) -> list[str]:
+    """Every variable the winner variables of ``ds`` stand for: the gathered ones and the
+    one-hot layers of the gathered class codes (a store writer removes stored arrays of
+    these names, written by the layout before)."""
+    out: list[str] = []
+    for var in ds.data_vars.values():
+        if is_winner(var):
+            spec = winner_spec(var)
+            out += gathered_names(var)
+            out += [aligned_name(f"{src}_{int(c)}", spec["distance_m"])
+                    for src, cs in dict(spec.get("codes") or {}).items() for c in cs]
+    return out
+
+
+def gather_block(window: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.ndarray,
+                 azimuth: np.ndarray, none: int, elev_dtype: str) -> np.ndarray:
+    """float32 ``(S + 2, h, w)`` of one block: the S sources read at the winner, then ``dz``
+    (m) and azimuth (degrees); NaN where the ring had no valid cell (and ``dz`` NaN where the
+    centre's elevation is). ``window``: ``(2 + S, h + 2 ry, w + 2 rx)``, channels the winner
+    index, the elevation, the sources (codes as floats, NaN for no data)."""
+    c, hh, ww = window.shape
+    h, w = hh - 2 * ry, ww - 2 * rx
+    k = window[0, ry:ry + h, rx:rx + w]
+    ok = k != none
+    ki = np.where(ok, k, 0).astype(np.intp)
+    table = dy.astype(np.int64) * ww + dx.astype(np.int64)
+    base = (np.arange(ry, ry + h, dtype=np.int64) * ww)[:, None] + np.arange(rx, rx + w)
+    flat = base + table[ki]
+    out = np.empty((c, h, w), np.float32)
+    nan = np.float32(np.nan)
+    for s in range(2, c):
+        v = window[s].reshape(-1).take(flat).astype(np.float32)
+        out[s - 2] = np.where(ok, v, nan)
+    z = window[1].astype(elev_dtype, copy=False)
+    dz = (z.reshape(-1).take(flat) - z[ry:ry + h, rx:rx + w]).astype(np.float32)
+    out[c - 2] = np.where(ok, dz, nan)
+    out[c - 1] = np.where(ok, azimuth.astype(np.float32)[ki], nan)
+    return out
+
+
+def _elev_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype the kernel compares elevations in (float64 for float64 and wide ints)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize >= 4):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def _gather(ds: xr.Dataset, name: str, spec: dict[str, Any]) -> Any:
+    """The gathered channels of winner variable ``name`` (numpy or lazy dask)."""
+    import dask.array as da
+
+    sources = [str(s) for s in spec["sources"]]
+    elev = str(spec["elevation"])
+    missing = [v for v in [elev, *sources] if v not in ds.data_vars]
+    if missing:
+        raise StoreError(
+            f"aligned variable {name!r} is read through {missing}, which the Dataset lacks; "
+            f"keep the variables it was computed from, or rerun `geoslide features`")
+    win = ds[name].transpose("y", "x")
+    none = int(np.iinfo(win.dtype).max)
+    edt = _elev_dtype(ds[elev].dtype)
+    sdt = np.result_type(np.float32, edt)
+    arrays = []
+    for v in [name, elev, *sources]:
+        a = ds[v].transpose("y", "x")
+        if is_codes(a):
+            a = a.where(a != -1)
+        arrays.append(a.data)
+    dy, dx = np.asarray(spec["dy"], np.int64), np.asarray(spec["dx"], np.int64)
+    az = np.asarray(spec["azimuth"], np.float32)
+    ry, rx = ring_radius(ds[name])
+    kw = dict(ry=ry, rx=rx, dy=dy, dx=dx, azimuth=az, none=none, elev_dtype=edt.str)
+    n = len(sources) + 2
+    if not any(isinstance(a, da.Array) for a in arrays):
+        window = np.pad(np.stack([np.asarray(a, sdt) for a in arrays]),
+                        ((0, 0), (ry, ry), (rx, rx)), constant_values=np.nan)
+        return gather_block(window, **kw)
+    ref = next(a for a in arrays if isinstance(a, da.Array)).chunks
+    want = (merge_thin(ref[0], ry), merge_thin(ref[1], rx))
+    stack = da.stack([da.asarray(a).astype(sdt).rechunk(want) for a in arrays]).rechunk({0: -1})
+    out = map_halo(gather_block, stack, (ry, rx), fill=np.nan, chunks=((n,),) + want,
+                   dtype=np.float32, name=f"{name}-gather", cheap=True, **kw)
+    return out.rechunk(((n,),) + tuple(ref)) if want != tuple(ref) else out
+
+
+def expand_gathers(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with the aligned variables gathered through its winner variables, each group
+    after its winner variable (a variable already of that name is kept). No-op without
+    winner variables. Class codes among them still need :func:`.classes.expand`."""
+    order: list[str] = []
+    new: dict[str, xr.DataArray] = {}
+    for name, var in ds.data_vars.items():
+        order.append(str(name))
+        if not is_winner(var):
+            continue
+        spec = winner_spec(var)
+        d = spec["distance_m"]
+        names = gathered_names(var)
+        if all(n in ds.variables for n in names):
+            continue
+        data = _gather(ds, str(name), spec)
+        coords = {k: v for k, v in var.coords.items()}
+        prov = {k: var.attrs[k] for k in (PROVENANCE_ATTR,) if k in var.attrs}
+        for i, (src, out) in enumerate(zip(spec["sources"] + ["dz", "azimuth"], names)):
+            if out in ds.variables:
+                continue
+            da_ = xr.DataArray(data[i], dims=("y", "x"), coords=coords)
+            if src in ("dz", "azimuth"):
+                da_.attrs = _geometry_attrs(src, d)
+            elif is_codes(ds[src]):
+                raster = str(ds[src].attrs[CLASSES_ATTR])
+                attrs = {**aligned_attrs(raster, d), "long_name":
+                         f"{raster} class code at the highest cell of the ring at {d} m "
+                         f"(-1: no data)"}
+                da_ = code_variable(da_, raster, spec["codes"][src], attrs)
+            else:
+                da_.attrs = aligned_attrs(src, d)
+                if "units" in ds[src].attrs:
+                    da_.attrs["units"] = ds[src].attrs["units"]
+            da_.attrs.update({**prov, GATHERED_ATTR: str(name)})
+            da_.encoding = {}
+            new[out] = da_
+            order.append(out)
+    return ds.assign(new)[order] if new else ds
+
+
+def _geometry_attrs(kind: str, d: int) -> dict[str, Any]:
+    if kind == "dz":
+        return {"long_name": f"elevation of the highest cell of the ring at {d} m minus the "
+                             "centre", "units": "m", "distance_m": d}
+    return {"long_name": f"azimuth of the highest cell of the ring at {d} m, clockwise from "
+                         "north", "units": "degrees", "distance_m": d}
+
+
+def check_sources(ds: xr.Dataset, available: Sequence[str], where: str) -> None:
+    """Raise :class:`StoreError` when a winner variable of ``ds`` gathers from a variable
+    not in ``available`` (the variables of the store ``where`` it is about to be written to)."""
+    have = set(map(str, available))
+    for name, var in ds.data_vars.items():
+        if is_winner(var):
+            spec = winner_spec(var)
+            lack = [v for v in [spec["elevation"], *spec["sources"]] if v not in have]
+            if lack:
+                raise StoreError(
+                    f"{str(name)!r} gathers from {lack}, which {where} lacks; compute the "
+                    f"aligned features from this store's own variables (`geoslide features "
+                    f"{where}` or geoslide.aligned_features(geoslide.open_zarr(...)))")
+
+
+def compact_gathers(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` without the gathered variables whose winner variable it holds."""
+    drop = [n for n, v in ds.data_vars.items() if GATHERED_ATTR in v.attrs
+            and v.attrs[GATHERED_ATTR] in ds.data_vars]
+    return ds.drop_vars(drop) if drop else ds
+
+
+__all__ = ["expand_gathers", "compact_gathers", "stands_for", "check_sources", "ring_radius",
+           "winner_spec", "winner_variable", "winner_dtype", "is_winner",
+           "gathered_names", "gather_block", "WINNER_ATTR", "GATHERED_ATTR", "WINNER_BASE"]
