@@ -102,7 +102,7 @@ def test_features_interrupted_resumes_from_cli(copy, capsys, interrupt_after, se
         assert main(["features", str(store), *FEATURES, "--quiet", *THREADS]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert 5 <= settled_regions(store) < 16
-    assert incomplete(store) == ["azimuth_up100", "dz_up100", "slope_up100"]
+    assert incomplete(store) == ["winner_up100"]   # what the aligned features are read through
     # a command reading the unfinished inputs names the command that finishes them
     assert main(["train", str(store), "--model", "sacnn", "--quiet"]) == 2
     line = one_line_error(capsys.readouterr().err, "train")
@@ -282,16 +282,16 @@ def test_incomplete_message_is_short_and_names_the_command(copy, capsys, interru
     from geoslide.store import incomplete
 
     store = copy()
-    with interrupt_after(1):  # default features: 3 distances x 22 inputs + dz + azimuth
+    with interrupt_after(1):  # default features: 3 distances, 22 inputs gathered + dz + azimuth
         assert main(["features", str(store), "--quiet", *THREADS]) == 130
     settled_regions(store)
     capsys.readouterr()
     n = len(incomplete(store))
-    assert n == 3 * (2 + 2 + 2)  # 3 distances x (2 continuous, 2 class codes, dz, azimuth)
+    assert n == 3  # 3 distances: one winner variable each
     assert main(["train", str(store), "--model", "llr", "--quiet"]) == 2
     line = one_line_error(capsys.readouterr().err, "train")
     assert len(line.replace(str(store), "STORE")) < 300, line  # was 1.6 KB
-    assert f"{n} variables" in line and f"(+{n - 3} more)" in line
+    assert all(f"winner_up{d}" in line for d in (30, 100, 300)), line
     assert f"`geoslide features {store} --distances 30 100 300`" in line
 
 
@@ -411,11 +411,11 @@ def test_second_writer_stops_and_stale_lock_is_taken_over(copy, capsys):
         with pytest.raises(StoreLockedError):
             with store_lock(store):
                 pass
-        assert "slope_up100" not in os.listdir(store)  # nothing written meanwhile
+        assert "winner_up100" not in os.listdir(store)  # nothing written meanwhile
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert (store / "geoslide.lock").exists()  # left by the killed holder: stale
     assert main(["features", str(store), *FEATURES, "--quiet", *THREADS]) == 0
     assert not (store / "geoslide.lock").exists()
-    assert "slope_up100" in os.listdir(store)
+    assert "winner_up100" in os.listdir(store)

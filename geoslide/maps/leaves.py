@@ -74,7 +74,6 @@ def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
                   normalization: dict) -> np.ndarray:
     """float32 ``(C, h, w)`` model inputs (standardised, NaN kept) of a window of the leaves
     ``(L, h + 2 ry, w + 2 rx)`` (NaN beyond the raster; ``(ry, rx) = spec.ring``)."""
-    import dask
     import dask.array as da
 
     data = {}
@@ -91,6 +90,6 @@ def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
     ry, rx = spec.ring
     h, w = window.shape[1] - 2 * ry, window.shape[2] - 2 * rx
     need = list(dict.fromkeys(base_variable(f) for f in features))
-    with dask.config.set(scheduler="sync"):
-        crop = ds[need].isel(y=slice(ry, ry + h), x=slice(rx, rx + w)).compute()
+    # in this task's thread (dask.config.set would change the scheduler process-wide)
+    crop = ds[need].isel(y=slice(ry, ry + h), x=slice(rx, rx + w)).compute(scheduler="sync")
     return to_input_array(crop, features, normalization, fill=None)

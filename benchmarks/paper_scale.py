@@ -1,0 +1,289 @@
+"""Paper-shaped benchmark (issue 15): the paper's Veneto grid, 21005 x 19500 px at 10 m
+(410 Mpx), through geoslide on this machine, a LocalCluster of 2 workers x 1 thread.
+
+Inputs (mirror-tiled real rasters: shapes and costs only, never accuracy):
+
+- two continuous rasters, ``slope`` (degrees) and ``elevation`` (m): Ecuador's 10 m
+  ``ta.tif`` bands 1 and 4 (NaN outside its study area, as a basin-masked DEM is);
+- four categorical rasters with the paper's vocabularies
+  (``inspire/paper_94_features.csv``: 44 rock types, 5 land covers, 5 rock families, 38 rock
+  ages): the class patterns of Kashmir's ``Geology.tif`` (9 classes) and ``Landcover.tif``
+  (11 classes), their codes remapped onto each vocabulary (``litho = (g * 11 + l) % 44 + 1``,
+  ``landcover = l % 5 + 1``, ``family = g % 5 + 1``, ``age = (7 g + 3 l) % 38 + 1``, with
+  ``g`` / ``l`` a pixel's class index), stored as int16 class codes: with slope and
+  elevation, the paper's 94 input features;
+- the ``landslide`` label: Kashmir's rasterised inventory (int8).
+
+Each tiled with ``np.pad(..., mode="symmetric")`` on its index vectors, chunk by chunk.
+
+Steps, each timed with the peak resident memory of each worker (psutil, every 0.1 s):
+
+1. ``prepare``: the input store written (``geoslide.to_zarr``; reported, not in the target);
+2. ``features``: aligned features at 30 / 100 / 300 m gathered from every input
+   (``geoslide.aligned_features``, all 94 features, i.e. 282 aligned one-hot and continuous
+   variables plus dz and azimuth), written with ``write_variables``: the store keeps one
+   winner byte per pixel and distance;
+3. ``predict``: an UNTRAINED quick-width SACNN (the quick preset's widths 8/16/32/64/64;
+   random weights cost what trained ones do) on the paper's inputs: the 94 features, 66
+   aligned ones (22 features x 3 distances: slope, elevation and the first 5 classes of each
+   raster) and dz and azimuth (sin, cos) per distance: 169 channels; 512 px cores with a
+   32 px halo (the training halo, patch by patch as the paper predicts; geoslide's default
+   halo, the receptive field, is wider), 512 px regions, written to the store.
+
+Then the store's bytes per pixel before compression (every input and aligned feature; the
+map's 4 bytes apart) and on disk, and the same steps on a 2048^2 crop for the time per pixel.
+
+    .venv/bin/python benchmarks/paper_scale.py                   # 2048^2 crop, then 410 Mpx
+    .venv/bin/python benchmarks/paper_scale.py --crop-only       # the crop alone (minutes)
+    .venv/bin/python benchmarks/paper_scale.py --json out/paper_scale.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from scale import PeakRSS  # noqa: E402  (benchmarks/scale.py)
+
+PAPER_SHAPE = (21005, 19500)
+DISTANCES = (30, 100, 300)
+VOCABULARY = {"litho": 44, "landcover": 5, "family": 5, "age": 38}
+WIDTHS = [8, 16, 32, 64, 64]
+CORE, HALO, CHUNK = 512, 32, 512
+GiB = 2**30
+
+
+# --------------------------------------------------------------------------- inputs
+def _sources() -> dict[str, np.ndarray]:
+    """The small real rasters the grid is tiled from."""
+    import rioxarray
+
+    from geoslide.prepare.datasets import data_dir, load
+
+    ta = rioxarray.open_rasterio(Path(data_dir()) / "ecuador" / "ta.tif", masked=True)
+    k = load("kashmir")
+    geo, lc = k["geology"].values, k["landcover"].values
+    ok = (geo != -1) & (lc != -1)
+    g = np.searchsorted(np.unique(geo[geo != -1]), geo)
+    l_ = np.searchsorted(np.unique(lc[lc != -1]), lc)
+    cats = {"litho": (g * 11 + l_) % 44 + 1, "landcover": l_ % 5 + 1, "family": g % 5 + 1,
+            "age": (7 * g + 3 * l_) % 38 + 1}
+    out = {"slope": np.asarray(ta.values[0], np.float32),
+           "elevation": np.asarray(ta.values[3], np.float32),
+           "landslide": np.asarray(k["landslide"].values, np.int8)}
+    out.update({n: np.where(ok, c, -1).astype(np.int16) for n, c in cats.items()})
+    return out, ta
+
+
+def mirrored(shape: tuple[int, int], chunk: int):
+    """Lazy Dataset of the paper's inputs on a ``shape`` grid (10 m, Ecuador's CRS)."""
+    import dask.array as da
+    import xarray as xr
+
+    from geoslide.store.classes import CLASSES_ATTR, CODES_ATTR
+
+    src, ref = _sources()
+    h, w = shape
+    data = {}
+    for name, a in src.items():
+        iy = np.pad(np.arange(a.shape[0]), (0, max(0, h - a.shape[0])), mode="symmetric")[:h]
+        ix = np.pad(np.arange(a.shape[1]), (0, max(0, w - a.shape[1])), mode="symmetric")[:w]
+
+        def block(a=a, iy=iy, ix=ix, block_info=None):
+            (y0, y1), (x0, x1) = block_info[None]["array-location"]
+            return a[np.ix_(iy[y0:y1], ix[x0:x1])]
+
+        arr = da.map_blocks(block, chunks=(_sides(h, chunk), _sides(w, chunk)),
+                            dtype=a.dtype, name=f"mirror-{name}-{h}-{w}-{chunk}")
+        attrs = {}
+        if name in VOCABULARY:
+            attrs = {"long_name": f"{name} class code (-1: no data)", CLASSES_ATTR: name,
+                     CODES_ATTR: list(range(1, VOCABULARY[name] + 1))}
+        data[name] = xr.DataArray(arr, dims=("y", "x"), attrs=attrs)
+    t = ref.rio.transform()
+    ds = xr.Dataset(data, coords={"y": t.f + (np.arange(h) + 0.5) * t.e,
+                                  "x": t.c + (np.arange(w) + 0.5) * t.a})
+    ds.attrs = {"geoslide:continuous": ["slope", "elevation"],
+                "geoslide:categorical": {n: list(range(1, k + 1)) for n, k in VOCABULARY.items()},
+                "geoslide:label": "landslide"}
+    return ds.rio.write_crs(ref.rio.crs).rio.write_transform(t)
+
+
+def _sides(n: int, chunk: int) -> tuple[int, ...]:
+    return tuple(min(chunk, n - s) for s in range(0, n, chunk))
+
+
+def model_inputs() -> list[str]:
+    """The 169 inputs: 94 features, 66 aligned (22 x 3), dz and azimuth sin / cos per distance."""
+    onehot = [f"{r}_{c}" for r, k in VOCABULARY.items() for c in range(1, k + 1)]
+    base = ["slope", *onehot, "elevation"]
+    chosen = ["slope", "elevation"] + [f"{r}_{c}" for r in VOCABULARY for c in range(1, 6)]
+    aligned = [f"{f}_up{d}" for d in DISTANCES for f in chosen]
+    geometry = [f"{n}_up{d}{t}" for d in DISTANCES
+                for n, t in (("dz", ""), ("azimuth", "@sin"), ("azimuth", "@cos"))]
+    return base + aligned + geometry
+
+
+def untrained_model(features: list[str]):
+    """Quick-width SACNN with random weights and the normalisation of a real 1024^2 crop."""
+    import torch
+
+    from geoslide.features.align import aligned_features
+    from geoslide.learn.inputs import compute_normalization
+    from geoslide.learn.modelfile import TrainedModel
+    from geoslide.learn.models import build
+    from geoslide.store.classes import expand
+
+    ds = expand(mirrored((1024, 1024), 1024).compute())
+    ds = ds.merge(aligned_features(ds, DISTANCES))
+    norm = compute_normalization(ds, features)
+    torch.manual_seed(0)
+    module = build("sacnn", len(features), widths=WIDTHS).eval()
+    return TrainedModel(module=module, name="sacnn", feature_names=features,
+                        normalization=norm, core=CORE, halo=HALO, resolution=10.0)
+
+
+# --------------------------------------------------------------------------- one run
+def store_bytes(path: Path) -> tuple[int, int, float]:
+    """(bytes per pixel before compression of the 2-D arrays but the map, the map's, bytes
+    on disk per pixel)."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    per_px = {n: np.dtype(a.dtype).itemsize for n, a in group.arrays() if a.ndim == 2}
+    size = next(a.shape for _, a in group.arrays() if a.ndim == 2)
+    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    mp = per_px.pop("susceptibility", 0)
+    return sum(per_px.values()), mp, disk / (size[0] * size[1])
+
+
+def run(shape: tuple[int, int], workdir: Path, client, model, pids: list[int]) -> dict:
+    import dask
+
+    from geoslide import aligned_features, open_zarr, predict, to_zarr, write_variables
+
+    store = workdir / f"paper-{shape[0]}x{shape[1]}.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    out: dict = {"shape": list(shape), "mpx": shape[0] * shape[1] / 1e6}
+
+    def step(name, fn):
+        with PeakRSS(pids) as mem:
+            t0 = time.perf_counter()
+            fn()
+            out[f"{name}_s"] = time.perf_counter() - t0
+        out[f"{name}_peak_gib"] = max(mem.peak.values()) / GiB
+        print(f"  {name:9s} {out[f'{name}_s']:8.1f} s  {out[f'{name}_s'] / out['mpx'] * 1e3:7.1f}"
+              f" ms/Mpx  peak RSS per worker {out[f'{name}_peak_gib']:.2f} GiB", flush=True)
+
+    step("prepare", lambda: to_zarr(mirrored(shape, CHUNK), store, chunks=CHUNK))
+
+    def features():
+        al = aligned_features(open_zarr(store), DISTANCES)
+        out["aligned_variables"] = len(al.data_vars)
+        write_variables(al, store, resume=False, progress=False)
+
+    step("features", features)
+    out["bytes_per_px"], _, out["disk_bytes_per_px"] = store_bytes(store)
+
+    def prediction():
+        ds = open_zarr(store)
+        out["input_variables"] = len(ds.data_vars)
+        probs = predict(ds, model, core=CORE, halo=HALO, region=CHUNK, batch_size=1,
+                        progress=False)
+        write_variables(probs.to_dataset(name="susceptibility"), store, resume=False,
+                        progress=False)
+
+    step("predict", prediction)
+    with dask.config.set(scheduler="threads"):
+        p = open_zarr(store)["susceptibility"]
+        out["finite_share"] = float(np.isfinite(p[::64, ::64].values).mean())
+    out["total_s"] = out["features_s"] + out["predict_s"]
+    out["ns_per_px"] = out["total_s"] / (out["mpx"] * 1e6) * 1e9
+    print(f"  store: {out['bytes_per_px']} B/px before compression (every input and aligned "
+          f"feature; {out['aligned_variables']} aligned variables read from "
+          f"{len(DISTANCES)} winner bytes), {out['disk_bytes_per_px']:.2f} B/px on disk with "
+          f"the map; map finite on {out['finite_share']:.0%} of the grid", flush=True)
+    shutil.rmtree(store, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--crop", type=int, default=2048, help="side of the crop (px)")
+    parser.add_argument("--crop-only", action="store_true", help="skip the 410 Mpx run")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-limit", default="4GiB", help="per worker (dask's limit; "
+                        "the target is a peak under 2 GiB)")
+    parser.add_argument("--workdir", default=None, help="where the stores go (default: a "
+                        "temporary folder, removed at the end)")
+    parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    import logging
+
+    from geoslide.parallel.cluster import get_client
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="geoslide-paper-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    features = model_inputs()
+    model = untrained_model(features)
+    print(f"paper shape {PAPER_SHAPE[0]} x {PAPER_SHAPE[1]} px at 10 m "
+          f"({PAPER_SHAPE[0] * PAPER_SHAPE[1] / 1e6:.0f} Mpx); 2 continuous + 4 categorical "
+          f"rasters ({' + '.join(map(str, VOCABULARY.values()))} classes) = 94 features; "
+          f"aligned at {list(DISTANCES)} m; untrained SACNN widths {WIDTHS} on {len(features)} "
+          f"inputs, core {CORE} + halo {HALO} px; chunks {CHUNK} px; {args.workers} workers x 1 "
+          f"thread; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}", flush=True)
+    results: dict = {}
+    try:
+        with get_client("local", n_workers=args.workers, threads_per_worker=1,
+                        memory_limit=args.memory_limit) as client:
+            pids = list(client.run(os.getpid).values())
+            shapes = [(args.crop, args.crop)] + ([] if args.crop_only else [PAPER_SHAPE])
+            for shape in shapes:
+                print(f"\n{shape[0]} x {shape[1]} ({shape[0] * shape[1] / 1e6:.1f} Mpx)",
+                      flush=True)
+                results["x".join(map(str, shape))] = run(shape, workdir, client, model, pids)
+                if args.json:
+                    Path(args.json).write_text(json.dumps(results, indent=2))
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    print("\nfigures vs targets")
+    crop = results[f"{args.crop}x{args.crop}"]
+    full = results.get("x".join(map(str, PAPER_SHAPE)))
+    for r, label in ((crop, "crop"), (full, "paper shape")):
+        if r is None:
+            continue
+        ok = r["bytes_per_px"] <= 24
+        print(f"  {label}: store {r['bytes_per_px']} B/px before compression (target <= 24) "
+              f"{'OK' if ok else 'MISSED'}")
+    if full is not None:
+        minutes = full["total_s"] / 60
+        peak = max(full["features_peak_gib"], full["predict_peak_gib"])
+        ratio = full["ns_per_px"] / crop["ns_per_px"]
+        print(f"  410 Mpx features + predict: {minutes:.1f} min (target <= 60) "
+              f"{'OK' if minutes <= 60 else 'MISSED'}; prepare {full['prepare_s'] / 60:.1f} min "
+              f"more")
+        print(f"  peak RSS per worker: {peak:.2f} GiB (target < 2) {'OK' if peak < 2 else 'MISSED'}")
+        print(f"  time per pixel 410 Mpx / {args.crop}^2 crop: {ratio:.2f}x (target <= 1.2) "
+              f"{'OK' if ratio <= 1.2 else 'MISSED'} (features "
+              f"{full['features_s'] / full['mpx'] / (crop['features_s'] / crop['mpx']):.2f}x, "
+              f"predict {full['predict_s'] / full['mpx'] / (crop['predict_s'] / crop['mpx']):.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
