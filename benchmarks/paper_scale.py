@@ -218,6 +218,20 @@ def run(shape: tuple[int, int], workdir: Path, client, model, pids: list[int]) -
     return out
 
 
+def _warm(module, channels: int) -> None:
+    """Imports, the numba kernel's cache and torch's primitives for the window shape, once
+    per worker (as in a long-lived cluster), outside the timing."""
+    import torch
+
+    import geoslide.maps.predict  # noqa: F401
+    from geoslide.features.rings import ring_winners
+
+    ring_winners(np.zeros((64, 64), np.float32), DISTANCES, 10.0, threads=1)
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        module.eval()(torch.zeros(1, channels, CORE + 2 * HALO, CORE + 2 * HALO))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crop", type=int, default=2048, help="side of the crop (px)")
@@ -250,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         with get_client("local", n_workers=args.workers, threads_per_worker=1,
                         memory_limit=args.memory_limit) as client:
             pids = list(client.run(os.getpid).values())
+            client.run(_warm, model.module, len(features))
             shapes = [(args.crop, args.crop)] + ([] if args.crop_only else [PAPER_SHAPE])
             for shape in shapes:
                 print(f"\n{shape[0]} x {shape[1]} ({shape[0] * shape[1] / 1e6:.1f} Mpx)",

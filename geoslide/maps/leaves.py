@@ -7,7 +7,8 @@ pixel into every region. Instead prediction reads the *leaves*, the variables th
 computed from (:func:`leaves`: 10 or so, 1 to 4 bytes per pixel each), with a halo widened by
 the largest ring radius (:func:`ring_radius`), and :func:`region_inputs` rebuilds the inputs
 of one region inside its task, with the same expressions as when a store is opened, so they
-are the same bits. Imports ``geoslide.store`` and ``geoslide.learn``.
+are the same bits (in memory, numpy: the gathers, then only the one-hot layers the model
+reads). Imports ``geoslide.store`` and ``geoslide.learn``.
 """
 from __future__ import annotations
 
@@ -74,8 +75,6 @@ def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
                   normalization: dict) -> np.ndarray:
     """float32 ``(C, h, w)`` model inputs (standardised, NaN kept) of a window of the leaves
     ``(L, h + 2 ry, w + 2 rx)`` (NaN beyond the raster; ``(ry, rx) = spec.ring``)."""
-    import dask.array as da
-
     data = {}
     for i, (name, dt, attrs) in enumerate(zip(spec.names, spec.dtypes, spec.attrs)):
         a = window[i]
@@ -83,13 +82,11 @@ def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
         if dt.kind in "iu":  # NaN beyond the raster: no data (codes) or no winner
             none = NODATA if CLASSES_ATTR in attrs else np.iinfo(dt).max
             a = np.where(np.isfinite(a), a, none)
-        # lazy (one block): only the layers the model reads are computed, each gather once
-        data[name] = xr.DataArray(da.from_array(a.astype(dt), chunks=-1), dims=("y", "x"),
-                                  attrs=attrs)
-    ds = expand(expand_gathers(xr.Dataset(data)))
+        data[name] = xr.DataArray(a.astype(dt), dims=("y", "x"), attrs=attrs)
+    need = list(dict.fromkeys(base_variable(f) for f in features))
+    # in memory: the gathers (a few channels per winner), then only the one-hot layers read
+    ds = expand(expand_gathers(xr.Dataset(data)), only=need)
     ry, rx = spec.ring
     h, w = window.shape[1] - 2 * ry, window.shape[2] - 2 * rx
-    need = list(dict.fromkeys(base_variable(f) for f in features))
-    # in this task's thread (dask.config.set would change the scheduler process-wide)
-    crop = ds[need].isel(y=slice(ry, ry + h), x=slice(rx, rx + w)).compute(scheduler="sync")
+    crop = ds[need].isel(y=slice(ry, ry + h), x=slice(rx, rx + w))
     return to_input_array(crop, features, normalization, fill=None)

@@ -100,17 +100,20 @@ def one_hot_layer(codes: xr.DataArray, code: int) -> xr.DataArray:
     return (codes == code).astype(np.float32).where(codes != NODATA)
 
 
-def expand(ds: xr.Dataset) -> xr.Dataset:
+def expand(ds: xr.Dataset, only: Iterable[str] | None = None) -> xr.Dataset:
     """``ds`` with the virtual one-hot layers of its code variables, each placed after its
-    code variable (a variable already of that name is kept). No-op without code variables."""
+    code variable (a variable already of that name is kept; with ``only``, just the layers
+    named there). No-op without code variables."""
     order: list[str] = []
     new: dict[str, xr.DataArray] = {}
+    wanted = None if only is None else set(only)
     for name, var in ds.data_vars.items():
         order.append(str(name))
         if not is_codes(var):
             continue
         for layer, (code, attrs) in _layers(str(name), var).items():
-            if layer in ds.variables or layer in new:
+            if layer in ds.variables or layer in new or (wanted is not None
+                                                         and layer not in wanted):
                 continue
             v = one_hot_layer(var, code)
             v.attrs = {**attrs, VIRTUAL_ATTR: str(name)}
