@@ -40,6 +40,7 @@ map's 4 bytes apart) and on disk, and the same steps on a 2048^2 crop for the ti
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -56,6 +57,30 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from scale import PeakRSS  # noqa: E402  (benchmarks/scale.py)
 
+class RSSSeries(PeakRSS):
+    """PeakRSS that also keeps the largest worker RSS of every ``bucket`` seconds (GiB)."""
+
+    def __init__(self, pids: list[int], bucket: float = 30.0) -> None:
+        super().__init__(pids)
+        self.bucket = bucket
+        self.series: list[float] = []
+
+    def _run(self) -> None:
+        t0, top = time.perf_counter(), 0
+        while not self._stop.is_set():
+            for pid, proc in self.procs.items():
+                try:
+                    rss = proc.memory_info().rss
+                except Exception:  # noqa: BLE001 - a restarted worker
+                    continue
+                self.peak[pid] = max(self.peak[pid], rss)
+                top = max(top, rss)
+            if time.perf_counter() - t0 >= self.bucket:
+                self.series.append(round(top / GiB, 2))
+                t0, top = time.perf_counter(), 0
+            self._stop.wait(self.every)
+
+
 PAPER_SHAPE = (21005, 19500)
 DISTANCES = (30, 100, 300)
 VOCABULARY = {"litho": 44, "landcover": 5, "family": 5, "age": 38}
@@ -65,8 +90,10 @@ GiB = 2**30
 
 
 # --------------------------------------------------------------------------- inputs
-def _sources() -> dict[str, np.ndarray]:
-    """The small real rasters the grid is tiled from."""
+@functools.lru_cache(maxsize=1)
+def _sources() -> tuple[dict[str, np.ndarray], object]:
+    """The small real rasters the grid is tiled from (read once per process: the tiling
+    tasks carry only names and offsets, not the arrays)."""
     import rioxarray
 
     from geoslide.prepare.datasets import data_dir, load
@@ -83,7 +110,16 @@ def _sources() -> dict[str, np.ndarray]:
            "elevation": np.asarray(ta.values[3], np.float32),
            "landslide": np.asarray(k["landslide"].values, np.int8)}
     out.update({n: np.where(ok, c, -1).astype(np.int16) for n, c in cats.items()})
-    return out, ta
+    return out, ta.isel(band=0, drop=True)
+
+
+def _mirror_block(name: str, shape: tuple[int, int], block_info=None) -> np.ndarray:
+    """One chunk of raster ``name`` mirror-tiled to ``shape``."""
+    a = _sources()[0][name]
+    (y0, y1), (x0, x1) = block_info[None]["array-location"]
+    iy = np.pad(np.arange(a.shape[0]), (0, max(0, shape[0] - a.shape[0])), mode="symmetric")
+    ix = np.pad(np.arange(a.shape[1]), (0, max(0, shape[1] - a.shape[1])), mode="symmetric")
+    return a[np.ix_(iy[y0:y1], ix[x0:x1])]
 
 
 def mirrored(shape: tuple[int, int], chunk: int):
@@ -93,18 +129,14 @@ def mirrored(shape: tuple[int, int], chunk: int):
 
     from geoslide.store.classes import CLASSES_ATTR, CODES_ATTR
 
+    import paper_scale  # by module name: tasks refer to the function, workers import it
+
     src, ref = _sources()
     h, w = shape
     data = {}
     for name, a in src.items():
-        iy = np.pad(np.arange(a.shape[0]), (0, max(0, h - a.shape[0])), mode="symmetric")[:h]
-        ix = np.pad(np.arange(a.shape[1]), (0, max(0, w - a.shape[1])), mode="symmetric")[:w]
-
-        def block(a=a, iy=iy, ix=ix, block_info=None):
-            (y0, y1), (x0, x1) = block_info[None]["array-location"]
-            return a[np.ix_(iy[y0:y1], ix[x0:x1])]
-
-        arr = da.map_blocks(block, chunks=(_sides(h, chunk), _sides(w, chunk)),
+        arr = da.map_blocks(paper_scale._mirror_block, name, (h, w),
+                            chunks=(_sides(h, chunk), _sides(w, chunk)),
                             dtype=a.dtype, name=f"mirror-{name}-{h}-{w}-{chunk}")
         attrs = {}
         if name in VOCABULARY:
@@ -178,11 +210,12 @@ def run(shape: tuple[int, int], workdir: Path, client, model, pids: list[int]) -
     out: dict = {"shape": list(shape), "mpx": shape[0] * shape[1] / 1e6}
 
     def step(name, fn):
-        with PeakRSS(pids) as mem:
+        with RSSSeries(pids) as mem:
             t0 = time.perf_counter()
             fn()
             out[f"{name}_s"] = time.perf_counter() - t0
         out[f"{name}_peak_gib"] = max(mem.peak.values()) / GiB
+        out[f"{name}_rss_per_30s_gib"] = mem.series
         print(f"  {name:9s} {out[f'{name}_s']:8.1f} s  {out[f'{name}_s'] / out['mpx'] * 1e3:7.1f}"
               f" ms/Mpx  peak RSS per worker {out[f'{name}_peak_gib']:.2f} GiB", flush=True)
 
@@ -264,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         with get_client("local", n_workers=args.workers, threads_per_worker=1,
                         memory_limit=args.memory_limit) as client:
             pids = list(client.run(os.getpid).values())
+            client.run(sys.path.insert, 0, str(ROOT / "benchmarks"))
             client.run(_warm, model.module, len(features))
             shapes = [(args.crop, args.crop)] + ([] if args.crop_only else [PAPER_SHAPE])
             for shape in shapes:

@@ -106,3 +106,43 @@ def test_missing_sources_raise_a_typed_error(kashmir):
         expand_gathers(winners.assign(elevation=win["elevation"]))
     got = expand_gathers(winners.assign(elevation=win["elevation"], slope=win["slope"]))
     np.testing.assert_array_equal(got["slope_up30"].values, al["slope_up30"].values)
+
+
+def test_saved_sacnn_predicts_the_same_bits_from_winners_as_from_stored_values(
+        kashmir, tmp_path, one_torch_thread):
+    """A saved SACNN reading aligned features (one-hot ones too), dz and azimuth: its map from
+    a store of winners (inputs rebuilt per region from the leaves) equals, bit for bit, its
+    map from the same features held as plain arrays, and the network inputs are equal."""
+    import torch
+
+    from geoslide.learn.inputs import compute_normalization, default_features, to_input_array
+    from geoslide.learn.modelfile import TrainedModel, load_model
+    from geoslide.learn.models import build
+    from geoslide.maps.predict import predict
+    from geoslide.store.winners import GATHERED_ATTR
+
+    win = kashmir.isel(y=slice(0, 320), x=slice(0, 288))
+    path = tmp_path / "w.zarr"
+    to_zarr(win, path, chunks=160)
+    write_variables(aligned_features(open_zarr(path), (30, 100, 300)), path, progress=False)
+    new = open_zarr(path)
+    values = new.load()          # every gathered variable as a plain in-memory array
+    for v in values.data_vars:
+        values[v].attrs.pop(GATHERED_ATTR, None)
+    values = values.drop_vars([v for v in values.data_vars if is_winner(values[v])])
+    feats = default_features(new, aligned=True)
+    assert {"geology_2_up300", "dz_up100", "azimuth_up30@sin"} <= set(feats)
+    np.testing.assert_array_equal(bits(to_input_array(new, feats)),
+                                  bits(to_input_array(values, feats)))
+    torch.manual_seed(0)
+    module = build("sacnn", len(feats), widths=[4, 8, 8, 8, 8]).eval()
+    model = TrainedModel(module=module, name="sacnn", feature_names=feats,
+                         normalization=compute_normalization(values, feats), core=64, halo=32,
+                         resolution=float(abs(win.rio.resolution()[0])),
+                         config=dict(module.config))
+    model.save(tmp_path / "m.pt")
+    saved = load_model(tmp_path / "m.pt")
+    p_new = predict(new, saved, core=64, region=192, progress=False).values
+    p_val = predict(values, saved, core=64, region=192, progress=False).values
+    assert np.isfinite(p_new).mean() > 0.9
+    np.testing.assert_array_equal(bits(p_new), bits(p_val))

@@ -42,10 +42,11 @@ import numpy as np
 from geoslide.errors import DistanceError, FeatureMismatchError
 from geoslide.parallel.chunking import merge_thin
 from geoslide.parallel.halo import map_halo
-from geoslide.features.kernels.ring import NO_WINNER, aligned_rows, onehot_codes
+from geoslide.features.kernels.ring import aligned_rows, onehot_codes
+from geoslide.store.winners import elevation_dtype
 
 __all__ = ["ring_offsets", "ring_azimuths", "check_distances", "align_numpy", "align_dask",
-           "ring_winners", "NO_WINNER"]
+           "ring_winners"]
 
 _ROWS_PER_TASK = 32
 
@@ -138,13 +139,6 @@ class _Rings:
 
 
 # --------------------------------------------------------------------------- arrays
-def _elev_dtype(dtype: np.dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize >= 4):
-        return np.dtype(np.float64)
-    return np.dtype(np.float32)
-
-
 def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarray,
                 distances: Sequence[int], res_m: float | tuple[float, float], *,
                 threads: int | None = None, out: np.ndarray | None = None,
@@ -162,7 +156,7 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
     gives the same result as gathering every layer (a group that is not one-hot everywhere
     is gathered layer by layer). ``winners``: an optional C-contiguous uint16 array
     ``(n_dist, H, W)`` to fill with each winner's index in its ring (:func:`ring_offsets`
-    order; :data:`NO_WINNER` where there is none).
+    order; :data:`geoslide.store.winners.KERNEL_NO_WINNER` where there is none).
     """
     res = _res_pair(res_m)
     rings = _Rings(check_distances(distances), res)
@@ -170,7 +164,7 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
     if z.ndim != 2:
         raise FeatureMismatchError(f"expected a 2-D elevation array, found shape {z.shape}")
     h, w = z.shape
-    dt = _elev_dtype(z.dtype)
+    dt = elevation_dtype(z.dtype)
     E = np.full((h + 2 * rings.ry, w + 2 * rings.rx), -np.inf, dtype=dt)
     core = E[rings.ry:rings.ry + h, rings.rx:rings.rx + w]
     core[...] = z
@@ -210,7 +204,8 @@ def _winners_out(winners: np.ndarray | None, shape: tuple[int, int, int]) -> np.
 def ring_winners(elevation: np.ndarray, distances: Sequence[int],
                  res_m: float | tuple[float, float], *, threads: int | None = None) -> np.ndarray:
     """uint16 ``(n_dist, H, W)``: per looking distance, the index in :func:`ring_offsets` of
-    each pixel's winner (the highest valid cell of its ring), :data:`NO_WINNER` where none."""
+    each pixel's winner (the highest valid cell of its ring),
+    :data:`geoslide.store.winners.KERNEL_NO_WINNER` where none."""
     z = np.asarray(elevation)
     win = np.empty((len(check_distances(distances)),) + z.shape, dtype=np.uint16)
     align_numpy(z, [], distances, res_m, threads=threads, winners=win)
@@ -336,7 +331,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
 
     res = _res_pair(res_m)
     rings = _Rings(check_distances(distances), res)
-    dt = _elev_dtype(elevation.dtype)
+    dt = elevation_dtype(elevation.dtype)
     feats = list(features)
     nf = len(feats)
     nout = rings.n if winners else rings.n * (nf + 2)

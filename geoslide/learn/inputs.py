@@ -55,6 +55,14 @@ def check_features(ds: xr.Dataset, feature_names: Iterable[str]) -> None:
         )
 
 
+def _loaded(ds: xr.Dataset, feature_names: Sequence[str]) -> xr.Dataset:
+    """The variables ``feature_names`` read, computed together when dask-backed: aligned
+    features gathered through one winner (:mod:`geoslide.store.winners`) share one gather."""
+    names = list(dict.fromkeys(base_variable(f) for f in feature_names))
+    sub = ds[names]
+    return sub.compute() if sub.chunks else sub
+
+
 def _raw(ds: xr.Dataset, feature: str) -> np.ndarray:
     var = base_variable(feature)
     arr = np.asarray(ds[var].transpose("y", "x").values, dtype=np.float32)
@@ -84,6 +92,7 @@ def compute_normalization(
     keep ``[0.0, 1.0]``. A constant feature gets std 1."""
     check_features(ds, feature_names)
     cats = categorical_names(ds)
+    ds = _loaded(ds, feature_names)
     out: dict[str, list[float]] = {}
     for f in feature_names:
         values = _raw(ds, f)
@@ -111,6 +120,7 @@ def to_input_array(
     a feature it does not list, or when it is None), NaN and infinities -> ``fill`` (0, the
     training mean; None keeps them)."""
     check_features(ds, feature_names)
+    ds = _loaded(ds, feature_names)
     h, w = int(ds.sizes["y"]), int(ds.sizes["x"])
     out = np.empty((len(feature_names), h, w), dtype=np.float32)
     norm = normalization or {}

@@ -84,9 +84,9 @@ def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
             a = np.where(np.isfinite(a), a, none)
         data[name] = xr.DataArray(a.astype(dt), dims=("y", "x"), attrs=attrs)
     need = list(dict.fromkeys(base_variable(f) for f in features))
-    # in memory: the gathers (a few channels per winner), then only the one-hot layers read
-    ds = expand(expand_gathers(xr.Dataset(data)), only=need)
     ry, rx = spec.ring
     h, w = window.shape[1] - 2 * ry, window.shape[2] - 2 * rx
-    crop = ds[need].isel(y=slice(ry, ry + h), x=slice(rx, rx + w))
-    return to_input_array(crop, features, normalization, fill=None)
+    # in memory: the gathers (a few channels per winner, on the window with the ring), then,
+    # on the region only, the one-hot layers the model reads
+    ds = expand_gathers(xr.Dataset(data)).isel(y=slice(ry, ry + h), x=slice(rx, rx + w))
+    return to_input_array(expand(ds, only=need)[need], features, normalization, fill=None)

@@ -189,13 +189,18 @@ def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
     """Probabilities of one region: ``block`` is (C, h + 2*halo, w + 2*halo), the result (h, w)
     ((2, h, w) with the runner's spread: mean, std),
     NaN where an input of the core is not finite (non-finite inputs are read as 0, the mean).
+    ``block`` is the region's own input array (:func:`region_inputs`): its non-finite values
+    are set to 0 in place, and a window covering it is read without a copy.
 
     The validity mask is computed here, from the block itself, rather than by a separate task
     reading the raw inputs again: those would stay in worker memory until it runs."""
     c, hh, ww = block.shape
     h, w = hh - 2 * halo, ww - 2 * halo
     ny, nx = -(-h // core), -(-w // core)
-    ok = np.isfinite(block[:, halo:halo + h, halo:halo + w]).all(axis=0)
+    ok = np.ones((h, w), bool)
+    for layer in block:  # one channel at a time: no (C, h, w) mask
+        ok &= np.isfinite(layer[halo:halo + h, halo:halo + w])
+        np.nan_to_num(layer, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     shape = (c, ny * core + 2 * halo, nx * core + 2 * halo)
     if block.shape == shape:
         padded = block  # a region that is a multiple of the core: no padded copy
@@ -207,8 +212,10 @@ def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
     win = core + 2 * halo
     for k in range(0, len(starts), batch_size):
         part = starts[k:k + batch_size]
-        batch = np.stack([padded[:, i:i + win, j:j + win] for i, j in part])
-        np.copyto(batch, np.float32(0), where=~np.isfinite(batch))  # the copy, not the block
+        if len(part) == 1 and padded.shape[1:] == (win, win):
+            batch = padded[None]  # the region is one window: no copy
+        else:
+            batch = np.stack([padded[:, i:i + win, j:j + win] for i, j in part])
         probs = runner.forward(batch)  # (B, H, W), or (B, 2, H, W) with the spread
         if out is None:
             out = np.empty(probs.shape[1:-2] + (ny * core, nx * core), np.float32)

@@ -6,6 +6,9 @@ Imports ``geoslide.errors``, ``geoslide.names`` and ``geoslide.parallel``.
   writers' lock;
 - :mod:`.classes`: categorical rasters as int16 class codes, their one-hot layers virtual
   (:func:`~.classes.expand` on reading, :func:`~.classes.compact` on writing);
+- :mod:`.winners`: aligned features as each pixel's winning ring cell, their values gathered
+  when read (:func:`~.winners.expand_gathers` on reading, :func:`~.winners.compact_gathers`
+  on writing);
 - :mod:`.write`: :func:`to_zarr`, a whole Dataset as a new store, atomically;
 - :mod:`.read`: :func:`open_zarr`, and the command that finishes an unfinished store;
 - :mod:`.regions`: :func:`write_variables`, the one write path for new variables (region by

@@ -137,8 +137,9 @@ def gather_block(window: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.nd
     return out
 
 
-def _elev_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype the kernel compares elevations in (float64 for float64 and wide ints)."""
+def elevation_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype the ring kernel compares elevations in, and ``dz`` is computed in: float64
+    for float64 and integers of 4 bytes or more, else float32."""
     dtype = np.dtype(dtype)
     if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize >= 4):
         return np.dtype(np.float64)
@@ -158,7 +159,7 @@ def _gather(ds: xr.Dataset, name: str, spec: dict[str, Any]) -> Any:
             f"keep the variables it was computed from, or rerun `geoslide features`")
     win = ds[name].transpose("y", "x")
     none = int(np.iinfo(win.dtype).max)
-    edt = _elev_dtype(ds[elev].dtype)
+    edt = elevation_dtype(ds[elev].dtype)
     sdt = np.result_type(np.float32, edt)
     arrays = []
     for v in [name, elev, *sources]:
@@ -255,5 +256,5 @@ def compact_gathers(ds: xr.Dataset) -> xr.Dataset:
 
 
 __all__ = ["expand_gathers", "compact_gathers", "stands_for", "check_sources", "ring_radius",
-           "winner_spec", "winner_variable", "winner_dtype", "is_winner",
+           "winner_spec", "elevation_dtype", "winner_variable", "winner_dtype", "is_winner",
            "gathered_names", "gather_block", "WINNER_ATTR", "GATHERED_ATTR", "WINNER_BASE"]

@@ -38,6 +38,7 @@ import numba
 import numpy as np
 
 from geoslide.features.kernels.nt import store_fence, store_nt, stream_row
+from geoslide.store.winners import KERNEL_NO_WINNER
 
 # Tile: TILE columns x ROWS rows. The running max + index of one tile row stay in L1; the
 # window one feature is read from for a tile, (ROWS + 2 r) x (TILE + 2 r) floats, and the
@@ -46,16 +47,15 @@ TILE = 256
 ROWS = 32
 _MISSING = np.uint32(0x80000000)   # flag bit in a winner offset: the ring had no valid cell
 _OFFSET = np.uint32(0x7FFFFFFF)
-NO_WINNER = np.uint16(0xFFFF)
-"""Winner index written where a ring holds no valid cell."""
+_NO_WINNER = np.uint16(KERNEL_NO_WINNER)   # the winner index where a ring has no valid cell
 
 
 @numba.njit(nogil=True, cache=True)
 def aligned_rows(E, feats, fy, fx, cy, cx, h, w, ring_dy, ring_dx, ring_start, ring_az,
                  is_code, item_start, out_chan, out_class, out, win, row0, row1, orow0):
     """Fill ``out[d, :, i - orow0, :]`` for core rows ``row0 <= i < row1`` (and, when ``win``
-    has rows, ``win[d, i - orow0, :]``: the winner's index in ring ``d``, :data:`NO_WINNER`
-    where the ring has no valid cell).
+    has rows, ``win[d, i - orow0, :]``: the winner's index in ring ``d``,
+    :data:`geoslide.store.winners.KERNEL_NO_WINNER` where the ring has no valid cell).
 
     ``out`` has shape ``(n_dist, C + 2, >= row1 - orow0, w)``: channels ``0..C-1`` the
     gathered features (see Outputs above for ``is_code`` / ``item_start`` / ``out_chan`` /
@@ -177,7 +177,7 @@ def aligned_rows(E, feats, fy, fx, cy, cx, h, w, ring_dy, ring_dx, ring_start, r
                         wrow = win[d, oi]
                         for j in range(tw):
                             k = it[j]
-                            wrow[j0 + j] = np.uint16(k - ks) if k >= 0 else NO_WINNER
+                            wrow[j0 + j] = np.uint16(k - ks) if k >= 0 else _NO_WINNER
                     stream_row(out[d, nc, oi], j0, dzb, tw)
                     stream_row(out[d, nc + 1, oi], j0, azb, tw)
             # 3. each feature gathered for the whole tile (its window stays in L2)
