@@ -21,8 +21,8 @@ import xarray as xr
 from geoslide.learn.inputs import to_input_array
 from geoslide.names import base_variable
 from geoslide.store.classes import CLASSES_ATTR, NODATA, VIRTUAL_ATTR, expand
-from geoslide.store.winners import (GATHERED_ATTR, expand_gathers, is_winner, ring_radius,
-                                    winner_spec)
+from geoslide.store.winners import (GATHERED_ATTR, elevation_dtype, expand_gathers, is_winner,
+                                    ring_radius, winner_spec)
 
 __all__ = ["Leaves", "leaves", "region_inputs"]
 
@@ -65,10 +65,9 @@ def leaves(ds: xr.Dataset, features: Sequence[str]) -> Leaves:
             r = ring_radius(ds[n])
             ry, rx = max(ry, r[0]), max(rx, r[1])
     dts = [np.dtype(ds[n].dtype) for n in out]
-    wide = any(d == np.float64 or (d.kind in "iu" and d.itemsize >= 4) for d in dts)
-    return Leaves(tuple(out), tuple(np.dtype(ds[n].dtype).str for n in out),
-                  tuple(dict(ds[n].attrs) for n in out), (ry, rx),
-                  "<f8" if wide else "<f4")
+    stack = np.result_type(np.float32, *(elevation_dtype(d) for d in dts))
+    return Leaves(tuple(out), tuple(d.str for d in dts), tuple(dict(ds[n].attrs) for n in out),
+                  (ry, rx), stack.str)
 
 
 def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
