@@ -184,44 +184,60 @@ def _leaf_region(block: np.ndarray, runner: _Runner, *, spec: Leaves, features: 
                            **kwargs)
 
 
+def _windows(n: int, core: int) -> list[tuple[int, int]]:
+    """Window cores along one axis of a region ``n`` px long, ``(start, stop)`` in region
+    coordinates: they tile it from its origin (so from the raster's, on one global grid), the
+    last one cut at the region's end. A window passing the raster is read with zeros there
+    (:func:`_cut`), as a pass over the whole raster would be."""
+    return [(k, min(k + core, n)) for k in range(0, n, core)]
+
+
+def _cut(block: np.ndarray, i: int, j: int, win: int) -> np.ndarray:
+    """The ``win`` x ``win`` window of ``block`` (C, hh, ww) from row ``i``, column ``j``: a
+    view, or a copy with zeros (the mean) where it passes the block's edge."""
+    c, hh, ww = block.shape
+    if i + win <= hh and j + win <= ww:
+        return block[:, i:i + win, j:j + win]
+    out = np.zeros((c, win, win), block.dtype)
+    part = block[:, i:i + win, j:j + win]
+    out[:, :part.shape[1], :part.shape[2]] = part
+    return out
+
+
 def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
                     batch_size: int) -> np.ndarray:
     """Probabilities of one region: ``block`` is (C, h + 2*halo, w + 2*halo), the result (h, w)
     ((2, h, w) with the runner's spread: mean, std),
     NaN where an input of the core is not finite (non-finite inputs are read as 0, the mean).
     ``block`` is the region's own input array (:func:`region_inputs`): its non-finite values
-    are set to 0 in place, and a window covering it is read without a copy.
+    are set to 0 in place, and windows are cut from it one batch at a time (:func:`_windows`):
+    memory holds the block, one batch and the network's activations, never a padded copy of
+    the region (at a raster's last row and column, regions are not a multiple of the core).
 
     The validity mask is computed here, from the block itself, rather than by a separate task
     reading the raw inputs again: those would stay in worker memory until it runs."""
     c, hh, ww = block.shape
     h, w = hh - 2 * halo, ww - 2 * halo
-    ny, nx = -(-h // core), -(-w // core)
     ok = np.ones((h, w), bool)
     for layer in block:  # one channel at a time: no (C, h, w) mask
         ok &= np.isfinite(layer[halo:halo + h, halo:halo + w])
         np.nan_to_num(layer, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    shape = (c, ny * core + 2 * halo, nx * core + 2 * halo)
-    if block.shape == shape:
-        padded = block  # a region that is a multiple of the core: no padded copy
-    else:
-        padded = np.zeros(shape, np.float32)
-        padded[:, :hh, :ww] = block
     out = None
-    starts = [(i * core, j * core) for i in range(ny) for j in range(nx)]
+    wins = [(y, x) for y in _windows(h, core) for x in _windows(w, core)]
     win = core + 2 * halo
-    for k in range(0, len(starts), batch_size):
-        part = starts[k:k + batch_size]
-        if len(part) == 1 and padded.shape[1:] == (win, win):
-            batch = padded[None]  # the region is one window: no copy
-        else:
-            batch = np.stack([padded[:, i:i + win, j:j + win] for i, j in part])
+    for k in range(0, len(wins), batch_size):
+        part = wins[k:k + batch_size]
+        cuts = [_cut(block, y[0], x[0], win) for y, x in part]
+        batch = cuts[0][None] if len(cuts) == 1 else np.stack(cuts)
+        del cuts
         probs = runner.forward(batch)  # (B, H, W), or (B, 2, H, W) with the spread
+        del batch
         if out is None:
-            out = np.empty(probs.shape[1:-2] + (ny * core, nx * core), np.float32)
-        for (i, j), p in zip(part, probs):
-            out[..., i:i + core, j:j + core] = p[..., halo:halo + core, halo:halo + core]
-    return np.where(ok, out[..., :h, :w], np.float32(np.nan))
+            out = np.empty(probs.shape[1:-2] + (h, w), np.float32)
+        for ((y0, y1), (x0, x1)), p in zip(part, probs):
+            out[..., y0:y1, x0:x1] = p[..., halo:halo + y1 - y0, halo:halo + x1 - x0]
+    out[..., ~ok] = np.nan
+    return out
 
 
 # --------------------------------------------------------------------------- public API
