@@ -49,6 +49,32 @@ def test_tuned_malloc_keeps_big_buffers_in_the_heap():
     assert all(b < mib8 for b in _mmapped_bytes("tuned"))
 
 
+_HOLES = """
+import json, sys
+import numpy as np
+import psutil
+from geoslide.parallel.workersetup import trim_memory, tune_malloc
+
+assert tune_malloc()                   # as in a worker: buffers under 32 MiB from the heap
+rss = psutil.Process().memory_info
+layers = [np.ones(2**19, np.float32) for _ in range(400)]  # 2 MiB each
+del layers[::2]                        # every other one freed: 200 holes between live ones
+before = rss().rss
+trimmed = trim_memory()
+print(json.dumps([trimmed, before - rss().rss]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
+def test_trim_memory_returns_the_heaps_holes():
+    """200 freed 2 MiB buffers between live ones stay resident until trim_memory."""
+    out = subprocess.run([sys.executable, "-c", _HOLES], check=True, capture_output=True,
+                         text=True)
+    trimmed, released = json.loads(out.stdout)
+    assert trimmed is True
+    assert released > 300 * 2**20  # of the 400 MiB of holes
+
+
 def test_workers_of_a_cluster_from_get_client_are_set_up():
     with get_client("local", n_workers=1, threads_per_worker=1, memory_limit="1GiB") as client:
         setups = client.run(lambda dask_worker: dask_worker.geoslide_setup)

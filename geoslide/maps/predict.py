@@ -36,6 +36,7 @@ from geoslide.parallel.chunking import round_up
 from geoslide.parallel.compute import compute_array
 from geoslide.parallel.devices import resolve_device
 from geoslide.parallel.halo import map_halo
+from geoslide.parallel.workersetup import trim_memory
 from geoslide.store.attrs import PROVENANCE_ATTR
 
 ALIGN = 16
@@ -179,9 +180,13 @@ def _region_chunks(n: int, region: int, halo: int) -> tuple[int, ...]:
 
 def _leaf_region(block: np.ndarray, runner: _Runner, *, spec: Leaves, features: list[str],
                  normalization: dict, **kwargs: Any) -> np.ndarray:
-    """Probabilities of one region from a window of its leaves (halo plus ring radius)."""
-    return _predict_region(region_inputs(block, spec, features, normalization), runner,
-                           **kwargs)
+    """Probabilities of one region from a window of its leaves (halo plus ring radius); the
+    heap's free memory goes back to the system when it ends (:func:`trim_memory`)."""
+    try:
+        return _predict_region(region_inputs(block, spec, features, normalization), runner,
+                               **kwargs)
+    finally:
+        trim_memory()
 
 
 def _windows(n: int, core: int) -> list[tuple[int, int]]:

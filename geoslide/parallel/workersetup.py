@@ -57,6 +57,25 @@ def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD,
                 and mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
 
 
+def trim_memory() -> bool:
+    """Return the free memory inside this process's heaps to the system (glibc
+    ``malloc_trim(0)``); False where the C library is not glibc.
+
+    With the mmap threshold at 32 MiB, buffers below it (a region's per-channel layers, torch
+    activations) come from the heap; their holes, reused by the next task but not by
+    everything else, add up over a long run: on the paper-shaped benchmark a worker's
+    peak crept from 1.6 to 2.1 GiB over 1638 regions. A heavy task calls this when it ends."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+        libc.gnu_get_libc_version
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 def setup_worker() -> dict[str, Any]:
     """Run once in a worker process: torch threads from ``OMP_NUM_THREADS`` (1 in a dask
     worker) and :func:`tune_malloc`. Returns what it set."""
@@ -86,4 +105,4 @@ def dask_setup(worker: Any) -> None:
     WorkerSetup().setup(worker)
 
 
-__all__ = ["tune_malloc", "setup_worker", "WorkerSetup", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
+__all__ = ["tune_malloc", "trim_memory", "setup_worker", "WorkerSetup", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]

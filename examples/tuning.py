@@ -1,0 +1,77 @@
+"""Tune SACNN's quick recipe for the conditioning factors, on validation pixels only (issue 14).
+
+    python examples/tuning.py OUT CONFIG RUN SEED     # one training; OUT/tuning/<run>-<config>-s<seed>.json
+    python examples/tuning.py OUT --table             # the validation table of every result
+
+``OUT`` is the folder of ``examples/reproduction.py OUT --factors`` (its store,
+``OUT/kashmir.zarr``, with the factors; ``--steps`` may stop after ``prepare``). Each training
+is ``geoslide.train(store, "sacnn", preset="quick", overrides=CONFIGS[CONFIG])`` with one torch
+thread; what it records is the best validation epoch's NLL and AUC, never a test pixel. Run
+two at a time on two cores. Configurations:
+
+- ``quick``: the preset (aligned slope and elevation at 30/100/300 m; widths 8..64);
+- ``factors``: the aligned features of every continuous input (slope, elevation, curvatures,
+  TPI, relief, TWI, distance to faults): the store needs them (``geoslide features STORE
+  --features ...``, done here once);
+- ``wide``: widths 16/32/64/128/128;
+- ``long``: up to 20 epochs, early stopping after 5 without gain.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+CONTINUOUS = ["slope", "elevation", "plan_curvature", "profile_curvature", "tpi_300m",
+              "relief_300m", "twi", "dist_faults"]
+CONFIGS: dict[str, dict] = {
+    "quick": {},
+    "factors": {"aligned_sources": CONTINUOUS},
+    "wide": {"model_kwargs": {"widths": [16, 32, 64, 128, 128]}},
+    "long": {"epochs": 20, "early_stop": 5},
+}
+RUNS = {"band1": ("band", 1), "band3": ("band", 3), "paper": ("paper", 1)}
+
+
+def one(out: Path, config: str, run: str, seed: int) -> dict:
+    import torch
+
+    from geoslide import open_zarr, train
+
+    torch.set_num_threads(1)
+    split, band = RUNS[run]
+    ds = open_zarr(out / "kashmir.zarr").load()
+    res = train(ds, "sacnn", preset="quick", split=split, band=band, seed=seed,
+                overrides=CONFIGS[config], threads=1, progress=False)
+    best = next(h for h in res.history if h["epoch"] == res.best_epoch)
+    return {"config": config, "run": run, "seed": seed, "val_nll": res.best_val_nll,
+            "val_auc": best.get("val_auc"), "best_epoch": res.best_epoch,
+            "inputs": len(res.feature_names), "seconds": round(res.seconds)}
+
+
+def table(out: Path) -> str:
+    rows = [json.loads(p.read_text()) for p in sorted((out / "tuning").glob("*.json"))]
+    lines = ["| run | config | seed | inputs | val NLL | val AUC | best epoch | s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["run"], r["val_nll"])):
+        lines.append(f"| {r['run']} | {r['config']} | {r['seed']} | {r['inputs']} | "
+                     f"{r['val_nll']:.4f} | {r['val_auc']:.3f} | {r['best_epoch']} | "
+                     f"{r['seconds']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    out = Path(argv[0])
+    if argv[1:] == ["--table"]:
+        print(table(out))
+        return
+    config, run, seed = argv[1], argv[2], int(argv[3])
+    dest = out / "tuning" / f"{run}-{config}-s{seed}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    result = one(out, config, run, seed)
+    dest.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
