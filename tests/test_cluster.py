@@ -154,7 +154,7 @@ def test_features_on_a_local_cluster_equal_numpy(cluster_client, store, base):
     assert report.written == 16
     # the kernel and the writes ran on both worker processes
     workers = set(cluster_client.scheduler_info()["workers"])
-    kernel = {t["worker"] for t in stream.data if "align" in str(t["key"])}
+    kernel = {t["worker"] for t in stream.data if "ring-winners" in str(t["key"])}
     writes = [t for t in stream.data if "geoslide-write" in str(t["key"])]
     assert kernel == workers and len(writes) == 16
     ref = aligned_features(base, DISTANCES, ["slope"])

@@ -94,13 +94,18 @@ def compute_tasks(todo: list[Any], progress: bool, desc: str, unit: str = "regio
 
             amm = pause_amm(client)
             held = broadcast_shared(client, todo)
-            futures = list(client.compute(list(todo)))
+            # a finished task's future is dropped at once: a future held to the end keeps its
+            # task's whole chain (released region tasks with their graphs) in worker memory
+            done = as_completed(client.compute(list(todo)))
+            pending = set(done.futures)
             try:
-                for fut in as_completed(futures):
+                for fut in done:
+                    pending.discard(fut)
                     fut.result()
+                    del fut
                     bar.update(1)
             except BaseException:
-                client.cancel(futures)
+                client.cancel(list(pending))
                 raise
             finally:
                 for f in held:
