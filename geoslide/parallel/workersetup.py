@@ -41,17 +41,25 @@ TRIM_THRESHOLD = 64 * 2**20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
 
 
+def _glibc() -> Any:
+    """The C library when it is glibc, else None (only glibc has ``gnu_get_libc_version``;
+    other libcs may read mallopt's numbers otherwise)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version, libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD,
                 trim_threshold: int = TRIM_THRESHOLD) -> bool:
     """Set glibc's mmap and trim thresholds (bytes) in this process; False where the C library
     is not glibc (macOS, musl) or refuses them."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-        # only glibc has gnu_get_libc_version; other libcs may read these numbers otherwise
-        libc.gnu_get_libc_version
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))
                 and mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
@@ -65,12 +73,10 @@ def trim_memory() -> bool:
     activations) come from the heap; their holes, reused by the next task but not by
     everything else, add up over a long run: on the paper-shaped benchmark a worker's
     peak crept from 1.6 to 2.1 GiB over 1638 regions. A heavy task calls this when it ends."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-        libc.gnu_get_libc_version
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
+    trim = libc.malloc_trim
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
