@@ -10,9 +10,10 @@ thread; what it records is the best validation epoch's NLL and AUC, never a test
 two at a time on two cores. Configurations:
 
 - ``quick``: the preset (aligned slope and elevation at 30/100/300 m; widths 8..64);
-- ``factors``: the aligned features of every continuous input (slope, elevation, curvatures,
-  TPI, relief, TWI, distance to faults): the store needs them (``geoslide features STORE
-  --features ...``, done here once);
+- ``factors``: the aligned features of every continuous input of the store (slope, elevation,
+  curvatures, TPI, relief, TWI, distance to faults); compute them first with ``geoslide
+  features OUT/kashmir.zarr --features slope elevation plan_curvature profile_curvature
+  tpi_300m relief_300m twi dist_faults``;
 - ``wide``: widths 16/32/64/128/128;
 - ``long``: up to 20 epochs, early stopping after 5 without gain.
 """
@@ -22,11 +23,9 @@ import json
 import sys
 from pathlib import Path
 
-CONTINUOUS = ["slope", "elevation", "plan_curvature", "profile_curvature", "tpi_300m",
-              "relief_300m", "twi", "dist_faults"]
 CONFIGS: dict[str, dict] = {
     "quick": {},
-    "factors": {"aligned_sources": CONTINUOUS},
+    "factors": {"aligned_sources": "continuous"},  # the store's continuous inputs
     "wide": {"model_kwargs": {"widths": [16, 32, 64, 128, 128]}},
     "long": {"epochs": 20, "early_stop": 5},
 }
@@ -41,8 +40,11 @@ def one(out: Path, config: str, run: str, seed: int) -> dict:
     torch.set_num_threads(1)
     split, band = RUNS[run]
     ds = open_zarr(out / "kashmir.zarr").load()
+    overrides = dict(CONFIGS[config])
+    if overrides.get("aligned_sources") == "continuous":
+        overrides["aligned_sources"] = list(ds.attrs["geoslide:continuous"])
     res = train(ds, "sacnn", preset="quick", split=split, band=band, seed=seed,
-                overrides=CONFIGS[config], threads=1, progress=False)
+                overrides=overrides, threads=1, progress=False)
     best = next(h for h in res.history if h["epoch"] == res.best_epoch)
     return {"config": config, "run": run, "seed": seed, "val_nll": res.best_val_nll,
             "val_auc": best.get("val_auc"), "best_epoch": res.best_epoch,
