@@ -15,7 +15,11 @@ two at a time on two cores. Configurations:
   features OUT/kashmir.zarr --features slope elevation plan_curvature profile_curvature
   tpi_300m relief_300m twi dist_faults``;
 - ``wide``: widths 16/32/64/128/128;
-- ``long``: up to 20 epochs, early stopping after 5 without gain.
+- ``long``: up to 20 epochs, early stopping after 5 without gain;
+- ``factors_long``: ``factors`` and ``long`` together;
+- ``flip``: random left-right / up-down flips of each batch (azimuths corrected);
+- ``context``: a halo of 64 px instead of 32 (patches of 192 px, not 128);
+- ``far``: aligned slope and elevation at 30/100/300/1000 m (computed in memory).
 """
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ CONFIGS: dict[str, dict] = {
     "factors": {"aligned_sources": "continuous"},  # the store's continuous inputs
     "wide": {"model_kwargs": {"widths": [16, 32, 64, 128, 128]}},
     "long": {"epochs": 20, "early_stop": 5},
+    "factors_long": {"aligned_sources": "continuous", "epochs": 20, "early_stop": 5},
+    "flip": {"flip": True},
+    "context": {"halo": 64},
+    "far": {"distances": [30, 100, 300, 1000]},  # aligned slope and elevation, one more distance
 }
 RUNS = {"band1": ("band", 1), "band3": ("band", 3), "paper": ("paper", 1)}
 
@@ -41,6 +49,11 @@ def one(out: Path, config: str, run: str, seed: int) -> dict:
     split, band = RUNS[run]
     ds = open_zarr(out / "kashmir.zarr").load()
     overrides = dict(CONFIGS[config])
+    if "distances" in overrides:
+        from geoslide import aligned_features
+
+        al = aligned_features(ds, overrides.pop("distances"), ["slope", "elevation"])
+        ds = ds.drop_vars([v for v in ds.data_vars if "_up" in str(v)]).assign(al.data_vars)
     if overrides.get("aligned_sources") == "continuous":
         overrides["aligned_sources"] = list(ds.attrs["geoslide:continuous"])
     res = train(ds, "sacnn", preset="quick", split=split, band=band, seed=seed,
