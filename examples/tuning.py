@@ -51,9 +51,11 @@ def one(out: Path, config: str, run: str, seed: int) -> dict:
     overrides = dict(CONFIGS[config])
     if "distances" in overrides:
         from geoslide import aligned_features
+        from geoslide.names import is_aligned
 
         al = aligned_features(ds, overrides.pop("distances"), ["slope", "elevation"])
-        ds = ds.drop_vars([v for v in ds.data_vars if "_up" in str(v)]).assign(al.data_vars)
+        ds = ds.drop_vars([v for v in ds.data_vars if is_aligned(str(v))]).assign(al.data_vars)
+        ds.attrs = al.attrs  # geoslide:aligned names the new distances, not the store's
     if overrides.get("aligned_sources") == "continuous":
         overrides["aligned_sources"] = list(ds.attrs["geoslide:continuous"])
     res = train(ds, "sacnn", preset="quick", split=split, band=band, seed=seed,
