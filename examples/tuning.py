@@ -19,7 +19,10 @@ two at a time on two cores. Configurations:
 - ``factors_long``: ``factors`` and ``long`` together;
 - ``flip``: random left-right / up-down flips of each batch (azimuths corrected);
 - ``context``: a halo of 64 px instead of 32 (patches of 192 px, not 128);
-- ``far``: aligned slope and elevation at 30/100/300/1000 m (computed in memory).
+- ``far``: aligned slope and elevation at 30/100/300/1000 m (computed in memory);
+- ``he``: the preset with He initialisation (``init="he"``, geoslide.learn.models.weights);
+- ``far_he``: ``far`` and ``he`` together;
+- ``he_long``: ``he`` and ``long`` together.
 """
 from __future__ import annotations
 
@@ -36,6 +39,9 @@ CONFIGS: dict[str, dict] = {
     "flip": {"flip": True},
     "context": {"halo": 64},
     "far": {"distances": [30, 100, 300, 1000]},  # aligned slope and elevation, one more distance
+    "he": {"init": "he"},
+    "far_he": {"distances": [30, 100, 300, 1000], "init": "he"},
+    "he_long": {"init": "he", "epochs": 20, "early_stop": 5},
 }
 RUNS = {"band1": ("band", 1), "band3": ("band", 3), "paper": ("paper", 1)}
 

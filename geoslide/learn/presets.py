@@ -49,6 +49,7 @@ _COMMON_PAPER: dict[str, Any] = {
     "momentum": 0.0,
     "aligned_sources": None,
     "prior_bias": False,
+    "init": "torch",
     "ensemble": 1,
     "recalibrate": False,
     "model_kwargs": {},
@@ -79,6 +80,7 @@ _COMMON_QUICK: dict[str, Any] = {
     "momentum": 0.0,
     "aligned_sources": ["slope", "elevation"],
     "prior_bias": True,
+    "init": "torch",  # geoslide.learn.models.weights
     "ensemble": 1,
     # at least this many optimiser steps: a small region stretches epochs, early stopping and
     # the LR patience by one factor (scale_to_region); Kashmir (368-468 steps) is

@@ -30,6 +30,7 @@ import xarray as xr
 
 from geoslide.learn import health as H
 from geoslide.learn.calibration import init_output_bias, last_conv, recalibrate
+from geoslide.learn.models.weights import init_weights
 from geoslide.learn.inputs import compute_normalization, default_features, to_label_array
 from geoslide.names import ALIGNED_RE, is_aligned
 from geoslide.learn.modelfile import TrainedModel, grid_crs, grid_resolution, save_model
@@ -208,6 +209,7 @@ def train(
         if name == "random":  # its coin is a seeded hash, not torch's global generator
             kwargs.setdefault("seed", member_seed)
         m = build(name, len(features), **kwargs)
+        init_weights(m, recipe.get("init", "torch"))
         if recipe.get("prior_bias", True):
             init_output_bias(m, positive_rate)
         return m.to(dev)

@@ -1,0 +1,30 @@
+"""How a new network's weights start: ``init_weights(module, scheme)``.
+
+- ``"torch"``: PyTorch's defaults (Kaiming-uniform with a = sqrt(5), uniform biases). In a
+  deep ReLU network without normalisation, such as the UNet, each layer shrinks the signal's
+  variance about six-fold, so at the start the output is nearly constant (its spatial std is
+  ~0.005 logits on Kashmir-sized inputs) and what little gradient reaches the first layers
+  can leave every unit of the last block dead or always on: the network learns a constant map.
+- ``"he"``: He et al. (2015), the initialisation the UNet paper uses: normal weights with
+  variance 2 / fan-in for every convolution followed by a ReLU, zero biases; the last
+  convolution (the output logit) keeps PyTorch's default so the first predictions stay near
+  the output bias (see :func:`geoslide.learn.calibration.init_output_bias`).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+SCHEMES = ("torch", "he")
+
+
+def init_weights(module: nn.Module, scheme: str = "torch") -> None:
+    """Initialise ``module``'s convolutions in place with ``scheme`` (one of :data:`SCHEMES`)."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown init {scheme!r}; expected one of {list(SCHEMES)}")
+    if scheme == "torch":
+        return
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs[:-1]:
+        nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
