@@ -47,6 +47,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="train N >= 2 members with seeds SEED .. SEED+N-1 into one model file "
                         "(its map: their mean probability; `geoslide predict --spread` also "
                         "maps how far they disagree); costs N trainings")
+    p.add_argument("--init", choices=["torch", "he"], default=None,
+                   help="weight initialisation (default: the preset's, torch): `he` keeps the "
+                        "UNets' signal alive at the start, so they collapse to a constant map "
+                        "less often on small regions (docs/training.md)")
     p.add_argument("--split-seed", type=int, default=0,
                    help="seed of the split's random draws (default 0)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
@@ -91,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
                   split_core=args.split_core, epochs=args.epochs, core=args.core,
                   halo=args.halo, device=args.device, threads=args.threads,
                   progress=not args.quiet, keep_failed=args.keep_failed)
-    if args.ensemble:
-        common["overrides"] = {"ensemble": args.ensemble}
+    overrides = {k: v for k, v in (("ensemble", args.ensemble), ("init", args.init)) if v}
+    if overrides:
+        common["overrides"] = overrides
     if args.split == "kfold" and args.fold is None:
         from geoslide.evaluation.crossval import cross_validate
 
