@@ -21,8 +21,7 @@ two at a time on two cores. Configurations:
 - ``context``: a halo of 64 px instead of 32 (patches of 192 px, not 128);
 - ``far``: aligned slope and elevation at 30/100/300/1000 m (computed in memory);
 - ``he``: the preset with He initialisation (``init="he"``, geoslide.learn.models.weights);
-- ``far_he``: ``far`` and ``he`` together;
-- ``he_long``: ``he`` and ``long`` together.
+- ``far_he``: ``far`` and ``he`` together.
 """
 from __future__ import annotations
 
@@ -41,7 +40,6 @@ CONFIGS: dict[str, dict] = {
     "far": {"distances": [30, 100, 300, 1000]},  # aligned slope and elevation, one more distance
     "he": {"init": "he"},
     "far_he": {"distances": [30, 100, 300, 1000], "init": "he"},
-    "he_long": {"init": "he", "epochs": 20, "early_stop": 5},
 }
 RUNS = {"band1": ("band", 1), "band3": ("band", 3), "paper": ("paper", 1)}
 

@@ -120,8 +120,9 @@ def test_overfits_one_real_patch(kashmir_aligned, name):
 
 def test_init_weights_he_keeps_the_signal(kashmir_aligned):
     """PyTorch's default init leaves the 18-layer UNet's output nearly constant on a real
-    patch (logit std 0.002); He init gives it 40 times that spread, draws every hidden conv with std sqrt(2/fan_in)
-    and zero bias, and leaves the output conv (and its prior bias) alone."""
+    patch (logit std 0.002); He init gives it 40 times that spread, draws every hidden conv
+    with std sqrt(2/fan_in) and zero bias, and leaves the output conv (and its prior bias)
+    alone."""
     from geoslide.learn.calibration import init_output_bias
     from geoslide.learn.models.weights import init_weights
 

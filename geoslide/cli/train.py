@@ -17,6 +17,7 @@ import argparse
 from typing import Any
 
 from geoslide.learn.models import MODELS
+from geoslide.learn.models.weights import SCHEMES
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -47,7 +48,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="train N >= 2 members with seeds SEED .. SEED+N-1 into one model file "
                         "(its map: their mean probability; `geoslide predict --spread` also "
                         "maps how far they disagree); costs N trainings")
-    p.add_argument("--init", choices=["torch", "he"], default=None,
+    p.add_argument("--init", choices=list(SCHEMES), default=None,
                    help="weight initialisation (default: the preset's, torch): `he` keeps the "
                         "UNets' signal alive at the start, so they collapse to a constant map "
                         "less often on small regions (docs/training.md)")

@@ -209,7 +209,7 @@ def train(
         if name == "random":  # its coin is a seeded hash, not torch's global generator
             kwargs.setdefault("seed", member_seed)
         m = build(name, len(features), **kwargs)
-        init_weights(m, recipe.get("init", "torch"))
+        init_weights(m, recipe["init"])
         if recipe.get("prior_bias", True):
             init_output_bias(m, positive_rate)
         return m.to(dev)
