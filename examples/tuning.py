@@ -5,11 +5,15 @@
 
 ``OUT`` is the folder of ``examples/reproduction.py OUT --factors`` (its store,
 ``OUT/kashmir.zarr``, with the factors; ``--steps`` may stop after ``prepare``). Each training
-is ``geoslide.train(store, "sacnn", preset="quick", overrides=CONFIGS[CONFIG])`` with one torch
+is ``geoslide.train(store, "sacnn", preset="quick", overrides=CONFIGS[CONFIG])`` (``"cnn"`` for
+the ``cnn*`` configurations) with one torch
 thread; what it records is the best validation epoch's NLL and AUC, never a test pixel. Run
 two at a time on two cores. Configurations:
 
-- ``quick``: the preset (aligned slope and elevation at 30/100/300 m; widths 8..64);
+Every configuration starts from the quick preset as it was on 2026-12-02, PyTorch's default
+initialisation (``init="torch"``); since 12-03 the preset is ``he``, the ``he`` configuration.
+
+- ``quick``: that preset (aligned slope and elevation at 30/100/300 m; widths 8..64);
 - ``factors``: the aligned features of every continuous input of the store (slope, elevation,
   curvatures, TPI, relief, TWI, distance to faults); compute them first with ``geoslide
   features OUT/kashmir.zarr --features slope elevation plan_curvature profile_curvature
@@ -21,7 +25,9 @@ two at a time on two cores. Configurations:
 - ``context``: a halo of 64 px instead of 32 (patches of 192 px, not 128);
 - ``far``: aligned slope and elevation at 30/100/300/1000 m (computed in memory);
 - ``he``: the preset with He initialisation (``init="he"``, geoslide.learn.models.weights);
-- ``far_he``: ``far`` and ``he`` together.
+- ``far_he``: ``far`` and ``he`` together;
+- ``cnn``, ``cnn_he``: CNN's quick preset (no aligned features), with PyTorch's default and with
+  He initialisation.
 """
 from __future__ import annotations
 
@@ -40,6 +46,8 @@ CONFIGS: dict[str, dict] = {
     "far": {"distances": [30, 100, 300, 1000]},  # aligned slope and elevation, one more distance
     "he": {"init": "he"},
     "far_he": {"distances": [30, 100, 300, 1000], "init": "he"},
+    "cnn": {"model": "cnn"},
+    "cnn_he": {"model": "cnn", "init": "he"},
 }
 RUNS = {"band1": ("band", 1), "band3": ("band", 3), "paper": ("paper", 1)}
 
@@ -52,7 +60,8 @@ def one(out: Path, config: str, run: str, seed: int) -> dict:
     torch.set_num_threads(1)
     split, band = RUNS[run]
     ds = open_zarr(out / "kashmir.zarr").load()
-    overrides = dict(CONFIGS[config])
+    overrides = {"init": "torch", **CONFIGS[config]}  # relative to the 12-02 preset (torch init)
+    model = overrides.pop("model", "sacnn")
     if "distances" in overrides:
         from geoslide import aligned_features
         from geoslide.names import is_aligned
@@ -62,7 +71,7 @@ def one(out: Path, config: str, run: str, seed: int) -> dict:
         ds.attrs = al.attrs  # geoslide:aligned names the new distances, not the store's
     if overrides.get("aligned_sources") == "continuous":
         overrides["aligned_sources"] = list(ds.attrs["geoslide:continuous"])
-    res = train(ds, "sacnn", preset="quick", split=split, band=band, seed=seed,
+    res = train(ds, model, preset="quick", split=split, band=band, seed=seed,
                 overrides=overrides, threads=1, progress=False)
     best = next(h for h in res.history if h["epoch"] == res.best_epoch)
     return {"config": config, "run": run, "seed": seed, "val_nll": res.best_val_nll,

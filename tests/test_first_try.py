@@ -310,17 +310,18 @@ def test_report_has_importance_per_input_group(basin_store, tmp_path):
 @pytest.mark.slow
 def test_he_init_learns_on_the_basin_where_torch_init_collapses(hard_cases, tmp_path, capsys):
     """The basin's 80 points buffered 45 m, SACNN seed 1 (docs/training.md, "He
-    initialisation"): PyTorch's default init collapses to a constant map (exit 2 naming
-    `--init he`); `--init he` learns (exit 0, validation NLL below the base rate)."""
+    initialisation"): PyTorch's default init (`--init torch`) collapses to a constant map (exit
+    2 naming `--init he`); the quick preset's He init learns (exit 0, validation NLL below the
+    base rate)."""
     store = _prepare(tmp_path, "basin45", hard_cases["basin"], hard_cases["basin_points"],
                      "--point-buffer", "45")
     assert main(["features", str(store), "--scheduler", "threads", "--quiet"]) == 0
     args = ["train", str(store), "--model", "sacnn", "--seed", "1", "--quiet", "--threads", "2"]
     capsys.readouterr()
-    assert main(args + ["--out", str(tmp_path / "torch.pt")]) == 2
+    assert main(args + ["--init", "torch", "--out", str(tmp_path / "torch.pt")]) == 2
     assert "--init he" in capsys.readouterr().err
     assert not (tmp_path / "torch.pt").exists()
-    assert main(args + ["--init", "he", "--out", str(tmp_path / "he.pt")]) == 0
+    assert main(args + ["--out", str(tmp_path / "he.pt")]) == 0  # the quick preset: he
     hist = json.loads((tmp_path / "he.pt.history.json").read_text())
     assert hist["recipe"]["init"] == "he"
     assert hist["health"]["ok"] and hist["health"]["gain"] > 0.05

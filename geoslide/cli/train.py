@@ -49,9 +49,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "(its map: their mean probability; `geoslide predict --spread` also "
                         "maps how far they disagree); costs N trainings")
     p.add_argument("--init", choices=list(SCHEMES), default=None,
-                   help="weight initialisation (default: the preset's, torch): `he` keeps the "
-                        "UNets' signal alive at the start, so they collapse to a constant map "
-                        "less often on small regions (docs/training.md)")
+                   help="weight initialisation (default: the preset's; quick: `he` for CNN and "
+                        "SACNN, `torch` elsewhere): `he` keeps the UNets' signal alive at the "
+                        "start, so they collapse to a constant map less often on small regions "
+                        "(docs/training.md)")
     p.add_argument("--split-seed", type=int, default=0,
                    help="seed of the split's random draws (default 0)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")

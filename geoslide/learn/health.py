@@ -25,8 +25,8 @@ FIXES = ("likely causes and fixes: too few landslide pixels (point inventories: 
          "store with `geoslide prepare ... --point-buffer METRES`); windows larger than the "
          "region (a smaller `--split-core` and `--core`); a split that leaves the landslides "
          "out of a set (another `--band` or `--split-seed`, or `--split kfold`); a network "
-         "that collapsed to a constant map on few data (`--init he`, another `--seed`, or a "
-         "per-pixel model: `--model sann` or `llr`)")
+         "that collapsed to a constant map on few data (`--init he` where the recipe had "
+         "`torch`, another `--seed`, or a per-pixel model: `--model sann` or `llr`)")
 
 
 def set_summary(labels: np.ndarray, masks: Mapping[str, np.ndarray],
