@@ -2,6 +2,7 @@
 
     python examples/reproduction.py [OUT] [--runs band1 paper band3] [--seeds 0 1 2]
                                     [--steps train evaluate summary] [--models ...]
+                                    [--init torch|he]
     python examples/reproduction.py out/reproduction-factors --factors   # richer inputs
 
 OUT (default out/reproduction) receives the store, one folder per run and seed
@@ -89,7 +90,7 @@ def _models(run: str, only: list[str] | None) -> list[str]:
 
 
 def train(out: Path, store: Path, run: str, seeds: list[int],
-          only: list[str] | None = None) -> None:
+          only: list[str] | None = None, init: str | None = None) -> None:
     split, band, _ = RUNS[run]
     models = _models(run, only)
     for s in seeds:
@@ -100,7 +101,8 @@ def train(out: Path, store: Path, run: str, seeds: list[int],
                 continue
             sec = sh(GEOSLIDE + ["train", str(store), "--model", m, "--preset", "quick",
                                  "--split", split, "--band", str(band), "--seed", str(s),
-                                 "--threads", "1", "--quiet", "--out", str(folder / f"{m}.pt")],
+                                 "--threads", "1", "--quiet", "--out", str(folder / f"{m}.pt")]
+                     + (["--init", init] if init else []),
                      log=folder / f"{m}.log")
             print(f"{run} seed {s} {m}: trained in {sec:.0f} s", flush=True)
 
@@ -268,6 +270,9 @@ def main() -> None:
                    choices=["train", "evaluate", "summary", "figures"])
     p.add_argument("--models", nargs="+", choices=MODELS, default=None,
                    help="train and evaluate only these models (default: each run's own)")
+    p.add_argument("--init", choices=["torch", "he"], default=None,
+                   help="every training's `geoslide train --init` (default: the preset's; "
+                        "`torch` trains as the tables measured before 2026-12-03)")
     p.add_argument("--factors", action="store_true",
                    help="the store with the conditioning factors (FACTORS, faults)")
     p.add_argument("--figures", default="docs/figures/reproduction",
@@ -278,7 +283,7 @@ def main() -> None:
     store = prepare(out, a.factors)
     for run in a.runs:
         if "train" in a.steps:
-            train(out, store, run, a.seeds, a.models)
+            train(out, store, run, a.seeds, a.models, a.init)
         if "evaluate" in a.steps:
             evaluate(out, store, run, a.seeds, a.models, a.factors)
     if "summary" in a.steps:
