@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from geoslide.learn.models.weights import SCHEMES
+
 MODELS = ["random", "llr", "nn", "sann", "cnn", "sacnn"]
 RUNS = {  # name: (split, band, models)
     "band1": ("band", 1, MODELS),
@@ -270,7 +272,7 @@ def main() -> None:
                    choices=["train", "evaluate", "summary", "figures"])
     p.add_argument("--models", nargs="+", choices=MODELS, default=None,
                    help="train and evaluate only these models (default: each run's own)")
-    p.add_argument("--init", choices=["torch", "he"], default=None,
+    p.add_argument("--init", choices=list(SCHEMES), default=None,
                    help="every training's `geoslide train --init` (default: the preset's; "
                         "`torch` trains as the tables measured before 2026-12-03)")
     p.add_argument("--factors", action="store_true",

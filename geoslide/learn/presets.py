@@ -94,6 +94,18 @@ _COMMON_QUICK: dict[str, Any] = {
     "model_kwargs": {},
 }
 
+# The quick recipe of both UNets (cnn and sacnn), so that they differ only by their inputs.
+# Adam 1e-3, <= 12 epochs: chosen on the band-1 validation rows, seeds 0-2 (CNN): best val NLL
+# 0.0938 / 0.0945 / 0.0950 (AUC 0.827 / 0.826 / 0.823) vs 0.0949 / 0.1164 / 0.0951 at Adam 3e-3,
+# <= 8 epochs, whose seed 1 collapsed to a constant map (val AUC 0.500); no collapse at 1e-3.
+# init "he" (2026-12-03, docs/training.md "He initialisation"): on validation pixels, 12 of 12
+# SACNN trainings learn against 9 of 12 with torch's default (the basin's seeds 1-2 and Kashmir
+# far's seed 0 collapsed), level where both learn; CNN band 1 best val NLL 0.0923 / 0.0928 /
+# 0.0930 vs 0.0931 / 0.0932 / 0.0932 with torch.
+_UNET_QUICK: dict[str, Any] = {"optimizer": "adam", "lr": 0.001, "epochs": 12, "batch_size": 8,
+                               "oversample": 2, "early_stop": 3, "init": "he",
+                               "model_kwargs": {"widths": [8, 16, 32, 64, 64]}}
+
 QUICK: dict[str, dict[str, Any]] = {
     "random": {"optimizer": None, "lr": 0.0, "epochs": 1, "batch_size": 16, "halo": 0},
     "llr": {"optimizer": "adam", "lr": 0.05, "epochs": 8, "batch_size": 16, "halo": 0},
@@ -101,18 +113,8 @@ QUICK: dict[str, dict[str, Any]] = {
            "model_kwargs": {"hidden": [64, 32]}},
     "sann": {"optimizer": "adam", "lr": 0.003, "epochs": 10, "batch_size": 16, "halo": 0,
              "model_kwargs": {"hidden": [64, 32]}},
-    # cnn: the same recipe as sacnn (Adam 1e-3, <= 12 epochs), so that the two UNets differ only
-    # by their inputs. Chosen on the band-1 validation rows, seeds 0-2: best val NLL 0.0938 /
-    # 0.0945 / 0.0950 (AUC 0.827 / 0.826 / 0.823) vs 0.0949 / 0.1164 / 0.0951 at Adam 3e-3,
-    # <= 8 epochs, whose seed 1 collapsed to a constant map (val AUC 0.500); no collapse at 1e-3.
-    # init "he" for both UNets (2026-12-03, docs/training.md "He initialisation"): on validation
-    # pixels, 12 of 12 SACNN trainings learn against 9 of 12 with torch's default (the basin's
-    # seeds 1-2 and Kashmir far's seed 0 collapsed), level where both learn; CNN band 1 best
-    # val NLL 0.0923 / 0.0928 / 0.0930 vs 0.0931 / 0.0932 / 0.0932 with torch.
-    "cnn": {"optimizer": "adam", "lr": 0.001, "epochs": 12, "batch_size": 8, "oversample": 2,
-            "early_stop": 3, "init": "he", "model_kwargs": {"widths": [8, 16, 32, 64, 64]}},
-    "sacnn": {"optimizer": "adam", "lr": 0.001, "epochs": 12, "batch_size": 8, "oversample": 2,
-              "early_stop": 3, "init": "he", "model_kwargs": {"widths": [8, 16, 32, 64, 64]}},
+    "cnn": _UNET_QUICK,  # get_preset deep-copies, so the two recipes never share state
+    "sacnn": _UNET_QUICK,
 }
 
 PRESETS = {"paper": (_COMMON_PAPER, PAPER), "quick": (_COMMON_QUICK, QUICK)}
