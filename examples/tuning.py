@@ -27,7 +27,9 @@ initialisation (``init="torch"``); since 12-03 the preset is ``he``, the ``he`` 
 - ``he``: the preset with He initialisation (``init="he"``, geoslide.learn.models.weights);
 - ``far_he``: ``far`` and ``he`` together;
 - ``cnn``, ``cnn_he``: CNN's quick preset (no aligned features), with PyTorch's default and with
-  He initialisation.
+  He initialisation;
+- ``drainage_he``: ``he`` with four drainage factors as extra inputs, added in memory: HAND and
+  the distance to drainage for channels of 1 and 20 km^2 (``examples/drainage_factors.py``).
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ CONFIGS: dict[str, dict] = {
     "far_he": {"distances": [30, 100, 300, 1000], "init": "he"},
     "cnn": {"model": "cnn"},
     "cnn_he": {"model": "cnn", "init": "he"},
+    "drainage_he": {"drainage": True, "init": "he"},
 }
 RUNS = {"band1": ("band", 1), "band3": ("band", 3), "paper": ("paper", 1)}
 
@@ -62,6 +65,13 @@ def one(out: Path, config: str, run: str, seed: int) -> dict:
     ds = open_zarr(out / "kashmir.zarr").load()
     overrides = {"init": "torch", **CONFIGS[config]}  # relative to the 12-02 preset (torch init)
     model = overrides.pop("model", "sacnn")
+    if overrides.pop("drainage", False):
+        from drainage_factors import drainage  # examples/, beside this script
+
+        from geoslide import add_inputs
+
+        ds = add_inputs(ds, **{k: ds["elevation"].copy(data=v.astype("float32"))
+                               for k, v in drainage(ds).items()})
     if "distances" in overrides:
         from geoslide import aligned_features
         from geoslide.names import is_aligned
