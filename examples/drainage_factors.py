@@ -2,11 +2,12 @@
 
     python examples/drainage_factors.py OUT      # OUT: the folder of reproduction.py --factors
 
-Adds, in memory, the height above the nearest drainage (HAND, pyflwdir) and the Euclidean
-distance to the nearest drainage cell (scipy), with channels where the D8 upslope area is at
-least 1 km^2 or 20 km^2, to the factors store ``OUT/kashmir.zarr``; fits the random forest
-with aligned features (``rf+aligned``, the peer SACNN must beat) with and without them on
-band 1, band 3 and the paper split, seeds 0-2, and prints each fit's validation AUC and NLL.
+Adds, in memory, the height above the nearest drainage (``hand``) and the Euclidean distance
+to the nearest drainage cell (``drainage_distance``), with channels where the D8 upslope area
+is at least 1 km^2 or 20 km^2 (``geoslide.derive(ds, ["hand:20", ...])``), to the factors
+store ``OUT/kashmir.zarr``; fits the random forest with aligned features (``rf+aligned``, the
+peer SACNN must beat) with and without them on band 1, band 3 and the paper split, seeds 0-2,
+and prints each fit's validation AUC and NLL.
 No test pixel is read. Two cores: about 8 minutes.
 """
 from __future__ import annotations
@@ -20,25 +21,14 @@ RUNS = {"band1": ("band", 1), "band3": ("band", 3), "paper": ("paper", 1)}
 THRESHOLDS_KM2 = (1, 20)
 
 
-def drainage(ds) -> dict[str, np.ndarray]:
-    """HAND (m) and distance to drainage (m) per channel threshold, NaN off the DEM."""
-    import pyflwdir
-    from scipy.ndimage import distance_transform_edt
+FACTORS = [f"{base}:{km2}" for km2 in THRESHOLDS_KM2 for base in ("hand", "drainage_distance")]
 
-    from geoslide.features.terrain import grid_spacing
 
-    z = ds["elevation"].values.astype(np.float32)
-    ok = np.isfinite(z)
-    xres, yres = grid_spacing(ds["elevation"])
-    flw = pyflwdir.from_dem(z, nodata=np.nan, outlets="edge")
-    km2 = flw.upstream_area(unit="cell") * abs(xres * yres) / 1e6
-    out = {}
-    for thr in THRESHOLDS_KM2:
-        drain = (km2 >= thr) & ok
-        out[f"hand_{thr}km2"] = np.where(ok, flw.hand(drain, z), np.nan)
-        out[f"drainage_distance_{thr}km2"] = np.where(
-            ok, distance_transform_edt(~drain, sampling=(abs(yres), abs(xres))), np.nan)
-    return out
+def with_drainage(ds):
+    """``ds`` with HAND and the distance to drainage per channel area (geoslide.derive)."""
+    from geoslide import derive
+
+    return derive(ds, FACTORS)
 
 
 def main(out: Path) -> None:
@@ -49,16 +39,16 @@ def main(out: Path) -> None:
     from geoslide.learn.splits import split_with_validation
 
     ds = open_zarr(out / "kashmir.zarr").load()
-    new = drainage(ds)
+    full = with_drainage(ds)
+    new = [n for n in full.attrs["geoslide:continuous"] if n not in ds.attrs["geoslide:continuous"]]
     variants = {"base": [], "drainage distance 20 km2": ["drainage_distance_20km2"],
-                "HAND 20 km2": ["hand_20km2"], "all four": list(new)}
+                "HAND 20 km2": ["hand_20km2"], "all four": new}
     label = ds["landslide"].values
     print("| run | inputs | " + " | ".join(f"seed {s} val AUC (NLL)" for s in range(3))
           + " | mean val AUC |\n|---|---|---|---|---|---|")
     for run, (split, band) in RUNS.items():
         for name, extra in variants.items():
-            d = add_inputs(ds, **{k: ds["elevation"].copy(data=new[k].astype(np.float32))
-                                  for k in extra})
+            d = add_inputs(ds, **{k: full[k] for k in extra})
             cells = []
             for seed in range(3):
                 masks = split_with_validation(d, split, seed,

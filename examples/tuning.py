@@ -66,12 +66,9 @@ def one(out: Path, config: str, run: str, seed: int) -> dict:
     overrides = {"init": "torch", **CONFIGS[config]}  # relative to the 12-02 preset (torch init)
     model = overrides.pop("model", "sacnn")
     if overrides.pop("drainage", False):
-        from drainage_factors import drainage  # examples/, beside this script
+        from drainage_factors import with_drainage  # examples/, beside this script
 
-        from geoslide import add_inputs
-
-        ds = add_inputs(ds, **{k: ds["elevation"].copy(data=v.astype("float32"))
-                               for k, v in drainage(ds).items()})
+        ds = with_drainage(ds)
     if "distances" in overrides:
         from geoslide import aligned_features
         from geoslide.names import is_aligned

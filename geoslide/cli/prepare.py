@@ -55,7 +55,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--derive", action="append", metavar="NAME[,NAME]",
                    help="terrain inputs computed from the raster named elevation, among "
                         f"{', '.join(DERIVABLE)} (aspect as aspect_sin, aspect_cos; tpi:300 "
-                        "and relief:300 for a radius in metres); repeatable")
+                        "and relief:300 for a radius in metres; hand:20 and "
+                        "drainage_distance:20 for channels draining 20 km^2, default 1); "
+                        "repeatable")
     p.add_argument("--distance", action="append", metavar="NAME=PATH[,MAX_METRES]",
                    help="input dist_NAME: metres from each pixel to the nearest line, polygon "
                         "(0 inside) or point of a vector file, capped at MAX_METRES (default "
@@ -102,7 +104,8 @@ def _derive_names(args: argparse.Namespace) -> list[str]:
     names = [n.strip() for v in (args.derive or []) for n in v.split(",") if n.strip()]
     bad = [n for n in names if n not in DERIVABLE]
     if bad:
-        raise UsageError(f"--derive {bad}: expected names among {list(DERIVABLE)}")
+        raise UsageError(f"--derive {bad}: expected names among {list(DERIVABLE)} (tpi:300, "
+                         "relief:300 in metres; hand:20, drainage_distance:20 in km^2)")
     return names
 
 

@@ -20,11 +20,16 @@ registers the variable and sets the label to -1 wherever the new input is NaN.
   terminates at the raster edge and at NaN); ``twi``: topographic wetness index
   ``ln(a / tan(slope))`` with ``a`` the specific catchment area in m and ``tan(slope)``
   floored at 0.001 (see :mod:`geoslide.features.flow`).
+- ``hand``: height above the nearest drainage down the D8 path, m; ``drainage_distance``:
+  straight-line distance to the nearest channel cell, m. Channels are the cells draining at
+  least 1 km^2; ``hand:20`` for 20 km^2, added as ``hand_20km2``.
 
 All are edge-aware and finite wherever the elevation is (so they cost no labels). The local
 ones are lazy per chunk on dask input with a halo of the window's size (see
-:mod:`geoslide.features.terrain`); ``flowacc`` and ``twi`` are global: lazy too, but one task
-routes the whole raster in memory (about 30 bytes per pixel on that worker), shared by both.
+:mod:`geoslide.features.terrain`); ``flowacc``, ``twi``, ``hand`` and ``drainage_distance``
+are global: lazy too, but one task routes the whole raster in memory (about 30 bytes per pixel
+on that worker), shared by ``flowacc`` and ``twi``, and by the two drainage factors of one
+channel area.
 """
 from __future__ import annotations
 
@@ -39,7 +44,10 @@ from geoslide.names import ds_attr, label_name
 DEFAULT_RADIUS_M = 100.0
 """Radius of ``tpi`` and ``relief`` when the name gives none."""
 
-_RADIAL = ("tpi", "relief")
+_OPTIONS = {"tpi": ("m", DEFAULT_RADIUS_M), "relief": ("m", DEFAULT_RADIUS_M),
+            "hand": ("km2", None), "drainage_distance": ("km2", None)}
+"""Names that take an option after ``:``: its unit and default (None: the channel area
+:data:`geoslide.features.flow.CHANNEL_KM2`)."""
 
 
 class _Derivable(tuple):
@@ -54,33 +62,44 @@ class _Derivable(tuple):
 
 
 DERIVABLE = _Derivable(("slope", "aspect", "curvature", "plan_curvature", "profile_curvature",
-                        "tpi", "relief", "roughness", "flowacc", "twi"))
+                        "tpi", "relief", "roughness", "flowacc", "twi", "hand",
+                        "drainage_distance"))
 
 
 def _parse(name: str) -> tuple[str, float | None]:
-    """``"tpi:300"`` -> ``("tpi", 300.0)``; ``"slope"`` -> ``("slope", None)``."""
+    """``"tpi:300"`` -> ``("tpi", 300.0)``; ``"hand:20"`` -> ``("hand", 20.0)`` (km^2);
+    ``"slope"`` -> ``("slope", None)``."""
     base, sep, opt = str(name).strip().partition(":")
     base = base.strip()
     if not tuple.__contains__(DERIVABLE, base):
         raise InputError(f"cannot derive {name!r}")
     if not sep:
-        return base, (DEFAULT_RADIUS_M if base in _RADIAL else None)
-    if base not in _RADIAL:
-        raise InputError(f"cannot derive {name!r}: only {list(_RADIAL)} take a radius")
+        if base not in _OPTIONS:
+            return base, None
+        from geoslide.features.flow import CHANNEL_KM2
+
+        default = _OPTIONS[base][1]
+        return base, (CHANNEL_KM2 if default is None else default)
+    if base not in _OPTIONS:
+        raise InputError(f"cannot derive {name!r}: only {list(_OPTIONS)} take an option "
+                         "(tpi:300, hand:20)")
+    unit = _OPTIONS[base][0]
+    what = "a radius in metres" if unit == "m" else "a channel area in km^2"
     try:
-        radius = float(opt.strip().removesuffix("m"))
+        value = float(opt.strip().removesuffix(unit))
     except ValueError:
-        raise InputError(f"cannot derive {name!r}: expected a radius in metres, e.g. "
-                         f"{base}:300") from None
-    if not np.isfinite(radius) or radius <= 0:
-        raise InputError(f"cannot derive {name!r}: expected a positive radius in metres")
-    return base, radius
+        raise InputError(f"cannot derive {name!r}: expected {what}, e.g. {base}:"
+                         f"{300 if unit == 'm' else 20}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise InputError(f"cannot derive {name!r}: expected a positive {what[2:]}")
+    return base, value
 
 
-def _radial_name(base: str, radius: float) -> str:
-    if radius == DEFAULT_RADIUS_M:
+def _option_name(base: str, value: float) -> str:
+    """The variable name: ``tpi`` at the default, ``tpi_300m``, ``hand_20km2``."""
+    if value == _parse(base)[1]:
         return base
-    return f"{base}_{radius:g}m".replace(".", "p")
+    return f"{base}_{value:g}{_OPTIONS[base][0]}".replace(".", "p")
 
 
 def derive_name(variable: str) -> str | None:
@@ -88,9 +107,14 @@ def derive_name(variable: str) -> str | None:
     ``"tpi_300m"`` -> ``"tpi:300"``), or None when no derivative does."""
     if variable in ("aspect_sin", "aspect_cos"):
         return "aspect"
-    for base in _RADIAL:
-        if variable.startswith(base + "_") and variable.endswith("m"):
-            return f"{base}:{variable[len(base) + 1:-1].replace('p', '.')}"
+    for base, (unit, _) in _OPTIONS.items():
+        if variable.startswith(base + "_") and variable.endswith(unit):
+            value = variable[len(base) + 1:-len(unit)].replace("p", ".")
+            try:
+                float(value)
+            except ValueError:
+                continue
+            return f"{base}:{value}"
     return variable if variable != "aspect" and variable in DERIVABLE else None
 
 
@@ -148,9 +172,13 @@ def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation"
 
     names = [str(n).strip() for n in names]
     unknown = [n for n in names if n not in DERIVABLE]
+    for n in unknown:  # a known name with a bad option: say what the option must be
+        if tuple.__contains__(DERIVABLE, n.partition(":")[0].strip()):
+            _parse(n)
     if unknown:
         raise InputError(f"cannot derive {unknown}; expected names among {list(DERIVABLE)} "
-                         "(tpi and relief take a radius in metres: tpi:300)")
+                         "(tpi and relief take a radius in metres: tpi:300; hand and "
+                         "drainage_distance a channel area in km^2: hand:20)")
     parsed = [_parse(n) for n in names]
     if not names:
         return ds
@@ -180,10 +208,10 @@ def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation"
                 units="1/m")
     for base, radius in parsed:
         if base == "tpi":
-            new[_radial_name(base, radius)] = tpi(dem, radius).astype(np.float32).assign_attrs(
+            new[_option_name(base, radius)] = tpi(dem, radius).astype(np.float32).assign_attrs(
                 long_name=f"topographic position index, disc of {radius:g} m", units="m")
         elif base == "relief":
-            new[_radial_name(base, radius)] = relief(dem, radius).astype(
+            new[_option_name(base, radius)] = relief(dem, radius).astype(
                 np.float32).assign_attrs(long_name=f"local relief, disc of {radius:g} m",
                                          units="m")
     if "roughness" in bases:
@@ -196,6 +224,17 @@ def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation"
         both = flow(dem)
         for b in routed:
             new[b] = both[b].astype(np.float32)
+    areas = sorted({a for b, a in parsed if b in ("hand", "drainage_distance")})
+    if areas:  # global: one routing per channel area for both (geoslide.features.flow)
+        from geoslide.features.flow import drainage
+
+        for area in areas:
+            both = drainage(dem, area)
+            for b in ("hand", "drainage_distance"):
+                if (b, area) in parsed:
+                    new[_option_name(b, area)] = both[b].astype(np.float32).assign_attrs(
+                        long_name=f"{both[b].attrs['long_name']}, channels of "
+                                  f">= {area:g} km^2")
     for v in new.values():
         v.attrs = {k: v.attrs[k] for k in ("long_name", "units")}
     return add_inputs(ds, **new)
