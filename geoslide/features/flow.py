@@ -143,28 +143,7 @@ def flow(dem: xr.DataArray) -> xr.Dataset:
     :data:`BYTES_PER_PIXEL` bytes per pixel on that worker); both variables share that task.
     Method, edges, NaN and the TWI's flat guard: see :mod:`geoslide.features.flow`.
     """
-    if not isinstance(dem, xr.DataArray):
-        raise TypeError(f"expected an xarray.DataArray of elevation, found {type(dem).__name__}; "
-                        "pass ds['elevation']")
-    dem = conform_yx(dem, "the elevation", keep=(), var="dem",
-                     expected="a 2-D elevation with dims ('y', 'x')")
-    xres, yres = grid_spacing(dem)
-    data: Any = dem.data
-    if hasattr(data, "dask"):
-        import dask.array as da
-        from dask.base import tokenize
-
-        whole = data.astype(np.float32).rechunk(-1)
-        both = da.map_blocks(_stacked, whole, xres=xres, yres=yres, new_axis=0,
-                             chunks=((2,), *whole.chunks), dtype=np.float32,
-                             name="geoslide-flow-" + tokenize(whole, xres, yres))
-        parts = [both[i].rechunk(data.chunks) for i in range(2)]
-    else:
-        parts = list(flow_numpy(np.asarray(data), xres, yres))
-    coords = {k: v for k, v in dem.coords.items() if set(v.dims) <= {"y", "x"}}
-    return xr.Dataset({name: xr.DataArray(p, dims=("y", "x"), coords=coords, name=name,
-                                          attrs=dict(_ATTRS[name]))
-                       for name, p in zip(FLOW_NAMES, parts)}, coords=coords)
+    return _routed(dem, _stacked, FLOW_NAMES, "flow")
 
 
 def flow_accumulation(dem: xr.DataArray) -> xr.DataArray:
@@ -225,6 +204,14 @@ def drainage(dem: xr.DataArray, channel_km2: float = CHANNEL_KM2) -> xr.Dataset:
     ``y``, ``x``), channels where the upslope area is at least ``channel_km2`` km^2; one
     routing of the whole raster (eager on numpy, one task on dask input, like :func:`flow`).
     Definitions: see :mod:`geoslide.features.flow`, "Drainage"."""
+    return _routed(dem, drainage_numpy, DRAINAGE_NAMES, "drainage", channel_km2=channel_km2)
+
+
+def _routed(dem: xr.DataArray, stacked: Any, names: tuple[str, ...], tag: str,
+            **options: float) -> xr.Dataset:
+    """Dataset of ``names`` from ``stacked(z, xres, yres, **options)`` (float32, shape
+    ``(len(names), H, W)``) on the whole raster: eager on numpy input; on dask input lazy, one
+    task, re-chunked to the input's chunks. ``options`` are also written to the attrs."""
     if not isinstance(dem, xr.DataArray):
         raise TypeError(f"expected an xarray.DataArray of elevation, found {type(dem).__name__}; "
                         "pass ds['elevation']")
@@ -237,14 +224,13 @@ def drainage(dem: xr.DataArray, channel_km2: float = CHANNEL_KM2) -> xr.Dataset:
         from dask.base import tokenize
 
         whole = data.astype(np.float32).rechunk(-1)
-        both = da.map_blocks(drainage_numpy, whole, xres=xres, yres=yres,
-                             channel_km2=channel_km2, new_axis=0,
-                             chunks=((2,), *whole.chunks), dtype=np.float32,
-                             name="geoslide-drainage-" + tokenize(whole, xres, yres, channel_km2))
-        parts = [both[i].rechunk(data.chunks) for i in range(2)]
+        planes = da.map_blocks(stacked, whole, xres=xres, yres=yres, **options, new_axis=0,
+                               chunks=((len(names),), *whole.chunks), dtype=np.float32,
+                               name=f"geoslide-{tag}-" + tokenize(whole, xres, yres, options))
+        parts = [planes[i].rechunk(data.chunks) for i in range(len(names))]
     else:
-        parts = list(drainage_numpy(np.asarray(data), xres, yres, channel_km2))
+        parts = list(stacked(np.asarray(data), xres, yres, **options))
     coords = {k: v for k, v in dem.coords.items() if set(v.dims) <= {"y", "x"}}
     return xr.Dataset({name: xr.DataArray(p, dims=("y", "x"), coords=coords, name=name,
-                                          attrs={**_ATTRS[name], "channel_km2": channel_km2})
-                       for name, p in zip(DRAINAGE_NAMES, parts)}, coords=coords)
+                                          attrs={**_ATTRS[name], **options})
+                       for name, p in zip(names, parts)}, coords=coords)
