@@ -22,6 +22,10 @@ with seed 0 for every seed) and one job. ``summary`` reads the ``metrics.json`` 
 per-seed and mean ± sd tables. Settings and epochs come from the presets, chosen on validation
 pixels only; the test pixels are read once per evaluation.
 
+``--factors --drainage`` adds ``DRAINAGE`` (HAND and the distance to drainage, channels of 1
+and 20 km^2) to them, in a new ``OUT``: the test read that docs/reproduction.md, "Drainage
+factors", leaves as the next step.
+
 ``--factors`` prepares the store with the conditioning factors as well (``FACTORS``: plan and
 profile curvature, TPI and local relief at 300 m, the topographic wetness index and the
 distance to the mapped faults, beside slope, elevation and the geology / land-cover classes),
@@ -59,6 +63,7 @@ METRICS = [("nll", "test NLL", 4), ("train_nll", "train NLL", 4), ("auc", "AUC",
            ("val_nll", "val NLL", 4)]
 GEOSLIDE = [sys.executable, "-m", "geoslide"]
 FACTORS = ["plan_curvature", "profile_curvature", "tpi:300", "relief:300", "twi"]
+DRAINAGE = ["hand", "drainage_distance", "hand:20", "drainage_distance:20"]  # --drainage
 FAULTS = "kashmir/Confirmed_faults.shp"  # in the data folder (geoslide.prepare.datasets)
 
 
@@ -71,14 +76,15 @@ def sh(cmd: list[str], log: Path | None = None) -> float:
     return time.time() - t0
 
 
-def prepare(out: Path, factors: bool = False) -> Path:
+def prepare(out: Path, factors: bool = False, drainage: bool = False) -> Path:
     store = out / "kashmir.zarr"
     if not store.exists():
         if factors:
             from geoslide.prepare.datasets import data_dir
 
+            names = FACTORS + (DRAINAGE if drainage else [])
             sh(GEOSLIDE + ["prepare", "kashmir", str(store), "--quiet", "--derive",
-                           ",".join(FACTORS), "--distance", f"faults={data_dir() / FAULTS}"])
+                           ",".join(names), "--distance", f"faults={data_dir() / FAULTS}"])
             sh(GEOSLIDE + ["features", str(store), "--quiet", "--features", "slope",
                            "elevation"])
         else:
@@ -277,12 +283,17 @@ def main() -> None:
                         "`torch` trains as the tables measured before 2026-12-03)")
     p.add_argument("--factors", action="store_true",
                    help="the store with the conditioning factors (FACTORS, faults)")
+    p.add_argument("--drainage", action="store_true",
+                   help="with --factors: the drainage factors too (DRAINAGE: HAND and distance "
+                        "to drainage, channels of 1 and 20 km^2); use a new OUT")
     p.add_argument("--figures", default="docs/figures/reproduction",
                    help="folder of the page's figures (step 'figures')")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    store = prepare(out, a.factors)
+    if a.drainage and not a.factors:
+        p.error("--drainage adds to the --factors store; give both")
+    store = prepare(out, a.factors, a.drainage)
     for run in a.runs:
         if "train" in a.steps:
             train(out, store, run, a.seeds, a.models, a.init)
