@@ -17,18 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+from reproduction import DRAINAGE  # examples/, beside this script: the one list of factors
+
 RUNS = {"band1": ("band", 1), "band3": ("band", 3), "paper": ("paper", 1)}
-THRESHOLDS_KM2 = (1, 20)
-
-
-FACTORS = [f"{base}:{km2}" for km2 in THRESHOLDS_KM2 for base in ("hand", "drainage_distance")]
 
 
 def with_drainage(ds):
     """``ds`` with HAND and the distance to drainage per channel area (geoslide.derive)."""
     from geoslide import derive
 
-    return derive(ds, FACTORS)
+    return derive(ds, DRAINAGE)
 
 
 def main(out: Path) -> None:

@@ -146,3 +146,11 @@ def hard_cases(data_dir, tmp_path_factory):
     return {"root": root, "centroids": root / "centroids.gpkg",
             "dem": data_dir / "kashmir" / "AW3D30.tif", "basin": root / "basin.tif",
             "basin_points": root / "basin_points.gpkg", "n_basin_points": len(sub)}
+
+
+@pytest.fixture(scope="session")
+def basin_dem(hard_cases):
+    """The ``basin`` hard case as a DataArray (metres, NaN outside the outline)."""
+    import rioxarray
+
+    return rioxarray.open_rasterio(hard_cases["basin"], masked=True).squeeze("band", drop=True)

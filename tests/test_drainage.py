@@ -12,13 +12,6 @@ from geoslide.features.terrain import grid_spacing
 from geoslide.prepare.derive import DERIVABLE, derive, derive_name
 
 
-@pytest.fixture(scope="module")
-def basin_dem(hard_cases):
-    import rioxarray
-
-    return rioxarray.open_rasterio(hard_cases["basin"], masked=True).squeeze("band", drop=True)
-
-
 def channels(dem, km2: float) -> np.ndarray:
     """Cells whose upslope area (geoslide's flowacc, tested against numpy D8) >= km2."""
     return flow_accumulation(dem).values >= km2 * 1e6

@@ -24,13 +24,6 @@ def ecuador_tif(data_dir):
     return rioxarray.open_rasterio(data_dir / "ecuador" / "ta.tif", masked=True)
 
 
-@pytest.fixture(scope="module")
-def basin_dem(hard_cases):
-    import rioxarray
-
-    return rioxarray.open_rasterio(hard_cases["basin"], masked=True).squeeze("band", drop=True)
-
-
 def lowest_lower_neighbour(z: np.ndarray) -> np.ndarray:
     """Flat index of each cell's lowest strictly lower valid 8-neighbour; -1 where none."""
     ny, nx = z.shape
