@@ -14,6 +14,8 @@ names and their normalisation (reload it with ``geoslide.learn.modelfile.load_mo
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any
 
 from geoslide.learn.models import MODELS
@@ -61,13 +63,22 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads (default torch's; 1 is fastest on a shared machine)")
     p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
-    p.add_argument("--out", metavar="FILE", help="model file to write (default <model>.pt)")
+    p.add_argument("--out", metavar="FILE",
+                   help="model file to write (default <folder of STORE>/<model>.pt, beside "
+                        "the store: out/sacnn.pt for out/kashmir.zarr, where `geoslide "
+                        "predict` and `evaluate` in the README look for it)")
     p.add_argument("--keep-failed", action="store_true",
                    help="write the model even when it learnt nothing (not below the base "
                         "rate's validation NLL, or a flat map)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
+
+
+def default_out(store: str | os.PathLike, model: str) -> Path:
+    """The model file ``--out`` defaults to: ``<model>.pt`` in the store's folder
+    (``out/kashmir.zarr`` -> ``out/sacnn.pt``)."""
+    return Path(store).parent / f"{model}.pt"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,11 +97,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--ensemble needs a trained model; found --model random (the chance "
                          "baseline has no weights to seed); fix: drop --ensemble or pick another "
                          "--model")
-    from pathlib import Path
-
     from geoslide.cli import check_writable
 
-    out = args.out or f"{args.model}.pt"
+    out = args.out or str(default_out(args.store, args.model))
     check_writable(Path(out), "the model file", "--out")  # before training, not after
     ds = open_zarr(args.store)
     common = dict(preset=args.preset, seed=args.seed, split_seed=args.split_seed,
