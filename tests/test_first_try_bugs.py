@@ -69,3 +69,30 @@ def test_readme_command_block_runs(data_dir, tmp_path):
                              text=True, timeout=1800)
         assert res.returncode == 0, f"{line}: exit {res.returncode}\n{res.stderr[-3000:]}"
     assert (tmp_path / "out" / "sacnn.pt").is_file()
+
+
+# --- 2. a label-raster inventory on the command line --------------------------------------
+
+@pytest.fixture(scope="module")
+def kashmir_mask(kashmir, tmp_path_factory) -> Path:
+    """Kashmir's landslide label (1 inside a polygon, 0 elsewhere) as a GeoTIFF on the DEM grid."""
+    path = tmp_path_factory.mktemp("mask") / "mask.tif"
+    lab = kashmir["landslide"].astype(np.int8)
+    lab.rio.write_crs(kashmir.rio.crs).rio.to_raster(path)
+    return path
+
+
+def test_prepare_with_a_label_raster_inventory_exits_0(data_dir, kashmir, kashmir_mask,
+                                                        tmp_path, capsys):
+    from geoslide.store import open_zarr
+
+    out = tmp_path / "mask.zarr"
+    dem = data_dir / "kashmir" / "AW3D30.tif"
+    assert main(["prepare", str(out), "--raster", f"elevation={dem}", "--inventory",
+                 str(kashmir_mask), "--scheduler", "threads"]) == 0
+    printed = capsys.readouterr().out
+    n = int((kashmir["landslide"].values == 1).sum())
+    assert f"label raster: {n:,} landslide pixels" in printed
+    written = open_zarr(out).load()
+    np.testing.assert_array_equal(written["landslide"].values == 1,
+                                  kashmir["landslide"].values == 1)

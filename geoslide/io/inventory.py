@@ -357,7 +357,10 @@ def suggest_buffer(n_points: int, resolution: float, target: int = 500) -> float
 def inventory_advice(source: InventorySource, labels: np.ndarray, resolution: float, *,
                      buffer: float = 0.0, label_field: str | None = None) -> list[str]:
     """Lines saying what an inventory gave (points, polygons, landslide pixels) and, when it
-    gave few landslide pixels or unbuffered points, the ``--point-buffer`` to use."""
+    gave few landslide pixels or unbuffered points, the ``--point-buffer`` to use. A label
+    raster gets its pixel counts only (a buffer applies to vector features)."""
+    if _is_label_raster(source):
+        return _label_raster_advice(np.asarray(labels))
     gdf = read_inventory(source)
     kinds = gdf.geometry.geom_type.fillna("")
     n_points = int(kinds.str.contains("Point").sum())
@@ -381,4 +384,16 @@ def inventory_advice(source: InventorySource, labels: np.ndarray, resolution: fl
     elif positives < FEW_POSITIVES:
         lines.append(f"advice      only {positives:,} landslide pixels: models need several "
                      "hundred; a larger inventory, or a buffer (--point-buffer METRES)")
+    return lines
+
+
+def _label_raster_advice(labels: np.ndarray) -> list[str]:
+    """What a label raster gave: landslide, stable and unlabelled pixel counts."""
+    positives = int((labels == 1).sum())
+    lines = [f"inventory   label raster: {positives:,} landslide pixels, "
+             f"{int((labels == 0).sum()):,} stable, {int((labels == -1).sum()):,} unlabelled"]
+    if positives < FEW_POSITIVES:
+        lines.append(f"advice      only {positives:,} landslide pixels: models need several "
+                     "hundred; a larger inventory, or the landslide polygons / points with "
+                     "--point-buffer METRES")
     return lines
