@@ -96,3 +96,70 @@ def test_prepare_with_a_label_raster_inventory_exits_0(data_dir, kashmir, kashmi
     written = open_zarr(out).load()
     np.testing.assert_array_equal(written["landslide"].values == 1,
                                   kashmir["landslide"].values == 1)
+
+
+# --- 3. one step of a netCDF variable with a time axis ------------------------------------
+
+@pytest.fixture(scope="module")
+def dem_time_nc(data_dir, tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """A Kashmir AW3D30 crop as netCDF variable ``DEM (time: 3, y, x)``: dem + 0, 10, 20 m;
+    returns the path and the three steps."""
+    import rioxarray
+    import xarray as xr
+
+    dem = rioxarray.open_rasterio(data_dir / "kashmir" / "AW3D30.tif", masked=True)
+    crop = dem.isel(band=0, y=slice(200, 456), x=slice(300, 556), drop=True)
+    steps = xr.concat([crop + dz for dz in (0.0, 10.0, 20.0)], dim="time").astype(np.float32)
+    steps = steps.assign_coords(time=[2000, 2010, 2020])
+    steps.attrs, steps.encoding = {}, {}
+    ds = steps.to_dataset(name="DEM").rio.write_crs(dem.rio.crs)
+    path = tmp_path_factory.mktemp("nc") / "dem.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path, steps.values
+
+
+def test_open_raster_picks_a_netcdf_step(dem_time_nc):
+    from geoslide.io.rasters import open_raster
+
+    path, steps = dem_time_nc
+    da = open_raster(f"{path}:DEM[time=2]", "elevation").load()
+    assert da.dims == ("band", "y", "x") and da.rio.crs.to_epsg() == 32643
+    np.testing.assert_array_equal(da.values[0], steps[2])
+    one = open_raster(f"{path}[time=1]", "elevation").load()  # the only variable
+    np.testing.assert_array_equal(one.values[0], steps[1])
+
+
+def test_netcdf_step_selector_errors_are_typed(dem_time_nc):
+    from geoslide.errors import DimensionError, InputError
+    from geoslide.io.rasters import open_raster
+
+    path, _ = dem_time_nc
+    with pytest.raises(DimensionError, match=re.escape(f"'{path}:DEM[time=0]'")):
+        open_raster(f"{path}:DEM", "elevation")  # 3 steps: the error names the CLI form
+    with pytest.raises(DimensionError, match=r"time=3.*0\.\.2"):
+        open_raster(f"{path}:DEM[time=3]", "elevation")
+    with pytest.raises(DimensionError, match=r"no dim 'band'.*\['time', 'y', 'x'\]"):
+        open_raster(f"{path}:DEM[band=0]", "elevation")
+    with pytest.raises(InputError, match=r"DIM=INDEX"):
+        open_raster(f"{path}:DEM[time=last]", "elevation")
+
+
+def test_prepare_picks_a_netcdf_step_on_the_command_line(data_dir, dem_time_nc, tmp_path,
+                                                          capsys):
+    from geoslide.store import open_zarr
+
+    path, steps = dem_time_nc
+    out = tmp_path / "nc.zarr"
+    shp = data_dir / "kashmir" / "landslides.shp"
+    assert main(["prepare", str(out), "--raster", f"elevation={path}:DEM[time=2]",
+                 "--inventory", str(shp), "--scheduler", "threads", "--quiet"]) == 0
+    np.testing.assert_array_equal(open_zarr(out)["elevation"].values, steps[2])
+    assert main(["prepare", str(tmp_path / "no.zarr"), "--raster", f"elevation={path}:DEM",
+                 "--inventory", str(shp), "--scheduler", "threads", "--quiet"]) == 2
+    assert f"elevation={path}:DEM[time=0]" in capsys.readouterr().err
+
+
+def test_prepare_help_documents_the_step_selector(capsys):
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    assert "FILE.nc:VAR[time=8]" in " ".join(capsys.readouterr().out.split())

@@ -44,8 +44,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("target", nargs="+", metavar="[DATASET] OUT",
                    help="registered data set name and output store, or only the output store "
                         "with --raster")
+    from geoslide.io.rasters import SELECTOR_HELP
+
     p.add_argument("--raster", action="append", metavar="NAME=PATH",
-                   help="a raster to stack (repeatable); the first is the reference grid")
+                   help="a raster to stack (repeatable); the first is the reference grid. "
+                        "PATH: a GeoTIFF (any GDAL raster) or netCDF file; FILE.nc:VAR picks a "
+                        f"variable, {SELECTOR_HELP}, e.g. elevation=dem.nc:DEM[time=8]")
     p.add_argument("--categorical", action="append", metavar="NAME",
                    help="a --raster of class codes to one-hot encode (repeatable)")
     p.add_argument("--inventory", metavar="PATH",

@@ -240,9 +240,9 @@ def _is_label_raster(source) -> bool:
     if isinstance(source, xr.DataArray):
         return True
     if isinstance(source, (str, os.PathLike)):
-        from geoslide.io.rasters import split_variable
+        from geoslide.io.rasters import split_selectors, split_variable
 
-        path, var = split_variable(source)
+        path, var = split_variable(split_selectors(source)[0])
         return var is not None or path.suffix.lower() in _RASTER_SUFFIXES
     return False
 

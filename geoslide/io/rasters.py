@@ -1,7 +1,8 @@
 """Read single rasters as 2-D float32 DataArrays (NaN for nodata) and check that grids agree.
 
-A raster is a GeoTIFF / any GDAL file path, a netCDF path (``"file.nc"`` or ``"file.nc:VAR"``)
-or an in-memory ``xarray.DataArray`` / one-variable ``xarray.Dataset`` with a CRS (rioxarray,
+A raster is a GeoTIFF / any GDAL file path, a netCDF path (``"file.nc"`` or ``"file.nc:VAR"``,
+with ``"file.nc:VAR[time=8]"`` picking one step by integer position, ``[time=8,level=0]`` for
+several dims) or an in-memory ``xarray.DataArray`` / one-variable ``xarray.Dataset`` with a CRS (rioxarray,
 or a ``spatial_ref`` / ``crs`` grid-mapping variable). Every raster geoslide handles is float32
 with NaN where the source has no data; integer sources are converted, their declared nodata
 value becoming NaN.
@@ -9,6 +10,7 @@ value becoming NaN.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Union
 
@@ -16,8 +18,8 @@ import numpy as np
 import xarray as xr
 
 from geoslide.io.dims import conform_yx
-from geoslide.errors import (CRSError, GridMismatchError, InputError, LabelLeakageError,
-                      MissingFileError, NoDataError)
+from geoslide.errors import (CRSError, DimensionError, GridMismatchError, InputError,
+                             LabelLeakageError, MissingFileError, NoDataError)
 
 RasterSource = Union[str, os.PathLike, xr.DataArray, xr.Dataset]
 Chunks = Union[None, int, str, Mapping[str, int]]
@@ -55,6 +57,57 @@ def split_variable(source: str | os.PathLike) -> tuple[Path, str | None]:
                 Path(head).suffix.lower() in _NETCDF_SUFFIXES:
             return Path(head), var
     return path, None
+
+
+_SELECTOR = re.compile(r"^(?P<head>.+?)\[(?P<sel>[^\[\]]*)\]$")
+SELECTOR_HELP = ("FILE.nc:VAR[time=8] picks step 8 (a position counted from 0) of a "
+                 "variable with a time axis; [time=8,level=0] for several dims")
+
+
+def split_selectors(source: str | os.PathLike) -> tuple[str, dict[str, int]]:
+    """``"dem.nc:DEM[time=8,level=0]"`` -> ``("dem.nc:DEM", {"time": 8, "level": 0})``; a
+    path without ``[...]`` (or an existing file of that name) -> ``(path, {})``."""
+    text = os.fspath(source)
+    m = _SELECTOR.match(text)
+    if m is None or Path(text).exists():
+        return text, {}
+    sel: dict[str, int] = {}
+    for item in m["sel"].split(","):
+        dim, eq, index = (t.strip() for t in item.partition("="))
+        if not eq or not dim or not re.fullmatch(r"-?\d+", index):
+            raise InputError(
+                f"raster {text!r}: expected selectors [DIM=INDEX,...] with integer positions "
+                f"counted from 0, found {item.strip()!r}; fix: e.g. "
+                f"'{m['head']}[time=0]'")
+        sel[dim] = int(index)
+    return m["head"], sel
+
+
+def select_steps(da: xr.DataArray, sel: Mapping[str, int], spec: str) -> xr.DataArray:
+    """``da.isel(sel)``, with :class:`DimensionError` for a dim ``da`` lacks or an index
+    outside ``0 .. size - 1``."""
+    dims = [str(d) for d in da.dims]
+    for dim, i in sel.items():
+        if dim not in dims:
+            raise DimensionError(
+                f"raster {spec!r}: no dim {dim!r} to select from; expected one of {dims}; "
+                "fix: name a dim of the variable")
+        n = da.sizes[dim]
+        if not 0 <= i < n:
+            raise DimensionError(
+                f"raster {spec!r}: {dim}={i} is out of range; expected a position in "
+                f"0..{n - 1} ({dim}: {n} steps)")
+    return da.isel(sel)
+
+
+def _step_hint(da: xr.DataArray, path: Path, name: str) -> str:
+    """The file form of ``da.isel(time=0)``: ``'file.nc:VAR[time=0]'`` and its CLI option."""
+    many = [str(d) for d in da.dims if d not in ("y", "x", "band") and da.sizes[d] > 1]
+    if not many:
+        return ""
+    spec = f"{path}:{da.name}[" + ",".join(f"{d}=0" for d in many) + "]"
+    return (f"; from the file: '{spec}' (command line: --raster {name}={spec}; the number "
+            "is the step's position, from 0)")
 
 
 def is_netcdf(path: Path) -> bool:
@@ -149,14 +202,47 @@ def _open_netcdf(path: Path, name: str) -> xr.Dataset:
             "yourself and pass xr.open_dataset(...)['VAR']") from exc
 
 
+def _open_path(source: str | os.PathLike, name: str) -> tuple[xr.DataArray, xr.Dataset | None]:
+    """A raster file opened lazily: GeoTIFF ``(band, y, x)``, or a netCDF variable conformed to
+    ``(band?, y, x)`` after its ``[dim=index]`` selectors; returns it and the netCDF Dataset."""
+    container = None
+    text, sel = split_selectors(source)
+    path, var = split_variable(text)
+    if not path.exists():
+        raise MissingFileError(
+            f"raster {name!r}: file {str(path)!r} does not exist; expected a GeoTIFF (or "
+            "any GDAL raster) or netCDF path; check the path or the data directory "
+            "(GEOSLIDE_DATA_DIR)"
+        )
+    if is_netcdf(path) or var is not None:
+        container = _open_netcdf(path, name)
+        da = pick_variable(container, name, var, f"file {str(path)!r}", path=path)
+        da = da.copy(deep=False)
+        da.attrs = {**da.attrs, "geoslide:source": os.fspath(source)}
+    else:
+        import rioxarray
+
+        da = rioxarray.open_rasterio(path, masked=False, cache=False)
+        da.attrs["geoslide:source"] = os.fspath(source)
+    da = select_steps(da, sel, os.fspath(source)) if sel else da
+    if container is not None:
+        try:
+            da = conform_yx(da, f"raster {name!r}", keep=("band",))
+        except DimensionError as exc:
+            raise DimensionError(str(exc) + _step_hint(da, path, name)) from None
+    return da, container
+
+
 def open_raster(source: RasterSource, name: str, *, chunks: Chunks = None) -> xr.DataArray:
     """Open ``source`` without masking: a DataArray ``(band, y, x)`` with its CRS, lazily read.
 
     ``source``: a GeoTIFF (any GDAL raster) path; a netCDF path (``.nc``), with
-    ``"file.nc:VAR"`` picking a variable when it holds several; an ``xarray.DataArray``; or an
-    ``xarray.Dataset`` holding one raster variable. DataArrays may have dims in any order
-    (``(x, y)`` is transposed) and size-1 extra dims (squeezed, e.g. ``time: 1``); more steps
-    raise :class:`DimensionError` naming the fix (``da.isel(time=0)``). The CRS is read with
+    ``"file.nc:VAR"`` picking a variable when it holds several and ``"file.nc:VAR[time=8]"``
+    one step of it (integer positions from 0, ``[time=8,level=0]`` for several dims); an
+    ``xarray.DataArray``; or an ``xarray.Dataset`` holding one raster variable. DataArrays may
+    have dims in any order (``(x, y)`` is transposed) and size-1 extra dims (squeezed, e.g.
+    ``time: 1``); more steps raise :class:`DimensionError` naming the fix (``da.isel(time=0)``,
+    for a file ``"file.nc:VAR[time=0]"``). The CRS is read with
     rioxarray, else from a ``spatial_ref`` / ``crs`` variable's ``crs_wkt`` attribute.
     ``name`` is the variable's name in the geoslide Dataset: ``"landslide"`` (the label) is
     refused with :class:`LabelLeakageError`.
@@ -167,33 +253,12 @@ def open_raster(source: RasterSource, name: str, *, chunks: Chunks = None) -> xr
             "become an input feature and leak the label into the model; fix: pass the landslide "
             "mask as the inventory instead, stack(..., inventory=<the raster or its path>) "
             "(1 landslide, 0 stable), or rename the raster if it is a genuine predictor")
-    container = None
-    if isinstance(source, xr.Dataset):
-        container = source
-        da = pick_variable(source, name, None, "the Dataset")
-    elif isinstance(source, xr.DataArray):
-        da = source
-    else:
-        path, var = split_variable(source)
-        if not path.exists():
-            raise MissingFileError(
-                f"raster {name!r}: file {str(path)!r} does not exist; expected a GeoTIFF (or "
-                "any GDAL raster) or netCDF path; check the path or the data directory "
-                "(GEOSLIDE_DATA_DIR)"
-            )
-        if is_netcdf(path) or var is not None:
-            container = _open_netcdf(path, name)
-            da = pick_variable(container, name, var, f"file {str(path)!r}", path=path)
-            da = da.copy(deep=False)
-            da.attrs = {**da.attrs,
-                        "geoslide:source": str(path) + (f":{var}" if var else "")}
-        else:
-            import rioxarray
-
-            da = rioxarray.open_rasterio(path, masked=False, cache=False)
-            da.attrs["geoslide:source"] = str(path)
-    if container is not None or isinstance(source, xr.DataArray):
+    if isinstance(source, (xr.Dataset, xr.DataArray)):
+        container = source if isinstance(source, xr.Dataset) else None
+        da = source if container is None else pick_variable(source, name, None, "the Dataset")
         da = conform_yx(da, f"raster {name!r}", keep=("band",))
+    else:
+        da, container = _open_path(source, name)
     crs = find_crs(da, container)
     if crs is None:
         where = da.attrs.get("geoslide:source", "in-memory array")
