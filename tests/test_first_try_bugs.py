@@ -163,3 +163,34 @@ def test_prepare_help_documents_the_step_selector(capsys):
     with pytest.raises(SystemExit):
         main(["prepare", "--help"])
     assert "FILE.nc:VAR[time=8]" in " ".join(capsys.readouterr().out.split())
+
+
+# --- 4. to_geotiff takes (x, y) like stack -------------------------------------------------
+
+def test_to_geotiff_transposes_x_y_like_stack(kashmir, tmp_path):
+    import rasterio
+
+    from geoslide.io.geotiff import to_geotiff
+
+    slope = kashmir["slope"]
+    assert slope.dims == ("y", "x")
+    a = to_geotiff(slope, tmp_path / "yx.tif")
+    b = to_geotiff(slope.transpose("x", "y"), tmp_path / "xy.tif")
+    with rasterio.open(a) as fa, rasterio.open(b) as fb:
+        assert fa.crs == fb.crs and fa.transform == fb.transform and fa.shape == fb.shape
+        np.testing.assert_array_equal(fa.read(), fb.read())
+        np.testing.assert_array_equal(fa.read(1), slope.values)
+
+
+def test_to_geotiff_wrong_dims_are_typed(kashmir, tmp_path):
+    import xarray as xr
+
+    from geoslide.errors import DimensionError
+    from geoslide.io.geotiff import to_geotiff
+
+    steps = xr.concat([kashmir["slope"]] * 3, dim="time")
+    with pytest.raises(DimensionError, match=r"isel\(time=0\)"):
+        to_geotiff(steps, tmp_path / "t.tif")
+    with pytest.raises(ValueError, match=r"rename"):  # a ValueError, as before
+        to_geotiff(kashmir["slope"].rename(y="row", x="col"), tmp_path / "rc.tif")
+    assert not list(tmp_path.iterdir())

@@ -9,11 +9,15 @@ import numpy as np
 import xarray as xr
 
 from geoslide.errors import CRSError
+from geoslide.io.dims import conform_yx
 
 
 def to_geotiff(da: xr.DataArray, path: str | os.PathLike, cog: bool = True, *,
                overwrite: bool = True) -> Path:
     """Write a 2-D (y, x) DataArray with a CRS as a GeoTIFF (COG by default) at ``path``.
+
+    ``(x, y)`` is transposed and size-1 extra dims (``band: 1``) squeezed, as in ``stack``;
+    other dims raise :class:`~geoslide.errors.DimensionError` (a ``ValueError``) naming the fix.
 
     Written to a temporary sibling file, then renamed: a failure leaves nothing behind.
     Float rasters keep NaN as nodata; integer labels use -1 as nodata.
@@ -24,9 +28,9 @@ def to_geotiff(da: xr.DataArray, path: str | os.PathLike, cog: bool = True, *,
                        "with a CRS (rioxarray); fix: `da.rio.write_crs(...)`")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True")
-    da = da.squeeze(drop=True) if "band" in da.dims else da
-    if tuple(da.dims) != ("y", "x"):
-        raise ValueError(f"expected a 2-D (y, x) DataArray, found dims {da.dims}")
+    # (x, y) transposed and size-1 dims (band: 1) squeezed, as stack does; other dims: typed
+    da = conform_yx(da, f"cannot write {da.name!r} as GeoTIFF: it", keep=(),
+                    expected="('y', 'x') (or ('x', 'y'), transposed)")
     out = da.copy()
     out.encoding = {}
     out.attrs = {k: v for k, v in da.attrs.items()
