@@ -194,3 +194,28 @@ def test_to_geotiff_wrong_dims_are_typed(kashmir, tmp_path):
     with pytest.raises(ValueError, match=r"rename"):  # a ValueError, as before
         to_geotiff(kashmir["slope"].rename(y="row", x="col"), tmp_path / "rc.tif")
     assert not list(tmp_path.iterdir())
+
+
+# --- 5. a one-variable Dataset is a label raster -------------------------------------------
+
+def test_inventory_as_a_one_variable_dataset(data_dir, kashmir, tmp_path):
+    import xarray as xr
+
+    from geoslide.errors import InventoryError
+    from geoslide.prepare.stack import stack
+
+    path = tmp_path / "mask.nc"
+    lab = kashmir["landslide"].astype(np.int8).rio.write_crs(kashmir.rio.crs)
+    lab.to_dataset(name="MASK").to_netcdf(path, engine="h5netcdf")
+    nc = xr.open_dataset(path)
+    assert "spatial_ref" in nc.data_vars  # a grid-mapping variable, as GDAL / rioxarray write
+    dem = str(data_dir / "kashmir" / "AW3D30.tif")
+    ds = stack({"elevation": dem}, inventory=nc[["MASK", "spatial_ref"]])
+    np.testing.assert_array_equal(ds["landslide"].values, kashmir["landslide"].values)
+    assert ds.rio.crs == kashmir.rio.crs
+    with_coord = nc.set_coords("spatial_ref")[["MASK"]]  # spatial_ref as a coordinate
+    np.testing.assert_array_equal(stack({"elevation": dem}, inventory=with_coord)
+                                  ["landslide"].values, kashmir["landslide"].values)
+    two = nc.assign(MASK2=nc["MASK"])[["MASK", "MASK2", "spatial_ref"]]
+    with pytest.raises(InventoryError, match=r"\['MASK', 'MASK2'\].*inventory=ds\[\['MASK', "):
+        stack({"elevation": dem}, inventory=two)

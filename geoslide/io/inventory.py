@@ -19,11 +19,14 @@ import xarray as xr
 
 from geoslide.errors import CRSError, InventoryError, MissingFileError
 
-InventorySource = Union[str, os.PathLike, "geopandas.GeoDataFrame", xr.DataArray]  # noqa: F821
+InventorySource = Union[str, os.PathLike, "geopandas.GeoDataFrame", xr.DataArray,  # noqa: F821
+                        xr.Dataset]
 
 INVENTORY_KINDS = ("a vector file path (shp, gpkg, geojson, ...; or a raster path: .tif, .nc, "
                    "'file.nc:VAR'), a GeoDataFrame of landslide polygons / points, or a label "
-                   "raster (xarray.DataArray on the reference grid: 1 landslide, 0 stable)")
+                   "raster (xarray.DataArray on the reference grid: 1 landslide, 0 stable, or a "
+                   "Dataset of one such variable and its spatial_ref, ds[['MASK', "
+                   "'spatial_ref']])")
 _RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".nc", ".nc4", ".cdf", ".netcdf")
 
 
@@ -237,7 +240,7 @@ def rasterize_inventory(inventory: InventorySource, like: xr.DataArray, *,
 
 
 def _is_label_raster(source) -> bool:
-    if isinstance(source, xr.DataArray):
+    if isinstance(source, (xr.DataArray, xr.Dataset)):
         return True
     if isinstance(source, (str, os.PathLike)):
         from geoslide.io.rasters import split_selectors, split_variable
@@ -247,6 +250,23 @@ def _is_label_raster(source) -> bool:
     return False
 
 
+def _dataset_label(ds: xr.Dataset) -> xr.DataArray:
+    """The one label variable of a Dataset inventory (grid mappings aside), carrying the CRS
+    of its ``spatial_ref`` / ``crs`` variable or coordinate."""
+    from geoslide.io.rasters import _is_grid_mapping, find_crs
+
+    cands = [str(v) for v, a in ds.data_vars.items() if not _is_grid_mapping(str(v), a)]
+    if len(cands) != 1:
+        pick = cands[0] if cands else "MASK"
+        raise InventoryError(
+            f"inventory (a Dataset) holds {len(cands)} label variables {cands} besides its grid "
+            f"mapping; expected one (1 landslide, 0 stable); fix: pick one, e.g. "
+            f"inventory=ds[[{pick!r}, 'spatial_ref']]")
+    da = ds[cands[0]]
+    crs = find_crs(da, ds)
+    return da.rio.write_crs(crs) if crs is not None and da.rio.crs is None else da
+
+
 def label_raster(source, like: xr.DataArray, *,
                  unlabelled: Literal["stable", "nodata"] = "stable") -> xr.DataArray:
     """Labels (int8) from a label raster on ``like``'s grid: 1 landslide, 0 stable, -1 no data;
@@ -254,7 +274,8 @@ def label_raster(source, like: xr.DataArray, *,
     ``unlabelled="stable"``, -1 with ``"nodata"``).
 
     ``source``: a DataArray (a CRS-less one is taken to be in ``like``'s CRS when its x / y
-    coordinates are ``like``'s) or a raster path (GeoTIFF, netCDF, ``"file.nc:VAR"``). Raises
+    coordinates are ``like``'s), a Dataset of one such variable (its CRS in a ``spatial_ref``
+    / ``crs`` variable or coordinate: ``ds[["MASK", "spatial_ref"]]``) or a raster path (GeoTIFF, netCDF, ``"file.nc:VAR"``). Raises
     :class:`GridMismatchError` off ``like``'s grid and :class:`InventoryError` when it holds no
     landslide pixel (1) or several bands."""
     from geoslide.io.dims import conform_yx
@@ -262,6 +283,8 @@ def label_raster(source, like: xr.DataArray, *,
     from geoslide.io.rasters import describe_grid, find_crs, open_raster, same_grid
 
     what = "inventory (label raster)"
+    if isinstance(source, xr.Dataset):
+        source = _dataset_label(source)
     if isinstance(source, xr.DataArray):
         da = conform_yx(source, what, keep=("band",), var="mask")
         if find_crs(da) is None and like.rio.crs is not None and \

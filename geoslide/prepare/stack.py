@@ -53,7 +53,8 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
         ``<name>_<band description>`` (or ``<name>_<1-based band>``).
     categorical : names (in ``rasters``) of class rasters to one-hot encode.
     inventory : polygons or points (path in any OGR format, or a GeoDataFrame), a label
-        raster on the reference grid (DataArray, or a .tif / .nc / ``"file.nc:VAR"`` path:
+        raster on the reference grid (DataArray, a Dataset of one variable with its
+        ``spatial_ref``, or a .tif / .nc / ``"file.nc:VAR"`` path:
         1 landslide, 0 stable, NaN / other values per ``unlabelled``, -1 no data; see
         :func:`geoslide.io.inventory.label_raster`), or None (no ``landslide`` variable).
         An input raster equal to the label is refused (``LabelLeakageError``).
