@@ -219,3 +219,16 @@ def test_inventory_as_a_one_variable_dataset(data_dir, kashmir, tmp_path):
     two = nc.assign(MASK2=nc["MASK"])[["MASK", "MASK2", "spatial_ref"]]
     with pytest.raises(InventoryError, match=r"\['MASK', 'MASK2'\].*inventory=ds\[\['MASK', "):
         stack({"elevation": dem}, inventory=two)
+
+
+# --- 6. --inventory's help names every accepted kind ---------------------------------------
+
+def test_inventory_help_names_every_kind(capsys):
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    helptext = text[text.index("--inventory PATH "):text.index("--derive NAME[,NAME] ", 
+                                                               text.index("--inventory PATH "))]
+    for kind in ("points", "polygons", "shp", "gpkg", "geojson", "label raster", "GeoTIFF",
+                 "netCDF", "1 landslide", "0 stable", "-1"):
+        assert kind in helptext, kind

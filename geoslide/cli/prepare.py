@@ -53,7 +53,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--categorical", action="append", metavar="NAME",
                    help="a --raster of class codes to one-hot encode (repeatable)")
     p.add_argument("--inventory", metavar="PATH",
-                   help="landslide polygons or points (shp, gpkg, geojson, ...)")
+                   help="the landslides, one of: points or polygons in a vector file (shp, "
+                        "gpkg, geojson, any OGR format; --label-field for presence/absence); "
+                        "or a label raster on the reference grid, a GeoTIFF or netCDF "
+                        "(FILE.nc:VAR, FILE.nc:VAR[time=0]) of 1 landslide, 0 stable, -1 no "
+                        "data (1 / 0 alone is fine; other values and nodata: unlabelled)")
     from geoslide.prepare.derive import DERIVABLE
 
     p.add_argument("--derive", action="append", metavar="NAME[,NAME]",
