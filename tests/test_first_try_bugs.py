@@ -232,3 +232,29 @@ def test_inventory_help_names_every_kind(capsys):
     for kind in ("points", "polygons", "shp", "gpkg", "geojson", "label raster", "GeoTIFF",
                  "netCDF", "1 landslide", "0 stable", "-1"):
         assert kind in helptext, kind
+
+
+# --- 7. one return convention: nouns return the new variables, verbs the Dataset -----------
+
+CONVENTION = ("functions named after what they compute return the new variables; verbs that "
+              "add return the Dataset")
+
+
+def test_return_convention_is_kept_and_documented(kashmir):
+    from geoslide.features.align import aligned_features
+    from geoslide.prepare.derive import add_inputs, derive
+
+    crop = kashmir.isel(y=slice(0, 128), x=slice(0, 128))
+    al = aligned_features(crop, (30,), ["slope"])  # a noun: the new variables only
+    assert set(al.data_vars) == {"winner_up30", "slope_up30", "dz_up30", "azimuth_up30"}
+    merged = crop.merge(al)                        # ... merged by the caller, CRS kept
+    assert set(merged.data_vars) == set(crop.data_vars) | set(al.data_vars)
+    assert merged.rio.crs == crop.rio.crs and merged.attrs == crop.attrs
+    np.testing.assert_array_equal(merged["slope_up30"].values, al["slope_up30"].values)
+    for out in (derive(crop, ["roughness"]), add_inputs(crop, rough=al["slope_up30"])):
+        assert set(crop.data_vars) < set(out.data_vars)  # verbs: the whole Dataset
+        assert out.rio.crs == crop.rio.crs
+    for fn in (aligned_features, derive, add_inputs):
+        assert CONVENTION in " ".join(fn.__doc__.split()), fn.__name__
+    guide = " ".join((ROOT / "docs" / "user-guide.md").read_text().split())
+    assert CONVENTION in guide

@@ -54,6 +54,11 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     given (``{"y": 1024, "x": 1024}``), otherwise now with ``threads`` threads; the gathered
     variables are lazy when the winners are.
 
+    Only the new variables are returned, not ``ds``: merge them yourself, ``ds.merge(al)`` (CRS
+    and ``ds.attrs`` kept) or ``write_variables(al, store)``. The convention of geoslide:
+    functions named after what they compute return the new variables; verbs that add return
+    the Dataset (:func:`geoslide.derive`, :func:`geoslide.add_inputs`).
+
     >>> import geoslide
     >>> ds = geoslide.prepare.datasets.load("kashmir")                 # doctest: +SKIP
     >>> al = geoslide.aligned_features(ds, (30, 100), ["slope"])  # doctest: +SKIP

@@ -129,6 +129,10 @@ def add_inputs(ds: xr.Dataset, **arrays: xr.DataArray) -> xr.Dataset:
     """``ds`` with ``arrays`` (2-D, on ``ds``'s grid) added as continuous float32 inputs:
     listed in ``geoslide:continuous`` and the label set to -1 where any of them is NaN.
 
+    Returns the whole Dataset (``ds`` is not modified). The convention of geoslide: functions
+    named after what they compute return the new variables; verbs that add return the Dataset
+    (:func:`derive` and this one; :func:`aligned_features` returns the new variables).
+
     >>> ds = geoslide.add_inputs(ds, twi=my_twi)            # doctest: +SKIP
     """
     cont, label = _names(ds)
@@ -164,6 +168,11 @@ def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation"
     """``ds`` with the terrain inputs ``names`` (among :data:`DERIVABLE`) computed from the
     ``elevation`` variable (metres) and added with :func:`add_inputs`. Lazy on dask input
     (``flowacc`` / ``twi``: one task on the whole raster, see :mod:`geoslide.features.flow`).
+
+    Returns the whole Dataset (``ds`` is not modified). The convention of geoslide: functions
+    named after what they compute return the new variables; verbs that add return the Dataset
+    (this one and :func:`add_inputs`; :func:`aligned_features` and
+    :func:`geoslide.features.terrain.slope` return the new variables).
 
     >>> ds = geoslide.derive(ds, ["slope", "tpi:300", "twi"])   # doctest: +SKIP
     """
