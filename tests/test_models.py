@@ -1,4 +1,4 @@
-"""The six models: shapes, the Random baseline, overfitting one real Kashmir patch."""
+"""The models: shapes, the Random baseline, overfitting one real Kashmir patch."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from geoslide.learn.inputs import compute_normalization, default_features
-from geoslide.learn.models import MODELS, build, uses_aligned
+from geoslide.learn.models import MODELS, build, is_pixel, uses_aligned
+from geoslide.learn.models.pixel import make_estimator
 from geoslide.learn.patches import PatchDataset
 from geoslide.learn.train import masked_bce, with_aligned_features
 
@@ -27,6 +28,9 @@ def kashmir_aligned(kashmir):
 def test_logits_shape_any_size(name):
     torch.manual_seed(0)
     m = build(name, 5, **SMALL.get(name, {}))
+    if is_pixel(name):  # a scikit-learn model predicts once fitted
+        x = np.random.default_rng(0).normal(size=(300, 5))
+        m.set_estimator(make_estimator(m.kind).fit(x, (x[:, 0] > 0).astype(int)))
     for h, w in [(37, 50), (1, 3)]:
         out = m(torch.randn(2, 5, h, w))
         assert out.shape == (2, 1, h, w) and out.dtype == torch.float32

@@ -95,6 +95,16 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     return area(fpr, tpr)
 
 
+def auc_or_nan(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve (scikit-learn's), or NaN when ``y`` lacks a class."""
+    y = np.asarray(y).ravel()
+    if y.size == 0 or y.min() == y.max():
+        return float("nan")
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, np.asarray(p, np.float64).ravel()))
+
+
 def precision_recall_curve(y: np.ndarray, p: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(precision, recall, thresholds) by decreasing threshold, starting at recall 0."""

@@ -32,7 +32,9 @@ import copy
 import math
 from typing import Any
 
-from geoslide.learn.models import MODELS
+from geoslide.errors import InputError
+from geoslide.learn.models import MODELS, is_pixel
+from geoslide.learn.models.pixel import GRIDS
 
 PAPER_UNET = [64, 128, 256, 512, 512]
 
@@ -119,17 +121,30 @@ QUICK: dict[str, dict[str, Any]] = {
 
 PRESETS = {"paper": (_COMMON_PAPER, PAPER), "quick": (_COMMON_QUICK, QUICK)}
 
+MAX_TRAIN_PIXELS = 200_000
+"""A per-pixel model is fitted on at most this many training pixels, drawn uniformly (seeded):
+landslides and stable pixels alike, so the base rate and the probabilities are kept."""
+
+
+def _pixel_recipe(model: str) -> dict[str, Any]:
+    """The recipe of a scikit-learn per-pixel model (the same in every preset): its grid of
+    settings, chosen on validation NLL, and no patches beyond the split's windows."""
+    return {"optimizer": None, "lr": 0.0, "epochs": 1, "batch_size": 16, "halo": 0,
+            "grid": copy.deepcopy(GRIDS[model.partition("+")[0]]),
+            "max_train": MAX_TRAIN_PIXELS, "prior_bias": False, "init": "torch",
+            "recalibrate": False, "early_stop": None, "min_steps": 0}
+
 
 def get_preset(name: str, model: str) -> dict[str, Any]:
     """The full recipe (a fresh dict) of preset ``name`` for ``model``."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-    key = model.lower()
+        raise InputError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    key = str(model).lower()
     if key not in MODELS:
-        raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
+        raise InputError(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
     common, table = PRESETS[name]
     out = copy.deepcopy(common)
-    out.update(copy.deepcopy(table[key]))
+    out.update(_pixel_recipe(key) if is_pixel(key) else copy.deepcopy(table[key]))
     out["preset"] = name
     out["model"] = key
     return out

@@ -20,6 +20,14 @@ assigned too; the loss and the metrics ignore them):
     Spatial k-fold: the windows are dealt at random (``seed``) into ``n_folds`` folds of equal
     window count; test = fold ``fold``; validation = windows drawn from the other folds as for
     ``band``; train = the rest.
+``all``
+    No test set: validation = windows drawn as for ``kfold``, train = the rest. The final
+    model of a cross-validation (its test evidence comes from the folds).
+
+``buffer`` (px) leaves a gap between the test set and the others: train and validation pixels
+closer than ``buffer`` pixels to a test pixel (chessboard distance) belong to no set, so that
+no training patch or aligned feature reaches across into the test blocks. Only the gap is
+outside every set.
 
 Sets are made of whole windows (or a whole band of rows), never of single pixels, so that a
 training patch's loss never sees a validation or test label (see :mod:`geoslide.learn.patches`,
@@ -33,7 +41,7 @@ import numpy as np
 
 from geoslide.errors import InputError, PatchSizeError
 
-KINDS = ("band", "paper", "kfold", "none")
+KINDS = ("band", "paper", "kfold", "none", "all")
 DEFAULT_CORE = 64  # px; window size of the split grid (the quick presets' block size)
 
 MIN_LANDSLIDES = 30
@@ -101,6 +109,7 @@ def split_masks(
     n_folds: int = 5,
     val_fraction: float = 0.1,
     val_shape: str = "windows",
+    buffer: int = 0,
 ) -> dict[str, np.ndarray]:
     """Boolean ``(H, W)`` masks ``{"train", "val", "test"}`` of a grid (see the module doc).
 
@@ -153,6 +162,8 @@ def split_masks(
     elif kind == "none":
         test[:] = True
         val = np.zeros((h, w), dtype=bool)
+    elif kind == "all":
+        val = _draw_val(ids, ~test, val_fraction, rng)
     else:  # kfold
         if not 0 <= fold < n_folds:
             raise InputError(f"fold {fold} does not exist: folds count from 0, so fold must be "
@@ -170,8 +181,18 @@ def split_masks(
         test = folds[ids] == fold
         val = _draw_val(ids, ~test, val_fraction, rng)
 
-    train = ~(test | val)
-    return {"train": train, "val": val, "test": test}
+    if buffer > 0 and test.any():
+        gap = near(test, int(buffer))
+        val &= ~gap
+        return {"train": ~(test | val | gap), "val": val, "test": test}
+    return {"train": ~(test | val), "val": val, "test": test}
+
+
+def near(mask: np.ndarray, distance: int) -> np.ndarray:
+    """Pixels outside ``mask`` within ``distance`` px of it (chessboard distance)."""
+    from scipy.ndimage import distance_transform_cdt
+
+    return ~mask & (distance_transform_cdt(~mask, metric="chessboard") <= distance)
 
 
 def describe(masks: dict[str, np.ndarray], labels: np.ndarray | None = None) -> dict[str, Any]:

@@ -34,7 +34,10 @@ from geoslide.learn.models.weights import init_weights
 from geoslide.learn.inputs import compute_normalization, default_features, to_label_array
 from geoslide.names import ALIGNED_RE, is_aligned
 from geoslide.learn.modelfile import TrainedModel, grid_crs, grid_resolution, save_model
-from geoslide.learn.models import build, uses_aligned
+from geoslide.errors import InputError
+from geoslide.learn.metrics import auc_or_nan
+from geoslide.learn.models import build, is_pixel, uses_aligned
+from geoslide.learn.pixelfit import fit_pixel
 from geoslide.learn.patches import PatchDataset, RegionSampler, collate, flip_batch
 from geoslide.learn.presets import get_preset, scale_to_region
 from geoslide.parallel.devices import resolve_device
@@ -60,6 +63,12 @@ class TrainResult:
     @property
     def feature_names(self) -> list[str]:
         return self.model.feature_names
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path is not None else ""
+        return (f"TrainResult(model={self.model.name!r}, best_epoch={self.best_epoch}, "
+                f"best_val_nll={self.best_val_nll:.4f}, features={len(self.feature_names)}, "
+                f"seconds={self.seconds:.0f}{where})")
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -115,12 +124,43 @@ def evaluate_nll(
     return total / max(count, 1), labels, probs
 
 
-def _auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    if labels.size == 0 or labels.min() == labels.max():
-        return float("nan")
-    from sklearn.metrics import roc_auc_score
+def _recipe(preset: str, model: str, overrides: dict[str, Any] | None, core: int | None,
+            halo: int | None, epochs: int | None) -> dict[str, Any]:
+    """The preset's recipe for ``model`` with the caller's overrides applied."""
+    recipe = get_preset(preset, model)
+    for key, value in (overrides or {}).items():
+        if key == "model_kwargs":
+            recipe["model_kwargs"] = {**recipe["model_kwargs"], **value}
+        else:
+            recipe[key] = value
+    if core is not None:
+        recipe["core"] = int(core)
+    if halo is not None:
+        recipe["halo"] = int(halo)
+    if epochs is not None:
+        recipe["epochs"] = int(epochs)
+        recipe["min_steps"] = 0  # epochs given: no stretching on small regions
+    if is_pixel(recipe["model"]) and int(recipe.get("ensemble", 1) or 1) > 1:
+        raise InputError(f"--ensemble needs a network; {recipe['model']!r} is a scikit-learn "
+                         "model (a forest is already an ensemble); fix: drop --ensemble")
+    return recipe
 
-    return float(roc_auc_score(labels, probs))
+
+def _masks(ds: xr.Dataset, split: str, split_seed: int, split_core: int | None,
+           recipe: dict[str, Any], split_kwargs: dict[str, Any]
+           ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    """(labels, split masks, the split's settings as recorded in the model file)."""
+    if split == "none":
+        raise InputError("split 'none' has no training pixels: it scores a trained model on a "
+                         "new region (`geoslide evaluate --split none`); train with band, "
+                         "paper or kfold")
+    split_kwargs = dict(split_kwargs)
+    split_kwargs["core"] = int(split_core or split_kwargs.get("core") or recipe["split_core"])
+    if split == "band":
+        split_kwargs.setdefault("val_shape", recipe.get("split_val_shape", "windows"))
+    labels = to_label_array(ds)
+    masks = split_with_validation(ds, split, split_seed, split_kwargs, labels=labels)
+    return labels, masks, split_kwargs
 
 
 def train(
@@ -145,15 +185,16 @@ def train(
     **split_kwargs: Any,
 ) -> TrainResult:
     """Train ``model`` on ``ds`` with recipe ``preset`` on split ``split``; returns the model
-    of the best validation epoch. ``core``/``halo`` (px) and ``epochs`` override the preset;
-    ``overrides`` overrides any recipe key (``lr``, ``batch_size``, ``model_kwargs``, ...);
-    ``split_kwargs`` go to :func:`geoslide.learn.splits.split_masks` (``band``, ``fold``,
-    ``n_folds``, ``val_fraction``...); ``split_core`` (px) is the split's window (default the
-    preset's). ``out``: write the model
-    file there and its history as ``<out>.history.json``. ``threads``: torch CPU threads
-    while training (1 is fastest on a machine shared with other jobs). ``seed`` seeds the
-    weights and the shuffles; ``split_seed`` (default 0) the split's random draws, kept apart
-    so that runs with several seeds share one split.
+    of the best validation epoch (a scikit-learn model: its best setting of the recipe's
+    grid). ``core``/``halo`` (px) and ``epochs`` override the preset;
+    ``overrides`` overrides any recipe key (``lr``, ``batch_size``, ``model_kwargs``, ``grid``,
+    ...); ``split_kwargs`` go to :func:`geoslide.learn.splits.split_masks` (``band``, ``fold``,
+    ``n_folds``, ``val_fraction``, ``buffer``...); ``split_core`` (px) is the split's window
+    (default the preset's). ``out``: write the model file there and its history as
+    ``<out>.history.json``. ``threads``: CPU threads while training (1 is fastest on a
+    machine shared with other jobs). ``seed`` seeds the weights and the shuffles;
+    ``split_seed`` (default 0) the split's random draws, kept apart so that runs with several
+    seeds share one split.
 
     Before training the sets are summarised (``result.sets``; printed with ``progress``) and
     :class:`~geoslide.errors.TrainingError` is raised when the training set has no patch or
@@ -161,60 +202,21 @@ def train(
     the constant base rate on the validation pixels, or whose map is flat, raises
     ``TrainingError`` and writes nothing, unless ``keep_failed`` (see :mod:`geoslide.learn.health`)."""
     t_start = time.time()
-    recipe = get_preset(preset, model)
-    for key, value in (overrides or {}).items():
-        if key == "model_kwargs":
-            recipe["model_kwargs"] = {**recipe["model_kwargs"], **value}
-        else:
-            recipe[key] = value
-    if core is not None:
-        recipe["core"] = int(core)
-    if halo is not None:
-        recipe["halo"] = int(halo)
-    if epochs is not None:
-        recipe["epochs"] = int(epochs)
-        recipe["min_steps"] = 0  # epochs given: no stretching on small regions
+    recipe = _recipe(preset, model, overrides, core, halo, epochs)
     name = recipe["model"]
     dev = resolve_device(device)
-
     if features is None:
         sources = recipe.get("aligned_sources")
         if uses_aligned(name):
             ds = with_aligned_features(ds, sources)
         features = default_features(ds, aligned=uses_aligned(name), aligned_sources=sources)
     features = list(features)
-
-    if split == "none":
-        from geoslide.errors import InputError
-
-        raise InputError("split 'none' has no training pixels: it scores a trained model on a "
-                         "new region (`geoslide evaluate --split none`); train with band, "
-                         "paper or kfold")
-    split_kwargs = dict(split_kwargs)
-    split_kwargs["core"] = int(split_core or split_kwargs.get("core") or recipe["split_core"])
-    if split == "band":
-        split_kwargs.setdefault("val_shape", recipe.get("split_val_shape", "windows"))
-    labels = to_label_array(ds)
-    masks = split_with_validation(ds, split, split_seed, split_kwargs, labels=labels)
+    labels, masks, split_kwargs = _masks(ds, split, split_seed, split_core, recipe,
+                                         split_kwargs)
     normalization = compute_normalization(ds, features, masks["train"])
-
-    n_members = 1 if name == "random" else max(int(recipe.get("ensemble", 1) or 1), 1)
     train_labels = labels[masks["train"]]
     train_labels = train_labels[train_labels >= 0]
     positive_rate = float((train_labels == 1).mean()) if train_labels.size else 0.0
-
-    def new_member(member_seed: int) -> torch.nn.Module:
-        torch.manual_seed(member_seed)
-        kwargs = dict(recipe["model_kwargs"])
-        if name == "random":  # its coin is a seeded hash, not torch's global generator
-            kwargs.setdefault("seed", member_seed)
-        m = build(name, len(features), **kwargs)
-        init_weights(m, recipe["init"])
-        if recipe.get("prior_bias", True):
-            init_output_bias(m, positive_rate)
-        return m.to(dev)
-
-    module = new_member(seed)
     common = dict(core=recipe["core"], halo=recipe["halo"])
     train_set = PatchDataset(ds, features, normalization, mask=masks["train"],
                              oversample=recipe["oversample"], **common)
@@ -225,87 +227,133 @@ def train(
               + H.format_summary(sets), flush=True)
     H.check_sets(sets, core=recipe["core"], split_core=split_kwargs["core"],
                  shape=(int(ds.sizes["y"]), int(ds.sizes["x"])))
-    bs = int(recipe["batch_size"])
-    scale_to_region(recipe, len(train_set), bs)
-    pin = dev.type == "cuda"
-    val_loader = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False,
-                                             collate_fn=collate, pin_memory=pin)
     history: list[dict[str, Any]] = []
-    split_info = {"kind": split, "seed": split_seed, **split_kwargs}
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        if name == "random":
-            module.fit_prior(positive_rate)
-            val_nll, yv, pv = evaluate_nll(module, val_loader, dev)
-            history.append({"epoch": 1, "train_nll": None, "val_nll": val_nll,
-                            "val_auc": _auc(yv, pv), "lr": 0.0, "seconds": 0.0})
-            best_state, best_epoch, best_val = copy.deepcopy(module.state_dict()), 1, val_nll
-        elif n_members == 1:
-            best_state, best_epoch, best_val, (yv, pv) = _fit(
-                module, train_set, val_loader, recipe, features, dev, seed, progress, history
-            )
-        else:  # seed ensemble: members trained with seeds seed .. seed + k - 1
-            members, member_info = [], []
-            for i in range(n_members):
-                member = module if i == 0 else new_member(seed + i)
-                member_hist: list[dict[str, Any]] = []
-                state, ep, val, _ = _fit(member, train_set, val_loader, recipe, features, dev,
-                                      seed + i, progress, member_hist)
-                member.load_state_dict(state)
-                members.append(member)
-                member_info.append({"seed": seed + i, "best_epoch": ep, "best_val_nll": val})
-                history.extend({**h, "member": i} for h in member_hist)
-            module = build(name, len(features), **recipe["model_kwargs"], ensemble=n_members)
-            module.members = torch.nn.ModuleList(members)
-            best_val, yv, pv = evaluate_nll(module, val_loader, dev)
-            history.append({"epoch": None, "member": "ensemble", "train_nll": None,
-                            "val_nll": best_val, "val_auc": _auc(yv, pv), "lr": None,
-                            "seconds": 0.0})
-            best_state = copy.deepcopy(module.state_dict())
-            best_epoch = max(m["best_epoch"] for m in member_info)
-    finally:
-        torch.use_deterministic_algorithms(prev_det)
-        torch.set_num_threads(prev_threads)
-    module.load_state_dict(best_state)
+    job = _Job(name, recipe, features, dev, seed, progress, history, positive_rate, threads)
+    if is_pixel(name):
+        module = job.new_member(seed)
+        state, best_epoch, best_val, (yv, pv) = fit_pixel(
+            module, ds, features, normalization, masks, labels, recipe, seed,
+            threads=threads, progress=progress, history=history)
+        member_info = None
+    else:
+        scale_to_region(recipe, len(train_set), int(recipe["batch_size"]))
+        module, state, best_epoch, best_val, (yv, pv), member_info = job.fit(train_set,
+                                                                             val_set)
+    module.load_state_dict(state)
     check = None
     if name != "random":  # the chance baseline is not expected to learn
         check = H.health(best_val, yv, pv, positive_rate)  # the chosen epoch's validation
         if not keep_failed:
             H.check_learnt(check, name)
     module.eval().cpu()
+    split_info = {"kind": split, "seed": split_seed, **split_kwargs}
     trained = TrainedModel(
-        module=module,
-        name=name,
-        feature_names=features,
-        normalization=normalization,
-        core=int(recipe["core"]),
-        halo=int(recipe["halo"]),
-        resolution=grid_resolution(ds),
-        crs=grid_crs(ds),
-        config=dict(module.config),
-        history=history,
+        module=module, name=name, feature_names=features, normalization=normalization,
+        core=int(recipe["core"]), halo=int(recipe["halo"]), resolution=grid_resolution(ds),
+        crs=grid_crs(ds), config=dict(module.config), history=history,
         train={"recipe": recipe, "split": split_info, "seed": seed,
-               "best_epoch": best_epoch, "best_val_nll": best_val,
-               "members": member_info if n_members > 1 else None,
+               "best_epoch": best_epoch, "best_val_nll": best_val, "members": member_info,
                "train_summary": train_set.summary(), "sets": sets, "health": check},
     )
-    path = None
-    if out is not None:
-        path = save_model(trained, out)
-        hist_path = Path(str(path) + ".history.json")
-        tmp = hist_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(jsonable({
-            "model": name, "best_epoch": best_epoch, "history": history, "recipe": recipe,
-            "split": split_info, "sets": sets, "health": check}), indent=2, default=str,
-            allow_nan=False))
-        os.replace(tmp, hist_path)
+    path = None if out is None else _save(trained, out)
     return TrainResult(model=trained, history=history, best_epoch=best_epoch,
                        best_val_nll=best_val, masks=masks, recipe=recipe, path=path,
                        seconds=time.time() - t_start, sets=sets, health=check)
+
+
+def _save(trained: TrainedModel, out: str | os.PathLike) -> Path:
+    """Write the model file and ``<out>.history.json`` beside it; returns the model's path."""
+    path = save_model(trained, out)
+    info = trained.train
+    hist_path = Path(str(path) + ".history.json")
+    tmp = hist_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(jsonable({
+        "model": trained.name, "best_epoch": info["best_epoch"], "history": trained.history,
+        "recipe": info["recipe"], "split": info["split"], "sets": info["sets"],
+        "health": info["health"]}), indent=2, default=str, allow_nan=False))
+    os.replace(tmp, hist_path)
+    return path
+
+
+@dataclass
+class _Job:
+    """What fitting a network needs beside its data: the recipe, inputs, device and seed."""
+
+    name: str
+    recipe: dict[str, Any]
+    features: list[str]
+    dev: torch.device
+    seed: int
+    progress: bool
+    history: list[dict[str, Any]]
+    positive_rate: float
+    threads: int | None = None
+
+    def new_member(self, member_seed: int) -> torch.nn.Module:
+        """A new model, seeded, initialised by the recipe, on the device."""
+        torch.manual_seed(member_seed)
+        kwargs = dict(self.recipe["model_kwargs"])
+        if self.name == "random":  # its coin is a seeded hash, not torch's global generator
+            kwargs.setdefault("seed", member_seed)
+        m = build(self.name, len(self.features), **kwargs)
+        if is_pixel(self.name):
+            return m
+        init_weights(m, self.recipe["init"])
+        if self.recipe.get("prior_bias", True):
+            init_output_bias(m, self.positive_rate)
+        return m.to(self.dev)
+
+    def fit(self, train_set: PatchDataset, val_set: PatchDataset) -> tuple:
+        """(module, best state, best epoch, best val NLL, (labels, probs), members' info)."""
+        bs = int(self.recipe["batch_size"])
+        val_loader = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False,
+                                                 collate_fn=collate,
+                                                 pin_memory=self.dev.type == "cuda")
+        prev_det = torch.are_deterministic_algorithms_enabled()
+        prev_threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return self._fit_members(train_set, val_loader)
+        finally:
+            torch.use_deterministic_algorithms(prev_det)
+            torch.set_num_threads(prev_threads)
+
+    def _fit_members(self, train_set: PatchDataset, val_loader: Any) -> tuple:
+        module = self.new_member(self.seed)
+        if self.name == "random":
+            module.fit_prior(self.positive_rate)
+            val_nll, yv, pv = evaluate_nll(module, val_loader, self.dev)
+            self.history.append({"epoch": 1, "train_nll": None, "val_nll": val_nll,
+                                 "val_auc": auc_or_nan(yv, pv), "lr": 0.0, "seconds": 0.0})
+            return module, copy.deepcopy(module.state_dict()), 1, val_nll, (yv, pv), None
+        n_members = max(int(self.recipe.get("ensemble", 1) or 1), 1)
+        if n_members == 1:
+            state, ep, val, pred = _fit(module, train_set, val_loader, self.recipe,
+                                        self.features, self.dev, self.seed, self.progress,
+                                        self.history)
+            return module, state, ep, val, pred, None
+        members, info = [], []  # seed ensemble: seeds seed .. seed + k - 1
+        for i in range(n_members):
+            member = module if i == 0 else self.new_member(self.seed + i)
+            member_hist: list[dict[str, Any]] = []
+            state, ep, val, _ = _fit(member, train_set, val_loader, self.recipe,
+                                     self.features, self.dev, self.seed + i, self.progress,
+                                     member_hist)
+            member.load_state_dict(state)
+            members.append(member)
+            info.append({"seed": self.seed + i, "best_epoch": ep, "best_val_nll": val})
+            self.history.extend({**h, "member": i} for h in member_hist)
+        ens = build(self.name, len(self.features), **self.recipe["model_kwargs"],
+                    ensemble=n_members)
+        ens.members = torch.nn.ModuleList(members)
+        val, yv, pv = evaluate_nll(ens, val_loader, self.dev)
+        self.history.append({"epoch": None, "member": "ensemble", "train_nll": None,
+                             "val_nll": val, "val_auc": auc_or_nan(yv, pv), "lr": None,
+                             "seconds": 0.0})
+        best_epoch = max(m["best_epoch"] for m in info)
+        return ens, copy.deepcopy(ens.state_dict()), best_epoch, val, (yv, pv), info
 
 
 def _fit(
@@ -333,7 +381,7 @@ def _fit(
         opt = torch.optim.SGD(module.parameters(), lr=recipe["lr"], weight_decay=wd,
                               momentum=float(recipe.get("momentum", 0.0)))
     else:
-        raise ValueError(f"unknown optimizer {recipe['optimizer']!r}; expected adam, adamw or sgd")
+        raise InputError(f"unknown optimizer {recipe['optimizer']!r}; expected adam, adamw or sgd")
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", patience=int(recipe["patience"]), factor=float(recipe["lr_factor"])
     )
@@ -372,7 +420,7 @@ def _fit(
             lr = opt.param_groups[0]["lr"]
             sched.step(val_nll)
             history.append({"epoch": epoch, "train_nll": total / max(count, 1), "val_nll": val_nll,
-                            "val_auc": _auc(yv, pv), "lr": lr, "seconds": time.time() - t0,
+                            "val_auc": auc_or_nan(yv, pv), "lr": lr, "seconds": time.time() - t0,
                             "bias_shift": shift})
             if progress:
                 bar.write(f"epoch {epoch}: train NLL {history[-1]['train_nll']:.4f}  "

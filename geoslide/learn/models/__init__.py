@@ -5,47 +5,80 @@ Every model maps a float32 tensor (B, C, H, W) of standardised inputs to LOGITS 
 class attribute ``aligned`` (True: fed the original + the aligned features by default) and a
 ``config`` dict (the keyword arguments that rebuild it, saved in the model file).
 
-| name    | module              | what                                                        |
-|---------|---------------------|-------------------------------------------------------------|
-| random  | models/random.py    | the paper's Random baseline (section 5.1), no parameters    |
-| llr     | models/linear.py    | linear logistic regression: one 1x1 convolution             |
-| nn      | models/mlp.py       | per-pixel MLP (1x1 convolutions)                            |
-| sann    | models/mlp.py       | the same MLP fed the original + aligned features            |
-| cnn     | models/unet.py      | the UNet of the paper's figure 2                            |
-| sacnn   | models/unet.py      | the same UNet fed the original + aligned features           |
+| name             | module              | what                                                |
+|------------------|---------------------|-----------------------------------------------------|
+| random           | models/random.py    | the paper's Random baseline (section 5.1)           |
+| llr              | models/linear.py    | linear logistic regression: one 1x1 convolution     |
+| nn               | models/mlp.py       | per-pixel MLP (1x1 convolutions)                    |
+| sann             | models/mlp.py       | the same MLP fed the original + aligned features    |
+| cnn              | models/unet.py      | the UNet of the paper's figure 2                    |
+| sacnn            | models/unet.py      | the same UNet fed the original + aligned features   |
+| logreg, rf, hgb  | models/pixel.py     | scikit-learn per pixel: logistic regression, random |
+|                  |                     | forest, gradient boosting (``+aligned``: fed the    |
+|                  |                     | aligned features too)                               |
+
+``kind`` says how a model is fitted: ``torch`` (gradient steps on patches) or ``pixel`` (a
+scikit-learn estimator fitted on the training pixels, :mod:`geoslide.learn.pixelfit`).
+Imports ``torch`` and ``geoslide.errors``.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable
 
 from torch import nn
 
+from geoslide.errors import InputError
 from geoslide.learn.models.ensemble import Ensemble
 from geoslide.learn.models.linear import LinearLogistic
 from geoslide.learn.models.mlp import PixelMLP
+from geoslide.learn.models.pixel import KINDS as PIXEL_KINDS
+from geoslide.learn.models.pixel import SklearnPixel
 from geoslide.learn.models.random import RandomBaseline
 from geoslide.learn.models.unet import UNet
 
-MODELS: dict[str, tuple[type[nn.Module], bool]] = {
-    "random": (RandomBaseline, False),
-    "llr": (LinearLogistic, False),
-    "nn": (PixelMLP, False),
-    "sann": (PixelMLP, True),
-    "cnn": (UNet, False),
-    "sacnn": (UNet, True),
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its factory ``(in_channels, **kwargs) -> nn.Module``, whether it
+    is fed the aligned features by default, and how it is fitted (``torch`` or ``pixel``)."""
+
+    factory: Callable[..., nn.Module]
+    aligned: bool = False
+    kind: str = "torch"
+
+
+MODELS: dict[str, ModelSpec] = {
+    "random": ModelSpec(RandomBaseline),
+    "llr": ModelSpec(LinearLogistic),
+    "nn": ModelSpec(PixelMLP),
+    "sann": ModelSpec(PixelMLP, aligned=True),
+    "cnn": ModelSpec(UNet),
+    "sacnn": ModelSpec(UNet, aligned=True),
 }
+for _kind in PIXEL_KINDS:
+    for _aligned in (False, True):
+        MODELS[_kind + "+aligned" * _aligned] = ModelSpec(
+            partial(SklearnPixel, kind=_kind), aligned=_aligned, kind="pixel")
+
+
+def spec(name: str) -> ModelSpec:
+    """The registry entry of model ``name`` (case-insensitive); :class:`InputError` if none."""
+    key = str(name).lower()
+    if key not in MODELS:
+        raise InputError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    return MODELS[key]
 
 
 def uses_aligned(name: str) -> bool:
     """True when model ``name`` is fed the aligned features by default."""
-    return MODELS[_check(name)][1]
+    return spec(name).aligned
 
 
-def _check(name: str) -> str:
-    key = str(name).lower()
-    if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    return key
+def is_pixel(name: str) -> bool:
+    """True when model ``name`` is a scikit-learn per-pixel model."""
+    return spec(name).kind == "pixel"
 
 
 def build(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
@@ -53,15 +86,16 @@ def build(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
 
     ``ensemble=k`` (k > 1) builds an :class:`Ensemble` of ``k`` such models (mean probability,
     returned as a logit); its ``config`` carries ``ensemble`` so that a model file rebuilds it."""
-    cls, aligned = MODELS[_check(name)]
+    entry = spec(name)
     k = int(kwargs.pop("ensemble", 1) or 1)
     if k > 1:
-        model = Ensemble([cls(int(in_channels), **kwargs) for _ in range(k)])
+        model = Ensemble([entry.factory(int(in_channels), **kwargs) for _ in range(k)])
     else:
-        model = cls(int(in_channels), **kwargs)
-    model.aligned = aligned
-    model.name = _check(name)
+        model = entry.factory(int(in_channels), **kwargs)
+    model.aligned = entry.aligned
+    model.name = str(name).lower()
     return model
 
 
-__all__ = ["MODELS", "Ensemble", "build", "uses_aligned", "LinearLogistic", "PixelMLP", "RandomBaseline", "UNet"]
+__all__ = ["MODELS", "ModelSpec", "Ensemble", "build", "spec", "uses_aligned", "is_pixel",
+           "LinearLogistic", "PixelMLP", "RandomBaseline", "UNet", "SklearnPixel"]
