@@ -27,7 +27,7 @@ _USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EIS
                 errno.ENOSPC, errno.EDQUOT}
 _HIDDEN = re.compile(r"\.([^/\\'\"\s]+?)\.(?:tmp|old)-[0-9a-f-]+")  # .NAME.tmp-...: NAME
 
-COMMANDS = ("prepare", "features", "train", "predict", "evaluate", "demo")
+COMMANDS = ("prepare", "features", "train", "predict", "evaluate", "compare", "demo")
 _AFTER_CTRL_C = {"features": " (it resumes where it stopped)",
                  "predict": " (it resumes where it stopped)",
                  "demo": " (it reuses what is complete)",

@@ -33,7 +33,7 @@ import math
 from typing import Any
 
 from geoslide.errors import InputError
-from geoslide.learn.models import MODELS, is_pixel
+from geoslide.learn.models import MODELS, is_pixel, spec
 from geoslide.learn.models.pixel import GRIDS
 
 PAPER_UNET = [64, 128, 256, 512, 512]
@@ -144,7 +144,14 @@ def get_preset(name: str, model: str) -> dict[str, Any]:
         raise InputError(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
     common, table = PRESETS[name]
     out = copy.deepcopy(common)
-    out.update(_pixel_recipe(key) if is_pixel(key) else copy.deepcopy(table[key]))
+    if is_pixel(key):
+        out.update(_pixel_recipe(key))
+    elif key in table:
+        out.update(copy.deepcopy(table[key]))
+    else:  # a user's model: the recipe of the built-in model it is like, then its own keys
+        entry = spec(key)
+        out.update(copy.deepcopy(table[entry.like]))
+        out.update(copy.deepcopy(entry.recipe or {}))
     out["preset"] = name
     out["model"] = key
     return out

@@ -250,7 +250,8 @@ def train(
     trained = TrainedModel(
         module=module, name=name, feature_names=features, normalization=normalization,
         core=int(recipe["core"]), halo=int(recipe["halo"]), resolution=grid_resolution(ds),
-        crs=grid_crs(ds), config=dict(module.config), history=history,
+        crs=grid_crs(ds), history=history,
+        config=dict(getattr(module, "config", None) or {"in_channels": len(features)}),
         train={"recipe": recipe, "split": split_info, "seed": seed,
                "best_epoch": best_epoch, "best_val_nll": best_val, "members": member_info,
                "train_summary": train_set.summary(), "sets": sets, "health": check},

@@ -42,11 +42,15 @@ from geoslide.learn.models.unet import UNet
 @dataclass(frozen=True)
 class ModelSpec:
     """A registered model: its factory ``(in_channels, **kwargs) -> nn.Module``, whether it
-    is fed the aligned features by default, and how it is fitted (``torch`` or ``pixel``)."""
+    is fed the aligned features by default, how it is fitted (``torch`` or ``pixel``), and,
+    for a user's model, the built-in model whose training recipe it takes (``like``) with
+    ``recipe`` overriding keys of it."""
 
     factory: Callable[..., nn.Module]
     aligned: bool = False
     kind: str = "torch"
+    like: str = "cnn"
+    recipe: dict[str, Any] | None = None
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -63,12 +67,34 @@ for _kind in PIXEL_KINDS:
             partial(SklearnPixel, kind=_kind), aligned=_aligned, kind="pixel")
 
 
+def register(name: str, factory: Callable[..., nn.Module], *, aligned: bool = False,
+             like: str = "cnn", recipe: dict[str, Any] | None = None) -> None:
+    """Register a user's model ``name``: ``factory(in_channels, **kwargs)`` returns a torch
+    module mapping (B, C, H, W) standardised inputs to logits (B, 1, H, W); ``aligned``: fed
+    the aligned features by default; trained with the recipe of the built-in model ``like``
+    (``cnn``: patches with a halo; ``llr``: per pixel), ``recipe`` overriding its keys."""
+    key = str(name).lower()
+    if not callable(factory):
+        raise InputError(f"expected a factory (a class or function returning an nn.Module) "
+                         f"for model {name!r}; found {type(factory).__name__}")
+    if key in BUILTIN:
+        raise InputError(f"{name!r} is a built-in model; fix: register under another name")
+    if like not in BUILTIN or MODELS[like].kind != "torch":
+        raise InputError(f"like={like!r}: expected a built-in network among "
+                         f"{sorted(m for m in BUILTIN if MODELS[m].kind == 'torch')}")
+    MODELS[key] = ModelSpec(factory, aligned=aligned, like=like, recipe=dict(recipe or {}))
+
+
 def spec(name: str) -> ModelSpec:
     """The registry entry of model ``name`` (case-insensitive); :class:`InputError` if none."""
     key = str(name).lower()
     if key not in MODELS:
         raise InputError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
     return MODELS[key]
+
+
+BUILTIN = frozenset(MODELS)
+"""The models geoslide ships (a user's :func:`register` adds others)."""
 
 
 def uses_aligned(name: str) -> bool:
@@ -97,5 +123,5 @@ def build(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
     return model
 
 
-__all__ = ["MODELS", "ModelSpec", "Ensemble", "build", "spec", "uses_aligned", "is_pixel",
+__all__ = ["MODELS", "BUILTIN", "ModelSpec", "register", "Ensemble", "build", "spec", "uses_aligned", "is_pixel",
            "LinearLogistic", "PixelMLP", "RandomBaseline", "UNet", "SklearnPixel"]
