@@ -115,3 +115,19 @@ def test_cnns_are_left_out_of_the_defaults_on_few_patches(ecuador):
     with pytest.warns(UserWarning, match="too few"):
         names, left, notes = candidates(["sacnn", "logreg"], blocks)
     assert names == ["sacnn", "logreg"] and not left and notes
+
+
+def test_kfold_training_records_failed_folds_and_always_writes_its_table(ecuador, tmp_path):
+    from geoslide.evaluation.crossval import cross_validate
+
+    register("flat", Flat, like="llr", recipe={"epochs": 1, "min_steps": 0})
+    try:
+        cv = cross_validate(ecuador, "flat", n_folds=3, split_core=32, progress=False,
+                            out=tmp_path / "flat.pt")
+    finally:
+        MODELS.pop("flat")
+    assert not cv.ok and cv.summary["failed"] == [0, 1, 2]
+    js = json.loads((tmp_path / "flat.kfold.json").read_text())
+    assert [f["status"] for f in js["folds"]] == ["failed"] * 3
+    assert "learnt nothing" in js["folds"][0]["reason"] and "failed:" in cv.table()
+    assert not list(tmp_path.rglob("*.pt"))                 # no model of a failed fold

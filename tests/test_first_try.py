@@ -165,7 +165,9 @@ def test_kfold_scores_every_fold(kashmir, tmp_path):
     assert cv.summary["nll_mean"] == pytest.approx(np.mean(nll))
     assert cv.summary["nll_sd"] == pytest.approx(np.std(nll, ddof=1))
     js = json.loads((tmp_path / "llr.kfold.json").read_text())
-    assert len(js["folds"]) == 3 and all((tmp_path / f"llr.fold{k}.pt").exists() for k in range(3))
+    assert len(js["folds"]) == 3 and all((tmp_path / "llr.folds" / "llr" / f"fold{k}.pt").exists()
+                                         for k in range(3))
+    assert cv.ok and js["summary"]["failed"] == []
     assert "mean ± sd" in cv.table() and "pooled" in cv.table()
 
 

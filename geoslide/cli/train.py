@@ -114,7 +114,14 @@ def run(args: argparse.Namespace) -> int:
 
         cv = cross_validate(ds.load(), args.model, n_folds=args.n_folds, out=out, **common)
         print(cv.table())
-        print("wrote " + ", ".join(map(str, cv.paths)))
+        print("wrote " + ", ".join(map(str, cv.paths)) + f" and {Path(out).stem}.kfold.json")
+        if not cv.ok:
+            from geoslide.errors import TrainingError
+
+            raise TrainingError(
+                f"folds {cv.summary['failed']} learnt nothing (see the table); the others are "
+                "in the table and kfold.json; the map of a model checked this way: `geoslide "
+                f"compare STORE --out DIR --models {args.model}` (refitted on every pixel)")
         return 0
     split_kwargs: dict[str, Any] = {}
     if args.split == "band":

@@ -7,7 +7,6 @@ pooled metrics of the out-of-fold map (every labelled pixel scored once).
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from geoslide.evaluation.folds import FoldRecord, fold_paths, out_of_fold, run_fold, write_json
 from geoslide.learn import metrics as M
+from geoslide.learn.splits import split_masks
 
 
 @dataclass
@@ -29,11 +30,19 @@ class CrossValidation:
     oof: np.ndarray = field(repr=False)
     paths: list[Path] = field(default_factory=list)
 
+    @property
+    def ok(self) -> bool:
+        """True when every fold learnt."""
+        return not self.summary.get("failed")
+
     def table(self) -> str:
         """Markdown: one row per fold, then mean ± sd and pooled."""
         rows = ["| fold | test pixels | landslide px | test NLL | base-rate NLL | test AUC |",
                 "|---|---|---|---|---|---|"]
         for f in self.folds:
+            if f.get("status", "ok") != "ok":
+                rows.append(f"| {f['fold']} | failed: {f['reason'].splitlines()[0][:90]} |||||")
+                continue
             rows.append(f"| {f['fold']} | {f['pixels']:,} | {f['landslides']:,} | "
                         f"{f['nll']:.4f} | {f['base_rate_nll']:.4f} | {_f3(f['auc'])} |")
         s, p = self.summary, self.pooled
@@ -44,68 +53,89 @@ class CrossValidation:
         return "\n".join(rows)
 
 
-def _f3(v: float) -> str:
+def _f3(v: float | None) -> str:
     return "–" if v is None or not np.isfinite(v) else f"{v:.3f}"
 
 
 def _scores(y: np.ndarray, p: np.ndarray, train_rate: float) -> dict[str, Any]:
-    both = 0 < int(y.sum()) < y.size
     return {"pixels": int(y.size), "landslides": int(y.sum()), "nll": M.nll(y, p),
-            "base_rate_nll": M.base_rate_nll(train_rate, y),
-            "auc": M.roc_auc(y, p) if both else float("nan")}
+            "base_rate_nll": M.base_rate_nll(train_rate, y), "auc": M.auc_or_nan(y, p)}
+
+
+def _fold_row(r: FoldRecord) -> dict[str, Any]:
+    t = r.test or {}
+    return {"fold": r.fold, "status": r.status, "reason": r.reason,
+            "pixels": int(t.get("pixels", 0)), "landslides": int(t.get("landslides", 0)),
+            "nll": t.get("nll", float("nan")), "base_rate_nll": t.get("base_rate_nll",
+                                                                      float("nan")),
+            "auc": t.get("auc", float("nan")), "best_epoch": r.best_epoch,
+            "val_nll": r.val_nll}
+
+
+def _summary(folds: list[dict[str, Any]], n_folds: int, model: str) -> dict[str, Any]:
+    summary: dict[str, Any] = {"n_folds": int(n_folds), "model": model,
+                               "failed": [f["fold"] for f in folds if f["status"] != "ok"]}
+    for key in ("nll", "auc", "base_rate_nll"):
+        v = np.array([f[key] for f in folds], float)
+        summary[f"{key}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+        summary[f"{key}_sd"] = (float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1
+                                else float("nan"))
+    return summary
+
+
+def folds_folder(out: str | os.PathLike) -> Path:
+    """The folder of a k-fold run's fold models and records: ``<stem>.folds`` beside ``out``."""
+    base = Path(out)
+    return base.with_name(f"{base.stem}.folds")
 
 
 def cross_validate(ds: xr.Dataset, model: str = "sacnn", *, n_folds: int = 5,
                    out: str | os.PathLike | None = None, progress: bool = True,
                    **train_kwargs: Any) -> CrossValidation:
     """Train ``model`` once per fold of a spatial k-fold split and score each on its test
-    fold. ``train_kwargs`` go to :func:`geoslide.learn.train.train` (``preset``, ``seed``,
-    ``split_seed``, ``core``, split ``core`` as ``split_core``...). ``out``: model files
-    ``<stem>.fold<k>.pt`` and ``<stem>.kfold.json`` (the table's figures) beside it."""
+    fold (:func:`geoslide.evaluation.folds.run_fold`: a fold that fails is recorded with its
+    reason and the others run; a rerun resumes). ``train_kwargs`` go to
+    :func:`geoslide.learn.train.train` (``preset``, ``seed``, ``split_seed``, ``split_core``,
+    ``buffer``...). ``out``: fold models and records in ``<stem>.folds/``, and
+    ``<stem>.kfold.json`` (the table's figures, failures included) beside ``out``."""
+    import shutil
+    import tempfile
+
     from geoslide.learn.inputs import to_label_array
-    from geoslide.maps.predict import predict
-    from geoslide.learn.train import train
+    from geoslide.learn.presets import get_preset
 
     labels = to_label_array(ds)
-    oof = np.full(labels.shape, np.nan, np.float32)
-    folds, paths = [], []
-    base = Path(out) if out is not None else None
-    for k in range(int(n_folds)):
-        fold_out = (base.with_name(f"{base.stem}.fold{k}{base.suffix or '.pt'}")
-                    if base is not None else None)
-        res = train(ds, model, split="kfold", fold=k, n_folds=n_folds, out=fold_out,
-                    progress=progress, **train_kwargs)
-        test = res.masks["test"]
-        prob = np.asarray(predict(ds, res.model, progress=False).values, np.float32)
-        oof[test] = prob[test]
-        y, p = M.pixels(labels, prob, test)
-        train_y = labels[res.masks["train"] & (labels >= 0)]
-        rate = float((train_y == 1).mean())
-        folds.append({"fold": k, **_scores(y, p, rate), "train_rate": rate,
-                      "best_epoch": res.best_epoch, "val_nll": res.best_val_nll})
-        if res.path is not None:
-            paths.append(res.path)
-        if progress:
-            print(f"fold {k}: test NLL {folds[-1]['nll']:.4f} (base rate "
-                  f"{folds[-1]['base_rate_nll']:.4f}), AUC {_f3(folds[-1]['auc'])}", flush=True)
+    root = folds_folder(out) if out is not None else Path(tempfile.mkdtemp(prefix="kfold-"))
+    kw = {**train_kwargs, "n_folds": n_folds, "progress": progress}
+    try:
+        records = [run_fold(ds, model, k, root, labels=labels, train_kwargs=kw)
+                   for k in range(int(n_folds))]
+        core = int(train_kwargs.get("split_core") or get_preset(
+            train_kwargs.get("preset", "quick"), model)["split_core"])
+        tests = [split_masks(labels.shape, "kfold", core=core, fold=k, n_folds=n_folds,
+                             seed=int(train_kwargs.get("split_seed", 0)))["test"]
+                 for k in range(int(n_folds))]
+        oof = out_of_fold(records, root, tests, labels.shape)
+    finally:
+        if out is None:
+            shutil.rmtree(root, ignore_errors=True)
+    folds = [_fold_row(r) for r in records]
+    for f in folds if progress else ():
+        print(f"fold {f['fold']}: " + (f"test NLL {f['nll']:.4f} (base rate "
+              f"{f['base_rate_nll']:.4f}), AUC {_f3(f['auc'])}" if f["status"] == "ok"
+              else f"failed: {f['reason'].splitlines()[0]}"), flush=True)
     y, p = M.pixels(labels, oof)
     labelled = labels[labels >= 0]
-    pooled = _scores(y, p, float((labelled == 1).mean()))
-    summary: dict[str, Any] = {"n_folds": int(n_folds), "model": model}
-    for key in ("nll", "auc", "base_rate_nll"):
-        v = np.array([f[key] for f in folds], float)
-        summary[f"{key}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-        summary[f"{key}_sd"] = float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else float("nan")
-    cv = CrossValidation(folds=folds, summary=summary, pooled=pooled, oof=oof, paths=paths)
-    if base is not None:
-        from geoslide.store.attrs import jsonable
-
-        js = base.with_name(f"{base.stem}.kfold.json")
-        tmp = js.with_name(f".{js.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(jsonable({"folds": folds, "summary": summary,
-                                              "pooled": pooled}), indent=1, allow_nan=False))
-        os.replace(tmp, js)
+    pooled = (_scores(y, p, float((labelled == 1).mean())) if y.size else
+              {"pixels": 0, "landslides": 0, "nll": float("nan"),
+               "base_rate_nll": float("nan"), "auc": float("nan")})
+    cv = CrossValidation(folds=folds, summary=_summary(folds, n_folds, model), pooled=pooled,
+                         oof=oof, paths=[fold_paths(root, model, r.fold)["model"]
+                                         for r in records if r.ok and out is not None])
+    if out is not None:
+        write_json(Path(out).with_name(f"{Path(out).stem}.kfold.json"),
+                    {"folds": folds, "summary": cv.summary, "pooled": pooled})
     return cv
 
 
-__all__ = ["cross_validate", "CrossValidation"]
+__all__ = ["cross_validate", "CrossValidation", "folds_folder"]

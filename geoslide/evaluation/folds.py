@@ -65,7 +65,7 @@ def test_probabilities(root: Path, model: str, fold: int) -> np.ndarray:
     return np.load(fold_paths(root, model, fold)["npy"])
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
     from geoslide.store.attrs import jsonable
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +106,7 @@ def run_fold(ds: xr.Dataset, model: str, fold: int, root: Path, *, labels: np.nd
             p.unlink(missing_ok=True)
         rec = FoldRecord(model, fold, "failed", reason=f"{type(exc).__name__}: {exc}",
                          seconds=time.time() - t0)
-        _write_json(paths["json"], asdict(rec))
+        write_json(paths["json"], asdict(rec))
         return rec
     test = res.masks["test"]
     np.save(paths["npy"], prob[test])
@@ -117,7 +117,7 @@ def run_fold(ds: xr.Dataset, model: str, fold: int, root: Path, *, labels: np.nd
                      best_epoch=res.best_epoch, params=chosen[0] if chosen else None,
                      seconds=time.time() - t0,
                      test=_test_scores(labels, prob, test, float((tr == 1).mean())))
-    _write_json(paths["json"], asdict(rec))
+    write_json(paths["json"], asdict(rec))
     return rec
 
 
@@ -132,4 +132,4 @@ def out_of_fold(records: list[FoldRecord], root: Path, masks: list[np.ndarray],
     return oof
 
 
-__all__ = ["FoldRecord", "run_fold", "load_record", "out_of_fold", "fold_paths"]
+__all__ = ["FoldRecord", "run_fold", "write_json", "load_record", "out_of_fold", "fold_paths"]
