@@ -3,11 +3,22 @@ memory on large grids.
 
     .venv/bin/python benchmarks/aligned_features.py                 # everything (~3-5 min)
     .venv/bin/python benchmarks/aligned_features.py --skip-memory   # throughput only
+    .venv/bin/python benchmarks/aligned_features.py --public-only --json out.json  # part 0 (<1 min)
 
 Inputs: the real Ecuador rasters (10 m: 30/100/300 m are 3/10/30 px) mirror-tiled
 (``np.pad(mode="symmetric")``) to ``--size`` square; 22 gathered features: slope (Horn, from the
 tiled DEM), elevation, cplan, cprof, log10_carea and 17 one-hot elevation-band layers.
 
+0. The public call ``geoslide.aligned_features(ds, distances=(30, 100, 300),
+   features=["elevation", "slope"])`` on a ``--public-size`` (2048) square xarray Dataset of
+   the tiled Ecuador rasters (10 m, x / y coords, EPSG:32717): numpy-backed (winners found,
+   then elevation, slope, dz and azimuth gathered through them, all computed) and dask-backed
+   (chunks ``--public-chunk``, 1024, computed with dask's threaded scheduler), best of 3 after
+   a warm-up. Against two kernel-alone figures on the same arrays: ``ring_winners`` (the
+   search only) and ``align_numpy(z, [elevation, slope], distances, res)`` (the kernel that
+   finds the winners and gathers the same features in one fused pass: the baseline of the
+   ratio public / kernel). Ratios: public numpy over kernel (targets >= 0.8), dask time over
+   numpy time (<= 1.3).
 1. Throughput (Mpx/s) and extra peak memory (RSS sampled during the call, minus before):
    - ours on the ``--size`` grid: ``align_numpy`` into a reused (already touched) output
      buffer (the kernel's steady state), and with a fresh output allocation. The 17 one-hot
@@ -38,6 +49,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -277,6 +289,75 @@ def throughput(size: int, crop: int, threads: int | None) -> dict:
     return res
 
 
+# --------------------------------------------------------------------------- part 0
+def public_dataset(size: int) -> Any:
+    """The numpy-backed Dataset of part 0: elevation and slope of the tiled Ecuador rasters."""
+    import rioxarray  # noqa: F401 - the .rio accessor
+    import xarray as xr
+
+    z, feats, names = tiled_inputs(size, n_onehot=1)
+    coords = {"y": 9_000_000.0 - RES * (np.arange(size) + 0.5),
+              "x": 700_000.0 + RES * (np.arange(size) + 0.5)}
+    ds = xr.Dataset({"elevation": (("y", "x"), z), "slope": (("y", "x"), feats[0])},
+                    coords=coords)
+    return ds.rio.write_crs("EPSG:32717")
+
+
+def best_of(fn: Any, repeat: int = 3) -> float:
+    """Best wall time (s) of ``repeat`` calls of ``fn`` after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def public(size: int, chunk: int) -> dict:
+    """Part 0: the public call, numpy- and dask-backed, against the kernel alone (Mpx/s)."""
+    import dask
+
+    import geoslide
+    from geoslide.features.rings import align_numpy, ring_winners
+
+    ds = public_dataset(size)
+    lazy = ds.chunk({"y": chunk, "x": chunk})
+    z, slope = ds["elevation"].values, ds["slope"].values
+    feats = ["elevation", "slope"]
+    px = size * size
+    with dask.config.set(scheduler="threads"):
+        t = {"public_numpy": best_of(lambda: geoslide.aligned_features(ds, DISTANCES, feats)),
+             "public_dask": best_of(lambda: geoslide.aligned_features(
+                 lazy, DISTANCES, feats).compute()),
+             "ring_winners": best_of(lambda: ring_winners(z, DISTANCES, RES)),
+             "align_numpy": best_of(lambda: align_numpy(z, [z, slope], DISTANCES, RES))}
+    res: dict = {"size": size, "chunk": chunk, "features": feats, "distances": DISTANCES}
+    for k, v in t.items():
+        res[k] = {"s": v, "mpx_s": px / v / 1e6}
+        print(f"{k:>13}: {v:.3f} s  {px / v / 1e6:6.1f} Mpx/s", flush=True)
+    res["ratio_public_vs_kernel"] = t["align_numpy"] / t["public_numpy"]
+    res["ratio_dask_vs_numpy_time"] = t["public_dask"] / t["public_numpy"]
+    print(f"public numpy / kernel (align_numpy, fused search + gather) Mpx/s: "
+          f"{res['ratio_public_vs_kernel']:.2f} (target >= 0.8); dask time / numpy time: "
+          f"{res['ratio_dask_vs_numpy_time']:.2f} (target <= 1.3)", flush=True)
+    return res
+
+
+def provenance() -> dict:
+    """Date, git commit, processor and core count of this run."""
+    import platform
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit,
+            "processor": platform.processor(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count()}
+
+
 # --------------------------------------------------------------------------- part 2
 _SETUP = r"""
 import sys, numpy as np, xarray as xr, dask.array as da
@@ -353,10 +434,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=512)
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--public-size", type=int, default=2048)
+    p.add_argument("--public-chunk", type=int, default=1024)
+    p.add_argument("--public-only", action="store_true",
+                   help="only part 0, the public call against the kernel (< 1 min)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = p.parse_args(argv)
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {os.cpu_count()} cores  {load()}", flush=True)
-    res: dict = {}
+    res: dict = {**provenance(), "load_before": os.getloadavg()}
+    res["public"] = public(args.public_size, args.public_chunk)
+    if args.public_only:
+        args.skip_throughput = args.skip_memory = True
     if not args.skip_throughput:
         res["throughput"] = throughput(args.size, args.crop, args.threads)
     if not args.skip_memory:

@@ -146,3 +146,86 @@ def test_saved_sacnn_predicts_the_same_bits_from_winners_as_from_stored_values(
     p_val = predict(values, saved, core=64, region=192, progress=False).values
     assert np.isfinite(p_new).mean() > 0.9
     np.testing.assert_array_equal(bits(p_new), bits(p_val))
+
+
+@pytest.mark.parametrize("chunks", [None, {"y": 64, "x": 100}])
+def test_int16_codes_and_a_float64_dem_gather_the_kernel_bits(kashmir, chunks):
+    """Class codes (int16, -1 no data) gathered through the winners give the one-hot layers
+    the kernel gathers layer by layer; a float64 DEM gives dz computed in float64."""
+    from geoslide.store.classes import expand, virtual_names
+
+    win = kashmir.isel(y=slice(100, 340), x=slice(50, 270))
+    win = win.drop_vars(virtual_names(win[["geology"]]))
+    win["elevation"] = win["elevation"].astype(np.float64)
+    geo = win["geology"].values.copy()
+    geo[:20, :30] = -1                                   # a patch of no data
+    win = expand(win.assign(geology=win["geology"].copy(data=geo)))
+    feats = ["slope", "geology_2", "geology_6", "geology_19"]
+    al = aligned_features(win, (30, 100), feats, chunks=chunks)
+    assert al["geology_up30"].dtype == np.int16
+    assert np.isnan(win["geology_2"].values).any()
+    assert_equals_kernel(al, win, feats, (30, 100))
+
+
+def _reference(win, oy, ox, dy, dx, az, elev, sources, codes, wide):
+    """The gather by numpy fancy indexing on NaN-padded copies (the way before the kernel)."""
+    h, w = win.shape
+    r = int(max(np.abs(dy).max(), np.abs(dx).max()))
+    ok = win < len(dy)
+    k = np.where(ok, win, 0).astype(np.intp)
+    rows = oy + r + np.arange(h)[:, None] + dy[k]
+    cols = ox + r + np.arange(w)[None, :] + dx[k]
+    edt = np.float64 if wide else np.float32
+
+    def pad(a, dt):
+        return np.pad(a.astype(dt), r, constant_values=np.nan)
+
+    out = []
+    for a, code in zip(sources, codes):
+        a = np.where(a == -1, np.nan, a) if code else a
+        out.append(np.where(ok, pad(a, edt)[rows, cols], np.nan).astype(np.float32))
+    z = pad(elev, edt)
+    dz = (z[rows, cols] - z[oy + r:oy + r + h, ox + r:ox + r + w]).astype(np.float32)
+    out += [np.where(ok, dz, np.nan), np.where(ok, az[k], np.nan).astype(np.float32)]
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("edt", [np.float32, np.float64, np.int16])
+def test_gather_kernel_equals_numpy_fancy_indexing(ecuador, edt):
+    """``gather_rows`` on a real Ecuador crop: float32, float64 and int16 class-code sources,
+    a block at an offset inside the arrays (winners leaving them read NaN), rows in pieces,
+    against numpy fancy indexing, bit for bit."""
+    from geoslide.features.rings import ring_azimuths, ring_winners
+    from geoslide.store.gather import gather_rows
+
+    res = grid_spacing(ecuador)
+    z = ecuador["elevation"].values.astype(edt) if edt != np.int16 else \
+        np.nan_to_num(ecuador["elevation"].values, nan=-9999).astype(np.int16)
+    off = ring_offsets(100, res)
+    dy, dx = off[:, 0].astype(np.int64), off[:, 1].astype(np.int64)
+    az = ring_azimuths(off, res).astype(np.float32)
+    full = ring_winners(ecuador["elevation"].values, (100,), res)[0]
+    full = np.minimum(full, 255).astype(np.uint8)
+    assert (full == 255).any()
+    slope = ecuador["slope"].values
+    codes = np.digitize(ecuador["cplan"].values, [-0.01, 0.0, 0.01]).astype(np.int16) - 1
+    assert (codes == -1).any()
+    flags = np.array([False, False, True])
+    wide = edt != np.float32 and np.dtype(edt).itemsize >= 4
+    H, W = z.shape
+    # (c, oy, ox, h, w): arrays cropped by c px (winners near their edges leave them), the
+    # block at (oy, ox) inside them
+    for c, oy, ox, h, w in [(0, 0, 0, H, W), (0, 7, 23, 300, 250), (0, 100, 0, 50, W),
+                            (6, 0, 0, H - 12, W - 12), (6, 4, 9, 200, 300)]:
+        arrays = [np.ascontiguousarray(a[c:H - c, c:W - c])
+                  for a in (z, slope, slope.astype(np.float64), codes)]
+        srcs = tuple(arrays[1:])
+        win = np.ascontiguousarray(full[c + oy:c + oy + h, c + ox:c + ox + w])
+        ref = _reference(win, oy, ox, dy, dx, az, arrays[0], srcs, flags, wide)
+        out = np.full((5, h, w), 7.0, np.float32)
+        for r0 in range(0, h, 37):
+            gather_rows(win, arrays[0], srcs, flags, oy, ox, dy, dx, az, wide, out, r0,
+                        min(h, r0 + 37))
+        np.testing.assert_array_equal(bits(out), bits(ref))
+        if c > 0 or h == H:   # no winner, or one outside the arrays: NaN
+            assert np.isnan(out[0]).any() and np.isfinite(out[0]).mean() > 0.5

@@ -85,7 +85,9 @@ def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
     need = list(dict.fromkeys(base_variable(f) for f in features))
     ry, rx = spec.ring
     h, w = window.shape[1] - 2 * ry, window.shape[2] - 2 * rx
-    # in memory: the gathers (a few channels per winner, on the window with the ring), then,
-    # on the region only, the one-hot layers the model reads
-    ds = expand_gathers(xr.Dataset(data)).isel(y=slice(ry, ry + h), x=slice(rx, rx + w))
+    # in memory: the gathers (a few channels per winner, on the window with the ring; one
+    # thread, as region tasks run in parallel), then, on the region only, the one-hot layers
+    # the model reads
+    ds = expand_gathers(xr.Dataset(data), threads=1)
+    ds = ds.isel(y=slice(ry, ry + h), x=slice(rx, rx + w))
     return to_input_array(expand(ds, only=need)[need], features, normalization, fill=None)

@@ -12,9 +12,11 @@ The aligned variables are *gathered* from it (:func:`expand_gathers`, when a sto
 and by :func:`geoslide.aligned_features`): ``<f>_up<d>`` (float32, the source at the winner),
 ``<raster>_up<d>`` (int16 class codes, with their virtual one-hot layers, see
 :mod:`.classes`), ``dz_up<d>`` (float32, m: winner elevation minus the centre's) and
-``azimuth_up<d>`` (float32, degrees). They equal the kernel's outputs bit for bit; they are
-lazy, one task per chunk with a halo of the ring radius, and marked cheap so that a halo step
-reading them (prediction) recomputes them inside its tasks instead of holding them in memory.
+``azimuth_up<d>`` (float32, degrees), read in place by the numba kernel of :mod:`.gather`
+(on threads over row blocks for in-memory variables). They equal the ring kernel's outputs
+bit for bit; dask-backed ones are lazy, one task per chunk with a halo of the ring radius,
+and marked cheap so that a halo step reading them (prediction) recomputes them inside its
+tasks instead of holding them in memory.
 :func:`compact_gathers` drops them again (what the store writers write): the store holds one
 or two bytes per pixel and distance instead of four per aligned feature. A store whose
 aligned features are float variables (the layout before) opens unchanged.
@@ -23,17 +25,20 @@ Imports ``geoslide.names``, ``geoslide.errors`` and ``geoslide.parallel``.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
 
-from geoslide.errors import StoreError
+from geoslide.errors import GridMismatchError, StoreError
 from geoslide.names import aligned_name
 from geoslide.parallel.chunking import merge_thin
 from geoslide.parallel.halo import map_halo
 from geoslide.store.attrs import PROVENANCE_ATTR
 from geoslide.store.classes import CLASSES_ATTR, aligned_attrs, code_variable, is_codes
+from geoslide.store.gather import gather_rows
 
 WINNER_ATTR = "geoslide:winner"
 """Attr of a winner variable: its ring, distance, elevation and gathered sources."""
@@ -42,6 +47,8 @@ GATHERED_ATTR = "geoslide:gathered_by"
 WINNER_BASE = "winner"
 KERNEL_NO_WINNER = 0xFFFF
 """The kernel's uint16 index where a ring holds no valid cell."""
+_GATHER_ROWS = 64
+"""Rows per thread task of an in-memory gather."""
 
 
 def winner_dtype(ring_size: int) -> np.dtype:
@@ -62,7 +69,8 @@ def winner_variable(index: xr.DataArray, d: int, ring: dict[str, list], elevatio
     variables gathered (code variables among them, their one-hot classes in ``codes``)."""
     dt = winner_dtype(len(ring["dy"]))
     none = np.iinfo(dt).max
-    out = index.where(index != KERNEL_NO_WINNER, none).astype(dt)
+    # valid indices lie below ``none``: the minimum maps only KERNEL_NO_WINNER to it
+    out = index.copy(data=np.minimum(index.data, index.dtype.type(none)).astype(dt))
     out.attrs = {"long_name": f"index of the highest cell of the ring at {d} m in the ring "
                               f"({none}: no valid cell)", "distance_m": d, **attrs,
                  WINNER_ATTR: {"distance_m": d, "elevation": elevation,
@@ -111,32 +119,6 @@ def stands_for(ds: xr.Dataset) -> list[str]:
     return out
 
 
-def gather_block(window: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.ndarray,
-                 azimuth: np.ndarray, none: int, elev_dtype: str) -> np.ndarray:
-    """float32 ``(S + 2, h, w)`` of one block: the S sources read at the winner, then ``dz``
-    (m) and azimuth (degrees); NaN where the ring had no valid cell (and ``dz`` NaN where the
-    centre's elevation is). ``window``: ``(2 + S, h + 2 ry, w + 2 rx)``, channels the winner
-    index, the elevation, the sources (codes as floats, NaN for no data)."""
-    c, hh, ww = window.shape
-    h, w = hh - 2 * ry, ww - 2 * rx
-    k = window[0, ry:ry + h, rx:rx + w]
-    ok = k != none
-    ki = np.where(ok, k, 0).astype(np.intp)
-    table = dy.astype(np.int64) * ww + dx.astype(np.int64)
-    base = (np.arange(ry, ry + h, dtype=np.int64) * ww)[:, None] + np.arange(rx, rx + w)
-    flat = base + table[ki]
-    out = np.empty((c, h, w), np.float32)
-    nan = np.float32(np.nan)
-    for s in range(2, c):
-        v = window[s].reshape(-1).take(flat).astype(np.float32)
-        out[s - 2] = np.where(ok, v, nan)
-    z = window[1].astype(elev_dtype, copy=False)
-    dz = (z.reshape(-1).take(flat) - z[ry:ry + h, rx:rx + w]).astype(np.float32)
-    out[c - 2] = np.where(ok, dz, nan)
-    out[c - 1] = np.where(ok, azimuth.astype(np.float32)[ki], nan)
-    return out
-
-
 def elevation_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype the ring kernel compares elevations in, and ``dz`` is computed in: float64
     for float64 and integers of 4 bytes or more, else float32."""
@@ -146,8 +128,9 @@ def elevation_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32)
 
 
-def _gather(ds: xr.Dataset, name: str, spec: dict[str, Any]) -> Any:
-    """The gathered channels of winner variable ``name`` (numpy or lazy dask)."""
+def _gather(ds: xr.Dataset, name: str, spec: dict[str, Any], threads: int | None) -> Any:
+    """The gathered channels ``(S + 2, H, W)`` of winner variable ``name``: numpy, filled now
+    on ``threads`` threads, or lazy dask."""
     import dask.array as da
 
     sources = [str(s) for s in spec["sources"]]
@@ -157,37 +140,95 @@ def _gather(ds: xr.Dataset, name: str, spec: dict[str, Any]) -> Any:
         raise StoreError(
             f"aligned variable {name!r} is read through {missing}, which the Dataset lacks; "
             f"keep the variables it was computed from, or rerun `geoslide features`")
-    win = ds[name].transpose("y", "x")
-    none = int(np.iinfo(win.dtype).max)
-    edt = elevation_dtype(ds[elev].dtype)
-    sdt = np.result_type(np.float32, edt)
-    arrays = []
-    for v in [name, elev, *sources]:
-        a = ds[v].transpose("y", "x")
-        if is_codes(a):
-            a = a.where(a != -1)
-        arrays.append(a.data)
-    dy, dx = np.asarray(spec["dy"], np.int64), np.asarray(spec["dx"], np.int64)
-    az = np.asarray(spec["azimuth"], np.float32)
-    ry, rx = ring_radius(ds[name])
-    kw = dict(ry=ry, rx=rx, dy=dy, dx=dx, azimuth=az, none=none, elev_dtype=edt.str)
-    n = len(sources) + 2
+    names = [name, elev, *sources]
+    arrays = [ds[v].transpose("y", "x").data for v in names]
+    codes = [bool(is_codes(ds[v])) for v in sources]
+    ring = _Ring(spec, elevation_dtype(ds[elev].dtype))
     if not any(isinstance(a, da.Array) for a in arrays):
-        window = np.pad(np.stack([np.asarray(a, sdt) for a in arrays]),
-                        ((0, 0), (ry, ry), (rx, rx)), constant_values=np.nan)
-        return gather_block(window, **kw)
+        arrays = [_kernel_array(a) for a in arrays]
+        return _gather_numpy(arrays[0], arrays[1], arrays[2:], codes, ring, threads)
+    sdt = np.result_type(np.float32, ring.edt)
+    ry, rx = ring_radius(ds[name])
     ref = next(a for a in arrays if isinstance(a, da.Array)).chunks
     want = (merge_thin(ref[0], ry), merge_thin(ref[1], rx))
     stack = da.stack([da.asarray(a).astype(sdt).rechunk(want) for a in arrays]).rechunk({0: -1})
-    out = map_halo(gather_block, stack, (ry, rx), fill=np.nan, chunks=((n,),) + want,
-                   dtype=np.float32, name=f"{name}-gather", cheap=True, **kw)
+    n = len(sources) + 2
+    out = map_halo(_gather_window, stack, (ry, rx), fill=np.nan, chunks=((n,),) + want,
+                   dtype=np.float32, name=f"{name}-gather", cheap=True, ring=ring,
+                   codes=tuple(codes), win_dtype=ds[name].dtype.str)
     return out.rechunk(((n,),) + tuple(ref)) if want != tuple(ref) else out
 
 
-def expand_gathers(ds: xr.Dataset) -> xr.Dataset:
+def _kernel_array(a: Any) -> np.ndarray:
+    """``a`` as the kernels read it: C-contiguous (copied only if not), float32 if they do not
+    read its dtype (float16, bool: exact)."""
+    a = np.asarray(a)
+    return np.ascontiguousarray(a, np.float32 if a.dtype == np.float16 or a.dtype.kind == "b"
+                                else a.dtype)
+
+
+class _Ring:
+    """A winner variable's ring as the gather kernels take it, and its elevation dtype."""
+
+    def __init__(self, spec: dict[str, Any], edt: np.dtype) -> None:
+        self.dy = np.asarray(spec["dy"], np.int64)
+        self.dx = np.asarray(spec["dx"], np.int64)
+        self.azimuth = np.asarray(spec["azimuth"], np.float32)
+        self.edt = np.dtype(edt)
+
+
+def _gather_numpy(win: np.ndarray, elev: np.ndarray, sources: list[np.ndarray],
+                  codes: list[bool], ring: _Ring, threads: int | None,
+                  offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """float32 ``(S + 2, h, w)``: the sources at each winner of ``win`` (``(h, w)`` at
+    ``offset`` inside the ``(H, W)`` arrays), then ``dz`` (m) and azimuth (degrees), in row
+    blocks on ``threads`` threads (default: all cores)."""
+    h, w = win.shape
+    if any(a.shape != elev.shape for a in sources) or h + offset[0] > elev.shape[0] or \
+            w + offset[1] > elev.shape[1]:
+        raise GridMismatchError(
+            f"expected winners {win.shape} at {offset} inside sources of one shape, found "
+            f"{[a.shape for a in [elev, *sources]]}; align the variables on one grid")
+    out = np.empty((len(sources) + 2, h, w), np.float32)
+    oy, ox = offset
+    wide = bool(ring.edt == np.float64)
+    dy, dx = ring.dy, ring.dx
+    srcs = tuple(sources) if sources else (elev,)   # the kernel reads the first S only
+    flags = np.array([bool(c) for c in codes] or [False])
+
+    def rows(r0: int) -> None:
+        gather_rows(win, elev, srcs, flags, oy, ox, dy, dx, ring.azimuth, wide, out, r0,
+                    min(h, r0 + _GATHER_ROWS))
+
+    starts = range(0, h, _GATHER_ROWS)
+    nthreads = max(1, min(len(starts), int(threads or os.cpu_count() or 1)))
+    if nthreads == 1:
+        for r0 in starts:
+            rows(r0)
+    else:
+        with ThreadPoolExecutor(nthreads) as pool:
+            list(pool.map(rows, starts))
+    return out
+
+
+def _gather_window(window: np.ndarray, ring: _Ring, codes: tuple[bool, ...],
+                   win_dtype: str) -> np.ndarray:
+    """float32 ``(S + 2, h, w)`` of one dask block: ``window`` ``(2 + S, h + 2 ry, w + 2 rx)``
+    holds the winner index, the elevation and the sources (``codes``: which are class
+    codes), with a halo of the ring radius ``(ry, rx)`` (NaN beyond the raster)."""
+    ry = int(np.abs(ring.dy).max())
+    rx = int(np.abs(ring.dx).max())
+    h, w = window.shape[1] - 2 * ry, window.shape[2] - 2 * rx
+    win = window[0, ry:ry + h, rx:rx + w].astype(win_dtype)
+    return _gather_numpy(win, window[1], list(window[2:]), list(codes), ring, 1, (ry, rx))
+
+
+def expand_gathers(ds: xr.Dataset, *, threads: int | None = None) -> xr.Dataset:
     """``ds`` with the aligned variables gathered through its winner variables, each group
     after its winner variable (a variable already of that name is kept). No-op without
-    winner variables. Class codes among them still need :func:`.classes.expand`."""
+    winner variables. Class codes among them still need :func:`.classes.expand`. In-memory
+    variables are gathered now on ``threads`` threads (default: all cores); dask-backed
+    ones lazily, one task per chunk."""
     order: list[str] = []
     new: dict[str, xr.DataArray] = {}
     for name, var in ds.data_vars.items():
@@ -199,7 +240,7 @@ def expand_gathers(ds: xr.Dataset) -> xr.Dataset:
         names = gathered_names(var)
         if all(n in ds.variables for n in names):
             continue
-        data = _gather(ds, str(name), spec)
+        data = _gather(ds, str(name), spec, threads)
         coords = {k: v for k, v in var.coords.items()}
         prov = {k: var.attrs[k] for k in (PROVENANCE_ATTR,) if k in var.attrs}
         for i, (src, out) in enumerate(zip(spec["sources"] + ["dz", "azimuth"], names)):
@@ -257,4 +298,4 @@ def compact_gathers(ds: xr.Dataset) -> xr.Dataset:
 
 __all__ = ["expand_gathers", "compact_gathers", "stands_for", "check_sources", "ring_radius",
            "winner_spec", "elevation_dtype", "winner_variable", "winner_dtype", "is_winner",
-           "gathered_names", "gather_block", "WINNER_ATTR", "GATHERED_ATTR", "WINNER_BASE"]
+           "gathered_names", "WINNER_ATTR", "GATHERED_ATTR", "WINNER_BASE"]
