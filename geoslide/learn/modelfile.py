@@ -74,6 +74,11 @@ class TrainedModel:
     train: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
 
+    def __repr__(self) -> str:
+        return (f"TrainedModel(name={self.name!r}, features={len(self.feature_names)}, "
+                f"core={self.core}, halo={self.halo}, resolution={self.resolution}, "
+                f"epochs={len(self.history)}, path={self.path!r})")
+
     def trained_as(self, *, preset: str, split: str, band: int | None = None,
                    seed: int | None = None, epochs: int | None = None) -> bool:
         """True when the file records this training recipe: the preset, split kind (and band
@@ -130,10 +135,22 @@ class TrainedModel:
             "crs": self.crs,
             "history": self.history,
             "train": self.train,
+            "factory": _factory_record(self.name),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
         return save_model(self, path)
+
+
+def _factory_record(name: str) -> dict[str, Any] | None:
+    """How to rebuild a user's model: its factory's import path, aligned, recipe base."""
+    from geoslide.learn.models import factory_path, spec
+
+    path = factory_path(name)
+    if path is None:
+        return None
+    entry = spec(name)
+    return {"path": path, "aligned": entry.aligned, "like": entry.like}
 
 
 def save_model(model: TrainedModel, path: str | os.PathLike) -> Path:
@@ -215,6 +232,16 @@ def _unreadable(path: Path, why: str) -> ModelFileError:
         "(geoslide only loads plain tensors and containers, never code from a model file)")
 
 
+def _register_factory(d: dict[str, Any]) -> None:
+    """Register the user's model a file names, from the import path it records."""
+    from geoslide.learn.models import MODELS, register_path
+
+    fac = d.get("factory")
+    if fac and str(d.get("name", "")).lower() not in MODELS:
+        register_path(d["name"], fac["path"], aligned=bool(fac.get("aligned")),
+                      like=fac.get("like", "cnn"))
+
+
 def load_model(path: str | os.PathLike, device: str | None = None) -> TrainedModel:
     """Read a model file written by :func:`save_model` (module in eval mode, on ``device``
     or the CPU). Raises :class:`ModelFileError` when the file is not one."""
@@ -245,6 +272,7 @@ def load_model(path: str | os.PathLike, device: str | None = None) -> TrainedMod
         raise ModelFileError(f"{str(path)!r} is not a geoslide model file (no format={FORMAT!r} "
                              "key); expected a file written by `geoslide train`; fix: check the "
                              "path, or retrain")
+    _register_factory(d)
     try:
         config = dict(d["config"])
         in_channels = config.pop("in_channels")

@@ -151,6 +151,7 @@ def get_preset(name: str, model: str) -> dict[str, Any]:
     else:  # a user's model: the recipe of the built-in model it is like, then its own keys
         entry = spec(key)
         out.update(copy.deepcopy(table[entry.like]))
+        out["model_kwargs"] = {}  # the built-in model's own arguments are not the user's
         out.update(copy.deepcopy(entry.recipe or {}))
     out["preset"] = name
     out["model"] = key

@@ -124,6 +124,25 @@ def evaluate_nll(
     return total / max(count, 1), labels, probs
 
 
+def model_name(model: Any) -> str:
+    """The registry name of ``model``: a name as given; a user's factory (a class or function
+    ``(in_channels, **kwargs) -> nn.Module``) or module is registered under its (class)
+    name, lower-cased (:func:`geoslide.learn.models.register`; a module's class is rebuilt
+    from ``in_channels`` and its ``config``, if it has one)."""
+    from geoslide.learn.models import MODELS, register
+
+    if isinstance(model, str):
+        return model
+    factory = type(model) if isinstance(model, torch.nn.Module) else model
+    if not callable(factory) or not isinstance(getattr(factory, "__name__", None), str):
+        raise InputError(f"expected a model name (one of {sorted(MODELS)}), an nn.Module or a "
+                         f"factory returning one; found {type(model).__name__}")
+    name = factory.__name__.lower()
+    if name not in MODELS or MODELS[name].factory is not factory:
+        register(name, factory, aligned=bool(getattr(factory, "aligned", False)))
+    return name
+
+
 def _recipe(preset: str, model: str, overrides: dict[str, Any] | None, core: int | None,
             halo: int | None, epochs: int | None) -> dict[str, Any]:
     """The preset's recipe for ``model`` with the caller's overrides applied."""
@@ -165,7 +184,7 @@ def _masks(ds: xr.Dataset, split: str, split_seed: int, split_core: int | None,
 
 def train(
     ds: xr.Dataset,
-    model: str = "sacnn",
+    model: Any = "sacnn",
     *,
     preset: str = "quick",
     split: str = "band",
@@ -186,7 +205,8 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``ds`` with recipe ``preset`` on split ``split``; returns the model
     of the best validation epoch (a scikit-learn model: its best setting of the recipe's
-    grid). ``core``/``halo`` (px) and ``epochs`` override the preset;
+    grid). ``model``: a registered name, or a user's network (an ``nn.Module`` or a factory,
+    see :func:`model_name`), trained with the ``cnn`` recipe. ``core``/``halo`` (px) and ``epochs`` override the preset;
     ``overrides`` overrides any recipe key (``lr``, ``batch_size``, ``model_kwargs``, ``grid``,
     ...); ``split_kwargs`` go to :func:`geoslide.learn.splits.split_masks` (``band``, ``fold``,
     ``n_folds``, ``val_fraction``, ``buffer``...); ``split_core`` (px) is the split's window
@@ -202,7 +222,10 @@ def train(
     the constant base rate on the validation pixels, or whose map is flat, raises
     ``TrainingError`` and writes nothing, unless ``keep_failed`` (see :mod:`geoslide.learn.health`)."""
     t_start = time.time()
-    recipe = _recipe(preset, model, overrides, core, halo, epochs)
+    if isinstance(model, torch.nn.Module) and getattr(model, "config", None):
+        kwargs = {k: v for k, v in model.config.items() if k != "in_channels"}
+        overrides = {**(overrides or {}), "model_kwargs": kwargs}
+    recipe = _recipe(preset, model_name(model), overrides, core, halo, epochs)
     name = recipe["model"]
     dev = resolve_device(device)
     if features is None:

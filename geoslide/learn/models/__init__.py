@@ -85,9 +85,51 @@ def register(name: str, factory: Callable[..., nn.Module], *, aligned: bool = Fa
     MODELS[key] = ModelSpec(factory, aligned=aligned, like=like, recipe=dict(recipe or {}))
 
 
+ENTRY_POINTS = "geoslide.models"
+"""Entry-point group of installed packages' models: ``name = "package.module:factory"``."""
+
+
+def load_entry_points() -> None:
+    """Register the models of installed packages (entry-point group :data:`ENTRY_POINTS`)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINTS):
+        if ep.name.lower() not in MODELS:
+            register(ep.name, ep.load())
+
+
+def factory_path(name: str) -> str | None:
+    """``module:qualname`` of a user's model's factory (None for a built-in model)."""
+    entry = spec(name)
+    if str(name).lower() in BUILTIN:
+        return None
+    f = entry.factory
+    return f"{f.__module__}:{f.__qualname__}"
+
+
+def register_path(name: str, path: str, *, aligned: bool = False, like: str = "cnn",
+                  recipe: dict[str, Any] | None = None) -> None:
+    """Register ``name`` from a factory's import path ``module:qualname`` (as a model file
+    records it): the module is imported, nothing is read from the file but the path."""
+    import importlib
+
+    module, _, qual = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"model {name!r} is built by {path!r}, which cannot be imported "
+                         f"({exc}); fix: install or import the package that defines it, or "
+                         "register it with geoslide.learn.models.register") from None
+    register(name, obj, aligned=aligned, like=like, recipe=recipe)
+
+
 def spec(name: str) -> ModelSpec:
     """The registry entry of model ``name`` (case-insensitive); :class:`InputError` if none."""
     key = str(name).lower()
+    if key not in MODELS:
+        load_entry_points()
     if key not in MODELS:
         raise InputError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
     return MODELS[key]
@@ -123,5 +165,6 @@ def build(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
     return model
 
 
-__all__ = ["MODELS", "BUILTIN", "ModelSpec", "register", "Ensemble", "build", "spec", "uses_aligned", "is_pixel",
+__all__ = ["MODELS", "BUILTIN", "ModelSpec", "register", "register_path", "factory_path",
+           "load_entry_points", "ENTRY_POINTS", "Ensemble", "build", "spec", "uses_aligned", "is_pixel",
            "LinearLogistic", "PixelMLP", "RandomBaseline", "UNet", "SklearnPixel"]
