@@ -151,11 +151,14 @@ def _gather(ds: xr.Dataset, name: str, spec: dict[str, Any], threads: int | None
     ry, rx = ring_radius(ds[name])
     ref = next(a for a in arrays if isinstance(a, da.Array)).chunks
     want = (merge_thin(ref[0], ry), merge_thin(ref[1], rx))
-    stack = da.stack([da.asarray(a).astype(sdt).rechunk(want) for a in arrays]).rechunk({0: -1})
+    unique = list(dict.fromkeys(names))       # a variable used twice is one channel
+    stack = da.stack([da.asarray(arrays[names.index(v)]).astype(sdt).rechunk(want)
+                      for v in unique]).rechunk({0: -1})
     n = len(sources) + 2
     out = map_halo(_gather_window, stack, (ry, rx), fill=np.nan, chunks=((n,),) + want,
                    dtype=np.float32, name=f"{name}-gather", cheap=True, ring=ring,
-                   codes=tuple(codes), win_dtype=ds[name].dtype.str)
+                   channels=tuple(unique.index(v) for v in names[1:]), codes=tuple(codes),
+                   win_dtype=ds[name].dtype.str)
     return out.rechunk(((n,),) + tuple(ref)) if want != tuple(ref) else out
 
 
@@ -211,16 +214,18 @@ def _gather_numpy(win: np.ndarray, elev: np.ndarray, sources: list[np.ndarray],
     return out
 
 
-def _gather_window(window: np.ndarray, ring: _Ring, codes: tuple[bool, ...],
-                   win_dtype: str) -> np.ndarray:
-    """float32 ``(S + 2, h, w)`` of one dask block: ``window`` ``(2 + S, h + 2 ry, w + 2 rx)``
-    holds the winner index, the elevation and the sources (``codes``: which are class
-    codes), with a halo of the ring radius ``(ry, rx)`` (NaN beyond the raster)."""
+def _gather_window(window: np.ndarray, ring: _Ring, channels: tuple[int, ...],
+                   codes: tuple[bool, ...], win_dtype: str) -> np.ndarray:
+    """float32 ``(S + 2, h, w)`` of one dask block: ``window`` ``(C, h + 2 ry, w + 2 rx)``
+    holds the winner index (channel 0) and the variables it reads, with a halo of the ring
+    radius ``(ry, rx)`` (NaN beyond the raster); ``channels``: the elevation's channel, then
+    each source's (``codes``: which are class codes)."""
     ry = int(np.abs(ring.dy).max())
     rx = int(np.abs(ring.dx).max())
     h, w = window.shape[1] - 2 * ry, window.shape[2] - 2 * rx
     win = window[0, ry:ry + h, rx:rx + w].astype(win_dtype)
-    return _gather_numpy(win, window[1], list(window[2:]), list(codes), ring, 1, (ry, rx))
+    return _gather_numpy(win, window[channels[0]], [window[c] for c in channels[1:]],
+                         list(codes), ring, 1, (ry, rx))
 
 
 def expand_gathers(ds: xr.Dataset, *, threads: int | None = None) -> xr.Dataset:
