@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         for note in notes:
             print(f"inventory   {note}", file=sys.stdout)
         if args.inventory and label_name(written) in written:
-            from geoslide.io.inventory import inventory_advice
+            from geoslide.io.advice import inventory_advice
 
             res = abs(float(written.rio.transform().a))
             for line in inventory_advice(args.inventory, written[label_name(written)].values, res,

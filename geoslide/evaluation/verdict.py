@@ -68,7 +68,7 @@ def _nothing(cmp: "Comparison") -> list[str]:
     out = []
     for m, reasons in cmp.failures().items():
         out.append(f"{label(m)} failed on {len(reasons)} fold(s) and is not ranked "
-                   f"({reasons[0].split(': ', 2)[-1].splitlines()[0][:140]})")
+                   f"({reasons[0].split(': ', 2)[-1].split('; no model file')[0][:160]})")
     for m in cmp.ranking:
         s = cmp.scores[m]
         if s["nll"] >= s["base_rate_nll"] or not s["auc"] > 0.55:

@@ -9,7 +9,6 @@ landslide wins. Chunked (dask) grids are rasterized block by block.
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Literal, Union
@@ -206,7 +205,7 @@ def rasterize_inventory(inventory: InventorySource, like: xr.DataArray, *,
         raise ValueError(f"unlabelled must be 'stable' or 'nodata', found {unlabelled!r}")
     if buffer < 0:
         raise ValueError(f"point_buffer is a distance in metres >= 0, found {buffer}")
-    if _is_label_raster(inventory):
+    if is_label_raster(inventory):
         given = {k: v for k, v in dict(label_field=label_field, point_buffer=buffer or None,
                                        year_range=year_range, year_field=year_field,
                                        layer=layer).items() if v is not None}
@@ -239,7 +238,7 @@ def rasterize_inventory(inventory: InventorySource, like: xr.DataArray, *,
     return out
 
 
-def _is_label_raster(source) -> bool:
+def is_label_raster(source) -> bool:
     if isinstance(source, (xr.DataArray, xr.Dataset)):
         return True
     if isinstance(source, (str, os.PathLike)):
@@ -253,9 +252,9 @@ def _is_label_raster(source) -> bool:
 def _dataset_label(ds: xr.Dataset) -> xr.DataArray:
     """The one label variable of a Dataset inventory (grid mappings aside), carrying the CRS
     of its ``spatial_ref`` / ``crs`` variable or coordinate."""
-    from geoslide.io.rasters import _is_grid_mapping, find_crs
+    from geoslide.io.rasters import is_grid_mapping, find_crs
 
-    cands = [str(v) for v, a in ds.data_vars.items() if not _is_grid_mapping(str(v), a)]
+    cands = [str(v) for v, a in ds.data_vars.items() if not is_grid_mapping(str(v), a)]
     if len(cands) != 1:
         pick = cands[0] if cands else "MASK"
         raise InventoryError(
@@ -365,58 +364,3 @@ def check_label_leakage(arrays: dict, label: xr.DataArray, kinds: dict | None = 
                 f"model; fix: pass it as inventory=... instead (a label raster: 1 landslide, "
                 f"0 stable) and drop {n!r} from rasters")
 
-
-FEW_POSITIVES = 300  # fewer landslide pixels than this: training has too little to learn from
-
-
-def suggest_buffer(n_points: int, resolution: float, target: int = 500) -> float:
-    """A point buffer (metres, a multiple of 5) that gives about ``target`` landslide pixels
-    from ``n_points`` points on a grid of ``resolution`` metres, at least 1.5 pixels."""
-    radius_px = math.sqrt(target / max(n_points, 1) / math.pi)
-    metres = max(1.5, radius_px) * float(resolution)
-    return float(5 * math.ceil(metres / 5))
-
-
-def inventory_advice(source: InventorySource, labels: np.ndarray, resolution: float, *,
-                     buffer: float = 0.0, label_field: str | None = None) -> list[str]:
-    """Lines saying what an inventory gave (points, polygons, landslide pixels) and, when it
-    gave few landslide pixels or unbuffered points, the ``--point-buffer`` to use. A label
-    raster gets its pixel counts only (a buffer applies to vector features)."""
-    if _is_label_raster(source):
-        return _label_raster_advice(np.asarray(labels))
-    gdf = read_inventory(source)
-    kinds = gdf.geometry.geom_type.fillna("")
-    n_points = int(kinds.str.contains("Point").sum())
-    n_polys = int(kinds.str.contains("Polygon").sum())
-    positives = int((np.asarray(labels) == 1).sum())
-    what = ("presence/absence (field " + repr(label_field) + ")" if label_field else
-            "presence-only (no label field: every other labelled pixel is stable)")
-    lines = [f"inventory   {len(gdf):,} features ({n_points:,} points, {n_polys:,} polygons), "
-             f"{what}: {positives:,} landslide pixels"
-             + (f" with a {buffer:g} m buffer" if buffer else "")]
-    n_pos_points = n_points
-    if label_field and label_field in gdf.columns and n_points:
-        n_pos_points = int((gdf[label_field].astype(bool) & kinds.str.contains("Point")).sum())
-    if n_points and (positives < FEW_POSITIVES or buffer == 0):
-        b = suggest_buffer(n_pos_points, resolution)
-        per = math.pi * (b / resolution) ** 2
-        why = (f"only {positives:,} landslide pixels (models need several hundred)"
-               if positives < FEW_POSITIVES else "each point labels the single pixel it falls in")
-        lines.append(f"advice      {why}; fix: rebuild with --point-buffer {b:g} (metres; about "
-                     f"{per:.0f} pixels per point), Python stack(..., point_buffer={b:g})")
-    elif positives < FEW_POSITIVES:
-        lines.append(f"advice      only {positives:,} landslide pixels: models need several "
-                     "hundred; a larger inventory, or a buffer (--point-buffer METRES)")
-    return lines
-
-
-def _label_raster_advice(labels: np.ndarray) -> list[str]:
-    """What a label raster gave: landslide, stable and unlabelled pixel counts."""
-    positives = int((labels == 1).sum())
-    lines = [f"inventory   label raster: {positives:,} landslide pixels, "
-             f"{int((labels == 0).sum()):,} stable, {int((labels == -1).sum()):,} unlabelled"]
-    if positives < FEW_POSITIVES:
-        lines.append(f"advice      only {positives:,} landslide pixels: models need several "
-                     "hundred; a larger inventory, or the landslide polygons / points with "
-                     "--point-buffer METRES")
-    return lines

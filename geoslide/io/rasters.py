@@ -102,8 +102,7 @@ def select_steps(da: xr.DataArray, sel: Mapping[str, int], spec: str) -> xr.Data
 
 def _step_hint(da: xr.DataArray, path: Path, name: str) -> str:
     """The file form of ``da.isel(time=0)``: ``'file.nc:VAR[time=0]'`` and its CLI option."""
-    many = [str(d) for d in da.dims if d not in ("y", "x", "band") and da.sizes[d] > 1]
-    if not many:
+    if not (many := [str(d) for d in da.dims if d not in ("y", "x", "band") and da.sizes[d] > 1]):
         return ""
     spec = f"{path}:{da.name}[" + ",".join(f"{d}=0" for d in many) + "]"
     return (f"; from the file: '{spec}' (command line: --raster {name}={spec}; the number "
@@ -160,7 +159,7 @@ def find_crs(obj: xr.DataArray | xr.Dataset, container: xr.Dataset | None = None
     return None
 
 
-def _is_grid_mapping(name: str, var: xr.DataArray) -> bool:
+def is_grid_mapping(name: str, var: xr.DataArray) -> bool:
     return var.ndim < 2 or name in _GRID_MAPPING_NAMES or "grid_mapping_name" in var.attrs \
         or "crs_wkt" in var.attrs
 
@@ -169,7 +168,7 @@ def pick_variable(ds: xr.Dataset, name: str, var: str | None, where: str,
                   path: Path | None = None) -> xr.DataArray:
     """The raster variable of a Dataset (netCDF): ``var``, else the only 2-D+ variable that is
     not a grid mapping; :class:`InputError` naming the choices otherwise."""
-    cands = [str(v) for v, a in ds.data_vars.items() if not _is_grid_mapping(str(v), a)]
+    cands = [str(v) for v, a in ds.data_vars.items() if not is_grid_mapping(str(v), a)]
     def how(v: str) -> str:
         return (f"rasters={{{name!r}: '{path}:{v}'}}" if path is not None
                 else f"rasters={{{name!r}: ds[{v!r}]}}")
