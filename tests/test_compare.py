@@ -44,7 +44,7 @@ def run(store, tmp_path_factory):
             "flat", "--n-folds", "3", "--split-core", "32", "--buffer", "50", "--quiet"]
     code = main(argv)
     yield code, out, argv
-    MODELS.pop("flat")
+    MODELS.pop("flat", None)
 
 
 def test_compare_ranks_with_intervals_and_a_verdict_that_agrees(run):
@@ -125,7 +125,7 @@ def test_kfold_training_records_failed_folds_and_always_writes_its_table(ecuador
         cv = cross_validate(ecuador, "flat", n_folds=3, split_core=32, progress=False,
                             out=tmp_path / "flat.pt")
     finally:
-        MODELS.pop("flat")
+        MODELS.pop("flat", None)
     assert not cv.ok and cv.summary["failed"] == [0, 1, 2]
     js = json.loads((tmp_path / "flat.kfold.json").read_text())
     assert [f["status"] for f in js["folds"]] == ["failed"] * 3
