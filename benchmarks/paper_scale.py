@@ -36,6 +36,7 @@ map's 4 bytes apart) and on disk, and the same steps on a 2048^2 crop for the ti
     .venv/bin/python benchmarks/paper_scale.py                   # 2048^2 crop, then 410 Mpx
     .venv/bin/python benchmarks/paper_scale.py --crop-only       # the crop alone (minutes)
     .venv/bin/python benchmarks/paper_scale.py --json out/paper_scale.json
+    .venv/bin/python benchmarks/paper_scale.py --crop-only --forest  # + a forest's map, Mpx/s
 """
 from __future__ import annotations
 
@@ -167,6 +168,29 @@ def model_inputs() -> list[str]:
     return base + aligned + geometry
 
 
+def forest_model(features: list[str], sample: int = 100_000):
+    """A random forest (geoslide's ``rf`` defaults: 100 trees, leaves >= 20) fitted on
+    ``sample`` pixels of a real-label 1024^2 crop: the map a forest winner of ``compare``
+    makes, at its cost (the forest is fitted, not chosen: speed only)."""
+    from geoslide.features.align import aligned_features
+    from geoslide.learn.inputs import compute_normalization, to_input_array, to_label_array
+    from geoslide.learn.modelfile import TrainedModel
+    from geoslide.learn.models import build
+    from geoslide.learn.models.pixel import make_estimator
+    from geoslide.learn.pixelfit import pixel_rows
+    from geoslide.store.classes import expand
+
+    ds = expand(mirrored((1024, 1024), 1024).compute())
+    ds = ds.merge(aligned_features(ds, DISTANCES))
+    norm = compute_normalization(ds, features)
+    x, y = pixel_rows(to_input_array(ds, features, norm), to_label_array(ds),
+                      np.ones((1024, 1024), bool), sample)
+    module = build("rf+aligned", len(features))
+    module.set_estimator(make_estimator("rf", threads=2).fit(x, y))
+    return TrainedModel(module=module, name="rf+aligned", feature_names=features,
+                        normalization=norm, core=CORE, halo=0, resolution=10.0)
+
+
 def untrained_model(features: list[str]):
     """Quick-width SACNN with random weights and the normalisation of a real 1024^2 crop."""
     import torch
@@ -200,7 +224,8 @@ def store_bytes(path: Path) -> tuple[int, int, float]:
     return sum(per_px.values()), mp, disk / (size[0] * size[1])
 
 
-def run(shape: tuple[int, int], workdir: Path, client, model, pids: list[int]) -> dict:
+def run(shape: tuple[int, int], workdir: Path, client, model, pids: list[int],
+        others: dict | None = None) -> dict:
     import dask
 
     from geoslide import aligned_features, open_zarr, predict, to_zarr, write_variables
@@ -238,6 +263,17 @@ def run(shape: tuple[int, int], workdir: Path, client, model, pids: list[int]) -
                         progress=False)
 
     step("predict", prediction)
+    for name, other in (others or {}).items():  # other models' maps on the same store
+        def mapped(m=other, n=name):
+            probs = predict(open_zarr(store), m, core=CORE, halo=0 if n != "sacnn" else HALO,
+                            region=CHUNK, batch_size=1, progress=False)
+            write_variables(probs.to_dataset(name=f"susceptibility_{n.replace('+', '_')}"),
+                            store, resume=False, progress=False)
+
+        step(f"predict_{name}", mapped)
+        out[f"predict_{name}_mpx_s"] = out["mpx"] / out[f"predict_{name}_s"]
+        print(f"  {name}: {out[f'predict_{name}_mpx_s']:.2f} Mpx/s against SACNN's "
+              f"{out['mpx'] / out['predict_s']:.2f}", flush=True)
     with dask.config.set(scheduler="threads"):
         p = open_zarr(store)["susceptibility"]
         out["finite_share"] = float(np.isfinite(p[::64, ::64].values).mean())
@@ -275,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="where the stores go (default: a "
                         "temporary folder, removed at the end)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    parser.add_argument("--forest", action="store_true",
+                        help="also map the crop with a fitted random forest (rf+aligned), "
+                             "the map of a forest winner of `geoslide compare`")
     args = parser.parse_args(argv)
 
     import logging
@@ -286,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     features = model_inputs()
     model = untrained_model(features)
+    others = {"rf+aligned": forest_model(features)} if args.forest else {}
     print(f"paper shape {PAPER_SHAPE[0]} x {PAPER_SHAPE[1]} px at 10 m "
           f"({PAPER_SHAPE[0] * PAPER_SHAPE[1] / 1e6:.0f} Mpx); 2 continuous + 4 categorical "
           f"rasters ({' + '.join(map(str, VOCABULARY.values()))} classes) = 94 features; "
@@ -303,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             for shape in shapes:
                 print(f"\n{shape[0]} x {shape[1]} ({shape[0] * shape[1] / 1e6:.1f} Mpx)",
                       flush=True)
-                results["x".join(map(str, shape))] = run(shape, workdir, client, model, pids)
+                results["x".join(map(str, shape))] = run(
+                    shape, workdir, client, model, pids,
+                    others if shape == (args.crop, args.crop) else None)
                 if args.json:
                     Path(args.json).write_text(json.dumps(results, indent=2))
     finally:

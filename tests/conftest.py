@@ -109,43 +109,11 @@ def settled_regions():
 
 @pytest.fixture(scope="session")
 def hard_cases(data_dir, tmp_path_factory):
-    """Files a new user might bring, built from the real Kashmir data: ``centroids`` (one
-    point per landslide polygon, presence-only, no field), ``dem`` (the DEM alone) and
-    ``basin`` (a DEM window with NaN outside an irregular, basin-like outline)."""
-    import geopandas as gpd
-    import numpy as np
-    import rioxarray
-    import xarray as xr
+    """Files a new user might bring, built from the real Kashmir data
+    (:func:`geoslide.prepare.cases.hard_cases`)."""
+    from geoslide.prepare.cases import hard_cases as build
 
-    root = tmp_path_factory.mktemp("hard_cases")
-    polys = gpd.read_file(data_dir / "kashmir" / "landslides.shp")
-    pts = gpd.GeoDataFrame(geometry=polys.geometry.centroid, crs=polys.crs)
-    pts.to_file(root / "centroids.gpkg")
-    dem = rioxarray.open_rasterio(data_dir / "kashmir" / "AW3D30.tif", masked=True)
-    # a basin-like outline: elevation below a level inside a window, smoothed by a disc
-    win = dem.isel(y=slice(150, 550), x=slice(200, 600))
-    z = win.values[0]
-    yy, xx = np.mgrid[0:z.shape[0], 0:z.shape[1]]
-    r = np.hypot((yy - 200) / 190.0, (xx - 200) / 170.0)
-    wobble = 0.12 * np.sin(np.arctan2(yy - 200, xx - 200) * 5)
-    inside = r < 0.92 + wobble
-    basin = win.copy(data=np.where(inside, z, np.nan)[None].astype(np.float32))
-    basin.attrs.pop("_FillValue", None)
-    basin.encoding = {}
-    basin.rio.write_nodata(np.nan, encoded=False, inplace=True)
-    basin.rio.to_raster(root / "basin.tif")
-    # tens of presence-only points inside the basin, as a survey of one small basin gives
-    px = basin.isel(band=0).sel(x=xr.DataArray(pts.geometry.x.values, dims="p"),
-                                y=xr.DataArray(pts.geometry.y.values, dims="p"),
-                                method="nearest").values
-    ok = np.isfinite(px) & (pts.geometry.x.values >= float(win.x.min())) & (
-        pts.geometry.x.values <= float(win.x.max())) & (pts.geometry.y.values <= float(
-            win.y.max())) & (pts.geometry.y.values >= float(win.y.min()))
-    sub = pts[ok].sample(80, random_state=0)
-    sub.to_file(root / "basin_points.gpkg")
-    return {"root": root, "centroids": root / "centroids.gpkg",
-            "dem": data_dir / "kashmir" / "AW3D30.tif", "basin": root / "basin.tif",
-            "basin_points": root / "basin_points.gpkg", "n_basin_points": len(sub)}
+    return build(tmp_path_factory.mktemp("hard_cases"), data_dir)
 
 
 @pytest.fixture(scope="session")
