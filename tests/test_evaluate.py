@@ -124,11 +124,14 @@ def subset(kashmir):
 
 def test_evaluate_writes_report(tmp_path, subset):
     from geoslide.evaluation.evaluate import evaluate
+    from geoslide.evaluation.report import write_report
     from geoslide.learn.splits import split_masks
 
     masks = split_masks(subset, "band", core=64, band=1)
     model = _llr(subset, masks)
-    ev = evaluate(subset, [model], peers=["logreg"], out=tmp_path, progress=False)
+    ev = evaluate(subset, [model], peers=["logreg"], progress=False)
+    assert not any(tmp_path.iterdir())  # scoring writes nothing
+    files = write_report(ev, tmp_path, ds=subset)
     assert ev.split == {"kind": "band", "seed": 0, "core": 64, "band": 1}  # from the model
     for name in ("report.md", "metrics.json", "roc.png", "reliability.png",
                  "validation_nll.png", "success_prediction_rate.png", "map_llr.png",
@@ -148,8 +151,9 @@ def test_evaluate_writes_report(tmp_path, subset):
     for text in ("| LLR |", "| Logistic regression (sklearn) |", "Random (expected",
                  "test NLL", "train NLL", "![ROC curves](roc.png)"):
         assert text in report, text
+    assert files["report"] == str(tmp_path / "report.md") and data["files"] == files
     # re-running into the same folder replaces the files
-    evaluate(subset, [model], out=tmp_path, progress=False)
+    write_report(evaluate(subset, [model], progress=False), tmp_path, ds=subset)
     assert "logreg" not in json.loads((tmp_path / "metrics.json").read_text())["models"]
 
 

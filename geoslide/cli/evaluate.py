@@ -2,8 +2,10 @@
 
     geoslide evaluate out/kashmir.zarr out/models/*.pt --peers --out out/report
 
-Writes OUT/report.md (a table like the paper's Table 2: test and train NLL, AUC, ... for every
-model and peer, plus the Random baseline's expected NLL), OUT/metrics.json and the figures.
+Writes OUT/report.md (first per model: test AUC with its interval and the share of landslides
+in the top 10 % and 20 % of the area, with a "Caution" line for what the numbers cannot
+support; then a table like the paper's Table 2: test and train NLL, AUC, ... for every model
+and peer, plus the Random baseline's expected NLL), OUT/metrics.json and the figures.
 The split defaults to the one the first model was trained on. Maps already written by
 `geoslide predict` for the same weights are reused; the others are predicted in memory.
 """
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
 
     from geoslide.evaluation.evaluate import evaluate
+    from geoslide.evaluation.report import write_report
     from geoslide.store import open_zarr
 
     if not args.models and not args.peers:
@@ -67,10 +70,14 @@ def run(args: argparse.Namespace) -> int:
     ds = open_zarr(args.store).load()  # evaluation reads whole label / map arrays
     ev = evaluate(ds, args.models, split=args.split, band=args.band, fold=args.fold,
                   seed=args.seed, core=args.core, peers=args.peers,
-                  max_peer_train=args.max_peer_train, out=args.out, progress=not args.quiet,
+                  max_peer_train=args.max_peer_train, progress=not args.quiet,
                   device=args.device, n_boot=args.n_boot, reference=args.reference,
                   importance=args.importance)
-    print(ev.table())
-    print(f"\nreport: {ev.files['report']}\nmetrics: {ev.files['metrics']}\nfigures: "
+    files = write_report(ev, args.out, ds=ds)
+    print(ev.headline() + "\n")
+    for w in ev.warnings:
+        print(f"Caution: {w}.")
+    print(("\n" if ev.warnings else "") + ev.table())
+    print(f"\nreport: {files['report']}\nmetrics: {files['metrics']}\nfigures: "
           f"{args.out}/*.png")
     return 0

@@ -1,24 +1,32 @@
-"""Evaluate trained models (and scikit-learn peers) on the test pixels of a split.
+"""Score trained models (and scikit-learn peers) on the test pixels of a split.
 
 :func:`evaluate` predicts each model's whole map (:func:`geoslide.maps.predict.predict`), reads it on
 the split's pixels and computes, per model: test NLL, train NLL (the paper's Table 2), ROC/AUC,
 precision-recall/AP, Brier score, reliability (ECE), success-rate (train) and prediction-rate
-(test) curves, and susceptibility classes by quantiles. The expected NLL of the paper's Random
-baseline and the NLL of the constant base-rate model are added for reference. With
-``out=DIR`` it writes ``report.md``, ``metrics.json`` and the figures (:mod:`geoslide.evaluation.report`).
+(test) curves with the share of landslides in the top 10 % and 20 % of the area, and
+susceptibility classes by quantiles. The expected NLL of the paper's Random baseline and the
+NLL of the constant base-rate model are added for reference. It returns an
+:class:`Evaluation` and writes nothing: :func:`geoslide.evaluation.report.write_report` writes
+``report.md``, ``metrics.json`` and the figures of one.
 
 Every map is scored on the same pixels: the labelled pixels of the set where every map
 evaluated together is finite (a map is NaN where one of its inputs is, e.g. aligned features
 near the raster edge); the report gives their count.
 
 The split defaults to the one the (first) model was trained on, as recorded in its file
-(kind, seed, band, window size); a model trained on another split is flagged in the results
-and the report, since its "test" pixels may have been training pixels.
+(:class:`geoslide.learn.splits.SplitSettings`); a model trained on another split is flagged in
+the results and the report, since its "test" pixels may have been training pixels.
+
+``ev.warnings`` (``metrics.json``'s ``warnings``, the report's "Caution" lines) says when a
+set holds fewer than :data:`~geoslide.learn.splits.MIN_LANDSLIDES` landslide pixels, when the
+intervals rest on fewer than :data:`~geoslide.evaluation.intervals.MIN_BLOCKS` spatial blocks,
+and when a map scores worse on the test set than the constant base rate.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -27,40 +35,28 @@ import rioxarray  # noqa: F401  (registers .rio, used on stores opened by geosli
 import xarray as xr
 
 from geoslide.errors import InputError
+from geoslide.evaluation.intervals import N_BOOT, block_of, bootstrap
+from geoslide.evaluation.scores import (TOP_AREAS, Evaluation, baselines, common_pixels,
+                                        dataset_summary, evaluation_warnings, score_map,
+                                        top_shares)
 from geoslide.learn import metrics as M
-from geoslide.learn.modelfile import grid_resolution, model_token
-from geoslide.names import ALIGNED_RE
-from geoslide.learn.splits import MIN_LANDSLIDES
+from geoslide.learn.modelfile import model_token
+from geoslide.learn.splits import SplitSettings, split_settings
 from geoslide.maps.spread import is_spread, members
+from geoslide.names import ALIGNED_RE
 
 DISPLAY = {"random": "Random", "llr": "LLR", "nn": "NN", "sann": "SANN", "cnn": "CNN",
            "sacnn": "SACNN"}
-
-
 @dataclass
-class Evaluation:
-    """Results of :func:`evaluate`: per-model metrics, split, baselines, maps and figures."""
+class _Gathered:
+    """The maps :func:`evaluate` scores, with their results entries, ensemble spreads,
+    training histories and the objects that made them (for the permutation importance)."""
 
-    results: dict[str, dict[str, Any]]
-    split: dict[str, Any]
-    baselines: dict[str, dict[str, float]]
-    dataset: dict[str, Any]
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    spreads: dict[str, np.ndarray] = field(default_factory=dict)
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    files: dict[str, str] = field(default_factory=dict)
-    spreads: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-    def table(self) -> str:
-        """The Table-2-like markdown table (see :func:`geoslide.evaluation.report.table2`)."""
-        from geoslide.evaluation.report import table2
-
-        return table2(self)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able dict (what ``metrics.json`` holds)."""
-        return {"dataset": self.dataset, "split": self.split, "baselines": self.baselines,
-                "models": self.results, "histories": self.histories, "files": self.files}
+    scorers: dict[str, Any] = field(default_factory=dict)
 
 
 def _model_list(models: Any) -> list[Any]:
@@ -94,46 +90,6 @@ def _unique(name: str, taken: Iterable[str], model: Any) -> str:
     return candidate
 
 
-def split_settings(models: Sequence[Any], kind: str | None = None, **given: Any) -> dict[str, Any]:
-    """The split to evaluate on: the first model's training split (from its file), with any
-    ``given`` non-None setting (``band``, ``seed``, ``core``, ``fold``, ...) and ``kind``
-    overriding it; ``band`` split, band 1, seed 0 when nothing says otherwise."""
-    from geoslide.learn.splits import DEFAULT_CORE
-
-    base: dict[str, Any] = {}
-    for m in models:
-        info = (getattr(m, "train", None) or {}).get("split")
-        if info:
-            base = dict(info)
-            break
-    if kind is not None and base.get("kind") not in (None, kind):
-        base = {}
-    out = {"kind": kind or base.get("kind", "band"), "seed": base.get("seed", 0),
-           "core": base.get("core", DEFAULT_CORE)}
-    if out["kind"] in ("band", None):
-        out["band"] = base.get("band", 1)
-    for key in ("band", "n_bands", "fold", "n_folds", "val_fraction", "val_shape"):
-        if key in base:
-            out[key] = base[key]
-    out.update({k: v for k, v in given.items() if v is not None})
-    return out
-
-
-def split_masks_of(ds: xr.Dataset, settings: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    from geoslide.learn.splits import split_masks
-
-    kw = {k: v for k, v in settings.items() if k != "kind"}
-    return split_masks(ds, settings["kind"], **kw)
-
-
-def _same_split(model: Any, settings: Mapping[str, Any]) -> bool | None:
-    info = (getattr(model, "train", None) or {}).get("split")
-    if not info:
-        return None
-    keys = set(info) & set(settings)
-    return all(info[k] == settings[k] for k in keys) and info.get("kind") == settings["kind"]
-
-
 def stored_map(ds: xr.Dataset, model: Any, spread: bool = False) -> xr.DataArray | None:
     """A map of ``model`` already in ``ds`` (written by ``geoslide predict``): a variable whose
     ``geoslide:model_token`` attr matches the model's weights (with ``spread``, its spread map,
@@ -152,116 +108,52 @@ def _labels(ds: xr.Dataset) -> np.ndarray:
     return to_label_array(ds)
 
 
-def _score(labels: np.ndarray, prob: np.ndarray, masks: Mapping[str, np.ndarray],
-           n_bins: int, n_classes: int) -> dict[str, Any]:
-    """Metrics of one map: test (all), train and validation (NLL, AUC, success rate)."""
-    y, p = M.pixels(labels, prob, masks["test"])
-    res = M.summary(y, p, n_bins=n_bins, n_classes=n_classes)
-    for part in ("train", "val"):
-        if part not in masks or not np.any(masks[part]):
-            continue
-        yt, pt = M.pixels(labels, prob, masks[part])
-        if yt.size == 0:
-            continue
-        res[f"{part}_nll"] = M.nll(yt, pt)
-        both = 0 < int((yt == 1).sum()) < yt.size
-        res[f"{part}_auc"] = M.roc_auc(yt, pt) if both else float("nan")
-        if part == "train" and both:
-            rc = M.rate_curve(yt, pt)
-            res["train_rate_auc"] = rc["auc"]
-            res["train_rate_curve"] = {"area": rc["area"], "landslides": rc["landslides"]}
-    return res
+def _split(ds: xr.Dataset, models: Sequence[Any], split: str | SplitSettings | None,
+           masks: Mapping[str, Any] | None, given: Mapping[str, Any]
+           ) -> tuple[SplitSettings, dict[str, np.ndarray]]:
+    """The split's settings and masks (``masks`` given: a ``custom`` split of them)."""
+    if isinstance(split, SplitSettings):
+        settings = replace(split, **{k: v for k, v in given.items() if v is not None})
+    else:
+        settings = SplitSettings.of([] if masks is not None else models,
+                                    "custom" if masks is not None else split, **given)
+    if masks is None:
+        masks = settings.masks(ds)
+    return settings, {k: np.asarray(v, bool) for k, v in masks.items()}
 
 
-def evaluate(
-    ds: xr.Dataset,
-    models: Any = (),
-    *,
-    split: str | None = None,
-    band: int | None = None,
-    seed: int | None = None,
-    core: int | None = None,
-    fold: int | None = None,
-    masks: Mapping[str, np.ndarray] | None = None,
-    peers: bool | Sequence[str] = False,
-    peer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-    max_peer_train: int | None = None,
-    maps: Mapping[str, Any] | None = None,
-    reuse_maps: bool = True,
-    out: str | Path | None = None,
-    progress: bool = True,
-    device: Any = None,
-    n_bins: int = 10,
-    n_classes: int = 5,
-    n_boot: int | None = None,
-    reference: str | None = None,
-    importance: int = 0,
-) -> Evaluation:
-    """Evaluate ``models`` (TrainedModels or model file paths) on the test pixels of a split.
-
-    Parameters
-    ----------
-    ds : the Dataset (with the aligned features when a model or peer needs them).
-    models : TrainedModels or model file paths (a list, or a {name: model} mapping).
-    split, band, seed, core, fold : the split (default: the one the first model was trained
-        on; else the band split, band 1, seed 0); ignored when ``masks`` is given.
-    masks : explicit {"train", "val", "test"} boolean (H, W) masks.
-    peers : True for every peer of :data:`geoslide.evaluation.peers.PEERS` whose inputs ``ds`` has, or a
-        list of peer names; ``peer_kwargs`` {peer: estimator params}; ``max_peer_train``
-        subsamples the peers' training pixels uniformly.
-    maps : precomputed probability maps {name: (H, W) array or DataArray} reused instead of
-        predicting (keys are model names as reported). With ``reuse_maps``, a map of the
-        same weights already in ``ds`` (see :func:`stored_map`) is reused too.
-    out : folder for report.md, metrics.json and the figures (None: write nothing).
-    n_boot : replicates of the spatial block bootstrap giving 95% intervals of test NLL and
-        AUC of every map and of its difference to the best peer (blocks = the split's
-        windows; default :data:`geoslide.evaluation.intervals.N_BOOT`; 0: no intervals).
-    reference : the map the differences are taken to (a model or peer name as reported);
-        default the best peer (lowest test NLL).
-    importance : repeats of the permutation importance per input group
-        (:func:`geoslide.evaluation.explain.permutation_importance`) of every model and peer on the
-        scored test pixels, into ``results[name]["importance"]`` and the report (0: none).
-
-    A seed ensemble's map comes with its members' spread (:mod:`geoslide.maps.spread`, same
-    pass) in ``ev.spreads``, summarised on the scored test pixels in ``results[name]["spread"]``.
-    """
+def _map_of(ds: xr.Dataset, name: str, model: Any, given: Mapping[str, Any], reuse: bool,
+            progress: bool, device: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """One model's map (given, stored by ``geoslide predict``, or predicted) and, for a seed
+    ensemble, its members' spread (same pass)."""
     from geoslide.maps.predict import predict
 
-    loaded = [_load(m) for m in _model_list(models)]
-    names: list[str] = []
-    for m in loaded:
-        names.append(_unique(str(getattr(m, "name", "model")), names, m))
-    if masks is None:
-        settings = split_settings(loaded, split, band=band, seed=seed, core=core, fold=fold)
-        masks = split_masks_of(ds, settings)
-    else:
-        settings = {"kind": "custom"}
-    masks = {k: np.asarray(v, bool) for k, v in masks.items()}
-    labels = _labels(ds)
+    k = members(model)
+    stored = stored_map(ds, model) if reuse and name not in given else None
+    std = stored_map(ds, model, spread=True) if reuse and k > 1 else None
+    prob = None
+    if name in given:
+        prob = np.asarray(getattr(given[name], "values", given[name]), np.float32)
+    elif stored is not None and (k == 1 or std is not None):
+        prob = np.asarray(stored.values, np.float32)
+    if prob is None or (k > 1 and std is None):  # an ensemble: map and spread in one pass
+        pred = predict(ds, model, progress=progress, device=device, spread=k > 1)
+        if k > 1:
+            pred, std = (pred[v] for v in pred.data_vars)
+        prob = pred.values if prob is None else prob
+    return prob, None if std is None else np.asarray(std.values, np.float32)
 
-    results: dict[str, dict[str, Any]] = {}
-    scorers: dict[str, Any] = dict(zip(names, loaded))
-    out_maps: dict[str, np.ndarray] = {}
-    spreads: dict[str, np.ndarray] = {}
-    histories: dict[str, list[dict[str, Any]]] = {}
-    given = dict(maps or {})
-    for name, model in zip(names, loaded):
+
+def _gather_models(ds: xr.Dataset, models: Sequence[Any], settings: SplitSettings, got: _Gathered,
+                   given: Mapping[str, Any], reuse: bool, progress: bool, device: Any) -> None:
+    names: list[str] = []
+    for model in models:
+        name = _unique(str(getattr(model, "name", "model")), names, model)
+        names.append(name)
         t0 = time.perf_counter()
-        k = members(model)
-        stored = stored_map(ds, model) if reuse_maps and name not in given else None
-        std = stored_map(ds, model, spread=True) if reuse_maps and k > 1 else None
-        prob = None
-        if name in given:
-            prob = np.asarray(getattr(given[name], "values", given[name]), np.float32)
-        elif stored is not None and (k == 1 or std is not None):
-            prob = np.asarray(stored.values, np.float32)
-        if prob is None or (k > 1 and std is None):  # an ensemble: map and spread in one pass
-            pred = predict(ds, model, progress=progress, device=device, spread=k > 1)
-            if k > 1:
-                pred, std = (pred[v] for v in pred.data_vars)
-            prob = pred.values if prob is None else prob
+        got.maps[name], std = _map_of(ds, name, model, given, reuse, progress, device)
         if std is not None:
-            spreads[name] = np.asarray(std.values, np.float32)
+            got.spreads[name] = std
         res: dict[str, Any] = {
             "kind": "model", "model": str(getattr(model, "name", name)),
             "label": DISPLAY.get(name, name), "file": str(getattr(model, "path", "") or ""),
@@ -269,117 +161,162 @@ def evaluate(
         train_info = getattr(model, "train", None) or {}
         if "best_epoch" in train_info:
             res["best_epoch"] = train_info["best_epoch"]
-        if _same_split(model, settings) is False:
+        if settings.matches(model) is False:
             res["split_mismatch"] = train_info.get("split")
-        results[name] = res
-        out_maps[name] = prob
+        got.results[name], got.scorers[name] = res, model
         if getattr(model, "history", None):
-            histories[name] = list(model.history)
+            got.histories[name] = list(model.history)
 
-    peer_names = _peer_list(ds, peers)
-    if peer_names and not masks["train"].any():
 
+def _gather_peers(ds: xr.Dataset, peers: bool | Sequence[str], train: np.ndarray,
+                  settings: SplitSettings, got: _Gathered,
+                  peer_kwargs: Mapping[str, Mapping[str, Any]] | None,
+                  max_peer_train: int | None) -> None:
+    from geoslide.evaluation.peers import PEER_LABELS, fit_peer
+
+    names = _peer_list(ds, peers)
+    if names and not train.any():
         raise InputError("the peers are fitted on the split's training pixels and this split "
-                         f"({settings.get('kind')}) has none; fix: evaluate without --peers, "
+                         f"({settings.kind}) has none; fix: evaluate without --peers, "
                          "or choose a split with training pixels")
-    for peer in peer_names:
-        from geoslide.evaluation.peers import PEER_LABELS, fit_peer
-
+    for peer in names:
         t0 = time.perf_counter()
-        fitted = fit_peer(ds, peer, masks["train"], seed=int(settings.get("seed", 0) or 0),
+        fitted = fit_peer(ds, peer, train, seed=int(settings.seed or 0),
                           max_train=max_peer_train, **dict((peer_kwargs or {}).get(peer, {})))
-        out_maps[peer] = fitted.predict_map(ds)
-        scorers[peer] = fitted
-        results[peer] = {"kind": "peer", "model": peer, "label": PEER_LABELS.get(peer, peer),
-                         "features": fitted.feature_names, "info": fitted.info,
-                         "fit_predict_seconds": time.perf_counter() - t0}
+        got.maps[peer] = fitted.predict_map(ds)
+        got.scorers[peer] = fitted
+        got.results[peer] = {"kind": "peer", "model": peer, "label": PEER_LABELS.get(peer, peer),
+                             "features": fitted.feature_names, "info": fitted.info,
+                             "fit_predict_seconds": time.perf_counter() - t0}
 
-    # every map is scored on the same pixels: labelled, and finite in every map (a map is NaN
-    # where one of its inputs is, e.g. aligned features near the raster edge)
-    common = labels >= 0
-    for prob in out_maps.values():
-        common &= np.isfinite(prob)
-    scored = {k: v & common for k, v in masks.items()}
-    for name, prob in out_maps.items():
-        results[name].update(_score(labels, prob, scored, n_bins, n_classes))
-    for name, std in spreads.items():
-        results[name]["spread"] = M.spread_summary(labels, std, scored["test"],
-                                                   members(scorers[name]))
 
-    best_peer, ref = _intervals(labels, out_maps, scored["test"], results, settings, n_boot,
-                                reference)
+def evaluate(
+    ds: xr.Dataset,
+    models: Any = (),
+    *,
+    split: str | SplitSettings | None = None,
+    masks: Mapping[str, np.ndarray] | None = None,
+    peers: bool | Sequence[str] = False,
+    peer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    max_peer_train: int | None = None,
+    maps: Mapping[str, Any] | None = None,
+    reuse_maps: bool = True,
+    progress: bool = True,
+    device: Any = None,
+    n_bins: int = 10,
+    n_classes: int = 5,
+    n_boot: int | None = None,
+    reference: str | None = None,
+    importance: int = 0,
+    out: str | Path | None = None,
+    **split_given: Any,
+) -> Evaluation:
+    """Score ``models`` (TrainedModels or model file paths) on the test pixels of a split;
+    returns an :class:`Evaluation` and writes nothing (see ``out``).
+
+    Parameters
+    ----------
+    ds : the Dataset (with the aligned features when a model or peer needs them).
+    models : TrainedModels or model file paths (a list, or a {name: model} mapping).
+    split : a split kind (``band``, ``paper``, ``kfold``, ``none``) or a
+        :class:`geoslide.learn.splits.SplitSettings`; default the one the first model was
+        trained on, else the band split, band 1, seed 0. ``band=``, ``seed=``, ``core=``,
+        ``fold=`` (any :class:`~geoslide.learn.splits.SplitSettings` field) override single
+        settings. With ``masks`` (explicit {"train", "val", "test"} boolean (H, W) masks)
+        the split is ``custom``; ``core`` and ``seed`` then set the bootstrap blocks and the
+        peers' seed.
+    peers : True for every peer of :data:`geoslide.evaluation.peers.PEERS` whose inputs ``ds`` has, or a
+        list of peer names; ``peer_kwargs`` {peer: estimator params}; ``max_peer_train``
+        subsamples the peers' training pixels uniformly.
+    maps : precomputed probability maps {name: (H, W) array or DataArray} reused instead of
+        predicting (keys are model names as reported). With ``reuse_maps``, a map of the
+        same weights already in ``ds`` (see :func:`stored_map`) is reused too.
+    n_bins, n_classes : reliability bins (equal count) and susceptibility classes (equal area).
+    n_boot : replicates of the spatial block bootstrap giving 95% intervals of test NLL and
+        AUC of every map and of its difference to the reference (blocks = the split's
+        windows; default :data:`geoslide.evaluation.intervals.N_BOOT`; 0: no intervals).
+    reference : the map the differences are taken to (a model or peer name as reported);
+        default the best peer (lowest test NLL).
+    importance : repeats of the permutation importance per input group
+        (:func:`geoslide.evaluation.explain.permutation_importance`) of every model and peer on the
+        scored test pixels, into ``results[name]["importance"]`` (0: none).
+    out : deprecated: ``write_report(ev, out, ds=ds)``
+        (:func:`geoslide.evaluation.report.write_report`) is the step that writes.
+
+    A seed ensemble's map comes with its members' spread (:mod:`geoslide.maps.spread`, same
+    pass) in ``ev.spreads``, summarised on the scored test pixels in ``results[name]["spread"]``.
+    """
+    loaded = [_load(m) for m in _model_list(models)]
+    settings, masks = _split(ds, loaded, split, masks, split_given)
+    labels = _labels(ds)
+    got = _Gathered()
+    _gather_models(ds, loaded, settings, got, dict(maps or {}), reuse_maps, progress, device)
+    _gather_peers(ds, peers, masks["train"], settings, got, peer_kwargs, max_peer_train)
+    scored = common_pixels(labels, masks, got.maps.values())
+    for name, prob in got.maps.items():
+        got.results[name].update(score_map(labels, prob, scored, n_bins, n_classes))
+    for name, std in got.spreads.items():
+        got.results[name]["spread"] = M.spread_summary(labels, std, scored["test"],
+                                                       members(got.scorers[name]))
+    n_boot = N_BOOT if n_boot is None else int(n_boot)
+    best_peer, ref = _intervals(labels, got.maps, scored["test"], got.results, settings,
+                                n_boot, reference)
     if importance:
-        from geoslide.evaluation.explain import permutation_importance
-
-        for name, scorer in scorers.items():
-            if results[name].get("model") == "random":
-                continue  # the chance baseline reads no input
-            imp = permutation_importance(ds, scorer, scored["test"], n_repeats=int(importance),
-                                         seed=int(settings.get("seed", 0) or 0), device=device)
-            results[name]["importance"] = imp.to_json()
-
-    ytr, _ = M.pixels(labels, np.zeros(labels.shape), scored["train"])
-    yte, _ = M.pixels(labels, np.zeros(labels.shape), scored["test"])
-    train_rate = float((ytr == 1).mean()) if ytr.size else float("nan")
-    test_rate = float((yte == 1).mean()) if yte.size else float("nan")
-    baselines = {
-        "random_expected": {
-            "test_nll": M.random_baseline_nll(train_rate, test_rate),
-            "train_nll": M.random_baseline_nll(train_rate, train_rate)},
-        "base_rate": {
-            "test_nll": M.base_rate_nll(train_rate, yte) if yte.size else float("nan"),
-            "train_nll": M.base_rate_nll(train_rate, ytr) if ytr.size else float("nan"),
-            "probability": train_rate},
-    }
-    dataset = {"shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
-               "crs": str(ds.rio.crs) if ds.rio.crs is not None else None,
-               "resolution": grid_resolution(ds),
-               "sets": {k: {"pixels": int(v.sum()),
-                            "labelled": int((labels[v] >= 0).sum()),
-                            "landslides": int((labels[v] == 1).sum()),
-                            "scored": int(scored[k].sum()),
-                            "scored_landslides": int((labels[scored[k]] == 1).sum())}
-                        for k, v in masks.items()},
-               "train_positive_rate": train_rate, "test_positive_rate": test_rate,
-               "best_peer": best_peer, "reference": ref}
-    dataset["warnings"] = [
-        f"the {k} set has only {v['scored_landslides']} scored landslide pixels (fewer than "
-        f"{MIN_LANDSLIDES}): its metrics are unreliable; see the intervals"
-        for k, v in dataset["sets"].items() if v["scored"] and v["scored_landslides"] < MIN_LANDSLIDES]
-    ev = Evaluation(results=results, split=dict(settings), baselines=baselines,
-                    dataset=dataset, histories=histories, maps=out_maps, masks=dict(masks),
-                    spreads=spreads)
+        _importance(ds, got, scored["test"], int(importance), int(settings.seed or 0), device)
+    dataset = dataset_summary(ds, labels, masks, scored, int(settings.core))
+    dataset.update(best_peer=best_peer, reference=ref)
+    ev = Evaluation(results=got.results, split=settings.to_dict(),
+                    baselines=baselines(labels, scored),
+                    dataset=dataset, histories=got.histories, maps=got.maps, masks=masks,
+                    spreads=got.spreads, scoring={"n_bins": int(n_bins),
+                                                  "n_classes": int(n_classes), "n_boot": n_boot})
+    ev.warnings = evaluation_warnings(ev)
     if out is not None:
-        from geoslide.evaluation.report import write_report
-
-        write_report(ev, out, ds=ds, labels=labels)
+        _write_deprecated(ev, out, ds, labels)
     return ev
 
 
+def _write_deprecated(ev: Evaluation, out: str | Path, ds: xr.Dataset,
+                      labels: np.ndarray) -> None:
+    from geoslide.evaluation.report import write_report
+
+    warnings.warn("evaluate(..., out=DIR) is deprecated: evaluate scores, "
+                  "write_report(ev, DIR, ds=ds) (geoslide.evaluation.report) writes",
+                  DeprecationWarning, stacklevel=3)
+    write_report(ev, out, ds=ds, labels=labels)
+
+
 def _intervals(labels: np.ndarray, maps: Mapping[str, np.ndarray], test: np.ndarray,
-               results: dict[str, dict[str, Any]], settings: Mapping[str, Any],
-               n_boot: int | None,
+               results: dict[str, dict[str, Any]], settings: SplitSettings, n_boot: int,
                reference: str | None = None) -> tuple[str | None, str | None]:
     """Block-bootstrap intervals into ``results[name]["intervals"]``; returns the best peer
     (lowest test NLL) and the reference of the differences (``reference``, else that peer)."""
-    from geoslide.evaluation.intervals import N_BOOT, block_of, bootstrap
-    from geoslide.learn.splits import DEFAULT_CORE
-
     peers = [n for n, r in results.items() if r.get("kind") == "peer" and "nll" in r]
     best = min(peers, key=lambda n: results[n]["nll"]) if peers else None
     if reference is not None and reference not in maps:
         raise InputError(f"reference {reference!r} is not among the maps evaluated "
                          f"({sorted(maps)}); expected one of them")
     ref = best if reference is None else reference
-    n_boot = N_BOOT if n_boot is None else int(n_boot)
     if n_boot <= 0 or not test.any():
         return best, ref
-    blocks = block_of(labels.shape, int(settings.get("core") or DEFAULT_CORE))[test]
+    blocks = block_of(labels.shape, int(settings.core))[test]
     ci = bootstrap(labels[test], {n: m[test] for n, m in maps.items()}, blocks,
-                   reference=ref, n_boot=n_boot, seed=int(settings.get("seed", 0) or 0))
+                   reference=ref, n_boot=n_boot, seed=int(settings.seed or 0))
     for name, c in ci.items():
         results[name]["intervals"] = c
     return best, ref
+
+
+def _importance(ds: xr.Dataset, got: _Gathered, test: np.ndarray, repeats: int, seed: int,
+                device: Any) -> None:
+    from geoslide.evaluation.explain import permutation_importance
+
+    for name, scorer in got.scorers.items():
+        if got.results[name].get("model") == "random":
+            continue  # the chance baseline reads no input
+        imp = permutation_importance(ds, scorer, test, n_repeats=repeats, seed=seed,
+                                     device=device)
+        got.results[name]["importance"] = imp.to_json()
 
 
 def _peer_list(ds: xr.Dataset, peers: bool | Sequence[str]) -> list[str]:
@@ -394,4 +331,5 @@ def _peer_list(ds: xr.Dataset, peers: bool | Sequence[str]) -> list[str]:
     return list(peers)
 
 
-__all__ = ["evaluate", "Evaluation", "split_settings", "stored_map", "DISPLAY"]
+__all__ = ["evaluate", "Evaluation", "SplitSettings", "split_settings", "stored_map",
+           "top_shares", "evaluation_warnings", "DISPLAY", "TOP_AREAS"]

@@ -51,6 +51,7 @@ import xarray as xr
 from geoslide.learn import metrics as M
 from geoslide.errors import InputError
 from geoslide.learn.inputs import to_label_array
+from geoslide.learn.splits import SplitSettings
 from geoslide.names import ALIGNED_RE, base_variable, label_name
 
 Z95 = 1.96
@@ -268,9 +269,7 @@ def _default_mask(ds: xr.Dataset, mapper: _Mapper) -> np.ndarray:
     if mapper.kind == "peer":
         raise InputError("a peer does not record the split it was fitted on: pass the test "
                          "mask, e.g. geoslide.learn.splits.split_masks(ds, 'band', band=1)['test']")
-    from geoslide.evaluation.evaluate import split_masks_of, split_settings
-
-    return split_masks_of(ds, split_settings([mapper.model]))["test"]
+    return SplitSettings.of([mapper.model]).masks(ds)["test"]
 
 
 def _score(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:

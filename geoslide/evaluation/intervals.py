@@ -17,6 +17,10 @@ import numpy as np
 from geoslide.learn.metrics import EPS
 
 N_BOOT = 200
+MIN_BLOCKS = 10
+"""Fewer blocks holding test pixels: the bootstrap resamples too few independent pieces of
+terrain for its intervals to mean much (2 blocks give AUC intervals like [0.31, 0.66], and
+an upper bound equal to the point itself); the report and ``metrics.json`` warn below it."""
 
 
 def block_of(shape: tuple[int, int], block: int) -> np.ndarray:
@@ -24,6 +28,11 @@ def block_of(shape: tuple[int, int], block: int) -> np.ndarray:
     from geoslide.learn.splits import window_ids
 
     return window_ids(shape, int(block))
+
+
+def count_blocks(blocks: np.ndarray) -> int:
+    """Distinct blocks among the block ids of the scored pixels (what the bootstrap draws)."""
+    return int(np.unique(np.asarray(blocks).ravel()).size)
 
 
 def _ties(p: np.ndarray) -> np.ndarray:
@@ -98,4 +107,4 @@ def _point(kind: str, y: np.ndarray, p: np.ndarray) -> float:
     return M.roc_auc(y, p) if 0 < y.sum() < y.size else float("nan")
 
 
-__all__ = ["bootstrap", "block_of", "N_BOOT"]
+__all__ = ["bootstrap", "block_of", "count_blocks", "N_BOOT", "MIN_BLOCKS"]

@@ -35,7 +35,8 @@ which sets labels outside a patch's set to -1).
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -229,3 +230,82 @@ def split_with_validation(ds: Any, split: str, seed: int, kwargs: dict[str, Any]
         kwargs["val_fraction"] = fraction
         masks = split_masks(ds, split, seed=seed, **kwargs)
     return masks
+
+
+SPLIT_KEYS = ("band", "n_bands", "fold", "n_folds", "val_fraction", "val_shape", "buffer")
+"""Settings of :func:`split_masks` besides kind, seed and core that a model file records."""
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """The settings of :func:`split_masks` that travel together: a model file records them
+    (``model.train["split"]``) and evaluation, importance and comparison rebuild the split
+    from them. ``None`` leaves :func:`split_masks`'s default; ``kind="custom"`` names masks
+    given by hand (they cannot be rebuilt)."""
+
+    kind: str = "band"
+    seed: int = 0
+    core: int = DEFAULT_CORE
+    band: int | None = None
+    n_bands: int | None = None
+    fold: int | None = None
+    n_folds: int | None = None
+    val_fraction: float | None = None
+    val_shape: str | None = None
+    buffer: int | None = None
+
+    @classmethod
+    def of(cls, models: Sequence[Any] = (), kind: str | None = None,
+           **given: Any) -> "SplitSettings":
+        """The split a model was trained on (the first of ``models`` that records one), with
+        ``kind`` and every non-None ``given`` setting (``band``, ``seed``, ``core``, ``fold``,
+        ...) overriding it; a ``kind`` other than the recorded one starts from defaults: the
+        band split, band 1, seed 0 when nothing says otherwise."""
+        unknown = set(given) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown split settings {sorted(unknown)}; expected some of "
+                            f"{[f.name for f in fields(cls)]}")
+        base: dict[str, Any] = {}
+        for m in models:
+            info = (getattr(m, "train", None) or {}).get("split")
+            if info:
+                base = dict(info)
+                break
+        if kind is not None and base.get("kind") not in (None, kind):
+            base = {}
+        out: dict[str, Any] = {"kind": kind or base.get("kind") or "band",
+                               "seed": base.get("seed", 0),
+                               "core": base.get("core", DEFAULT_CORE)}
+        if out["kind"] == "band":
+            out["band"] = base.get("band", 1)
+        out.update({k: base[k] for k in SPLIT_KEYS if base.get(k) is not None})
+        out.update({k: v for k, v in given.items() if v is not None})
+        return cls(**out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that are set (kind, seed, core and every non-None one)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+    def masks(self, ds_or_shape: Any) -> dict[str, np.ndarray]:
+        """``split_masks(ds_or_shape, kind, ...)`` with these settings."""
+        if self.kind not in KINDS:
+            raise InputError(f"a {self.kind!r} split cannot be rebuilt; expected one of {KINDS}")
+        kw = {k: v for k, v in self.to_dict().items() if k != "kind"}
+        return split_masks(ds_or_shape, self.kind, **kw)
+
+    def matches(self, model: Any) -> bool | None:
+        """Whether ``model`` was trained on this split (the settings both record agree);
+        None when its file records no split."""
+        info = (getattr(model, "train", None) or {}).get("split")
+        if not info:
+            return None
+        mine = self.to_dict()
+        return info.get("kind") == self.kind and all(info[k] == mine[k]
+                                                     for k in set(info) & set(mine))
+
+
+def split_settings(models: Sequence[Any] = (), kind: str | None = None,
+                   **given: Any) -> dict[str, Any]:
+    """``SplitSettings.of(models, kind, **given).to_dict()`` (see :class:`SplitSettings`)."""
+    return SplitSettings.of(models, kind, **given).to_dict()
