@@ -27,6 +27,21 @@ def base_variable(feature: str) -> str:
     return feature
 
 
+_ASPECT_RE = re.compile(r"^aspect_(?P<part>sin|cos)(?P<rest>(?:_up\d+(?:\.\d+)?)?)$")
+
+
+def angle_part(feature: str) -> tuple[str, str] | None:
+    """``(stem, "sin" | "cos")`` when ``feature`` is the sine or cosine of an azimuth
+    (degrees clockwise from north): ``<var>@sin`` / ``@cos`` and the derived aspect
+    ``aspect_sin`` / ``aspect_cos`` (also aligned, ``aspect_sin_up30``); else None. The sine
+    and cosine of one angle share a stem."""
+    for suf in ANGLE_SUFFIXES:
+        if feature.endswith(suf):
+            return feature[: -len(suf)], suf[1:]
+    m = _ASPECT_RE.match(feature)
+    return (f"aspect{m['rest']}", m["part"]) if m else None
+
+
 def label_name(ds: xr.Dataset) -> str:
     """The label variable of ``ds`` (attr ``geoslide:label``, default ``landslide``)."""
     return str(ds_attr(ds, "geoslide:label") or LABEL)

@@ -216,3 +216,42 @@ def test_random_baseline_follows_the_training_seed(kashmir, tmp_path):
     assert (pa[valid] != pb[valid]).mean() > 0.01
     assert a.model.config["seed"] == 1
     np.testing.assert_array_equal(load_model(a.path).predict_array(kashmir), pa)
+
+
+def test_flips_and_quarter_turns_keep_aspect_consistent_on_a_real_dem(kashmir):
+    """Each of the 8 symmetries of a Kashmir DEM patch: the transformed aspect channels equal
+    the aspect derived from the transformed DEM (interior pixels), so augmentation never
+    tells the network a slope faces where it does not."""
+    from geoslide.learn.patches import flip_batch as _augment
+    from geoslide.prepare.derive import derive
+
+    crop = kashmir[["elevation"]].isel(y=slice(300, 348), x=slice(300, 348)).load()
+    ref = derive(crop, ["aspect"])
+    ids = np.arange(48 * 48, dtype=np.float32).reshape(48, 48)
+    x = np.stack([ref.aspect_sin.values, ref.aspect_cos.values, ids])[None].astype(np.float32)
+    feats = ["aspect_sin", "aspect_cos", "ids"]
+    seen = set()
+    for seed in range(40):
+        batch = {"x": torch.from_numpy(x.copy()), "y": torch.zeros(1, 48, 48)}
+        out = _augment(batch, feats, torch.Generator().manual_seed(seed), turns=True)["x"][0]
+        out = out.numpy()
+        # the DEM moved the way the ids moved, its aspect derived again
+        order = out[2].astype(int).ravel()
+        z = crop.elevation.values.ravel()[order].reshape(48, 48)
+        moved = crop.copy()
+        moved["elevation"] = crop.elevation.copy(data=z)
+        again = derive(moved, ["aspect"])
+        inner = (slice(2, -2), slice(2, -2))
+        for k, v in enumerate(("aspect_sin", "aspect_cos")):
+            np.testing.assert_allclose(out[k][inner], again[v].values[inner], atol=1e-5)
+        seen.add(tuple(order[:2]))
+    assert len(seen) == 8
+
+
+def test_quarter_turns_refuse_a_lone_angle_channel():
+    from geoslide.errors import InputError
+    from geoslide.learn.patches import flip_batch as _augment
+
+    batch = {"x": torch.zeros(1, 2, 4, 4), "y": torch.zeros(1, 4, 4)}
+    with pytest.raises(InputError, match="partner"):
+        _augment(batch, ["aspect_sin", "slope"], torch.Generator().manual_seed(0), turns=True)

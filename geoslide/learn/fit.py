@@ -184,7 +184,7 @@ def fit_network(
             total, count = 0.0, 0
             for batch in loader:
                 if recipe.get("flip"):
-                    batch = flip_batch(batch, features, gen)
+                    batch = flip_batch(batch, features, gen, turns=recipe["flip"] == "d4")
                 x, y = batch["x"].to(dev, non_blocking=True), batch["y"].to(dev, non_blocking=True)
                 opt.zero_grad(set_to_none=True)
                 loss = masked_bce(module(x), y)

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from geoslide.errors import FeatureMismatchError
-from geoslide.names import (ALIGNED_RE, ANGLE_SUFFIXES, base_variable, categorical_names,
+from geoslide.names import (ALIGNED_RE, angle_part, base_variable, categorical_names,
                             input_variables, is_aligned, label_name)
 
 def default_features(
@@ -74,8 +74,9 @@ def _raw(ds: xr.Dataset, feature: str) -> np.ndarray:
 
 
 def _is_one_hot(ds: xr.Dataset, feature: str, cats: set[str], values: np.ndarray) -> bool:
-    if feature.endswith(ANGLE_SUFFIXES):
-        return True  # already in [-1, 1]: keep as is
+    if angle_part(feature) is not None:
+        return True  # the sine or cosine of an angle, in [-1, 1]: kept as is, so that
+        # flips and quarter turns of a patch can transform it (geoslide.learn.patches)
     var = base_variable(feature)
     m = ALIGNED_RE.match(var)
     if var in cats or (m is not None and m.group("base") in cats):

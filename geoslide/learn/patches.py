@@ -39,9 +39,9 @@ import torch
 import xarray as xr
 import xbatcher
 
-from geoslide.errors import PatchSizeError
+from geoslide.errors import InputError, PatchSizeError
 from geoslide.learn.inputs import check_features, to_input_array, to_label_array
-from geoslide.names import label_name
+from geoslide.names import angle_part, label_name
 
 
 @dataclass(frozen=True)
@@ -283,19 +283,38 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def flip_batch(batch: dict[str, Any], feature_names: list[str], gen: torch.Generator) -> dict[str, Any]:
-    """Random horizontal / vertical flips of a batch, azimuth channels corrected:
-    a left-right flip maps azimuth a -> -a (sin changes sign), an up-down flip a -> 180 - a
-    (cos changes sign). Raw angle channels (no @sin/@cos) cannot be corrected: refuse."""
+def angle_channels(feature_names: list[str]) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """Indices of the sine and cosine channels of azimuths, and their (sine, cosine) pairs."""
+    parts = {i: angle_part(f) for i, f in enumerate(feature_names)}
+    sin = [i for i, p in parts.items() if p and p[1] == "sin"]
+    cos = [i for i, p in parts.items() if p and p[1] == "cos"]
+    by_stem = {parts[i][0]: i for i in cos}
+    pairs = [(i, by_stem[parts[i][0]]) for i in sin if parts[i][0] in by_stem]
+    return sin, cos, pairs
+
+
+def flip_batch(batch: dict[str, Any], feature_names: list[str], gen: torch.Generator,
+               turns: bool = False) -> dict[str, Any]:
+    """Random horizontal / vertical flips of a batch (and, with ``turns``, a random quarter
+    turn: the 8 symmetries of a square), azimuth channels corrected (sine and cosine of
+    angles clockwise from north, :func:`geoslide.names.angle_part`): a left-right flip maps
+    azimuth a -> -a (sin changes sign), an up-down flip a -> 180 - a (cos changes sign), a
+    quarter turn anticlockwise a -> a - 90 ((sin, cos) -> (-cos, sin))."""
     x, y = batch["x"], batch["y"]
-    sin_idx = [i for i, f in enumerate(feature_names) if f.endswith("@sin")]
-    cos_idx = [i for i, f in enumerate(feature_names) if f.endswith("@cos")]
+    sin_idx, cos_idx, pairs = angle_channels(feature_names)
+    if turns and len(pairs) != len(sin_idx) + len(cos_idx) - len(pairs):
+        raise InputError("quarter turns need the sine and cosine of each angle input; found "
+                         "a lone one among " + str([feature_names[i] for i in sin_idx + cos_idx])
+                         + "; fix: flip: true instead of flip: d4, or add its partner")
     if torch.rand(1, generator=gen).item() < 0.5:
         x, y = x.flip(-1), y.flip(-1)
-        if sin_idx:
-            x[:, sin_idx] = -x[:, sin_idx]
+        x[:, sin_idx] = -x[:, sin_idx]
     if torch.rand(1, generator=gen).item() < 0.5:
         x, y = x.flip(-2), y.flip(-2)
-        if cos_idx:
-            x[:, cos_idx] = -x[:, cos_idx]
-    return {**batch, "x": x, "y": y}
+        x[:, cos_idx] = -x[:, cos_idx]
+    if turns and torch.rand(1, generator=gen).item() < 0.5:
+        x, y = torch.rot90(x, 1, dims=(-2, -1)), torch.rot90(y, 1, dims=(-2, -1))
+        if pairs:
+            s, c = [p[0] for p in pairs], [p[1] for p in pairs]
+            x[:, s], x[:, c] = -x[:, c], x[:, s].clone()
+    return {**batch, "x": x.contiguous(), "y": y.contiguous()}
