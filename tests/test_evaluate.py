@@ -213,3 +213,108 @@ def test_differences_to_a_chosen_reference(subset):
     assert "nll_diff" not in ev.results["llr"]["intervals"]  # not to itself
     with pytest.raises(InputError, match="reference 'cnn' is not among the maps"):
         evaluate(subset, [model], peers=["logreg"], reference="cnn", n_boot=5, progress=False)
+
+
+def _blocks(mask, core=64):
+    """Distinct core x core windows holding pixels of ``mask`` (independent of geoslide)."""
+    rows, cols = np.nonzero(mask)
+    return len(set(zip((rows // core).tolist(), (cols // core).tolist())))
+
+
+def test_small_region_warns_that_intervals_rest_on_few_blocks(tmp_path, kashmir):
+    """A 128 x 128 px Kashmir crop, band split: the test band lies in 2 windows of 64 px, so
+    its intervals rest on 2 blocks; metrics.json and the report say so."""
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.evaluation.report import write_report
+
+    crop = kashmir.isel(y=slice(384, 512), x=slice(512, 640)).copy()
+    ev = evaluate(crop, peers=["logreg"], progress=False)
+    lab = crop["landslide"].values
+    test = ev.masks["test"] & (lab >= 0)
+    assert ev.dataset["sets"]["test"]["blocks"] == _blocks(test) == 2
+    assert (lab[test] == 1).sum() >= 30  # enough landslides: only the blocks are too few
+    write_report(ev, tmp_path, ds=crop, map_figures=False)
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    few = [w for w in data["warnings"] if "rest on 2 spatial blocks" in w]
+    assert len(few) == 1 and "fewer than 10" in few[0]
+    report = (tmp_path / "report.md").read_text()
+    assert "**Caution**: the 95% intervals rest on 2 spatial blocks" in report
+    # the headline (AUC, landslides in the top of the area) comes before the NLL table
+    assert report.index("test landslides in the top 10 % of the area") \
+        < report.index("**Caution**") < report.index("## Negative log-likelihood")
+
+
+def test_large_region_no_warning_and_headline_shares(tmp_path, subset):
+    """500 rows of Kashmir: 39 test blocks, a logistic regression above the base rate: no
+    warning. The headline's shares are those of the test landslides in the most susceptible
+    10 % / 20 % of the test pixels (counted here by sorting); the report's ECE bins and class
+    count are the ones asked for."""
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.evaluation.report import write_report
+
+    ev = evaluate(subset, peers=["logreg"], progress=False, n_bins=7, n_classes=4, n_boot=50)
+    assert ev.warnings == []
+    assert ev.dataset["sets"]["test"]["blocks"] >= 10
+    r = ev.results["logreg"]
+    assert r["nll"] < ev.baselines["base_rate"]["test_nll"]
+    y, p = M.pixels(subset["landslide"].values, ev.maps["logreg"], ev.masks["test"])
+    order = np.argsort(-p, kind="stable")
+    for share, key in ((0.1, "top10"), (0.2, "top20")):
+        top = y[order[: int(round(share * y.size))]]
+        assert r["prediction_rate"][key] == pytest.approx(top.sum() / y.sum(), abs=0.01)
+    assert r["prediction_rate"]["top10"] > 0.15 and r["success_rate"]["top20"] > 0.4
+    assert len(r["classes"]) == 4 and len(r["reliability"]["count"]) <= 7
+    write_report(ev, tmp_path, ds=subset, map_figures=False)
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["warnings"] == [] and data["scoring"]["n_bins"] == 7
+    report = (tmp_path / "report.md").read_text()
+    assert "Caution" not in report
+    assert "ECE, 7 equal-count bins" in report and "in 4 classes of equal area" in report
+    auc = f"{r['auc']:.3f} [{r['intervals']['auc'][0]:.3f}, {r['intervals']['auc'][1]:.3f}]"
+    assert f"| Logistic regression (sklearn) | {auc} | {r['prediction_rate']['top10']:.0%} |" \
+        in report
+
+
+def test_map_worse_than_base_rate_is_flagged(subset):
+    """A map that ranks the terrain backwards (1 - p of a real logistic fit) scores worse on
+    the test set than the constant base rate: ev.warnings names it."""
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.learn.splits import split_masks
+
+    model = _llr(subset, split_masks(subset, "band", core=64, band=1))
+    good = evaluate(subset, [model], n_boot=0, progress=False)
+    assert not any("base rate" in w for w in good.warnings)
+    bad = evaluate(subset, [model], maps={"llr": 1 - good.maps["llr"]}, n_boot=0,
+                   progress=False)
+    assert bad.results["llr"]["nll"] > bad.baselines["base_rate"]["test_nll"]
+    assert [w for w in bad.warnings if w.startswith("LLR scores worse on the test set than "
+                                                    "the constant base rate")]
+
+
+def test_split_settings_from_the_model_file(subset):
+    """SplitSettings: the model's recorded split, overridden setting by setting; unknown
+    settings refused; the masks are split_masks's."""
+    from geoslide.learn.splits import SplitSettings, split_masks
+
+    model = _llr(subset, split_masks(subset, "band", core=64, band=1))
+    s = SplitSettings.of([model])
+    assert s.to_dict() == {"kind": "band", "seed": 0, "core": 64, "band": 1}
+    assert s.matches(model) and not SplitSettings.of([model], band=3).matches(model)
+    assert SplitSettings.of([model], "kfold", fold=2).to_dict() == {
+        "kind": "kfold", "seed": 0, "core": 64, "fold": 2}
+    np.testing.assert_array_equal(SplitSettings.of([model], band=3).masks(subset)["test"],
+                                  split_masks(subset, "band", band=3)["test"])
+    with pytest.raises(TypeError, match="unknown split settings"):
+        SplitSettings.of([model], bnad=3)
+
+
+def test_out_is_a_deprecated_shorthand_for_write_report(tmp_path, subset):
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.learn.splits import split_masks
+
+    model = _llr(subset, split_masks(subset, "band", core=64, band=1))
+    with pytest.warns(DeprecationWarning, match="write_report"):
+        ev = evaluate(subset, [model], n_boot=0, progress=False, out=tmp_path)
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["models"]["llr"]["auc"] == pytest.approx(ev.results["llr"]["auc"])
+    assert not hasattr(ev, "files")
