@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
-from geoslide.errors import FeatureMismatchError
+from geoslide.errors import InputError, FeatureMismatchError
 from geoslide.names import ALIGNED_RE, input_variables, label_name
 
 PEERS = ("logreg", "rf", "logreg+aligned", "rf+aligned")
@@ -108,7 +108,7 @@ def make_estimator(kind: str, seed: int = 0, **params: Any) -> Any:
                 "max_samples": 0.1, "n_jobs": -1, "random_state": seed}
         opts.update(params)
         return RandomForestClassifier(**opts)
-    raise ValueError(f"peer kind must be 'logreg' or 'rf'; got {kind!r}")
+    raise InputError(f"peer kind must be 'logreg' or 'rf'; got {kind!r}")
 
 
 def fit_peer(ds: xr.Dataset, name: str, train_mask: np.ndarray, *, seed: int = 0,
@@ -118,7 +118,7 @@ def fit_peer(ds: xr.Dataset, name: str, train_mask: np.ndarray, *, seed: int = 0
     ``max_train`` subsamples the training pixels uniformly (seeded) when there are more.
     """
     if name not in PEERS:
-        raise ValueError(f"peer must be one of {PEERS}; got {name!r}")
+        raise InputError(f"peer must be one of {PEERS}; got {name!r}")
     kind, _, extra = name.partition("+")
     features = peer_features(ds, aligned=extra == "aligned")
     label = label_name(ds)
@@ -130,7 +130,7 @@ def fit_peer(ds: xr.Dataset, name: str, train_mask: np.ndarray, *, seed: int = 0
     if max_train is not None and idx.size > max_train:
         idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_train, replace=False))
     if idx.size == 0 or len(np.unique(y[idx])) < 2:
-        raise ValueError(f"peer {name}: the train mask holds {idx.size} labelled pixels and "
+        raise InputError(f"peer {name}: the train mask holds {idx.size} labelled pixels and "
                          f"needs both landslide and stable ones")
     if kind == "rf":  # sized for the pixel count (see the module doc), unless given
         n = idx.size

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geoslide.errors import FeatureMismatchError
+from geoslide.errors import InputError, FeatureMismatchError
 from geoslide.features.rings import (align_dask, check_distances, ring_azimuths, ring_offsets,
                                      ring_winners)
 from geoslide.features.terrain import grid_spacing
@@ -156,6 +156,6 @@ def select_features(weights: Mapping[str, float], threshold: float = 0.2) -> lis
     ['slope', 'elevation']
     """
     if not (isinstance(threshold, (int, float)) and threshold >= 0):
-        raise ValueError(f"expected a threshold >= 0, found {threshold!r}")
+        raise InputError(f"expected a threshold >= 0, found {threshold!r}")
     items = weights.items() if hasattr(weights, "items") else dict(weights).items()
     return [str(k) for k, w in items if np.isfinite(float(w)) and abs(float(w)) >= threshold]

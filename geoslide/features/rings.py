@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from geoslide.errors import DistanceError, FeatureMismatchError
+from geoslide.errors import InputError, DistanceError, FeatureMismatchError
 from geoslide.parallel.chunking import merge_thin
 from geoslide.parallel.halo import map_halo
 from geoslide.features.kernels.ring import aligned_rows, onehot_codes
@@ -175,7 +175,7 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
     if out is None:
         out = np.empty(shape, dtype=np.float32)
     elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ValueError(f"expected out as a C-contiguous float32 array of shape {shape}, "
+        raise InputError(f"expected out as a C-contiguous float32 array of shape {shape}, "
                          f"found {out.dtype} {out.shape}")
     nthreads = max(1, int(threads or os.cpu_count() or 1))
     starts = list(range(0, h, _ROWS_PER_TASK))
@@ -196,7 +196,7 @@ def _winners_out(winners: np.ndarray | None, shape: tuple[int, int, int]) -> np.
     if winners is None:
         return np.empty((0, 0, 0), dtype=np.uint16)
     if winners.shape != shape or winners.dtype != np.uint16 or not winners.flags.c_contiguous:
-        raise ValueError(f"expected winners as a C-contiguous uint16 array of shape {shape}, "
+        raise InputError(f"expected winners as a C-contiguous uint16 array of shape {shape}, "
                          f"found {winners.dtype} {winners.shape}")
     return winners
 
@@ -216,7 +216,7 @@ def _check_groups(onehot: Sequence[Sequence[int]], nf: int) -> list[list[int]]:
     groups = [[int(i) for i in g] for g in onehot]
     flat = [i for g in groups for i in g]
     if any(not 0 <= i < nf for i in flat) or len(set(flat)) != len(flat):
-        raise ValueError(f"expected one-hot groups of distinct feature indices in [0, {nf}), "
+        raise InputError(f"expected one-hot groups of distinct feature indices in [0, {nf}), "
                          f"found {groups}")
     return [g for g in groups if len(g) > 1]
 

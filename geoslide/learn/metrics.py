@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from geoslide.errors import InputError
 
 EPS = 1e-7
 """Probabilities are clipped to [EPS, 1 - EPS] in the NLL (a model saying exactly 0 or 1)."""
@@ -43,9 +44,9 @@ def _check(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y).ravel()
     p = np.asarray(p, dtype=np.float64).ravel()
     if y.shape != p.shape:
-        raise ValueError(f"labels and probabilities differ in size: {y.size} vs {p.size}")
+        raise InputError(f"labels and probabilities differ in size: {y.size} vs {p.size}")
     if y.size == 0:
-        raise ValueError("no pixel to evaluate: the mask selects no labelled pixel")
+        raise InputError("no pixel to evaluate: the mask selects no labelled pixel")
     return y.astype(np.int8), p
 
 
@@ -78,7 +79,7 @@ def roc_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     thr, tps, fps = _counts(y, p)
     npos, nneg = tps[-1], fps[-1]
     if npos == 0 or nneg == 0:
-        raise ValueError(f"ROC needs both classes; found {int(npos)} landslide and {int(nneg)} "
+        raise InputError(f"ROC needs both classes; found {int(npos)} landslide and {int(nneg)} "
                          f"stable pixels")
     return np.r_[0.0, fps / nneg], np.r_[0.0, tps / npos], np.r_[np.inf, thr]
 
@@ -111,7 +112,7 @@ def precision_recall_curve(y: np.ndarray, p: np.ndarray
     y, p = _check(y, p)
     thr, tps, fps = _counts(y, p)
     if tps[-1] == 0:
-        raise ValueError("precision-recall needs at least one landslide pixel")
+        raise InputError("precision-recall needs at least one landslide pixel")
     precision = tps / (tps + fps)
     recall = tps / tps[-1]
     return np.r_[1.0, precision], np.r_[0.0, recall], np.r_[np.inf, thr]
@@ -137,7 +138,7 @@ def reliability(y: np.ndarray, p: np.ndarray, n_bins: int = 10, strategy: str = 
     elif strategy == "uniform":
         edges = np.linspace(0, 1, n_bins + 1)
     else:
-        raise ValueError(f"strategy must be 'quantile' or 'uniform'; got {strategy!r}")
+        raise InputError(f"strategy must be 'quantile' or 'uniform'; got {strategy!r}")
     idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
     count = np.bincount(idx, minlength=len(edges) - 1).astype(np.int64)
     sum_p = np.bincount(idx, weights=p, minlength=len(edges) - 1)
@@ -157,7 +158,7 @@ def rate_curve(y: np.ndarray, p: np.ndarray, n_points: int = 101) -> dict[str, A
     y, p = _check(y, p)
     thr, tps, fps = _counts(y, p)
     if tps[-1] == 0:
-        raise ValueError("a rate curve needs at least one landslide pixel")
+        raise InputError("a rate curve needs at least one landslide pixel")
     area_share = np.r_[0.0, (tps + fps) / y.size]
     slide_share = np.r_[0.0, tps / tps[-1]]
     grid = np.linspace(0, 1, n_points)

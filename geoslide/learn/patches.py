@@ -122,7 +122,7 @@ class PatchDataset(torch.utils.data.Dataset):
         if core < 1 or halo < 0:
             raise PatchSizeError(f"core must be >= 1 px and halo >= 0 px; got core={core}, halo={halo}")
         if int(oversample) < 1:
-            raise ValueError(f"oversample must be >= 1; got {oversample}")
+            raise InputError(f"oversample must be >= 1; got {oversample}")
         check_features(ds, feature_names)
         self.ds = ds
         self.feature_names = list(feature_names)

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from geoslide.errors import ChunkingError
+from geoslide.errors import InputError, ChunkingError
 
 DEFAULT_TARGET_BYTES = 256 * 2**20
 """Default working-set budget of one task, bytes (256 MiB)."""
@@ -35,7 +35,7 @@ def parse_bytes(size: int | float | str) -> int:
         return int(size)
     m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", str(size))
     if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"expected a size such as 268435456, '256MiB' or '4GiB'; found {size!r}")
+        raise InputError(f"expected a size such as 268435456, '256MiB' or '4GiB'; found {size!r}")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 

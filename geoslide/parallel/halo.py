@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from geoslide.errors import ChunkingError
+from geoslide.errors import InputError, ChunkingError
 
 PREFIX = "geoslide-halo"
 """Name prefix of the region layers built here (a sub-graph holding one is not inlined)."""
@@ -185,7 +185,7 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
 
     hy, hx = (int(d) for d in depth)
     if stack.ndim != 3 or len(stack.chunks[0]) != 1:
-        raise ValueError(f"expected a (C, H, W) dask array with one block along C; found "
+        raise InputError(f"expected a (C, H, W) dask array with one block along C; found "
                          f"shape {stack.shape}, chunks {stack.chunks}")
     check_blocks(stack.chunks[1], hy, "y")
     check_blocks(stack.chunks[2], hx, "x")

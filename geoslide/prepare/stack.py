@@ -22,6 +22,7 @@ from geoslide.io.categorical import (VocabularySource, class_list, codes_from_un
 from geoslide.io.inventory import InventorySource, rasterize_inventory
 from geoslide.io.rasters import (Chunks, RasterSource, check_grid, check_not_empty, check_projected,
                       normalize_chunks, open_raster, resample_to, to_float)
+from geoslide.errors import InputError
 
 
 def _bands(da: xr.DataArray, name: str) -> dict[str, xr.DataArray]:
@@ -78,20 +79,20 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
         5000 m; see :func:`geoslide.prepare.distance.distance_to`).
     """
     if not rasters:
-        raise ValueError("stack needs at least one raster: rasters={name: path}")
+        raise InputError("stack needs at least one raster: rasters={name: path}")
     categorical = list(categorical)
     unknown = [c for c in categorical if c not in rasters]
     if unknown:
-        raise ValueError(f"categorical {unknown} not among the rasters {list(rasters)}")
+        raise InputError(f"categorical {unknown} not among the rasters {list(rasters)}")
     vocabulary = dict(vocabulary or {})
     bad_vocab = [v for v in vocabulary if v not in categorical]
     if bad_vocab:
-        raise ValueError(f"vocabulary given for {bad_vocab}, which are not categorical "
+        raise InputError(f"vocabulary given for {bad_vocab}, which are not categorical "
                          f"rasters {categorical}")
     nodata = dict(nodata or {})
     reference = reference if reference is not None else next(iter(rasters))
     if reference not in rasters:
-        raise ValueError(f"reference {reference!r} not among the rasters {list(rasters)}")
+        raise InputError(f"reference {reference!r} not among the rasters {list(rasters)}")
     nchunks = normalize_chunks(chunks)
 
     # open everything (lazily), reference first
@@ -109,7 +110,7 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     for n in order:
         is_cat = n in categorical
         if is_cat and raw[n].sizes["band"] != 1:
-            raise ValueError(f"categorical raster {n!r} has {raw[n].sizes['band']} bands; "
+            raise InputError(f"categorical raster {n!r} has {raw[n].sizes['band']} bands; "
                              "expected one band of class codes")
         for vname, band in _bands(raw[n], n).items():
             if n != reference:

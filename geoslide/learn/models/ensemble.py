@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from geoslide.errors import InputError
 
 
 class Ensemble(nn.Module):
@@ -17,7 +18,7 @@ class Ensemble(nn.Module):
     def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
         if not members:
-            raise ValueError("an ensemble needs at least one member")
+            raise InputError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
         first = members[0]
         self.config: dict[str, Any] = {**getattr(first, "config", {}), "ensemble": len(members)}

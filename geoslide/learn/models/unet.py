@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from geoslide.errors import InputError
 
 MULTIPLE = 16  # 2 ** (number of pooling stages)
 
@@ -46,7 +47,7 @@ class UNet(nn.Module):
         super().__init__()
         widths = [int(w) for w in widths]
         if len(widths) != 5:
-            raise ValueError(f"UNet widths must list 5 scales (4 down stages + bottleneck); got {widths}")
+            raise InputError(f"UNet widths must list 5 scales (4 down stages + bottleneck); got {widths}")
         self.config = {"in_channels": int(in_channels), "widths": widths, "dropout": float(dropout)}
         self.down = nn.ModuleList()
         c = in_channels

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from torch import nn
+from geoslide.errors import InputError
 
 SCHEMES = ("torch", "he")
 
@@ -20,7 +21,7 @@ SCHEMES = ("torch", "he")
 def init_weights(module: nn.Module, scheme: str = "torch") -> None:
     """Initialise ``module``'s convolutions in place with ``scheme`` (one of :data:`SCHEMES`)."""
     if scheme not in SCHEMES:
-        raise ValueError(f"unknown init {scheme!r}; expected one of {list(SCHEMES)}")
+        raise InputError(f"unknown init {scheme!r}; expected one of {list(SCHEMES)}")
     if scheme == "torch":
         return
     from geoslide.learn.calibration import last_conv
