@@ -26,6 +26,11 @@ class UsageError(InputError):
     """Bad command-line arguments (reported like any other geoslide error)."""
 
 
+class URLSchemeError(InputError):
+    """A path is a URL whose scheme geoslide cannot serve (it names the schemes it serves);
+    never taken as a local folder named after the scheme."""
+
+
 class TrainingError(GeoslideError):
     """A training cannot start (no patch, no landslide) or learnt nothing usable."""
 

@@ -122,3 +122,23 @@ def basin_dem(hard_cases):
     import rioxarray
 
     return rioxarray.open_rasterio(hard_cases["basin"], masked=True).squeeze("band", drop=True)
+
+
+# --- object storage (issue 29) ------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1 for the session: its endpoint URL."""
+    from s3 import moto_server
+
+    server, endpoint = moto_server()
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """``s3://BUCKET``: a new bucket on the local S3 server, AWS_* variables set for it."""
+    from s3 import use_bucket
+
+    return use_bucket(s3_server, monkeypatch)

@@ -35,13 +35,28 @@ _AFTER_CTRL_C = {"features": " (it resumes where it stopped)",
                  "train": " (no model file was written)"}
 
 
-def check_writable(path: Path, what: str, option: str) -> None:
+def add_storage_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--storage-options JSON``: endpoint and credentials of URL paths (s3://...)."""
+    parser.add_argument(
+        "--storage-options", metavar="JSON",
+        help="options of the object store that s3://, gs://, az:// paths live on, as a JSON "
+             "object for fsspec (fed to GDAL too), e.g. '{\"endpoint_url\": "
+             "\"http://127.0.0.1:9000\"}'; default: the usual environment variables "
+             "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...)")
+    return parser
+
+
+def check_writable(path: str | Path, what: str, option: str) -> None:
     """Raise :class:`StoreWriteError` when ``path``'s folder cannot take a new file, before a
-    long computation rather than after it."""
+    long computation rather than after it (a URL: checked when written)."""
     import tempfile
 
     from geoslide.errors import StoreWriteError
+    from geoslide.store.urls import parse
 
+    path = parse(path)  # an unknown scheme: a typed error, never a local folder
+    if isinstance(path, str):
+        return
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -108,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    from geoslide.store.urls import configure
+
     try:
         with _one_line_warnings(args.command):
+            configure(getattr(args, "storage_options", None))
             return int(args.func(args) or 0)
     except GeoslideError as exc:
         print(f"geoslide {args.command}: error: {exc}", file=sys.stderr)
@@ -127,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"geoslide {args.command}: interrupted; rerun the same command{how}",
               file=sys.stderr)
         return 130
+    finally:
+        configure(None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,6 +49,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads while training")
     p.add_argument("--no-map", action="store_true", help="rank only; write no map")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from geoslide.cli import add_storage_argument
+
+    add_storage_argument(p)  # --storage-options JSON, for s3://, gs://, az:// paths
     p.set_defaults(func=run)
     return p
 

@@ -32,6 +32,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     from geoslide.cli.scheduler import add_scheduler_argument
 
     add_scheduler_argument(p)
+    from geoslide.cli import add_storage_argument
+
+    add_storage_argument(p)  # --storage-options JSON, for s3://, gs://, az:// paths
     p.set_defaults(func=run)
     return p
 

@@ -13,7 +13,6 @@ beside the GeoTIFF).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from geoslide.cli import check_writable
@@ -46,6 +45,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     from geoslide.cli.scheduler import add_scheduler_argument
 
     add_scheduler_argument(p)
+    from geoslide.cli import add_storage_argument
+
+    add_storage_argument(p)  # --storage-options JSON, for s3://, gs://, az:// paths
     p.set_defaults(func=run)
     return p
 
@@ -59,18 +61,21 @@ def run(args: argparse.Namespace) -> int:
     from geoslide.io import to_geotiff
     from geoslide.learn.modelfile import load_model
     from geoslide.maps.predict import predict
-    from geoslide.store import incomplete, incomplete_message, open_zarr, write_variables
+    from geoslide.store import incomplete, incomplete_message, open_zarr, urls, write_variables
+    from geoslide.store.urls import parse
 
     model = load_model(args.model)
     name = args.name or f"susceptibility_{model.name}"
-    tifs = {name: Path(args.out_tif)} if args.out_tif else {}
+    tifs = {name: parse(args.out_tif)} if args.out_tif else {}
     if args.spread:
         from geoslide.maps.spread import STD_SUFFIX, check_ensemble
 
         check_ensemble(model, args.model)  # before opening the store
         if tifs:
-            tifs[name + STD_SUFFIX] = tifs[name].with_name(
-                f"{tifs[name].stem}{STD_SUFFIX}{tifs[name].suffix or '.tif'}")
+            stem, dot, suffix = urls.name(tifs[name]).rpartition(".")
+            stem, suffix = (stem, f".{suffix}") if dot else (suffix, ".tif")
+            tifs[name + STD_SUFFIX] = urls.join(urls.parent(tifs[name]),
+                                                f"{stem}{STD_SUFFIX}{suffix}")
     for tif in tifs.values():
         check_writable(tif, "the GeoTIFF", "--out-tif")  # before computing
     # the map this command rewrites may be unfinished (it resumes); the model's inputs not

@@ -102,6 +102,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     from geoslide.cli.scheduler import add_scheduler_argument
 
     add_scheduler_argument(p)  # --scheduler ADDRESS (default $GEOSLIDE_SCHEDULER), --workers
+    from geoslide.cli import add_storage_argument
+
+    add_storage_argument(p)  # --storage-options JSON, for s3://, gs://, az:// paths
     p.set_defaults(func=run)
     return p
 
@@ -117,11 +120,12 @@ def _derive_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
+def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path | str]:
     from geoslide.prepare import datasets
     from geoslide.prepare.derive import derive
     from geoslide.prepare.stack import stack
     from geoslide.prepare.distance import add_distances, parse_spec
+    from geoslide.store.urls import parse
 
     derived = _derive_names(args)
     distances = dict(parse_spec(v) for v in args.distance or [])  # name -> (path, cap)
@@ -135,10 +139,10 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[xr.Dataset, Path]:
         except KeyError as exc:
             raise UsageError(str(exc).strip("'\"")) from None
         ds = datasets.load(name, data_dir=args.data_dir, chunks=args.chunks)
-        return add_distances(derive(ds, derived), distances), Path(out)
+        return add_distances(derive(ds, derived), distances), parse(out)
     if len(target) != 1:
         raise UsageError(f"expected [DATASET] OUT, found {len(target)} arguments {target}")
-    out = Path(target[0])
+    out = parse(target[0])  # a URL of an unknown scheme: a typed error, not a folder "s3:"
     rasters = _pairs(args.raster, "--raster")
     if not rasters:
         raise UsageError(
@@ -187,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         if not issubclass(w.category, ReprojectionWarning):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     recover(out)  # what a killed earlier run left beside OUT
-    if out.exists() and not args.overwrite:
+    if isinstance(out, Path) and out.exists() and not args.overwrite:  # a URL: to_zarr checks
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
     if args.overwrite:
         check_replaceable(out)  # only a geoslide store: never a folder or file of the user's

@@ -71,14 +71,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="write the model even when it learnt nothing (not below the base "
                         "rate's validation NLL, or a flat map)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from geoslide.cli import add_storage_argument
+
+    add_storage_argument(p)  # --storage-options JSON, for s3://, gs://, az:// paths
     p.set_defaults(func=run)
     return p
 
 
-def default_out(store: str | os.PathLike, model: str) -> Path:
+def default_out(store: str | os.PathLike, model: str) -> Path | str:
     """The model file ``--out`` defaults to: ``<model>.pt`` in the store's folder
-    (``out/kashmir.zarr`` -> ``out/sacnn.pt``)."""
-    return Path(store).parent / f"{model}.pt"
+    (``out/kashmir.zarr`` -> ``out/sacnn.pt``; ``s3://b/k.zarr`` -> ``s3://b/sacnn.pt``)."""
+    from geoslide.store.urls import join, parent, parse
+
+    return join(parent(parse(store)), f"{model}.pt")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from geoslide.cli import check_writable
 
     out = args.out or str(default_out(args.store, args.model))
-    check_writable(Path(out), "the model file", "--out")  # before training, not after
+    check_writable(out, "the model file", "--out")  # before training, not after
     ds = open_zarr(args.store)
     common = dict(preset=args.preset, seed=args.seed, split_seed=args.split_seed,
                   split_core=args.split_core, epochs=args.epochs, core=args.core,

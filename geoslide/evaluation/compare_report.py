@@ -101,6 +101,7 @@ def auc_figure(cmp: Comparison, path: Path) -> None:
 def write(cmp: Comparison, out: Path, classes: list[dict[str, Any]] | None = None) -> dict:
     """Write the report, JSON and figure into ``out``; returns their paths."""
     from geoslide.store.attrs import jsonable
+    from geoslide.store.files import write_file
 
     out.mkdir(parents=True, exist_ok=True)
     auc_figure(cmp, out / "compare_auc.png")
@@ -112,9 +113,7 @@ def write(cmp: Comparison, out: Path, classes: list[dict[str, Any]] | None = Non
             "folds": [r.__dict__ for r in cmp.records], "classes": classes, "files": files}
     for name, text in (("compare.json", json.dumps(jsonable(data), indent=1, allow_nan=False)),
                        ("compare.md", markdown(cmp, classes, files))):
-        tmp = out / f".{name}.tmp{os.getpid()}"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        write_file(out / name, text.encode(), what="the report", option="another --out")
     return files
 
 

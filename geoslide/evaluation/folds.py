@@ -65,13 +65,13 @@ def test_probabilities(root: Path, model: str, fold: int) -> np.ndarray:
     return np.load(fold_paths(root, model, fold)["npy"])
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path | str, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON, whole or not at all (:func:`geoslide.store.files.write_file`)."""
     from geoslide.store.attrs import jsonable
+    from geoslide.store.files import write_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(jsonable(data), indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    write_file(path, json.dumps(jsonable(data), indent=1, allow_nan=False).encode(),
+               what="the fold record", option="another --out")
 
 
 def _test_scores(labels: np.ndarray, probs: np.ndarray, test: np.ndarray,

@@ -4,14 +4,15 @@ Keys: ``format`` ("geoslide-model"), ``version`` (1), ``name`` (registry name), 
 (the model's constructor kwargs), ``state_dict`` (weights), ``feature_names``,
 ``normalization`` ({feature: [mean, std]}), ``core`` / ``halo`` (px), ``resolution`` (m),
 ``crs`` (WKT or None), ``history`` (list of per-epoch dicts), ``train`` (the recipe, split and
-seed it was trained with). Written atomically (temp file, then rename). Loaded with
+seed it was trained with). Written whole or not at all (a temporary file renamed into place,
+one object on object storage). Loaded with
 ``weights_only=True`` (plain containers and tensors only, no pickled code).
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from geoslide.errors import FeatureMismatchError, MissingFileError, ModelFileErr
 from geoslide.learn.inputs import check_features, to_input_array
 from geoslide.names import base_variable
 from geoslide.parallel.devices import resolve_device
+from geoslide.store import urls
 
 FORMAT, VERSION = "geoslide-model", 1
 RESOLUTION_RTOL = 0.01  # relative tolerance on the pixel size
@@ -153,31 +155,16 @@ def _factory_record(name: str) -> dict[str, Any] | None:
     return {"path": path, "aligned": entry.aligned, "like": entry.like}
 
 
-def save_model(model: TrainedModel, path: str | os.PathLike) -> Path:
-    """Write ``model`` to ``path`` atomically; returns the path."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        torch.save(model.to_dict(), tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from the group
-        os.replace(tmp, path)
-    except OSError as exc:  # name the user's path, not the temporary file
-        from geoslide.errors import StoreWriteError
+def save_model(model: TrainedModel, path: str | os.PathLike) -> Path | str:
+    """Write ``model`` to ``path`` (a local path or a URL) whole, or not at all
+    (:func:`geoslide.store.files.write_file`); returns the path."""
+    from geoslide.store.files import write_file
 
-        raise StoreWriteError(
-            f"cannot write the model file {str(path)!r}: {exc.strerror or exc}; expected a "
-            "folder you can write to; fix: choose another --out, or make its folder "
-            "writable") from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-    model.path = str(path)
-    return path
+    state = model.to_dict()
+    loc = write_file(path, lambda tmp: torch.save(state, tmp), what="the model file",
+                     option="another --out")
+    model.path = str(loc)
+    return loc
 
 
 def missing_message(model: TrainedModel, ds: xr.Dataset, missing: list[str]) -> str:
@@ -224,7 +211,7 @@ def missing_message(model: TrainedModel, ds: xr.Dataset, missing: list[str]) -> 
             + "; ".join(fixes))
 
 
-def _unreadable(path: Path, why: str) -> ModelFileError:
+def _unreadable(path: Path | str, why: str) -> ModelFileError:
     # never relay torch's own advice (it suggests loading untrusted files with code execution)
     return ModelFileError(
         f"{str(path)!r} is not a readable geoslide model file ({why}); expected a file "
@@ -243,20 +230,22 @@ def _register_factory(d: dict[str, Any]) -> None:
 
 
 def load_model(path: str | os.PathLike, device: str | None = None) -> TrainedModel:
-    """Read a model file written by :func:`save_model` (module in eval mode, on ``device``
-    or the CPU). Raises :class:`ModelFileError` when the file is not one."""
+    """Read a model file written by :func:`save_model`, at a local path or a URL (module in
+    eval mode, on ``device`` or the CPU). Raises :class:`ModelFileError` when the file is not
+    one."""
     import pickle
     import zipfile
 
     from geoslide.learn.models import build
 
-    path = Path(path)
-    if not path.exists():
-        raise MissingFileError(f"model file {str(path)!r} does not exist; train one with `geoslide train`")
-    if path.is_dir():
+    path = urls.parse(path)
+    if isinstance(path, Path) and path.is_dir():
         raise _unreadable(path, "it is a folder")
     try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
+        d = torch.load(io.BytesIO(urls.read_bytes(path)), map_location="cpu", weights_only=True)
+    except MissingFileError:
+        raise MissingFileError(f"model file {str(path)!r} does not exist; train one with "
+                               "`geoslide train`") from None
     except pickle.UnpicklingError as exc:
         why = ("it holds objects other than tensors and plain containers"
                if "weights only" in str(exc).lower() else "garbled: not a torch archive")

@@ -8,18 +8,21 @@ import math
 import os
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 import xarray as xr
 
 from geoslide.errors import MissingFileError, StoreError
+from geoslide.store import urls
 
 FORMAT = "geoslide-store/1"
 FORMAT_ATTR = "geoslide:format"
 INCOMPLETE_ATTR = "geoslide:incomplete"
 """Root attr listing the variables of unfinished writes."""
+WRITING_ATTR = "geoslide:writing"
+"""Root attr of a store on object storage while :func:`~geoslide.store.to_zarr` writes it
+(with ``geoslide:incomplete`` naming every variable); both go in the commit, the last PUT."""
 PROVENANCE_ATTR = "geoslide:provenance"
 """Variable attr: what produced it (``{"function": ..., parameters..., "rerun": command}``);
 the region writer keys resumes on it, and the rerun hint quotes its ``rerun`` command."""
@@ -80,12 +83,22 @@ def quiet() -> Iterator[None]:
         yield
 
 
-def check_store(path: Path) -> None:
-    if not path.exists():
+def check_store(path: str | os.PathLike) -> None:
+    """Raise :class:`MissingFileError` when nothing is at ``path`` (a folder or a URL
+    prefix), :class:`StoreError` when it holds no Zarr root (``zarr.json`` / ``.zgroup``)."""
+    loc = urls.parse(path)
+    if isinstance(loc, str):
+        fs, inner = urls.filesystem(loc)
+        found = fs.exists(inner)
+        is_zarr = any(fs.exists(f"{inner}/{n}") for n in ("zarr.json", ".zgroup"))
+    else:
+        found = loc.exists()
+        is_zarr = loc.is_dir() and ((loc / "zarr.json").exists() or (loc / ".zgroup").exists())
+    if not found:
         raise MissingFileError(
             f"store {str(path)!r} does not exist; expected a Zarr store written by geoslide; "
             "create it with `geoslide prepare` or geoslide.store.to_zarr(ds, path)")
-    if not path.is_dir() or not ((path / "zarr.json").exists() or (path / ".zgroup").exists()):
+    if not is_zarr:
         raise StoreError(
             f"{str(path)!r} is not a Zarr store (no zarr.json / .zgroup); expected a folder "
             "written by geoslide.store.to_zarr or `geoslide prepare`")
@@ -95,9 +108,10 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
     """The store's root attrs, read directly (not from consolidated metadata)."""
     import zarr
 
-    path = Path(path)
     check_store(path)
-    return dict(zarr.open_group(str(path), mode="r", use_consolidated=False).attrs)
+    group = zarr.open_group(urls.zarr_store(path, read_only=True), mode="r",
+                            use_consolidated=False)
+    return dict(group.attrs)
 
 
 def incomplete(path: str | os.PathLike) -> list[str]:
@@ -110,11 +124,9 @@ def shown(names: list[str], limit: int = 3) -> str:
     return repr(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def update_attrs(path: Path, **attrs: Any) -> None:
+def update_attrs(path: str | os.PathLike, **attrs: Any) -> None:
     """Set (value) or delete (None) root attrs and re-consolidate the metadata."""
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    group = root(path)
     for k, v in attrs.items():
         if v is None:
             if k in group.attrs:
@@ -129,9 +141,9 @@ def root(path: str | os.PathLike, mode: str = "r+") -> Any:
     """The store's root Zarr group, opened without consolidated metadata."""
     import zarr
 
-    if "://" not in str(path):  # an object store URL has no folder to check
-        check_store(Path(path))
-    return zarr.open_group(str(path), mode=mode, use_consolidated=False)
+    check_store(path)
+    return zarr.open_group(urls.zarr_store(path, read_only=mode == "r"), mode=mode,
+                           use_consolidated=False)
 
 
 def reconsolidate(path: str | os.PathLike) -> None:
@@ -139,7 +151,7 @@ def reconsolidate(path: str | os.PathLike) -> None:
     import zarr
 
     with quiet():
-        zarr.consolidate_metadata(str(path))
+        zarr.consolidate_metadata(urls.zarr_store(path))
 
 
 def run_marker(path: str | os.PathLike) -> dict[str, Any]:

@@ -5,11 +5,14 @@ Writers hold the store's lock file ``STORE/geoslide.lock`` (:func:`store_lock`):
 writer stops with :class:`StoreLockedError` naming the PID that holds it; a lock left by a
 process that no longer runs is taken over. Temporary siblings (``.NAME.tmp-...``) carry the
 writer's host and PID, so that the next write removes those of killed runs (:func:`recover`).
+On object storage the lock is a lease object (:mod:`geoslide.store.lease`).
+
+:func:`write_file` is the one writer of every other file geoslide writes: atomic on a local
+disk, one whole object on object storage.
 """
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -17,14 +20,17 @@ import shlex
 import shutil
 import socket
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from geoslide.errors import GeoslideError, OverwriteError, StoreLockedError, StoreWriteError
+from geoslide.store import urls
 from geoslide.store.attrs import FORMAT_ATTR, LOCK_NAME, read_attrs
+from geoslide.store.lease import HOST, held, pid_alive
 
 try:  # POSIX: the lock is an flock, released by the kernel when its process dies
     import fcntl
@@ -32,7 +38,7 @@ except ImportError:  # pragma: no cover - Windows: the PID in the lock file deci
     fcntl = None  # type: ignore[assignment]
 
 
-_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+_HOST = HOST  # the host's short id, in temporary siblings' names
 
 
 _SIBLING = re.compile(r"^(?P<tag>tmp|old)-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}$")
@@ -41,20 +47,6 @@ _SIBLING = re.compile(r"^(?P<tag>tmp|old)-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-
 def tmp_sibling(path: Path, tag: str) -> Path:
     """A hidden sibling ``.NAME.<tag>-<host>-<pid>-<random>`` (host and PID: see recover)."""
     return path.with_name(f".{path.name}.{tag}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def recover(path: str | os.PathLike) -> list[Path]:
@@ -69,7 +61,7 @@ def recover(path: str | os.PathLike) -> list[Path]:
     prefix, done = f".{path.name}.", []
     for entry in sorted(entries):
         m = _SIBLING.match(entry[len(prefix):]) if entry.startswith(prefix) else None
-        if m is None or m["host"] != _HOST or _pid_alive(int(m["pid"])):
+        if m is None or m["host"] != _HOST or pid_alive(int(m["pid"])):
             continue
         sib = path.parent / entry
         try:
@@ -84,17 +76,41 @@ def recover(path: str | os.PathLike) -> list[Path]:
 
 
 def is_store(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a folder holding a geoslide store (any version of the format)."""
-    path = Path(path)
-    if path.is_symlink() or not path.is_dir():
+    """True when ``path`` is a folder (or URL prefix) holding a geoslide store (any version of
+    the format)."""
+    loc = urls.parse(path)
+    if isinstance(loc, Path) and (loc.is_symlink() or not loc.is_dir()):
         return False
     try:
-        return str(read_attrs(path).get(FORMAT_ATTR, "")).startswith("geoslide-store/")
+        return str(read_attrs(loc).get(FORMAT_ATTR, "")).startswith("geoslide-store/")
     except Exception:  # noqa: BLE001 - unreadable: not one
         return False
 
 
-def _found(path: Path) -> str:
+def entries(path: str | os.PathLike) -> list[str]:
+    """The names in the folder or under the URL prefix ``path`` (the lease object left out):
+    [] when absent; a local file: itself."""
+    loc = urls.parse(path)
+    if isinstance(loc, Path):
+        if not os.path.lexists(loc):
+            return []
+        return sorted(os.listdir(loc)) if loc.is_dir() and not loc.is_symlink() else [loc.name]
+    fs, inner = urls.filesystem(loc)
+    try:
+        found = fs.ls(inner, detail=False)
+    except FileNotFoundError:
+        return []
+    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found)
+    return [n for n in names if n != LOCK_NAME]
+
+
+def _found(path: str | os.PathLike) -> str:
+    if urls.is_remote(path):
+        names = entries(path)
+        if "zarr.json" in names or ".zgroup" in names:
+            return "a Zarr store not written by geoslide (no geoslide:format attr)"
+        return f"a prefix holding {len(names)} object(s) ({', '.join(names[:3])})"
+    path = Path(path)
     if path.is_symlink():
         return f"a symbolic link (to {os.readlink(path)!r})"
     if not path.is_dir():
@@ -110,11 +126,8 @@ def _found(path: Path) -> str:
 def check_replaceable(path: str | os.PathLike) -> None:
     """Raise :class:`OverwriteError` unless ``path`` is absent, an empty folder or a geoslide
     store: ``--overwrite`` (``mode="w"``) never replaces anything else."""
-    path = Path(path)
-    if not os.path.lexists(path) or is_store(path):
-        return
-    if path.is_dir() and not path.is_symlink() and not os.listdir(path):
-        return  # an empty folder: nothing to lose
+    if is_store(path) or not entries(path):
+        return  # a geoslide store, or nothing (absent, an empty folder) to lose
     raise OverwriteError(
         f"{str(path)!r} is {_found(path)}, not a geoslide store; expected a store written by "
         "geoslide, the only thing --overwrite replaces, so it is left untouched; fix: choose "
@@ -133,8 +146,12 @@ def _file_ancestor(path: Path) -> Path | None:
     return None
 
 
-def _write_message(path: Path, exc: OSError, existing: bool) -> str:
-    reason = exc.strerror or type(exc).__name__
+def _write_message(path: Path | str, exc: OSError, existing: bool) -> str:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(path, str):
+        return (f"cannot write the store {path!r}: {reason}; expected a bucket you can write "
+                "to; fix: check the URL, the credentials (AWS_* variables or "
+                "--storage-options) and the bucket's permissions")
     blocker = _file_ancestor(path.parent)
     if blocker is not None:
         return (f"cannot write the store {str(path)!r}: {str(blocker)!r} is a file, not a "
@@ -153,7 +170,7 @@ def _write_message(path: Path, exc: OSError, existing: bool) -> str:
 
 
 @contextmanager
-def writing(path: Path, existing: bool = False) -> Iterator[None]:
+def writing(path: Path | str, existing: bool = False) -> Iterator[None]:
     """Turn the OS errors of a write (read-only folder, disk full, ...) into
     :class:`StoreWriteError` naming the user's ``path``, not a hidden temporary one."""
     try:
@@ -200,7 +217,7 @@ def _acquire(store: Path, lock: Path) -> int:
             else:  # pragma: no cover - no flock: the recorded PID decides
                 info = _read_lock(lock)
                 if info.get("host") == _HOST and info.get("pid") not in (None, os.getpid()) \
-                        and _pid_alive(int(info["pid"])):
+                        and pid_alive(int(info["pid"])):
                     raise _locked(store, lock, info)
             try:  # the holder may have removed the file between our open and our lock
                 same = os.path.samestat(os.fstat(fd), os.stat(lock))
@@ -236,13 +253,14 @@ def _release(lock: Path, fd: int) -> None:
 
 
 @contextmanager
-def store_lock(path: str | os.PathLike) -> Iterator[Path]:
+def store_lock(path: str | os.PathLike) -> Iterator[Path | str]:
     """Hold the write lock ``STORE/geoslide.lock`` of an existing store (re-entrant within
     a process). Raises :class:`StoreLockedError` when another live process holds it; a lock
-    file left by a killed process is taken over. Yields the lock file's path."""
-    path = Path(path)
-    lock = path / LOCK_NAME
-    key = os.path.realpath(path)
+    file left by a killed process is taken over. Yields the lock file's path. On object
+    storage the lock is a lease object (:mod:`geoslide.store.lease`)."""
+    loc = urls.parse(path)
+    key = loc if isinstance(loc, str) else os.path.realpath(loc)
+    lock = urls.join(loc, LOCK_NAME)
     if key in _HELD:
         _HELD[key][1] += 1
         try:
@@ -250,8 +268,16 @@ def store_lock(path: str | os.PathLike) -> Iterator[Path]:
         finally:
             _HELD[key][1] -= 1
         return
-    with writing(path, existing=True):
-        fd = _acquire(path, lock)
+    if isinstance(loc, str):
+        with held(loc):
+            _HELD[key] = [None, 1]
+            try:
+                yield lock
+            finally:
+                del _HELD[key]
+        return
+    with writing(loc, existing=True):
+        fd = _acquire(loc, lock)
     _HELD[key] = [fd, 1]
     try:
         yield lock
@@ -259,3 +285,58 @@ def store_lock(path: str | os.PathLike) -> Iterator[Path]:
         del _HELD[key]
         _release(lock, fd)
 
+
+
+Content = bytes | Callable[[Path], Any]
+"""What :func:`write_file` writes: bytes, or a function writing a local file at the path given."""
+
+
+def _replace(path: Path, data: Content) -> None:
+    """Write to a hidden sibling, then rename it into place (atomic on one file system)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_sibling(path, "tmp")
+    try:
+        if callable(data):
+            data(tmp)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            tmp.unlink()
+
+
+def _put(url: str, data: Content) -> None:
+    """Upload one whole object: one PUT (a multipart upload for large files, which also
+    appears whole or not at all)."""
+    fs, inner = urls.filesystem(url)
+    if not callable(data):
+        fs.pipe_file(inner, data)
+        return
+    with tempfile.TemporaryDirectory(prefix="geoslide-") as folder:
+        tmp = Path(folder) / urls.name(url)
+        data(tmp)
+        fs.put_file(str(tmp), inner)
+
+
+def write_file(path: str | os.PathLike, data: Content, *, what: str = "the file",
+               option: str = "another path") -> Path | str:
+    """Write one file whole, the one writer of every file geoslide writes (reports, figures,
+    JSON, model files, GeoTIFFs). ``data``: bytes, or a function writing a local file at the
+    path it is given. A local ``path`` gets a temporary sibling renamed into place; a URL one
+    whole object. Readers see the old file or the new one, never a part. Raises
+    :class:`StoreWriteError` naming ``path`` (never a temporary name) and ``option``."""
+    loc = urls.parse(path)
+    try:
+        if isinstance(loc, str):
+            _put(loc, data)
+        else:
+            _replace(loc, data)
+    except OSError as exc:
+        if isinstance(exc, GeoslideError) or (exc.errno not in _WRITE_ERRNOS
+                                               and isinstance(loc, Path)):
+            raise
+        raise StoreWriteError(
+            f"cannot write {what} {str(path)!r}: {exc.strerror or exc}; expected a folder you "
+            f"can write to; fix: choose {option}, or make its folder writable") from exc
+    return loc

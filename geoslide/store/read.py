@@ -11,12 +11,13 @@ import os
 import shlex
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import rioxarray  # noqa: F401  (registers .rio, used by open_zarr)
 import xarray as xr
 
 from geoslide.errors import IncompleteStoreError, IncompleteVariablesWarning, StoreError
+from geoslide.store import urls
 from geoslide.store.attrs import (FORMAT, FORMAT_ATTR, INCOMPLETE_ATTR, PROVENANCE_ATTR,
                                   check_store, shown)
 from geoslide.store.classes import expand
@@ -42,7 +43,8 @@ def rerun_hint(path: str | os.PathLike, names: Iterable[str],
     the command their provenance records (it resumes where it stopped)."""
     if ds is None:
         try:
-            ds = xr.open_zarr(path, chunks=None, decode_coords="all", consolidated=False)
+            ds = xr.open_zarr(urls.zarr_store(path, read_only=True), chunks=None,
+                              decode_coords="all", consolidated=False)
         except Exception:  # noqa: BLE001 - unreadable: no provenance to quote
             ds = None
     store = shlex.quote(str(path))
@@ -70,7 +72,8 @@ def incomplete_message(path: str | os.PathLike, names: Iterable[str],
 
 
 def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool | str | Iterable[str] = False,
-              chunks: Any = "store") -> xr.Dataset:
+              chunks: Any = "store",
+              storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
     """Open a geoslide store lazily, CRS and transform restored, attrs and chunks intact.
 
     Raises :class:`MissingFileError` when absent, :class:`StoreError` when not a geoslide
@@ -81,13 +84,20 @@ def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool | str | Iterabl
     :class:`IncompleteStoreError` naming the command that finishes it. Class-code variables
     come with their virtual one-hot layers (:func:`geoslide.store.classes.expand`), winner
     variables with the aligned variables gathered through them
-    (:func:`geoslide.store.winners.expand_gathers`).
+    (:func:`geoslide.store.winners.expand_gathers`). ``path`` may be a URL
+    (``storage_options``: its fsspec options, :mod:`geoslide.store.urls`).
     """
-    path = Path(path)
+    with urls.scoped(storage_options):
+        return _open(urls.parse(path), allow_incomplete, chunks)
+
+
+def _open(path: Path | str, allow_incomplete: bool | str | Iterable[str],
+          chunks: Any) -> xr.Dataset:
+    """:func:`open_zarr` of a parsed path."""
     check_store(path)
     try:
-        ds = xr.open_zarr(path, chunks={} if chunks == "store" else chunks,
-                          decode_coords="all")
+        ds = xr.open_zarr(urls.zarr_store(path, read_only=True),
+                          chunks={} if chunks == "store" else chunks, decode_coords="all")
     except Exception as exc:
         raise StoreError(f"cannot open {str(path)!r} as a Zarr store ({exc}); expected a "
                          "store written by geoslide") from exc

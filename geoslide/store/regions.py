@@ -23,7 +23,10 @@ coordinates, CRS), puts them on the store's coordinates and chunks, and writes t
 
 Regions are idempotent (a pure function of the inputs), so dask may retry a region whose
 worker died: the rewritten bytes are identical. Writes go through each worker's own Zarr
-handle, so the store path must be visible to every worker. The store's lock is held meanwhile.
+handle, so the store path must be visible to every worker: a shared disk, or object storage
+(a URL; the client's storage options travel with each region's task). The store's lock (on
+object storage its lease) is held meanwhile. Regions are store chunks, so no two workers
+ever write one object.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ import numpy as np
 import xarray as xr
 
 from geoslide.errors import CRSError, GridMismatchError, IncompleteStoreError
+from geoslide.store import urls
 from geoslide.store.attrs import (DEFAULT_CHUNK, INCOMPLETE_ATTR, PROGRESS_GROUP, PROVENANCE_ATTR,
                                   clean, incomplete, jsonable, quiet, reconsolidate, root,
                                   run_marker, shown)
@@ -134,13 +138,15 @@ def write_key(ds: xr.Dataset) -> str:
 
 # --------------------------------------------------------------------------- the region task
 def _write_region(*blocks: np.ndarray, path: str, names: list[str], attrs: list[dict],
-                  region_chunks: tuple[int, int], block_info: Any = None) -> np.ndarray:
-    """Encode and write one region of every variable, then mark it done. Runs on a worker."""
+                  region_chunks: tuple[int, int], options: Mapping[str, Any] | None = None,
+                  block_info: Any = None) -> np.ndarray:
+    """Encode and write one region of every variable, then mark it done. Runs on a worker
+    (``options``: the client's storage options, for a store on object storage)."""
     import zarr
 
     i, j = block_info[None]["chunk-location"]
     cy, cx = region_chunks
-    group = zarr.open_group(path, mode="r+", use_consolidated=False)
+    group = zarr.open_group(urls.zarr_store(path, options), mode="r+", use_consolidated=False)
     for name, block, var_attrs in zip(names, blocks, attrs):
         var = xr.conventions.encode_cf_variable(xr.Variable(("y", "x"), block, var_attrs))
         y0, x0 = i * cy, j * cx
@@ -164,9 +170,8 @@ def _create_targets(ds: xr.Dataset, path: str, group: Any, grid: tuple[int, int]
     template = ds.drop_vars([c for c in ("y", "x") if c in group and c in ds.coords])
     # the store's attrs (and the marker) stay; the new Dataset's attrs are added where new
     template.attrs = {**jsonable(dict(ds.attrs)), **dict(group.attrs)}
-    template.to_zarr(path, mode="a", compute=False, consolidated=False)
-    progress = zarr.open_group(path, mode="r+", use_consolidated=False).require_group(
-        PROGRESS_GROUP)
+    template.to_zarr(urls.zarr_store(path), mode="a", compute=False, consolidated=False)
+    progress = root(path).require_group(PROGRESS_GROUP)
     progress.create_array("done", shape=grid, chunks=(1, 1), dtype="int8", fill_value=0,
                           overwrite=True)
     progress.attrs["run"] = dict(run)
@@ -180,7 +185,8 @@ def _describe(names: list[str], limit: int = 3) -> str:
 
 # --------------------------------------------------------------------------- the writer
 def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
-                    progress: bool = True, *, resume: bool = True) -> WriteReport:
+                    progress: bool = True, *, resume: bool = True,
+                    storage_options: Mapping[str, Any] | None = None) -> WriteReport:
     """Add or overwrite the ``(y, x)`` data variables of ``ds_new`` in the store at ``path``.
 
     ``ds_new`` must be on the store's grid (same ``y``/``x`` sizes, coordinates and CRS); it
@@ -193,7 +199,14 @@ def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
     it). Returns a :class:`WriteReport` (``.variables``: the names written). Virtual one-hot
     layers are not written: their class codes are (:func:`geoslide.store.classes.compact`);
     nor are variables gathered through a winner variable (:mod:`geoslide.store.winners`).
+    ``path`` may be a URL (``storage_options``: its fsspec options, sent to the workers too).
     """
+    with urls.scoped(storage_options):
+        return _write_variables(ds_new, urls.parse(path), progress, resume)
+
+
+def _write_variables(ds_new: xr.Dataset | xr.DataArray, path: Path | str, progress: bool,
+                     resume: bool) -> WriteReport:
     import dask
     import dask.array as da
 
@@ -203,7 +216,6 @@ def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
     if isinstance(ds_new, xr.DataArray):
         ds_new = ds_new.to_dataset(name=ds_new.name or "variable")
     ds_new = compact_gathers(compact(ds_new))
-    path = Path(path)
     store = open_zarr(path, allow_incomplete=True)
     names = [str(v) for v in ds_new.data_vars]
     if not names:
@@ -244,7 +256,8 @@ def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
         with dask.annotate(priority=WRITE_PRIORITY) if annotated else contextlib.nullcontext():
             out = da.map_blocks(
                 _write_region, *arrays, path=str(path), names=names, attrs=attrs,
-                region_chunks=chunks, chunks=((1,) * grid[0], (1,) * grid[1]), dtype=np.int8,
+                region_chunks=chunks, options=urls.storage_options(path),
+                chunks=((1,) * grid[0], (1,) * grid[1]), dtype=np.int8,
                 name=f"geoslide-write-{abs(hash((str(path), tuple(names), chunks)))}",
                 meta=np.empty((0, 0), np.int8))
         delayed = out.to_delayed(optimize_graph=not annotated)

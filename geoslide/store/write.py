@@ -2,7 +2,8 @@
 
 :func:`to_zarr` writes to a temporary sibling folder, then renames it into place: a failed
 write leaves nothing behind, and ``mode="w"`` keeps the old store until the new one is
-complete. ``mode="w"`` replaces only a geoslide store (or an empty folder), never anything
+complete. On object storage (a URL) the store is written in place under its lease and
+committed by its last PUT (:func:`_write_remote`). ``mode="w"`` replaces only a geoslide store (or an empty folder), never anything
 else. The on-disk format is whatever the installed zarr / xarray write by default (Zarr v3
 with zarr-python 3), with consolidated metadata.
 """
@@ -14,17 +15,20 @@ import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
-from geoslide.errors import CRSError, StoreExistsError
-from geoslide.store.attrs import DEFAULT_CHUNK, FORMAT, FORMAT_ATTR, INCOMPLETE_ATTR, clean, quiet
+from geoslide.errors import CRSError, InputError, StoreExistsError
+from geoslide.store import urls
+from geoslide.store.attrs import (DEFAULT_CHUNK, FORMAT, FORMAT_ATTR, INCOMPLETE_ATTR, WRITING_ATTR,
+                                  clean, quiet, read_attrs, update_attrs)
 from geoslide.store.classes import compact
 from geoslide.store.winners import compact_gathers
-from geoslide.store.files import check_replaceable, is_store, recover, store_lock, tmp_sibling, writing
+from geoslide.store.files import (check_replaceable, entries, is_store, recover, store_lock,
+                                  tmp_sibling, writing)
 
 
 def _chunk_spec(ds: xr.Dataset, chunks: Any) -> dict[str, int]:
@@ -39,7 +43,8 @@ def _chunk_spec(ds: xr.Dataset, chunks: Any) -> dict[str, int]:
 
 
 def to_zarr(ds: xr.Dataset, path: str | os.PathLike, *, mode: str = "w-",
-            chunks: Any = None, progress: bool = False) -> Path:
+            chunks: Any = None, progress: bool = False,
+            storage_options: Mapping[str, Any] | None = None) -> Path | str:
     """Write ``ds`` atomically as a geoslide Zarr store at ``path``.
 
     ``mode``: ``"w-"`` fails if ``path`` exists (:class:`StoreExistsError`, a
@@ -49,25 +54,22 @@ def to_zarr(ds: xr.Dataset, path: str | os.PathLike, *, mode: str = "w-",
     :class:`StoreWriteError` when the folder cannot be written. Virtual one-hot layers are
     not written: their class codes are (:func:`geoslide.store.classes.compact`); nor are
     aligned variables gathered through a winner variable (:mod:`geoslide.store.winners`).
+    ``path`` may be a URL (``s3://...``, :mod:`geoslide.store.urls`; ``storage_options``: the
+    fsspec options): see :func:`_write_remote` for what stands for the rename there.
     """
     if mode not in ("w", "w-"):
-        raise ValueError(f"mode must be 'w' or 'w-', found {mode!r}")
-    path = Path(path)
+        raise InputError(f"mode must be 'w' or 'w-', found {mode!r}")
+    loc = urls.parse(path)
+    if isinstance(loc, str):
+        with urls.scoped(storage_options):
+            return _write_remote(_prepared(ds, chunks), loc, mode, progress)
+    path = loc
     recover(path)
     if os.path.lexists(path) and mode == "w-":
-        raise StoreExistsError(
-            f"store {str(path)!r} exists; expected a new path; pass mode='w' (CLI: --overwrite) "
-            "to replace it")
+        raise _exists_error(path)
     if mode == "w":
         check_replaceable(path)
-    if ds.rio.crs is None:
-        raise CRSError("cannot write a store without a CRS; expected a Dataset with a CRS "
-                       "(rioxarray: ds.rio.write_crs(...))")
-    spec = _chunk_spec(ds, chunks)
-    out = clean(compact_gathers(compact(ds))).chunk(spec)
-    out = out.rio.write_crs(ds.rio.crs).rio.write_transform(ds.rio.transform())
-    out.attrs[FORMAT_ATTR] = FORMAT
-    out.attrs.pop(INCOMPLETE_ATTR, None)
+    out = _prepared(ds, chunks)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         # replacing a store: hold its lock, so that no features / predict writes into it
@@ -79,6 +81,52 @@ def to_zarr(ds: xr.Dataset, path: str | os.PathLike, *, mode: str = "w-",
             warnings.warn(f"the old store moved aside to {str(old)!r} could not be removed; "
                           "delete it yourself", stacklevel=2)
     return path
+
+
+def _prepared(ds: xr.Dataset, chunks: Any) -> xr.Dataset:
+    """``ds`` as it is stored: compacted, cleaned, on the store's chunks, CRS and format."""
+    if ds.rio.crs is None:
+        raise CRSError("cannot write a store without a CRS; expected a Dataset with a CRS "
+                       "(rioxarray: ds.rio.write_crs(...))")
+    spec = _chunk_spec(ds, chunks)
+    out = clean(compact_gathers(compact(ds))).chunk(spec)
+    out = out.rio.write_crs(ds.rio.crs).rio.write_transform(ds.rio.transform())
+    out.attrs[FORMAT_ATTR] = FORMAT
+    out.attrs.pop(INCOMPLETE_ATTR, None)
+    return out
+
+
+def _exists_error(path: str | os.PathLike) -> StoreExistsError:
+    return StoreExistsError(f"store {str(path)!r} exists; expected a new path; pass mode='w' "
+                            "(CLI: --overwrite) to replace it")
+
+
+def _write_remote(out: xr.Dataset, url: str, mode: str, progress: bool) -> str:
+    """Write ``out`` as a new store at URL ``url``, holding the store's lease throughout.
+
+    No rename exists there: the store is written in place with root attrs
+    ``geoslide:incomplete`` (every variable) and ``geoslide:writing``, which
+    :func:`~geoslide.store.open_zarr` refuses; the last PUT (the root's attrs without them,
+    consolidated) is the commit. A store a killed write left so is replaced even with
+    ``mode="w-"``; ``mode="w"`` deletes an old geoslide store first (never anything else)."""
+    with store_lock(url):
+        if entries(url):
+            left = is_store(url) and read_attrs(url).get(WRITING_ATTR) == "to_zarr"
+            if mode == "w-" and not left:
+                raise _exists_error(url)
+            check_replaceable(url)
+            fs, inner = urls.filesystem(url)
+            for name in entries(url):  # every object but the lease
+                fs.rm(f"{inner.rstrip('/')}/{name}", recursive=True)
+        names = sorted(map(str, out.data_vars))
+        out.attrs.update({INCOMPLETE_ATTR: names, WRITING_ATTR: "to_zarr"})
+        with quiet():
+            # "a": the prefix holds the lease already (and nothing else, see above)
+            job = out.to_zarr(urls.zarr_store(url), mode="a", consolidated=True,
+                              compute=False)
+            _compute(job, progress, f"writing {urls.name(url)}")
+        update_attrs(url, **{INCOMPLETE_ATTR: None, WRITING_ATTR: None})
+    return url
 
 
 def _write_new(out: xr.Dataset, path: Path, mode: str, progress: bool) -> Path | None:
