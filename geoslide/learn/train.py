@@ -248,17 +248,18 @@ def train(
                        seconds=time.time() - t_start, sets=sets, health=check)
 
 
-def _save(trained: TrainedModel, out: str | os.PathLike) -> Path:
+def _save(trained: TrainedModel, out: str | os.PathLike) -> Path | str:
     """Write the model file and ``<out>.history.json`` beside it; returns the model's path."""
+    from geoslide.store.files import write_file
+
     path = save_model(trained, out)
     info = trained.train
-    hist_path = Path(str(path) + ".history.json")
-    tmp = hist_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(jsonable({
+    text = json.dumps(jsonable({
         "model": trained.name, "best_epoch": info["best_epoch"], "history": trained.history,
         "recipe": info["recipe"], "split": info["split"], "sets": info["sets"],
-        "health": info["health"]}), indent=2, default=str, allow_nan=False))
-    os.replace(tmp, hist_path)
+        "health": info["health"]}), indent=2, default=str, allow_nan=False)
+    write_file(f"{path}.history.json", text.encode(), what="the training history",
+               option="another --out")
     return path
 
 
