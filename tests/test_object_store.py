@@ -179,3 +179,72 @@ def test_expired_lease_is_taken_over(s3_bucket):
     fs.pipe_file(f"{inner}/geoslide.lock", json.dumps(stale).encode())
     to_zarr(_small(), url, chunks=4)  # the killed writer's lease expired: taken over
     assert not fs.exists(f"{inner}/geoslide.lock")
+
+
+# --------------------------------------------------------------------------- the CLI flow
+def _flow(store: str, models: str, report: str) -> None:
+    """prepare -> features -> train (llr, 1 epoch) -> predict -> evaluate, every path given."""
+    fast = ["--quiet", "--scheduler", "threads"]
+    assert main(["prepare", "ecuador", store, *fast]) == 0
+    assert main(["features", store, "--distances", "30", *fast]) == 0
+    assert main(["train", store, "--model", "llr", "--epochs", "1", "--quiet",
+                 "--threads", "1", "--out", f"{models}/llr.pt"]) == 0
+    assert main(["predict", store, f"{models}/llr.pt", "--out-tif", f"{models}/llr.tif",
+                 *fast]) == 0
+    assert main(["evaluate", store, f"{models}/*.pt", "--out", report, "--n-boot", "0",
+                 "--quiet"]) == 0
+
+
+def _raster(path: str) -> np.ndarray:
+    import rasterio
+    from rasterio.io import MemoryFile
+
+    with MemoryFile(urls.read_bytes(path)) as mem, mem.open() as src:
+        return src.read(1)
+
+
+def test_cli_flow_on_s3_equals_local_disk_bit_for_bit(data_dir, tmp_path, monkeypatch,
+                                                      s3_bucket, capsys, one_torch_thread):
+    """The store, the model file, the GeoTIFF and the report on S3 equal a local-disk run."""
+    import torch
+
+    from geoslide.learn.modelfile import load_model
+    from geoslide.store import open_zarr
+
+    monkeypatch.chdir(tmp_path)
+    local = tmp_path / "local"
+    _flow(str(local / "e.zarr"), str(local / "models"), str(local / "report"))
+    _flow(f"{s3_bucket}/e.zarr", f"{s3_bucket}/models", f"{s3_bucket}/report")
+    capsys.readouterr()
+    assert sorted(os.listdir(tmp_path)) == ["local"]  # nothing local for the S3 run
+
+    a, b = open_zarr(local / "e.zarr").load(), open_zarr(f"{s3_bucket}/e.zarr").load()
+    assert sorted(a.variables) == sorted(b.variables) and "susceptibility_llr" in b
+    for name in a.variables:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    ma, mb = load_model(local / "models" / "llr.pt"), load_model(f"{s3_bucket}/models/llr.pt")
+    for key, tensor in ma.module.state_dict().items():
+        assert torch.equal(tensor, mb.module.state_dict()[key]), key
+    np.testing.assert_array_equal(_raster(str(local / "models" / "llr.tif")),
+                                  _raster(f"{s3_bucket}/models/llr.tif"))
+    ra = json.loads((local / "report" / "metrics.json").read_text())
+    rb = json.loads(urls.read_bytes(f"{s3_bucket}/report/metrics.json"))
+    for r in (ra, rb):
+        for key in ("file", "predict_seconds"):  # the model file's own path, a timing
+            r["models"]["llr"].pop(key)
+    assert ra["models"] == rb["models"]
+    assert urls.exists(f"{s3_bucket}/report/report.md")
+    assert urls.exists(f"{s3_bucket}/report/roc.png")
+    assert urls.exists(f"{s3_bucket}/models/llr.pt.history.json")
+
+
+def test_kfold_and_compare_outputs_stay_local(tmp_path, capsys):
+    """Fold records are read back and resumed file by file: a URL --out is a typed error."""
+    from geoslide.errors import InputError
+    from geoslide.evaluation.crossval import local_only
+
+    local_only(tmp_path / "m.pt", "fold records")
+    with pytest.raises(InputError, match="local"):
+        local_only("s3://b/m.pt", "fold records")
+    assert main(["compare", str(tmp_path / "k.zarr"), "--out", "s3://b/cmp"]) == 2
+    assert "is a URL" in capsys.readouterr().err

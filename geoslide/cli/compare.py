@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         if v is not None and v < (2 if name == "n_folds" else 1):
             raise UsageError(f"--{name.replace('_', '-')} must be >= "
                              f"{2 if name == 'n_folds' else 1}, found {v}")
+    from geoslide.evaluation.crossval import local_only
+
+    local_only(args.out, "the comparison's fold models, records and map files")
     out = Path(args.out)
     ds = open_zarr(args.store)
     cmp = compare(ds, args.models, out=out, n_folds=args.n_folds, split_core=args.split_core,

@@ -23,7 +23,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                     "susceptibility classes; report.md + metrics.json + PNG figures.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     p.add_argument("store", help="geoslide Zarr store")
-    p.add_argument("models", nargs="*", metavar="MODEL", help="model files (from `geoslide train`)")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="model files (from `geoslide train`), paths or URLs; globs are "
+                        "expanded, also in URLs: 's3://bucket/models/*.pt'")
     p.add_argument("--split", choices=("band", "paper", "kfold", "none"),
                    help="split kind (default: the first model's training split, else band); "
                         "none: every labelled pixel is a test pixel (a region the models "
@@ -49,9 +51,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="permutation importance of every input group for every model and "
                         "peer, with REPEATS shuffles each (e.g. 5; default 0: none)")
     p.add_argument("--out", default="report", metavar="DIR",
-                   help="output folder (default ./report); existing report files are replaced")
+                   help="output folder or URL prefix (default ./report); existing report "
+                        "files are replaced")
     p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from geoslide.cli import add_storage_argument
+
+    add_storage_argument(p)  # --storage-options JSON, for s3://, gs://, az:// paths
     p.set_defaults(func=run)
     return p
 
@@ -67,8 +73,11 @@ def run(args: argparse.Namespace) -> int:
         from geoslide.errors import UsageError
 
         raise UsageError("nothing to evaluate: give model files and/or --peers")
+    from geoslide.store.urls import expand
+
+    models = expand(args.models)  # 's3://b/models/*.pt': no shell expands a URL's glob
     ds = open_zarr(args.store).load()  # evaluation reads whole label / map arrays
-    ev = evaluate(ds, args.models, split=args.split, band=args.band, fold=args.fold,
+    ev = evaluate(ds, models, split=args.split, band=args.band, fold=args.fold,
                   seed=args.seed, core=args.core, peers=args.peers,
                   max_peer_train=args.max_peer_train, progress=not args.quiet,
                   device=args.device, n_boot=args.n_boot, reference=args.reference,

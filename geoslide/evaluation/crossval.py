@@ -83,6 +83,18 @@ def _summary(folds: list[dict[str, Any]], n_folds: int, model: str) -> dict[str,
     return summary
 
 
+def local_only(out: str | os.PathLike | None, what: str) -> None:
+    """Raise :class:`InputError` when ``out`` is a URL: ``what`` is kept on a local disk
+    (its records are read back and resumed file by file)."""
+    from geoslide.errors import InputError
+    from geoslide.store.urls import is_remote
+
+    if out is not None and is_remote(out):
+        raise InputError(f"{str(out)!r} is a URL; {what} go to a local folder; expected a "
+                         "local --out; fix: give a local path, and copy the results to "
+                         "object storage afterwards")
+
+
 def folds_folder(out: str | os.PathLike) -> Path:
     """The folder of a k-fold run's fold models and records: ``<stem>.folds`` beside ``out``."""
     base = Path(out)
@@ -104,6 +116,7 @@ def cross_validate(ds: xr.Dataset, model: str = "sacnn", *, n_folds: int = 5,
     from geoslide.learn.inputs import to_label_array
     from geoslide.learn.presets import get_preset
 
+    local_only(out, "a k-fold run's fold models and records")
     labels = to_label_array(ds)
     root = folds_folder(out) if out is not None else Path(tempfile.mkdtemp(prefix="kfold-"))
     kw = {**train_kwargs, "n_folds": n_folds, "progress": progress}
@@ -138,4 +151,4 @@ def cross_validate(ds: xr.Dataset, model: str = "sacnn", *, n_folds: int = 5,
     return cv
 
 
-__all__ = ["cross_validate", "CrossValidation", "folds_folder"]
+__all__ = ["cross_validate", "CrossValidation", "folds_folder", "local_only"]

@@ -35,14 +35,14 @@ def _figure(figsize: tuple[float, float], **subplots: Any) -> tuple["Figure", An
     return fig, fig.subplots(**subplots)
 
 
-def _save(fig: "Figure", path: str | os.PathLike) -> Path:
-    """Write ``fig`` as one PNG (110 dpi) atomically: a temp file, then renamed; its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+def _save(fig: "Figure", path: str | os.PathLike) -> Path | str:
+    """Write ``fig`` as one PNG (110 dpi) whole or not at all, at a local path or a URL
+    (:func:`geoslide.store.files.write_file`); its path."""
+    from geoslide.store.files import write_file
+
+    return write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110,
+                                                    bbox_inches="tight"),
+                      what="the figure", option="another --out")
 
 
 save_figure = _save  # the public name (geoslide.evaluation.maps_plot saves its maps with it)

@@ -17,7 +17,9 @@ import numpy as np
 
 from geoslide.evaluation.tables import (classes_table, differences_table, fmt,
                                         headline_table, importance_table, spread_table, table2)
+from geoslide.store import urls
 from geoslide.store.attrs import jsonable
+from geoslide.store.files import write_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -190,37 +192,37 @@ def markdown(ev: "Evaluation", figures: dict[str, str], title: str = "geoslide e
     return "\n".join(lines)
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _write_text(path: Path | str, text: str) -> None:
+    """Write ``text`` whole or not at all (:func:`geoslide.store.files.write_file`)."""
+    write_file(path, text.encode(), what="the report", option="another --out")
 
 
-def _curve_figures(ev: "Evaluation", out: Path) -> dict[str, str]:
+def _curve_figures(ev: "Evaluation", out: Path | str) -> dict[str, str]:
     """ROC, precision-recall, reliability, rate curves, classes, importance, validation NLL."""
     from geoslide.evaluation import plots
 
     figs: dict[str, str] = {}
     res = {r.get("label", n): r for n, r in ev.results.items()}
     if res:
-        figs["ROC curves"] = plots.roc_curves(res, out / FIGURES["roc"]).name
-        figs["precision-recall"] = plots.pr_curves(res, out / FIGURES["pr"]).name
-        figs["reliability diagram"] = plots.reliability_diagram(
-            res, out / FIGURES["reliability"]).name
-        figs["success- and prediction-rate curves"] = plots.rate_curves(
-            res, out / FIGURES["rates"]).name
-        figs["susceptibility classes"] = plots.class_shares(res, out / FIGURES["classes"]).name
+        figs["ROC curves"] = urls.name(plots.roc_curves(res, urls.join(out, FIGURES["roc"])))
+        figs["precision-recall"] = urls.name(plots.pr_curves(res, urls.join(out, FIGURES["pr"])))
+        figs["reliability diagram"] = urls.name(plots.reliability_diagram(
+            res, urls.join(out, FIGURES["reliability"])))
+        figs["success- and prediction-rate curves"] = urls.name(plots.rate_curves(
+            res, urls.join(out, FIGURES["rates"])))
+        figs["susceptibility classes"] = urls.name(plots.class_shares(
+            res, urls.join(out, FIGURES["classes"])))
         if any(r.get("importance") for r in res.values()):
-            figs["permutation importance"] = plots.importance_bars(
-                res, out / FIGURES["importance"]).name
+            figs["permutation importance"] = urls.name(plots.importance_bars(
+                res, urls.join(out, FIGURES["importance"])))
     if ev.histories:
         hist = {ev.results.get(n, {}).get("label", n): h for n, h in ev.histories.items()}
-        figs["validation NLL per epoch"] = plots.validation_curves(
-            hist, out / FIGURES["validation"]).name
+        figs["validation NLL per epoch"] = urls.name(plots.validation_curves(
+            hist, urls.join(out, FIGURES["validation"])))
     return figs
 
 
-def _map_figures(ev: "Evaluation", out: Path, ds: "xr.Dataset",
+def _map_figures(ev: "Evaluation", out: Path | str, ds: "xr.Dataset",
                  labels: np.ndarray | None) -> dict[str, str]:
     """Each map over the inventory, and each ensemble's spread."""
     from geoslide.evaluation import plots
@@ -236,15 +238,15 @@ def _map_figures(ev: "Evaluation", out: Path, ds: "xr.Dataset",
     for name, prob in ev.maps.items():
         label = ev.results.get(name, {}).get("label", name)
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
-        path = report_map(ds, prob, out / f"map_{safe}.png", labels=labels,
+        path = report_map(ds, prob, urls.join(out, f"map_{safe}.png"), labels=labels,
                           title=f"{label} susceptibility", test_mask=ev.masks.get("test"))
-        figs[f"{label} map and inventory"] = path.name
+        figs[f"{label} map and inventory"] = urls.name(path)
         if name in ev.spreads:
             k = (ev.results.get(name, {}).get("spread") or {}).get("members", "the")
-            figs[f"{label} ensemble spread"] = plots.spread_map(
-                ev.spreads[name], labels, out / f"spread_{safe}.png", x=x, y=y,
+            figs[f"{label} ensemble spread"] = urls.name(plots.spread_map(
+                ev.spreads[name], labels, urls.join(out, f"spread_{safe}.png"), x=x, y=y,
                 title=f"{label}: spread of {k} seed members", test_mask=ev.masks.get("test")
-            ).name
+            ))
     return figs
 
 
@@ -255,15 +257,17 @@ def write_report(ev: "Evaluation", out: str | os.PathLike, *, ds: "xr.Dataset | 
     :func:`geoslide.evaluation.evaluate.evaluate`) into ``out``; the map figures need ``ds``
     (``labels``: its label array, when the caller has it). Returns {what: path} of every file
     written (also under ``files`` in metrics.json); ``ev`` is left as it was."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = urls.parse(out)  # a folder, or a URL prefix (s3://...)
+    if isinstance(out, Path):
+        out.mkdir(parents=True, exist_ok=True)
     figs = _curve_figures(ev, out)
     if map_figures and ds is not None and ev.maps:
         figs.update(_map_figures(ev, out, ds, labels))
-    files = {k: str(out / v) for k, v in figs.items()}
-    files.update(report=str(out / "report.md"), metrics=str(out / "metrics.json"))
-    _atomic_text(out / "metrics.json", json.dumps(jsonable(ev.to_json(files)), indent=1))
-    _atomic_text(out / "report.md", markdown(ev, figs, title=title))
+    files = {k: str(urls.join(out, v)) for k, v in figs.items()}
+    files.update(report=str(urls.join(out, "report.md")),
+                 metrics=str(urls.join(out, "metrics.json")))
+    _write_text(urls.join(out, "metrics.json"), json.dumps(jsonable(ev.to_json(files)), indent=1))
+    _write_text(urls.join(out, "report.md"), markdown(ev, figs, title=title))
     return files
 
 

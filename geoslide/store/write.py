@@ -125,7 +125,8 @@ def _write_remote(out: xr.Dataset, url: str, mode: str, progress: bool) -> str:
             job = out.to_zarr(urls.zarr_store(url), mode="a", consolidated=True,
                               compute=False)
             _compute(job, progress, f"writing {urls.name(url)}")
-        update_attrs(url, **{INCOMPLETE_ATTR: None, WRITING_ATTR: None})
+        update_attrs(url, **{WRITING_ATTR: None})
+        update_attrs(url, **{INCOMPLETE_ATTR: None})  # the commit: its PUT of zarr.json
     return url
 
 
