@@ -155,7 +155,8 @@ def evaluation_warnings(ev: Evaluation) -> list[str]:
         out.append(f"the 95% intervals rest on {test['blocks']} spatial blocks of "
                    f"{ev.dataset['block']} x {ev.dataset['block']} px holding test pixels "
                    f"(fewer than {MIN_BLOCKS}): too few to say how far the numbers would move "
-                   "on other terrain; fix: a larger region, a smaller split window (--core), "
+                   "on other terrain; fix: a larger region, smaller split windows (train "
+                   "--split-core, evaluate --core), "
                    "or spatial cross-validation (geoslide compare)")
     base = ev.baselines["base_rate"]["test_nll"]
     worse = [(r.get("label", n), r["nll"]) for n, r in ev.results.items()
