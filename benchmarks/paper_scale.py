@@ -37,6 +37,15 @@ map's 4 bytes apart) and on disk, and the same steps on a 2048^2 crop for the ti
     .venv/bin/python benchmarks/paper_scale.py --crop-only       # the crop alone (minutes)
     .venv/bin/python benchmarks/paper_scale.py --json out/paper_scale.json
     .venv/bin/python benchmarks/paper_scale.py --crop-only --forest  # + a forest's map, Mpx/s
+    .venv/bin/python benchmarks/paper_scale.py --profile-only --forest  # one region task, split
+
+``--profile-only``: one region task of the crop's prediction (a 512 px core region, its leaves
+read with halo and ring, in this process on 1 thread, as a worker runs it), best of
+``--repeat``, split into inputs (leaf read; gathers; one-hot layers and standardisation:
+:func:`geoslide.maps.leaves.region_inputs`), network (the forward passes), stitching (mask,
+windows, cores into the map) and write (one Zarr chunk, encoded as the store writes it), with
+the network's FLOPs per pixel (``torch.utils.flop_counter``) and its achieved GFLOP/s; with
+``--forest`` the same task for the forest (halo 0).
 """
 from __future__ import annotations
 
@@ -301,6 +310,154 @@ def _warm(module, channels: int) -> None:
         module.eval()(torch.zeros(1, channels, CORE + 2 * HALO, CORE + 2 * HALO))
 
 
+# --------------------------------------------------------------------------- one region task
+class _Timer:
+    """Seconds spent in named calls, accumulated."""
+
+    def __init__(self) -> None:
+        self.s: dict[str, float] = {}
+
+    def wrap(self, name: str, fn):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.s[name] = self.s.get(name, 0.0) + time.perf_counter() - t0
+        return timed
+
+
+def _leaf_window(ds, spec, depth: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """(the leaves of one CHUNK-px region with ``depth`` px around (NaN beyond the raster),
+    its origin): the region at (CHUNK, CHUNK) when the crop has one inside, else (0, 0)."""
+    from geoslide.maps.predict import _leaf_stack
+
+    stack = _leaf_stack(ds, spec)
+    _, h, w = stack.shape
+    y0 = CHUNK if h >= 2 * CHUNK + depth[0] else 0
+    x0 = CHUNK if w >= 2 * CHUNK + depth[1] else 0
+    ys, xs = slice(max(y0 - depth[0], 0), y0 + CHUNK + depth[0]), slice(max(x0 - depth[1], 0),
+                                                                        x0 + CHUNK + depth[1])
+    part = stack[:, ys, xs].compute(scheduler="synchronous")
+    out = np.full((stack.shape[0], CHUNK + 2 * depth[0], CHUNK + 2 * depth[1]), np.nan,
+                  part.dtype)
+    oy, ox = depth[0] - (y0 - ys.start), depth[1] - (x0 - xs.start)
+    out[:, oy:oy + part.shape[1], ox:ox + part.shape[2]] = part
+    return out, (y0, x0)
+
+
+def network_flops(module, channels: int, window: int) -> float:
+    """FLOPs of one forward pass of ``module`` on a (1, channels, window, window) input
+    (multiply and add counted apart, as ``torch.utils.flop_counter`` does)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        module.eval()(torch.zeros(1, channels, window, window))
+    return float(counter.get_total_flops())
+
+
+def _one_region(ds, model, spec, halo: int, zarr_target) -> dict[str, float]:
+    """One timed region task: the split of its seconds."""
+    import geoslide.maps.leaves as lv
+    from geoslide.maps.predict import _predict_region, _Runner
+
+    timer = _Timer()
+    depth = (halo + spec.ring[0], halo + spec.ring[1])
+    t0 = time.perf_counter()
+    window, (y0, x0) = _leaf_window(ds, spec, depth)
+    t_read = time.perf_counter() - t0
+    saved = {n: getattr(lv, n) for n in ("expand_gathers", "expand", "to_input_array")}
+    try:
+        for n, fn in saved.items():
+            setattr(lv, n, timer.wrap(n, fn))
+        t0 = time.perf_counter()
+        block = lv.region_inputs(window, spec, model.feature_names, model.normalization)
+        t_inputs = time.perf_counter() - t0
+    finally:
+        for n, fn in saved.items():
+            setattr(lv, n, fn)
+    runner = _Runner(model.module, "cpu")
+    runner.forward = timer.wrap("network", runner.forward)
+    t0 = time.perf_counter()
+    probs = _predict_region(block, runner, core=CORE, halo=halo, batch_size=1)
+    t_region = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    zarr_target[y0:y0 + CHUNK, x0:x0 + CHUNK] = probs
+    t_write = time.perf_counter() - t0
+    gathers, onehot = timer.s["expand_gathers"], timer.s["expand"]
+    return {"read_s": t_read, "gathers_s": gathers, "onehot_s": onehot,
+            "standardise_s": timer.s["to_input_array"],
+            "inputs_s": t_read + t_inputs, "network_s": timer.s["network"],
+            "stitching_s": t_region - timer.s["network"], "write_s": t_write}
+
+
+def profile_region(store: Path, model, name: str, halo: int, repeat: int) -> dict:
+    """Best of ``repeat`` region tasks of ``model`` on the crop's store (1 thread), printed."""
+    import torch
+    import zarr
+
+    from geoslide import open_zarr
+    from geoslide.maps.leaves import leaves
+
+    torch.set_num_threads(1)
+    ds = open_zarr(store)
+    spec = leaves(ds, model.feature_names)
+    group = zarr.open_group(str(store), mode="r+")
+    target = group.create_array(f"profile_{name.replace('+', '_')}",
+                                shape=(ds.sizes["y"], ds.sizes["x"]), chunks=(CHUNK, CHUNK),
+                                dtype="float32", fill_value=np.nan, overwrite=True)
+    runs = [_one_region(ds, model, spec, halo, target) for _ in range(repeat)]
+    best = min(runs, key=lambda r: sum(r[k] for k in ("inputs_s", "network_s", "stitching_s",
+                                                      "write_s")))
+    best["total_s"] = sum(best[k] for k in ("inputs_s", "network_s", "stitching_s", "write_s"))
+    best["mpx_s"] = CHUNK * CHUNK / best["total_s"] / 1e6
+    _print_profile(name, best, spec, halo)
+    if name == "sacnn":
+        win = CORE + 2 * halo
+        flops = network_flops(model.module, len(model.feature_names), win)
+        best.update(flops_per_window_px=flops / win**2, flops_per_map_px=flops / CORE**2,
+                    gflop_s=flops / best["network_s"] / 1e9)
+        print(f"    network: {flops / win**2 / 1e3:.1f} kFLOP per window pixel ({win}^2 "
+              f"window), {flops / CORE**2 / 1e3:.1f} kFLOP per map pixel; "
+              f"{best['gflop_s']:.1f} GFLOP/s achieved on 1 thread", flush=True)
+    return best
+
+
+def _print_profile(name: str, r: dict, spec, halo: int) -> None:
+    tot = r["total_s"]
+    print(f"  {name}: one {CHUNK}^2 region task (halo {halo} + ring {list(spec.ring)} px, "
+          f"{len(spec.names)} leaves), 1 thread: {tot:.3f} s, {r['mpx_s']:.2f} Mpx/s", flush=True)
+    for key, label in (("inputs_s", "inputs"), ("read_s", "  leaf read"),
+                       ("gathers_s", "  gathers"), ("onehot_s", "  one-hot layers"),
+                       ("standardise_s", "  standardise"), ("network_s", "network"),
+                       ("stitching_s", "stitching"), ("write_s", "write")):
+        print(f"    {label:18s} {r[key]:7.3f} s  {r[key] / tot:6.1%}", flush=True)
+
+
+def profile_main(args, features: list[str], model, forest) -> dict:
+    """``--profile-only``: the crop's store (prepare + features), then one region task."""
+    from geoslide import aligned_features, open_zarr, to_zarr, write_variables
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="geoslide-profile-"))
+    store = workdir / f"profile-{args.crop}.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    try:
+        with __import__("dask").config.set(scheduler="threads"):
+            to_zarr(mirrored((args.crop, args.crop), CHUNK), store, chunks=CHUNK, progress=False)
+            write_variables(aligned_features(open_zarr(store), DISTANCES), store,
+                            resume=False, progress=False)
+        _warm(model.module, len(features))
+        out = {"sacnn": profile_region(store, model, "sacnn", HALO, args.repeat)}
+        if forest is not None:
+            out["rf+aligned"] = profile_region(store, forest, "rf+aligned", 0, args.repeat)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crop", type=int, default=2048, help="side of the crop (px)")
@@ -314,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forest", action="store_true",
                         help="also map the crop with a fitted random forest (rf+aligned), "
                              "the map of a forest winner of `geoslide compare`")
+    parser.add_argument("--profile-only", action="store_true",
+                        help="profile one region task of the crop's prediction and stop")
+    parser.add_argument("--repeat", type=int, default=3, help="--profile-only: region tasks "
+                        "timed (best kept)")
     args = parser.parse_args(argv)
 
     import logging
@@ -326,6 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     features = model_inputs()
     model = untrained_model(features)
     others = {"rf+aligned": forest_model(features)} if args.forest else {}
+    if args.profile_only:
+        prof = profile_main(args, features, model, others.get("rf+aligned"))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"profile": prof}, indent=2))
+        return 0
     print(f"paper shape {PAPER_SHAPE[0]} x {PAPER_SHAPE[1]} px at 10 m "
           f"({PAPER_SHAPE[0] * PAPER_SHAPE[1] / 1e6:.0f} Mpx); 2 continuous + 4 categorical "
           f"rasters ({' + '.join(map(str, VOCABULARY.values()))} classes) = 94 features; "

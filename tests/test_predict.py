@@ -205,3 +205,80 @@ def test_distributed_local_cluster_matches_threads(unet, small):
                       dashboard_address=None) as cluster, Client(cluster):
         got = predict(ds, unet, core=128, progress=False).values
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)
+
+
+def test_network_layout_is_nan_to_num_pixel_major():
+    """The region's inputs put pixel-major in one pass: the same bits as np.nan_to_num of
+    the (C, h, w) block, transposed, and the mask of pixels with every input finite."""
+    from geoslide.maps.predict import network_layout
+
+    rng = np.random.default_rng(0)
+    block = rng.normal(size=(7, 45, 70)).astype(np.float32)
+    block[2, 3:5, 60:] = np.nan
+    block[6, 40, 1] = np.inf
+    block[0, 0, 0] = -np.inf
+    block[4, 9, 9] = -0.0
+    pixels, ok = network_layout(block)
+    expected = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0).transpose(1, 2, 0)
+    assert pixels.shape == (45, 70, 7) and pixels.dtype == np.float32
+    np.testing.assert_array_equal(pixels, expected)
+    assert np.signbit(pixels[9, 9, 4])  # the bits, -0 included
+    np.testing.assert_array_equal(ok, np.isfinite(block).all(axis=0))
+
+
+@pytest.fixture(scope="module")
+def aligned_crop(kashmir):
+    """A real Kashmir crop with aligned features (gathered from stored winners in each
+    region task) and a quick-width SACNN with He weights on its 70-odd inputs."""
+    from geoslide.features.align import aligned_features
+    from geoslide.learn.inputs import default_features
+
+    ds = kashmir.isel(y=slice(0, 272), x=slice(0, 300))
+    ds = ds.merge(aligned_features(ds, (30, 100)))
+    model = _trained(ds, "sacnn", widths=[8, 16, 32, 64, 64])
+    assert model.feature_names == default_features(ds)
+    return ds, model
+
+
+def _window_by_window(ds, model, core: int, halo: int) -> np.ndarray:
+    """The map as before the layout change: NCHW windows of the whole raster's inputs (0
+    beyond it and for non-finite values), one at a time, contiguous layout, no_grad."""
+    from geoslide.learn.inputs import to_input_array
+    from geoslide.store.classes import expand
+
+    x = to_input_array(expand(ds), model.feature_names, model.normalization, fill=None)
+    ok = np.isfinite(x).all(axis=0)
+    h, w = ok.shape
+    gh, gw = -(-h // core) * core, -(-w // core) * core
+    pad = np.zeros((x.shape[0], gh + 2 * halo, gw + 2 * halo), np.float32)
+    pad[:, halo:halo + h, halo:halo + w] = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    out = np.empty((gh, gw), np.float32)
+    module = model.module.eval()
+    for y in range(0, gh, core):
+        for x0 in range(0, gw, core):
+            win = torch.from_numpy(np.ascontiguousarray(
+                pad[None, :, y:y + core + 2 * halo, x0:x0 + core + 2 * halo]))
+            with torch.no_grad():
+                p = torch.sigmoid(module(win)[:, 0]).numpy()[0]
+            out[y:y + core, x0:x0 + core] = p[halo:halo + core, halo:halo + core]
+    return np.where(ok, out[:h, :w], np.float32(np.nan))
+
+
+def test_layout_and_channels_last_keep_the_map(aligned_crop, monkeypatch, one_torch_thread):
+    """The pixel-major region inputs keep the map bit for bit (contiguous network); the
+    channels-last network moves it by at most 5e-6 (another summation order), NaN alike."""
+    import geoslide.maps.predict as mp
+
+    ds, model = aligned_crop
+    expected = _window_by_window(ds, model, core=128, halo=32)
+    assert np.nanstd(expected) > 0.01
+    kw = dict(core=128, halo=32, region=256, batch_size=1, progress=False)
+    monkeypatch.setattr(mp, "CHANNELS_LAST", False)
+    np.testing.assert_array_equal(mp.predict(ds, model, **kw).values, expected)
+    monkeypatch.setattr(mp, "CHANNELS_LAST", True)
+    fast = mp.predict(ds, model, **kw).values
+    assert np.array_equal(np.isnan(fast), np.isnan(expected))
+    np.testing.assert_allclose(fast, expected, rtol=0, atol=5e-6)
+    # the caller's module keeps its layout: channels-last runs on a copy
+    conv = next(m for m in model.module.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous()

@@ -113,7 +113,21 @@ def _one_line_warnings(command: str) -> Iterator[None]:
         warnings.showwarning = shown
 
 
+def _threads(args: argparse.Namespace) -> None:
+    """The process's thread policy (:mod:`geoslide.parallel.threads`) from ``--threads``:
+    a command computing on dask's local threads runs one library thread per task."""
+    if not hasattr(args, "threads"):
+        return
+    from geoslide.parallel.threads import thread_policy
+
+    tasks = None if args.command in ("prepare", "features", "predict") else 1
+    thread_policy(args.threads, tasks=tasks)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from geoslide.parallel.threads import passive_waiting
+
+    passive_waiting()  # before torch loads OpenMP (the sub-commands' parsers may import it)
     try:
         parser = build_parser(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)

@@ -35,6 +35,17 @@ def add_scheduler_argument(parser: argparse.ArgumentParser) -> argparse.Argument
         default="4GiB",
         help="memory per LocalCluster worker, e.g. 4GiB (default: 4GiB)",
     )
+    add_threads_argument(group)
+    return parser
+
+
+def add_threads_argument(parser: Any) -> Any:
+    """Add ``--threads N``: the CPU threads the command uses (geoslide.parallel.threads)."""
+    parser.add_argument(
+        "--threads", type=int, metavar="N",
+        help="CPU threads in all (a new LocalCluster: at most N workers; torch, numba and "
+             "BLAS threads per task). Default: the cores the machine's load leaves free "
+             "(all on an idle machine, 1 beside a busy process)")
     return parser
 
 
@@ -44,4 +55,5 @@ def client_from_args(args: argparse.Namespace) -> contextlib.AbstractContextMana
         getattr(args, "scheduler", None),
         n_workers=int(getattr(args, "workers", 2) or 2),
         memory_limit=getattr(args, "memory_limit", "4GiB") or "4GiB",
+        threads=getattr(args, "threads", None),
     )

@@ -20,6 +20,7 @@ from geoslide.learn.metrics import auc_or_nan
 from geoslide.learn.models import build, is_pixel
 from geoslide.learn.models.weights import init_weights
 from geoslide.learn.patches import PatchDataset, RegionSampler, collate, flip_batch
+from geoslide.parallel.threads import thread_policy
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -91,8 +92,9 @@ class Fitter:
                                                  pin_memory=self.dev.type == "cuda")
         prev_det = torch.are_deterministic_algorithms_enabled()
         prev_threads = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
+        # torch, numba and BLAS threads together, OpenMP waiting passively (where it is not
+        # loaded yet); None: the cores the machine's load leaves free
+        thread_policy(self.threads, dask=False)
         torch.use_deterministic_algorithms(True, warn_only=True)
         try:
             return self._fit_members(train_set, val_loader)

@@ -75,6 +75,7 @@ def get_client(
     quiet: bool = True,
     timeout: str | float = "20s",
     setup_workers: bool = True,
+    threads: int | None = None,
 ) -> Iterator[Any]:
     """Yield the ``distributed.Client`` (or ``None`` for a local dask scheduler) to compute on.
 
@@ -92,6 +93,10 @@ def get_client(
     timeout : how long to try reaching a scheduler address before raising SchedulerError.
     setup_workers : register :class:`geoslide.parallel.workersetup.WorkerSetup` on the workers of a
         cluster started or reached here (not on an active Client's).
+    threads : CPU threads a new LocalCluster may use in all (the CLI's ``--threads``; None:
+        :func:`geoslide.parallel.threads.default_threads`, the cores the machine's load
+        leaves free): at most ``threads // threads_per_worker`` workers, at least one. Its
+        workers wait passively in OpenMP (:data:`geoslide.parallel.threads.WAIT_ENV`).
 
     While the block runs, plain ``dask.compute`` / ``.compute()`` / ``to_zarr`` calls use the
     yielded Client (or the named local scheduler).
@@ -148,13 +153,19 @@ def get_client(
 
     from distributed import LocalCluster
 
+    from geoslide.parallel.threads import WAIT_ENV, default_threads
+
+    total = int(threads) if threads else default_threads()
     kwargs: dict[str, Any] = dict(
-        n_workers=n_workers,
+        n_workers=max(1, min(n_workers, total // max(threads_per_worker, 1))),
+
         threads_per_worker=threads_per_worker,
         memory_limit=memory_limit,
         processes=processes,
         dashboard_address=":0" if dashboard else None,
     )
+    if processes:  # the nannies' environment for their workers
+        kwargs["env"] = {k: os.environ.get(k, v) for k, v in WAIT_ENV.items()}
     if quiet:
         import logging
 

@@ -1,5 +1,6 @@
-"""What every dask worker process that runs geoslide's heavy steps gets once: one torch thread
-per dask thread, and glibc malloc thresholds that keep large buffers in the heap.
+"""What every dask worker process that runs geoslide's heavy steps gets once: the thread policy
+(:func:`thread_policy`: one torch, numba and BLAS thread per dask thread, OpenMP waiting
+passively), and glibc malloc thresholds that keep large buffers in the heap.
 
 Why the malloc settings: a ``distributed`` nanny starts its worker with
 ``MALLOC_TRIM_THRESHOLD_=65536`` (``distributed.nanny.pre-spawn-environ``), which also fixes
@@ -27,6 +28,8 @@ import ctypes.util
 import functools
 import os
 from typing import Any
+
+from geoslide.parallel.threads import thread_policy
 
 try:
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -84,18 +87,19 @@ def trim_memory() -> bool:
     return True
 
 
-def setup_worker() -> dict[str, Any]:
-    """Run once in a worker process: torch threads from ``OMP_NUM_THREADS`` (1 in a dask
-    worker) and :func:`tune_malloc`. Returns what it set."""
+def setup_worker(nthreads: int | None = None) -> dict[str, Any]:
+    """Run once in a worker process of ``nthreads`` dask threads (default: ``OMP_NUM_THREADS``,
+    1 in a nanny's worker): :func:`thread_policy` with one library thread per dask thread,
+    and :func:`tune_malloc`. Returns what it set (``torch_threads``: torch's threads)."""
     done: dict[str, Any] = {"malloc": tune_malloc()}
+    n = max(1, int(nthreads or os.environ.get("OMP_NUM_THREADS", "1") or 1))
     try:
-        import torch
-
-        threads = max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
-        torch.set_num_threads(threads)
-        done["torch_threads"] = threads
-    except Exception:  # pragma: no cover - torch is a dependency
+        import torch  # noqa: F401  (loaded here, so that the policy sets its threads)
+    except ImportError:  # pragma: no cover - torch is a dependency
         pass
+    policy = thread_policy(n, tasks=n)
+    done["policy"] = policy
+    done["torch_threads"] = policy.get("torch")
     return done
 
 
@@ -105,7 +109,8 @@ class WorkerSetup(WorkerPlugin):
     name = "geoslide-worker-setup"
 
     def setup(self, worker: Any) -> None:
-        worker.geoslide_setup = setup_worker()
+        state = getattr(worker, "state", worker)
+        worker.geoslide_setup = setup_worker(getattr(state, "nthreads", None))
 
 
 def dask_setup(worker: Any) -> None:
@@ -113,4 +118,4 @@ def dask_setup(worker: Any) -> None:
     WorkerSetup().setup(worker)
 
 
-__all__ = ["tune_malloc", "trim_memory", "setup_worker", "WorkerSetup", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
+__all__ = ["tune_malloc", "trim_memory", "setup_worker", "thread_policy", "WorkerSetup", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
