@@ -75,12 +75,27 @@ def test_default_threads_follow_the_load(monkeypatch):
 
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)
     monkeypatch.setattr(threads, "usable_cpus", lambda: 8)
-    for load, expected in ((0.1, 8), (1.2, 7), (6.6, 1), (30.0, 1)):
-        monkeypatch.setattr(threads.os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+    for busy, expected in ((0.0, 8), (1.0, 7), (6.6, 1), (30.0, 1)):
+        monkeypatch.setattr(threads, "busy_cpus", lambda busy=busy: busy)
         assert threads.default_threads() == expected
     monkeypatch.setattr(threads, "usable_cpus", lambda: 2)  # an affinity mask of 2 of 8
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 0.0)
     assert threads.default_threads() == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/loadavg")
+def test_busy_cpus_sees_a_busy_process_at_once():
+    from geoslide.parallel.threads import busy_cpus
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        assert busy_cpus(samples=9) >= 1  # at least the busy process, whatever else runs
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def test_bad_thread_counts_are_usage_errors():

@@ -21,10 +21,11 @@ tasks running at once in the process, it sets
 - dask's local schedulers to ``tasks`` workers (``dask.config`` ``num_workers``).
 
 The default ``threads`` (:func:`default_threads`) is what the machine has free:
-``max(1, min(usable CPUs, round(CPUs - load average)))``, the 1-minute load average read
-before this process works, so that on a shared machine the default never sits beside a busy
-process with more threads than cores left (where more threads cost), and an idle machine gets
-every core.
+``max(1, min(usable CPUs, round(CPUs - busy CPUs)))``, the runnable tasks of other processes
+counted when the policy is set (:func:`busy_cpus`), so that on a shared machine the default
+never sits beside a busy process with more threads than cores left, and an idle machine gets
+every core. With passive waiting an explicit ``--threads`` above the free cores costs little;
+without it, much.
 """
 from __future__ import annotations
 
@@ -51,15 +52,34 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_threads() -> int:
-    """``max(1, min(usable CPUs, round(CPUs - 1-minute load average)))``: the cores other
-    processes leave free (all usable ones on an idle machine, 1 on a busy one)."""
-    cpus = os.cpu_count() or 1
+def busy_cpus(samples: int = 5, every: float = 0.02) -> float:
+    """CPUs other processes keep busy now: the median over ``samples`` reads, ``every``
+    seconds apart, of the runnable tasks (``/proc/loadavg``'s 4th field) less this one.
+    Instantaneous, unlike the 1-minute load average (the fallback off Linux), which lags a
+    busy neighbour's start and end by a minute."""
+    import statistics
+    import time
+
+    seen = []
     try:
-        load = os.getloadavg()[0]
-    except OSError:  # pragma: no cover - no load average on this platform
-        load = 0.0
-    return max(1, min(usable_cpus(), round(cpus - load)))
+        for i in range(samples):
+            with open("/proc/loadavg") as f:
+                seen.append(int(f.read().split()[3].split("/")[0]) - 1)
+            if i + 1 < samples:
+                time.sleep(every)
+    except (OSError, IndexError, ValueError):  # pragma: no cover - not Linux
+        try:
+            return float(os.getloadavg()[0])
+        except OSError:
+            return 0.0
+    return float(statistics.median(seen))
+
+
+def default_threads() -> int:
+    """``max(1, min(usable CPUs, round(CPUs - busy CPUs)))`` (:func:`busy_cpus`): the cores
+    other processes leave free (all usable ones on an idle machine, 1 on a busy one)."""
+    cpus = os.cpu_count() or 1
+    return max(1, min(usable_cpus(), round(cpus - busy_cpus())))
 
 
 def openmp_loaded() -> bool:
@@ -138,5 +158,5 @@ def policy_threads() -> int | None:
     return _STATE.get("per_task")
 
 
-__all__ = ["thread_policy", "default_threads", "usable_cpus", "passive_waiting",
+__all__ = ["thread_policy", "default_threads", "busy_cpus", "usable_cpus", "passive_waiting",
            "openmp_loaded", "policy_threads", "WAIT_ENV", "COUNT_ENV"]
