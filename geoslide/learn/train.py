@@ -145,107 +145,119 @@ def _masks(ds: xr.Dataset, split: str, split_seed: int, split_core: int | None,
     return labels, masks, split_kwargs
 
 
-def train(
-    ds: xr.Dataset,
-    model: Any = "sacnn",
-    *,
-    preset: str = "quick",
-    split: str = "band",
-    features: list[str] | None = None,
-    core: int | None = None,
-    halo: int | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    epochs: int | None = None,
-    progress: bool = True,
-    out: str | os.PathLike | None = None,
-    overrides: dict[str, Any] | None = None,
-    threads: int | None = None,
-    split_seed: int = 0,
-    split_core: int | None = None,
-    keep_failed: bool = False,
-    **split_kwargs: Any,
-) -> TrainResult:
-    """Train ``model`` on ``ds`` with recipe ``preset`` on split ``split``; returns the model
-    of the best validation epoch (a scikit-learn model: its best setting of the recipe's
-    grid). ``model``: a registered name, or a user's network (an ``nn.Module`` or a factory,
-    see :func:`model_name`), trained with the ``cnn`` recipe. ``core``/``halo`` (px) and ``epochs`` override the preset;
-    ``overrides`` overrides any recipe key (``lr``, ``batch_size``, ``model_kwargs``, ``grid``,
-    ...); ``split_kwargs`` go to :func:`geoslide.learn.splits.split_masks` (``band``, ``fold``,
-    ``n_folds``, ``val_fraction``, ``buffer``...); ``split_core`` (px) is the split's window
-    (default the preset's). ``out``: write the model file there and its history as
-    ``<out>.history.json``. ``threads``: CPU threads while training (1 is fastest on a
-    machine shared with other jobs). ``seed`` seeds the weights and the shuffles;
-    ``split_seed`` (default 0) the split's random draws, kept apart so that runs with several
-    seeds share one split.
+@dataclass
+class _Data:
+    """What a training reads: the Dataset, inputs, labels, split, sets and their summary."""
 
-    Before training the sets are summarised (``result.sets``; printed with ``progress``) and
-    :class:`~geoslide.errors.TrainingError` is raised when the training set has no patch or
-    no landslide pixel, or validation has none; after training, a model that does not beat
-    the constant base rate on the validation pixels, or whose map is flat, raises
-    ``TrainingError`` and writes nothing, unless ``keep_failed`` (see :mod:`geoslide.learn.health`)."""
-    t_start = time.time()
-    if isinstance(model, torch.nn.Module) and getattr(model, "config", None):
-        kwargs = {k: v for k, v in model.config.items() if k != "in_channels"}
-        overrides = {**(overrides or {}), "model_kwargs": kwargs}
-    recipe = _recipe(preset, model_name(model), overrides, core, halo, epochs)
+    ds: xr.Dataset
+    features: list[str]
+    labels: np.ndarray
+    masks: dict[str, np.ndarray]
+    split: dict[str, Any]
+    normalization: dict[str, list[float]]
+    positive_rate: float
+    train_set: PatchDataset
+    val_set: PatchDataset
+    sets: dict[str, dict[str, int]]
+
+
+def _data(ds: xr.Dataset, recipe: dict[str, Any], features: list[str] | None, split: str,
+          split_seed: int, split_core: int | None, split_kwargs: dict[str, Any],
+          progress: bool) -> _Data:
+    """The inputs (aligned features computed when the model reads them and ``ds`` lacks
+    them), the split, the normalisation on the training pixels and the checked sets."""
     name = recipe["model"]
-    dev = resolve_device(device)
     if features is None:
         sources = recipe.get("aligned_sources")
         if uses_aligned(name):
             ds = with_aligned_features(ds, sources)
         features = default_features(ds, aligned=uses_aligned(name), aligned_sources=sources)
     features = list(features)
-    labels, masks, split_kwargs = _masks(ds, split, split_seed, split_core, recipe,
-                                         split_kwargs)
-    normalization = compute_normalization(ds, features, masks["train"])
-    train_labels = labels[masks["train"]]
-    train_labels = train_labels[train_labels >= 0]
-    positive_rate = float((train_labels == 1).mean()) if train_labels.size else 0.0
+    labels, masks, kwargs = _masks(ds, split, split_seed, split_core, recipe, split_kwargs)
+    norm = compute_normalization(ds, features, masks["train"])
+    tl = labels[masks["train"]]
+    rate = float((tl[tl >= 0] == 1).mean()) if (tl >= 0).any() else 0.0
     common = dict(core=recipe["core"], halo=recipe["halo"])
-    train_set = PatchDataset(ds, features, normalization, mask=masks["train"],
+    train_set = PatchDataset(ds, features, norm, mask=masks["train"],
                              oversample=recipe["oversample"], **common)
-    val_set = PatchDataset(ds, features, normalization, mask=masks["val"], **common)
+    val_set = PatchDataset(ds, features, norm, mask=masks["val"], **common)
     sets = H.set_summary(labels, masks, {"train": train_set, "val": val_set})
     if progress:
-        print(f"{name}: {recipe['core']} px cores, {split_kwargs['core']} px split windows\n"
+        print(f"{name}: {recipe['core']} px cores, {kwargs['core']} px split windows\n"
               + H.format_summary(sets), flush=True)
-    H.check_sets(sets, core=recipe["core"], split_core=split_kwargs["core"],
+    H.check_sets(sets, core=recipe["core"], split_core=kwargs["core"],
                  shape=(int(ds.sizes["y"]), int(ds.sizes["x"])))
-    history: list[dict[str, Any]] = []
-    job = Fitter(name, recipe, features, dev, seed, progress, history, positive_rate, threads)
-    if is_pixel(name):
-        module = job.new_member(seed)
-        state, best_epoch, best_val, (yv, pv) = fit_pixel(
-            module, ds, features, normalization, masks, labels, recipe, seed,
-            threads=threads, progress=progress, history=history)
-        member_info = None
-    else:
-        scale_to_region(recipe, len(train_set), int(recipe["batch_size"]))
-        module, state, best_epoch, best_val, (yv, pv), member_info = job.fit(train_set,
-                                                                             val_set)
+    return _Data(ds, features, labels, masks, {"kind": split, "seed": split_seed, **kwargs},
+                 norm, rate, train_set, val_set, sets)
+
+
+def _fit_any(job: Fitter, data: _Data, threads: int | None) -> tuple:
+    """(module, best state, best epoch, best val NLL, (labels, probs), members' info)."""
+    if is_pixel(job.name):
+        module = job.new_member(job.seed)
+        state, epoch, val, pred = fit_pixel(
+            module, data.ds, data.features, data.normalization, data.masks, data.labels,
+            job.recipe, job.seed, threads=threads, progress=job.progress, history=job.history)
+        return module, state, epoch, val, pred, None
+    scale_to_region(job.recipe, len(data.train_set), int(job.recipe["batch_size"]))
+    return job.fit(data.train_set, data.val_set)
+
+
+def _trained(module: torch.nn.Module, data: _Data, job: Fitter, best: tuple,
+             members: Any, check: Any) -> TrainedModel:
+    """The TrainedModel of a finished training (``best``: its epoch and validation NLL)."""
+    recipe = job.recipe
+    return TrainedModel(
+        module=module, name=job.name, feature_names=data.features,
+        normalization=data.normalization, core=int(recipe["core"]),
+        halo=int(recipe["halo"]), resolution=grid_resolution(data.ds), crs=grid_crs(data.ds),
+        history=job.history,
+        config=dict(getattr(module, "config", None) or {"in_channels": len(data.features)}),
+        train={"recipe": recipe, "split": data.split, "seed": job.seed, "best_epoch": best[0],
+               "best_val_nll": best[1], "members": members,
+               "train_summary": data.train_set.summary(), "sets": data.sets, "health": check})
+
+
+def train(ds: xr.Dataset, model: Any = "sacnn", *, preset: str = "quick", split: str = "band",
+          features: list[str] | None = None, core: int | None = None,
+          halo: int | None = None, seed: int = 0, device: str | None = None,
+          epochs: int | None = None, progress: bool = True,
+          out: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
+          threads: int | None = None, split_seed: int = 0, split_core: int | None = None,
+          keep_failed: bool = False, **split_kwargs: Any) -> TrainResult:
+    """Train ``model`` (a registered name, or a user's ``nn.Module`` or factory, see
+    :func:`model_name`) on ``ds`` with recipe ``preset`` on split ``split``; returns the model
+    of the best validation epoch (a scikit-learn model: its best setting of the recipe's grid).
+
+    ``core``/``halo`` (px) and ``epochs`` override the preset, ``overrides`` any recipe key;
+    ``split_kwargs`` go to :func:`geoslide.learn.splits.split_masks` (``band``, ``fold``,
+    ``n_folds``, ``val_fraction``, ``buffer``...), ``split_core`` (px) is the split's window.
+    ``out``: write the model file and ``<out>.history.json``. ``threads``: CPU threads.
+    ``seed`` seeds the weights and shuffles, ``split_seed`` the split's draws. The sets are
+    summarised first (``result.sets``) and :class:`~geoslide.errors.TrainingError` raised when
+    they cannot serve; a model that does not beat the constant base rate on validation, or
+    whose map is flat, raises it too and writes nothing unless ``keep_failed``."""
+    t_start = time.time()
+    if isinstance(model, torch.nn.Module) and getattr(model, "config", None):
+        kwargs = {k: v for k, v in model.config.items() if k != "in_channels"}
+        overrides = {**(overrides or {}), "model_kwargs": kwargs}
+    recipe = _recipe(preset, model_name(model), overrides, core, halo, epochs)
+    data = _data(ds, recipe, features, split, split_seed, split_core, split_kwargs, progress)
+    job = Fitter(recipe["model"], recipe, data.features, resolve_device(device), seed,
+                 progress, [], data.positive_rate, threads)
+    module, state, best_epoch, best_val, (yv, pv), members = _fit_any(job, data, threads)
     module.load_state_dict(state)
     check = None
-    if name != "random":  # the chance baseline is not expected to learn
-        check = H.health(best_val, yv, pv, positive_rate)  # the chosen epoch's validation
+    if job.name != "random":  # the chance baseline is not expected to learn
+        check = H.health(best_val, yv, pv, data.positive_rate)
         if not keep_failed:
-            H.check_learnt(check, name)
+            H.check_learnt(check, job.name)
     module.eval().cpu()
-    split_info = {"kind": split, "seed": split_seed, **split_kwargs}
-    trained = TrainedModel(
-        module=module, name=name, feature_names=features, normalization=normalization,
-        core=int(recipe["core"]), halo=int(recipe["halo"]), resolution=grid_resolution(ds),
-        crs=grid_crs(ds), history=history,
-        config=dict(getattr(module, "config", None) or {"in_channels": len(features)}),
-        train={"recipe": recipe, "split": split_info, "seed": seed,
-               "best_epoch": best_epoch, "best_val_nll": best_val, "members": member_info,
-               "train_summary": train_set.summary(), "sets": sets, "health": check},
-    )
+    trained = _trained(module, data, job, (best_epoch, best_val), members, check)
     path = None if out is None else _save(trained, out)
-    return TrainResult(model=trained, history=history, best_epoch=best_epoch,
-                       best_val_nll=best_val, masks=masks, recipe=recipe, path=path,
-                       seconds=time.time() - t_start, sets=sets, health=check)
+    return TrainResult(model=trained, history=job.history, best_epoch=best_epoch,
+                       best_val_nll=best_val, masks=data.masks, recipe=recipe, path=path,
+                       seconds=time.time() - t_start, sets=data.sets, health=check)
 
 
 def _save(trained: TrainedModel, out: str | os.PathLike) -> Path | str:
