@@ -21,6 +21,16 @@
     .venv/bin/python benchmarks/training.py                      # everything (paper widths: minutes)
     .venv/bin/python benchmarks/training.py --widths quick --threads 2 --batches 5 --repeat 1
     .venv/bin/python benchmarks/training.py --amp --channels-last   # on a CUDA machine
+    .venv/bin/python benchmarks/training.py --policy --json out/threads.json   # 3: threads
+    .venv/bin/python benchmarks/training.py --policy --smoke                   # < 1 min
+
+3. ``--policy``: the thread policy (:mod:`geoslide.parallel.threads`). A fixed number of
+   quick-width SACNN training batches (real Kashmir patches, cut once and saved), each
+   configuration in a fresh process: ``--threads 1``, ``--threads 2`` and the default (no
+   ``--threads``), with OpenMP waiting passively (the policy) and, for 2 threads, torch's own
+   waiting (spinning: the policy applied after torch loaded), idle and beside 1 and 2 busy
+   processes (``python -c "while True: pass"``, killed after). Prints s/batch and the ratios
+   2 threads / 1 thread (target beside one busy process: <= 1.10) and default / best.
 
 ``time_training`` is also used by benchmarks/gpu.py.
 """
@@ -270,6 +280,102 @@ def throughput_benchmark(args, quick_pds=None) -> dict[str, dict[str, float]]:
     return results
 
 
+# --------------------------------------------------------------------------- 3. threads
+_CHILD = r"""
+import json, sys, time
+import numpy as np
+mode, threads, path, warm = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+from geoslide.parallel.threads import passive_waiting, thread_policy
+if mode == "passive":
+    passive_waiting()                 # before torch loads OpenMP: the policy
+import torch                          # "spin": torch's own waiting (policy too late)
+sys.path.insert(0, sys.argv[5])
+from training import new_sacnn, time_training
+done = thread_policy(None if threads == "default" else int(threads), dask=False)
+data = np.load(path)
+xs, ys = torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
+state = {"i": 0}
+def next_batch():
+    i = state["i"] % len(xs); state["i"] += 1
+    return {"x": xs[i], "y": ys[i]}
+r = time_training(new_sacnn(xs.shape[2], [8, 16, 32, 64, 64]), next_batch, steps=len(xs) - warm,
+                  warmup=warm)
+print(json.dumps({**r, "threads": done["threads"], "wait": done["wait_policy"]}))
+"""
+
+
+def _saved_batches(path: Path, batches: int, batch_size: int, patch: int | None) -> None:
+    """``batches`` real quick-input batches of Kashmir, saved for the child processes."""
+    from geoslide.learn.patches import collate
+
+    _, _, _, pds, _ = kashmir_setup("quick", core=patch)
+    xs, ys = [], []
+    for b in range(batches):
+        batch = collate([pds[(b * batch_size + i) % len(pds)] for i in range(batch_size)])
+        xs.append(batch["x"].numpy())
+        ys.append(batch["y"].numpy())
+    np.savez(path, x=np.stack(xs), y=np.stack(ys))
+
+
+def _child(mode: str, threads: str, path: Path, warmup: int) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    bench = str(Path(__file__).resolve().parent)
+    out = subprocess.run([sys.executable, "-c", _CHILD, mode, threads, str(path), str(warmup),
+                          bench], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def _busy(n: int):
+    """``n`` busy processes (one core each) while the block runs, killed after."""
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(0.5 if n else 0.0)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def policy_benchmark(args) -> dict:
+    """Part 3: s/batch per (busy processes, threads, waiting), each in a fresh process."""
+    results: dict = {}
+    configs = [("passive", "1"), ("passive", "2"), ("spin", "2"), ("passive", "default")]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "batches.npz"
+        _saved_batches(path, args.policy_batches + args.warmup, args.batch_size,
+                       args.policy_core)
+        print(f"thread policy: {args.policy_batches} quick-width SACNN batches of "
+              f"{args.batch_size} real Kashmir patches per run, fresh process each", flush=True)
+        for busy in args.busy:
+            with _busy(busy):
+                row = {f"{m}/{t}": _child(m, t, path, args.warmup) for m, t in configs}
+            results[f"busy{busy}"] = row
+            _print_policy_row(busy, row)
+    return results
+
+
+def _print_policy_row(busy: int, row: dict) -> None:
+    one, two, spin = (row[k]["step_s"] for k in ("passive/1", "passive/2", "spin/2"))
+    dflt = row["passive/default"]
+    best = min(one, two)
+    row["ratio_2_over_1"], row["ratio_spin2_over_1"] = two / one, spin / one
+    row["ratio_default_over_best"] = dflt["step_s"] / best
+    print(f"  beside {busy} busy: --threads 1 {one:.3f} s/batch, --threads 2 {two:.3f} "
+          f"(x{two / one:.2f}), 2 spinning (torch's own) {spin:.3f} (x{spin / one:.2f}), "
+          f"default ({dflt['threads']} thread{'s' * (dflt['threads'] != 1)}) "
+          f"{dflt['step_s']:.3f} (x{dflt['step_s'] / best:.2f} of the best)"
+          + ("  target 2/1 <= 1.10: " + ("OK" if two / one <= 1.10 else "MISSED")
+             if busy == 1 else ""), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch-size", type=int, default=8, help="quick widths batch")
@@ -289,11 +395,33 @@ def main() -> None:
     ap.add_argument("--amp", action="store_true", help="CUDA: also bf16 autocast")
     ap.add_argument("--channels-last", action="store_true", help="CUDA: also channels-last")
     ap.add_argument("--skip-pipeline", action="store_true", help="skip part 1")
+    ap.add_argument("--policy", action="store_true",
+                    help="only part 3: the thread policy, idle and beside busy processes")
+    ap.add_argument("--policy-batches", type=int, default=20, help="part 3: batches timed")
+    ap.add_argument("--policy-core", type=int, default=None,
+                    help="part 3: patch core (default: the quick preset's)")
+    ap.add_argument("--busy", type=int, nargs="+", default=[0, 1, 2],
+                    help="part 3: busy processes beside (default 0 1 2)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="part 3 in under a minute: 3 batches of 2 small patches, beside 1 busy "
+                         "process (checks it runs; no figures)")
+    ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    pds = None if args.skip_pipeline else pipeline_benchmark(args)
-    throughput_benchmark(args, pds)
+    if args.smoke:
+        args.policy = True
+        args.policy_batches, args.batch_size, args.policy_core = 3, 2, 32
+        args.busy, args.warmup = [1], 1
+    if args.policy:
+        results = {"policy": policy_benchmark(args)}
+    else:
+        pds = None if args.skip_pipeline else pipeline_benchmark(args)
+        results = {"throughput": throughput_benchmark(args, pds)}
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 
