@@ -64,16 +64,22 @@ def _best(cmp: "Comparison") -> list[str]:
 
 
 def _nothing(cmp: "Comparison") -> list[str]:
-    """Candidates that learnt nothing: failed folds, or no better than the base rate."""
+    """Candidates that learnt nothing (failed folds, or an AUC interval reaching 0.5), and
+    those that rank landslides but whose probabilities are worse than the base rate's."""
     out = []
     for m, reasons in cmp.failures().items():
         out.append(f"{label(m)} failed on {len(reasons)} fold(s) and is not ranked "
                    f"({reasons[0].split(': ', 2)[-1].split('; no model file')[0][:160]})")
     for m in cmp.ranking:
         s = cmp.scores[m]
-        if s["nll"] >= s["base_rate_nll"] or not s["auc"] > 0.55:
-            out.append(f"{label(m)} learnt nothing usable (out-of-fold NLL {s['nll']:.4f} "
-                       f"against the base rate's {s['base_rate_nll']:.4f}, AUC {s['auc']:.3f})")
+        if not s["auc_ci"][0] > 0.5:
+            out.append(f"{label(m)} shows no skill: its AUC interval {_ci(s['auc_ci'])} "
+                       "reaches 0.5, a coin's")
+        elif s["nll"] >= s["base_rate_nll"]:
+            out.append(f"{label(m)} ranks landslides (AUC {s['auc']:.3f}) but its "
+                       f"probabilities are worse than the base rate's (out-of-fold NLL "
+                       f"{s['nll']:.4f} against {s['base_rate_nll']:.4f}): read its map as a "
+                       "ranking, not as probabilities")
     return out
 
 
