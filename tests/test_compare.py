@@ -90,6 +90,10 @@ def test_the_winners_map_classes_style_and_store_layers(run, store):
     assert table[-1]["landslide_share"] > table[0]["landslide_share"]
     spread = ds["susceptibility_spread"].values[mapped]
     assert (spread >= 0).all() and spread.max() > 0
+    from geoslide.names import input_variables
+
+    assert not {"susceptibility", "susceptibility_spread", "susceptibility_class"} & set(
+        input_variables(ds))                       # the map's layers are outputs, not inputs
 
 
 def test_a_rerun_resumes_every_finished_fold(run):

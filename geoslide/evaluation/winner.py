@@ -84,11 +84,12 @@ def winner_layers(ds: xr.Dataset, cmp: Comparison, out: Path, *, n_classes: int 
     probs = predict(ds, res.model, progress=False, name=MAP)
     edges = class_edges(probs.values, n_classes, method)
     classes = probs.copy(data=classify(probs.values, edges)).rename(CLASSES)
-    classes.attrs = {"long_name": f"susceptibility class (1 lowest .. {n_classes}; 0 no data)",
-                     "flag_values": list(range(n_classes + 1)), "method": method}
+    made_by = {k: v for k, v in probs.attrs.items() if k.startswith("geoslide:")}
+    classes.attrs = {**made_by, "long_name": f"susceptibility class (1 lowest .. {n_classes}; "
+                     "0 no data)", "flag_values": list(range(n_classes + 1)), "method": method}
     spread = probs.copy(data=fold_spread(ds, cmp, out / "folds")).rename(SPREAD)
-    spread.attrs = {"long_name": "standard deviation of the fold models' probabilities",
-                    "units": "1"}
+    spread.attrs = {**made_by, "units": "1",
+                    "long_name": "standard deviation of the fold models' probabilities"}
     rx, ry = (abs(float(v)) for v in ds.rio.resolution())
     table = class_table(classes.values, to_label_array(ds), edges, rx * ry)
     layers = {MAP: probs, SPREAD: spread, CLASSES: classes}
