@@ -135,3 +135,27 @@ def test_kfold_training_records_failed_folds_and_always_writes_its_table(ecuador
     assert [f["status"] for f in js["folds"]] == ["failed"] * 3
     assert "learnt nothing" in js["folds"][0]["reason"] and "failed:" in cv.table()
     assert not list(tmp_path.rglob("*.pt"))                 # no model of a failed fold
+
+
+def test_evaluation_verdict_agrees_with_the_intervals(kashmir):
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.evaluation.verdict import evaluation_verdict
+
+    crop = kashmir.isel(y=slice(0, 480), x=slice(200, 680))
+    ev = evaluate(crop, [], split="kfold", fold=0, n_folds=4, core=32, peers=True,
+                  progress=False, reference="logreg")
+    said = evaluation_verdict(ev, "logreg", "the reason")
+    best = max((k for k in ev.results if k != "random"), key=lambda k: ev.results[k]["auc"])
+    assert said[0].startswith("On the test pixels") and f"{ev.results[best]['auc']:.3f}" in said[0]
+    assert "The map written is logistic regression's (the reason)." in said
+    for k, r in ev.results.items():
+        d = (r.get("intervals") or {}).get("auc_diff")
+        if k in ("logreg", "random") or d is None:
+            continue
+        text = "\n".join(said)
+        if d[1] > 0:
+            assert "significantly better than the map written" in text
+        elif d[2] < 0:
+            assert "Significantly worse than logistic regression" in text
+        else:
+            assert "Level with logistic regression" in text

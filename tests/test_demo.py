@@ -21,7 +21,13 @@ def test_demo_end_to_end_and_rerun(tmp_path, data_dir, capsys):
     for name in ("report.md", "roc.png", "reliability.png", "validation_nll.png",
                  "map_sacnn.png"):
         assert (report / name).stat().st_size > 1000
-    assert (out / "susceptibility_sacnn.tif").exists()
+    chosen = min(("llr", "cnn", "sacnn"), key=lambda m: metrics["histories"][m] and min(
+        h["val_nll"] for h in metrics["histories"][m] if h.get("val_nll") is not None))
+    assert (out / f"susceptibility_{chosen}.tif").exists()     # the validation choice's map
+    said = metrics["verdict"]
+    assert said and any(f"exported as susceptibility_{chosen}.tif" in v for v in said)
+    assert (report / "report.md").read_text().index("## Verdict") < (
+        report / "report.md").read_text().index("## How well")
     for m in ("llr", "cnn", "sacnn"):
         assert metrics["models"][m]["auc"] > 0.6  # trained models beat chance on test rows
     # a re-run reuses the store, the features and the trained models, and rewrites the report

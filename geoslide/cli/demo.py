@@ -7,9 +7,12 @@
 Steps: (1) prepare the Zarr store OUT/kashmir.zarr from the rasters and the landslide polygons;
 (2) compute the aligned features (30/100/300 m) into it; (3) train the models with the quick
 preset on the band split (test = the second fifth of the rows) into OUT/models/<model>.pt;
-(4) predict each model's whole map into the store (``susceptibility_<model>``) and SACNN's as
-a Cloud-Optimised GeoTIFF OUT/susceptibility_sacnn.tif; (5) evaluate every model and the
-scikit-learn peers on the test rows: OUT/report/report.md, metrics.json and figures.
+(4) predict each model's whole map into the store (``susceptibility_<model>``) and export the
+map of the model of lowest validation NLL (the rule of ``geoslide compare``) as a
+Cloud-Optimised GeoTIFF OUT/susceptibility_<model>.tif; (5) evaluate every model and the
+scikit-learn peers on the test rows: OUT/report/report.md (opening with the verdict: which
+map is best on the test rows, by how much, and which map was written and why),
+metrics.json and figures.
 
 Re-running with the same OUT reuses what is complete: the store, its aligned features, and
 model files trained with the same preset, epochs and split (a model file is only written once
@@ -24,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 QUICK_MODELS = ("llr", "cnn", "sacnn")
 ALL_MODELS = ("random", "llr", "nn", "sann", "cnn", "sacnn")
@@ -112,70 +117,84 @@ def _reusable(path: Path, preset: str, band: int, seed: int, epochs: int | None)
     return None
 
 
-def run(args: argparse.Namespace) -> int:
-    import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
-
-    from geoslide.evaluation.evaluate import evaluate
-    from geoslide.io import to_geotiff
-    from geoslide.maps.predict import predict
-    from geoslide.store import open_zarr, write_variables
+def _train_all(ds: Any, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The demo's models, trained (or reused when their file has the same recipe)."""
     from geoslide.learn.train import train
 
-    t_start = time.perf_counter()
-    quiet = args.quiet
-    out = Path(args.out)
-    if args.fresh:
-        for name in ("kashmir.zarr", "models", "report"):
-            shutil.rmtree(out / name, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    store = _store(out, quiet)
-    _features(store, quiet)
-
-    ds = open_zarr(store).load()
     names = ALL_MODELS if args.full else QUICK_MODELS
     models: dict[str, Any] = {}
-    timings: dict[str, float] = {}
     for i, name in enumerate(names, 1):
         path = out / "models" / f"{name}.pt"
         model = _reusable(path, args.preset, args.band, args.seed, args.epochs)
         if model is not None:
-            _say(quiet, f"[3/5] {name}: reused {path}")
+            _say(args.quiet, f"[3/5] {name}: reused {path}")
         else:
             t0 = time.perf_counter()
             result = train(ds, name, preset=args.preset, split="band", band=args.band,
-                           seed=args.seed, device=args.device, progress=not quiet, out=path,
-                           epochs=args.epochs)
+                           seed=args.seed, device=args.device, progress=not args.quiet,
+                           out=path, epochs=args.epochs)
             model = result.model
-            timings[name] = time.perf_counter() - t0
-            _say(quiet, f"[3/5] trained {name} ({i}/{len(names)}) in {timings[name]:.0f} s: "
-                        f"best epoch {result.best_epoch}, validation NLL "
-                        f"{result.best_val_nll:.4f} -> {path}")
+            _say(args.quiet, f"[3/5] trained {name} ({i}/{len(names)}) in "
+                             f"{time.perf_counter() - t0:.0f} s: best epoch {result.best_epoch},"
+                             f" validation NLL {result.best_val_nll:.4f} -> {path}")
         models[name] = model
+    return models
 
+
+def _maps(ds: Any, store: Path, models: dict[str, Any], args: argparse.Namespace) -> None:
+    """Each model's map into the store (an unfinished one resumes; a finished one is kept)."""
     from geoslide.evaluation.evaluate import stored_map
+    from geoslide.maps.predict import predict
+    from geoslide.store import write_variables
 
     for name, model in models.items():
         var = f"susceptibility_{name}"
         if stored_map(ds, model) is not None and var in ds:
             continue  # (an unfinished map is not in ds: open_zarr leaves it out)
-        probs = predict(ds, model, progress=not quiet, device=args.device, name=var)
-        # an interrupted map of the same weights resumes
+        probs = predict(ds, model, progress=not args.quiet, device=args.device, name=var)
         write_variables(probs.to_dataset(name=var), store, progress=False)
-    ds = open_zarr(store).load()
-    tif = None
-    if "sacnn" in models:
-        tif = to_geotiff(ds["susceptibility_sacnn"], out / "susceptibility_sacnn.tif")
-    _say(quiet, f"[4/5] maps written into {store}" + (f" and {tif}" if tif else ""))
 
-    report = out / "report"
-    # the split (kind, band, seed, window) is read from the model files
+
+def chosen_model(models: dict[str, Any]) -> str:
+    """The model whose map the demo exports: the lowest validation NLL (as `compare`
+    chooses), the chance baseline aside."""
+    trained = {k: m for k, m in models.items() if k != "random"}
+    return min(trained, key=lambda k: float(trained[k].train.get("best_val_nll", np.inf)))
+
+
+def run(args: argparse.Namespace) -> int:
+    import rioxarray  # noqa: F401  (the .rio accessor on opened stores)
+
+    from geoslide.evaluation.evaluate import evaluate
+    from geoslide.evaluation.report import write_report
+    from geoslide.evaluation.verdict import evaluation_verdict
+    from geoslide.io import to_geotiff
+    from geoslide.store import open_zarr
+
+    t_start = time.perf_counter()
+    out = Path(args.out)
+    if args.fresh:
+        for name in ("kashmir.zarr", "models", "report"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    store = _store(out, args.quiet)
+    _features(store, args.quiet)
+    models = _train_all(open_zarr(store).load(), out, args)
+    _maps(open_zarr(store).load(), store, models, args)
+    ds = open_zarr(store).load()
+    chosen = chosen_model(models)
+    tif = to_geotiff(ds[f"susceptibility_{chosen}"], out / f"susceptibility_{chosen}.tif")
+    _say(args.quiet, f"[4/5] maps written into {store} and {tif}")
     ev = evaluate(ds, list(models.values()), split="band", band=args.band,
-                  peers=not args.no_peers, out=report, progress=not quiet, device=args.device)
-    minutes = (time.perf_counter() - t_start) / 60
-    print(f"[5/5] evaluation on the test rows (band {args.band}):\n")
-    print(ev.table())
-    print(f"\nreport:  {report / 'report.md'}\nmetrics: {report / 'metrics.json'}\n"
-          f"figures: {report}/*.png\nstore:   {store}\nmodels:  {out / 'models'}"
-          + (f"\nGeoTIFF: {tif}" if tif else "") + f"\ndemo wall time: {minutes:.1f} min")
+                  peers=not args.no_peers, progress=not args.quiet, device=args.device,
+                  reference=chosen)
+    said = evaluation_verdict(ev, chosen, f"the lowest validation NLL of the models trained, "
+                                          f"exported as {tif.name}")
+    files = write_report(ev, out / "report", ds=ds, verdict=said)
+    print(f"[5/5] evaluation on the test rows (band {args.band}):\n\n{ev.table()}\n")
+    print("\n".join(said))
+    print(f"\nreport:  {files['report']}\nmetrics: {files['metrics']}\nstore:   {store}\n"
+          f"models:  {out / 'models'}\nGeoTIFF: {tif}\ndemo wall time: "
+          f"{(time.perf_counter() - t_start) / 60:.1f} min")
     sys.stdout.flush()
     return 0

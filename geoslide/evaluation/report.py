@@ -11,7 +11,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -181,10 +181,14 @@ def _more_sections(ev: "Evaluation") -> list[str]:
     return lines
 
 
-def markdown(ev: "Evaluation", figures: dict[str, str], title: str = "geoslide evaluation") -> str:
-    """The text of report.md: the sets, the headline (AUC, landslides in the top 10 % / 20 %
-    of the area, cautions), the NLL table, then importance, spread, classes and figures."""
-    lines = _preamble(ev, title) + _headline(ev) + _nll_section(ev) + _more_sections(ev)
+def markdown(ev: "Evaluation", figures: dict[str, str], title: str = "geoslide evaluation",
+             verdict: Sequence[str] = ()) -> str:
+    """The text of report.md: the sets, the verdict when given, the headline (AUC, landslides
+    in the top 10 % / 20 % of the area, cautions), the NLL table, then importance, spread,
+    classes and figures."""
+    said = ["## Verdict", "", *[f"- {v}" for v in verdict], ""] if verdict else []
+    lines = (_preamble(ev, title) + said + _headline(ev) + _nll_section(ev)
+             + _more_sections(ev))
     if figures:
         lines += ["## Figures", ""]
         for key, rel in figures.items():
@@ -252,11 +256,13 @@ def _map_figures(ev: "Evaluation", out: Path | str, ds: "xr.Dataset",
 
 def write_report(ev: "Evaluation", out: str | os.PathLike, *, ds: "xr.Dataset | None" = None,
                  labels: np.ndarray | None = None, map_figures: bool = True,
-                 title: str = "geoslide evaluation") -> dict[str, str]:
+                 title: str = "geoslide evaluation",
+                 verdict: Sequence[str] = ()) -> dict[str, str]:
     """Write report.md, metrics.json and the figures of ``ev`` (from
     :func:`geoslide.evaluation.evaluate.evaluate`) into ``out``; the map figures need ``ds``
     (``labels``: its label array, when the caller has it). Returns {what: path} of every file
-    written (also under ``files`` in metrics.json); ``ev`` is left as it was."""
+    written (also under ``files`` in metrics.json); ``ev`` is left as it was. ``verdict``:
+    sentences opening the report (and ``verdict`` in metrics.json)."""
     out = urls.parse(out)  # a folder, or a URL prefix (s3://...)
     if isinstance(out, Path):
         out.mkdir(parents=True, exist_ok=True)
@@ -266,8 +272,9 @@ def write_report(ev: "Evaluation", out: str | os.PathLike, *, ds: "xr.Dataset | 
     files = {k: str(urls.join(out, v)) for k, v in figs.items()}
     files.update(report=str(urls.join(out, "report.md")),
                  metrics=str(urls.join(out, "metrics.json")))
-    _write_text(urls.join(out, "metrics.json"), json.dumps(jsonable(ev.to_json(files)), indent=1))
-    _write_text(urls.join(out, "report.md"), markdown(ev, figs, title=title))
+    data = {**ev.to_json(files), **({"verdict": list(verdict)} if verdict else {})}
+    _write_text(urls.join(out, "metrics.json"), json.dumps(jsonable(data), indent=1))
+    _write_text(urls.join(out, "report.md"), markdown(ev, figs, title=title, verdict=verdict))
     return files
 
 

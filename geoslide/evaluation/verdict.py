@@ -3,7 +3,7 @@ whether the difference is significant (its 95 % block-bootstrap interval exclude
 candidates learnt nothing, and which map was written and why."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -98,4 +98,35 @@ def verdict(cmp: "Comparison") -> list[str]:
     return lines
 
 
-__all__ = ["verdict", "label"]
+def evaluation_verdict(ev: Any, mapped: str, why: str) -> list[str]:
+    """The verdict over the models and peers of an evaluation (``ev``, whose differences are
+    taken to ``mapped``, the model whose map was written, for the reason ``why``)."""
+    res = {k: r for k, r in ev.results.items() if np.isfinite(r.get("auc", np.nan))
+           and k != "random"}
+    if mapped not in res:
+        return [f"The map written is {label(mapped)}'s ({why})."]
+    best = max(res, key=lambda k: res[k]["auc"])
+    b, ci = res[best], (res[best].get("intervals") or {}).get("auc")
+    lines = [f"On the test pixels {label(best)} maps landslides best: AUC {b['auc']:.3f}"
+             + (f" {_ci(ci)}" if ci else "") + "."]
+    lines.append(f"The map written is {label(mapped)}'s ({why}).")
+    worse, level = [], []
+    for k, r in sorted(res.items(), key=lambda kv: -kv[1]["auc"]):
+        d = (r.get("intervals") or {}).get("auc_diff")
+        if k == mapped or d is None or not np.isfinite(d[2]):
+            continue
+        text = f"{label(k)} ({d[0]:+.3f} AUC {_ci(d[1:], sign=True)})"
+        (level if d[1] <= 0 <= d[2] else worse if d[2] < 0 else []).append(text)
+        if d[1] > 0:
+            lines.append(f"{label(k)[0].upper()}{label(k)[1:]} is significantly better than "
+                         f"the map written ({d[0]:+.3f} AUC {_ci(d[1:], sign=True)}): "
+                         f"`geoslide compare` chooses between them on validation pixels.")
+    if level:
+        lines.append(f"Level with {label(mapped)} (the interval holds zero): "
+                     + "; ".join(level) + ".")
+    if worse:
+        lines.append(f"Significantly worse than {label(mapped)}: " + "; ".join(worse) + ".")
+    return lines
+
+
+__all__ = ["verdict", "evaluation_verdict", "label"]
