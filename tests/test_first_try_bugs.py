@@ -258,3 +258,23 @@ def test_return_convention_is_kept_and_documented(kashmir):
         assert CONVENTION in " ".join(fn.__doc__.split()), fn.__name__
     guide = " ".join((ROOT / "docs" / "user-guide.md").read_text().split())
     assert CONVENTION in guide
+
+
+def test_a_device_this_machine_lacks_is_a_usage_error_naming_the_devices(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    from geoslide.parallel.devices import DeviceError, available_devices, resolve_device
+
+    missing = f"cuda:{torch.cuda.device_count()}"
+    for bad in ("gpu", missing):
+        with pytest.raises(DeviceError, match=r"cpu"):
+            resolve_device(bad)
+        r = subprocess.run([sys.executable, "-m", "geoslide", "predict", str(tmp_path / "s.zarr"),
+                            str(tmp_path / "m.pt"), "--device", bad], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert "--device" in r.stderr and str(available_devices()) in r.stderr
+    assert resolve_device("cpu").type == "cpu"

@@ -55,7 +55,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-peers", action="store_true", help="skip the scikit-learn peers")
     p.add_argument("--fresh", action="store_true",
                    help="delete the store, models and report in OUT first")
-    p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
+    from geoslide.parallel.devices import add_device_argument
+
+    add_device_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p

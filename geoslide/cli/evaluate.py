@@ -53,7 +53,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", metavar="DIR",
                    help="output folder or URL prefix (default ./report); existing report "
                         "files are replaced")
-    p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
+    from geoslide.parallel.devices import add_device_argument
+
+    add_device_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from geoslide.cli import add_storage_argument
 

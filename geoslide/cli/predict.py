@@ -40,7 +40,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "so the map equals one pass over the whole raster)")
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="windows per forward pass (default 4)")
-    p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
+    from geoslide.parallel.devices import add_device_argument
+
+    add_device_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from geoslide.cli.scheduler import add_scheduler_argument
 

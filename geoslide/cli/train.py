@@ -62,7 +62,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--halo", type=int, metavar="PX", help="patch halo in pixels (default: the preset's)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads (default torch's; 1 is fastest on a shared machine)")
-    p.add_argument("--device", help="torch device (default cuda when available, else cpu)")
+    from geoslide.parallel.devices import add_device_argument
+
+    add_device_argument(p)
     p.add_argument("--out", metavar="FILE",
                    help="model file to write (default <folder of STORE>/<model>.pt, beside "
                         "the store: out/sacnn.pt for out/kashmir.zarr, where `geoslide "

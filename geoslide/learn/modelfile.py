@@ -117,9 +117,18 @@ class TrainedModel:
         self.check(ds)
         x = torch.from_numpy(to_input_array(ds, self.feature_names, self.normalization))[None]
         dev = resolve_device(device)
-        self.module.to(dev).eval()
-        with torch.no_grad():
-            out = torch.sigmoid(self.module(x.to(dev)))[0, 0].cpu().numpy()
+        module = self.module
+        if any(t.device != dev for t in [*module.parameters(), *module.buffers()]):
+            import copy
+
+            module = copy.deepcopy(module).to(dev)  # never move the caller's model
+        was = module.training
+        module.eval()
+        try:
+            with torch.inference_mode():
+                out = torch.sigmoid(module(x.to(dev)))[0, 0].cpu().numpy()
+        finally:
+            module.train(was)
         return out.astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
