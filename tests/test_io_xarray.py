@@ -106,7 +106,6 @@ def test_netcdf_several_variables_needs_a_choice(files):
         gio.open_raster(f"{files['nc']}:elev", "elevation")
     with pytest.raises(InputError, match=r"several variables.*ds\['dem'\]"):
         gio.open_raster(xr.open_dataset(files["nc"]), "elevation")
-    assert isinstance(InputError("x"), ValueError)
 
 
 # --- 2. dims ---------------------------------------------------------------------------------
@@ -214,7 +213,6 @@ def test_raster_named_landslide_refused(files, mask, polygons):
     for inv in (None, polygons):
         with pytest.raises(LabelLeakageError, match=r"named 'landslide'.*fix: pass .*inventory="):
             stack({"elevation": files["tif"], "landslide": mask}, inventory=inv)
-    assert isinstance(LabelLeakageError("x"), ValueError)
 
 
 def test_raster_equal_to_label_refused(files, mask, polygons, dem):
