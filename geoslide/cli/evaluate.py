@@ -34,8 +34,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="test band for --split band, counted from 0 (0 = top fifth of the "
                         "rows, 4 = bottom; default 1)")
     p.add_argument("--fold", type=int, help="test fold for --split kfold, counted from 0")
-    p.add_argument("--seed", type=int, help="split seed (default: the model's, else 0)")
-    p.add_argument("--core", type=int, metavar="PX", help="split window size in pixels")
+    p.add_argument("--split-seed", "--seed", dest="split_seed", type=int,
+                   help="seed of the split's draws (default: the model's, else 0; --seed is "
+                        "its deprecated spelling)")
+    p.add_argument("--split-core", "--core", dest="split_core", type=int, metavar="PX",
+                   help="window of the split grid in pixels (default: the model's; --core is "
+                        "its deprecated spelling)")
     p.add_argument("--peers", action="store_true",
                    help="also fit scikit-learn logistic regression and random forest (with "
                         "and without the aligned features when the store has them)")
@@ -80,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     models = expand(args.models)  # 's3://b/models/*.pt': no shell expands a URL's glob
     ds = open_zarr(args.store).load()  # evaluation reads whole label / map arrays
     ev = evaluate(ds, models, split=args.split, band=args.band, fold=args.fold,
-                  seed=args.seed, core=args.core, peers=args.peers,
+                  seed=args.split_seed, core=args.split_core, peers=args.peers,
                   max_peer_train=args.max_peer_train, progress=not args.quiet,
                   device=args.device, n_boot=args.n_boot, reference=args.reference,
                   importance=args.importance)
