@@ -290,9 +290,18 @@ def test_unwritable_model_path_fails_before_training(basin_store, tmp_path, caps
     assert "train NLL" not in capsys.readouterr().out          # nothing was trained
 
 
-def test_report_has_importance_per_input_group(basin_store, tmp_path):
+def test_report_has_importance_per_input_group(basin_store, tmp_path, monkeypatch):
+    from geoslide.evaluation import plots
     from geoslide.store import open_zarr
     from geoslide.learn.train import train
+
+    drawn, figure = [], plots.importance_figure
+
+    def keep(results):  # the importance figure the report writes
+        drawn.append(figure(results))
+        return drawn[-1]
+
+    monkeypatch.setattr(plots, "importance_figure", keep)
 
     ds = open_zarr(basin_store).load()
     model = tmp_path / "llr.pt"
@@ -306,7 +315,15 @@ def test_report_has_importance_per_input_group(basin_store, tmp_path):
     peer = {g["group"] for g in m["models"]["logreg+aligned"]["importance"]["groups"]}
     assert {"aligned 30 m", "aligned 100 m", "aligned 300 m"} <= peer
     assert "## Which factors drive the map" in (out / "report.md").read_text()
-    assert (out / "importance.png").stat().st_size > 1000
+    assert (out / "importance.png").exists() and len(drawn) == 1
+    with_importance = [r for r in m["models"].values() if r.get("importance")]
+    assert len(drawn[0].axes) == len(with_importance) >= 2   # one panel per map
+    for ax, r in zip(drawn[0].axes, with_importance):         # the Δ NLL of metrics.json
+        rows = sorted(r["importance"]["groups"], key=lambda g: g["nll"])  # top: largest
+        assert ax.get_title() == r["label"]
+        assert [t.get_text() for t in ax.get_yticklabels()] == [g["group"] for g in rows]
+        np.testing.assert_allclose([p.get_width() for p in ax.patches],
+                                   [g["nll"] for g in rows], rtol=1e-9)
 
 
 @pytest.mark.slow

@@ -216,3 +216,58 @@ def test_classes_table_dash_for_a_class_without_area():
     table = classes_table(SimpleNamespace(results={"m": {"label": "m", "classes": classes}}))
     row = table.splitlines()[-1]
     assert row.split(" | ")[2] == "–" and "nan" not in row
+
+
+def _bars(ax):
+    """(tick labels bottom to top, bar widths, error-bar (low, high) x ends) of a barh Axes."""
+    from matplotlib.container import BarContainer
+
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert len(bars) == 1
+    widths = np.array([p.get_width() for p in bars[0].patches])
+    segs = bars[0].errorbar.lines[2][0].get_segments()
+    ends = np.array([[s[0][0], s[1][0]] for s in segs])
+    ys = [p.get_y() + p.get_height() / 2 for p in bars[0].patches]
+    np.testing.assert_allclose(ys, np.arange(len(widths)))
+    return [t.get_text() for t in ax.get_yticklabels()], widths, ends
+
+
+def test_importance_chart_shows_means_and_intervals():
+    """The one importance bar chart, as Importance.plot and the report's importance_figure
+    draw it: a bar per group as wide as its mean Δ over the repeats, an error bar from
+    mean - 1.96 sd / sqrt(n) to mean + 1.96 sd / sqrt(n), ordered by the plotted metric with
+    the most important on top; a group without a finite repeat drawn as 0."""
+    from geoslide.evaluation.explain import Importance
+
+    rng = np.random.default_rng(3)
+    centre = {"slope": (0.02, 0.01), "elevation": (0.005, 0.04), "aligned 30 m": (-0.001, 0.0),
+              "geology": (np.nan, np.nan)}
+    nll = {g: c[0] + 0.002 * rng.standard_normal(6) for g, c in centre.items()}
+    auc = {g: c[1] + 0.003 * rng.standard_normal(6) for g, c in centre.items()}
+    imp = Importance("llr", {g: [g] for g in centre}, nll, auc, {"nll": 0.1, "auc": 0.8},
+                     n_repeats=6)
+
+    def expected(values, order):
+        mean = np.array([np.mean(values[g]) for g in order])
+        half = np.array([1.96 * np.std(values[g], ddof=1) / math.sqrt(6) for g in order])
+        return np.nan_to_num(mean), np.nan_to_num(np.c_[mean - half, mean + half])
+
+    by_nll = ["geology", "aligned 30 m", "elevation", "slope"]  # bottom to top
+    results = {"llr": {"label": "LLR", "importance": imp.to_json()}, "rf": {"label": "RF"}}
+    fig = plots.importance_figure(results)
+    assert len(fig.axes) == 1  # RF has no importance: no panel
+    for ax in (imp.plot(), fig.axes[0]):
+        names, widths, ends = _bars(ax)
+        mean, interval = expected(nll, by_nll)
+        assert names == by_nll
+        np.testing.assert_allclose(widths, mean, rtol=1e-12)
+        np.testing.assert_allclose(ends, interval, rtol=1e-12, atol=1e-15)
+        assert ax.get_xlabel() == "increase in test NLL when permuted (nats/pixel)"
+        assert [ln.get_xdata()[0] for ln in ax.lines if ln.get_linestyle() == "-"] == [0.0]
+    assert fig.axes[0].get_title() == "LLR"
+    assert imp.plot().get_title().startswith("llr: permutation importance (6 repeats")
+    names, widths, ends = _bars(imp.plot(metric="auc"))
+    by_auc = ["geology", "aligned 30 m", "slope", "elevation"]
+    mean, interval = expected(auc, by_auc)
+    assert names == by_auc and widths[-1] == pytest.approx(mean[-1]) and widths[-1] > 0.03
+    np.testing.assert_allclose(ends, interval, rtol=1e-12, atol=1e-15)

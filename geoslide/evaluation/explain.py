@@ -124,21 +124,30 @@ class Importance:
             n = len(self.groups)
             fig = Figure(figsize=(6.0, 1.2 + 0.35 * max(n, 1)), layout="constrained")
             ax = fig.subplots()
-        rows = sorted(self.summary(), key=lambda r: np.nan_to_num(r[metric], nan=-np.inf))
-        mean = np.array([r[metric] for r in rows], float)
-        err = np.array([[r[metric] - r[f"{metric}_low"], r[f"{metric}_high"] - r[metric]]
-                        for r in rows], float).reshape(-1, 2).T
-        err = np.nan_to_num(err, nan=0.0)
-        pos = np.arange(len(rows))
-        ax.barh(pos, np.nan_to_num(mean), xerr=err, color="#4c72b0", ecolor="black",
-                capsize=3)
-        ax.set_yticks(pos, [r["group"] for r in rows])
-        ax.axvline(0.0, color="0.3", lw=0.8)
-        ax.set_xlabel("increase in test NLL when permuted (nats/pixel)" if metric == "nll"
-                      else "decrease in test AUC when permuted")
-        ax.set_title(f"{self.model}: permutation importance ({self.n_repeats} repeats, 95% "
-                     "interval)", fontsize="medium")
-        return ax
+        return importance_panel(ax, self.summary(), metric, f"{self.model}: permutation "
+                                f"importance ({self.n_repeats} repeats, 95% interval)")
+
+
+def importance_panel(ax: Any, rows: Sequence[Mapping[str, Any]], metric: str = "nll",
+                     title: str = "") -> Any:
+    """The importance bar chart on ``ax`` (returned), for :meth:`Importance.plot` and the
+    report (:func:`geoslide.evaluation.plots.importance_figure`): each group's mean Δ of
+    ``metric`` ("nll": increase in test NLL, "auc": decrease in test AUC, when permuted) as
+    a horizontal bar (NaN drawn as 0) with its 95% interval, the most important on top.
+    ``rows``: :meth:`Importance.summary` (the ``groups`` of :meth:`Importance.to_json`)."""
+    rows = sorted(rows, key=lambda r: np.nan_to_num(r[metric], nan=-np.inf))
+    mean = np.array([r[metric] for r in rows], float)
+    err = np.array([[r[metric] - r[f"{metric}_low"], r[f"{metric}_high"] - r[metric]]
+                    for r in rows], float).reshape(-1, 2).T
+    pos = np.arange(len(rows))
+    ax.barh(pos, np.nan_to_num(mean), xerr=np.nan_to_num(err), color="#4575b4",
+            ecolor="#333333", capsize=3)
+    ax.set_yticks(pos, [r["group"] for r in rows])
+    ax.axvline(0.0, color="0.3", lw=0.8)
+    ax.set_xlabel("increase in test NLL when permuted (nats/pixel)" if metric == "nll"
+                  else "decrease in test AUC when permuted")
+    ax.set_title(title, fontsize="medium")
+    return ax
 
 
 def _interval(values: np.ndarray) -> tuple[float, float, float]:
@@ -378,4 +387,5 @@ def permutation_importance(
         window={"rows": [rows.start, rows.stop], "cols": [cols.start, cols.stop]})
 
 
-__all__ = ["permutation_importance", "Importance", "default_groups", "permute", "Z95"]
+__all__ = ["permutation_importance", "Importance", "default_groups", "permute", "Z95",
+           "importance_panel"]

@@ -362,26 +362,25 @@ __all__ = ["map_and_inventory", "roc_curves", "pr_curves", "reliability_diagram"
            "validation_figure", "classes_figure", "save_figure"]
 
 
+def importance_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
+    """The figure of :func:`importance_bars`: one panel per map that has an importance
+    (:func:`geoslide.evaluation.explain.importance_panel` of its Δ NLL), titled by label."""
+    from geoslide.evaluation.explain import importance_panel
+
+    named = [(r.get("label", n), r["importance"]) for n, r in results.items()
+             if r.get("importance")]
+    height = 0.45 * max([len(imp["groups"]) for _, imp in named] + [4]) + 1.2
+    fig, axes = _figure((4.2 * max(len(named), 1), height), ncols=max(len(named), 1),
+                        squeeze=False)
+    for ax, (label, imp) in zip(axes[0], named):
+        importance_panel(ax, imp["groups"], "nll", label)
+    return fig
+
+
 def importance_bars(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Permutation importance (increase in test NLL per input group, 95% intervals over the
     repeats) of every map that has one, one panel each."""
-    named = [(r.get("label", n), r["importance"]) for n, r in results.items()
-             if r.get("importance")]
-    n = max(len(named), 1)
-    height = 0.45 * max([len(imp["groups"]) for _, imp in named] + [4]) + 1.2
-    fig, axes = _figure((4.2 * n, height), nrows=1, ncols=n, squeeze=False)
-    for ax, (label, imp) in zip(axes[0], named):
-        rows = imp["groups"][::-1]
-        mean = np.array([r["nll"] for r in rows])
-        lo = np.array([r["nll_low"] for r in rows])
-        hi = np.array([r["nll_high"] for r in rows])
-        ax.barh(range(len(rows)), mean, xerr=[mean - lo, hi - mean], color="#4575b4",
-                ecolor="#333333", capsize=2)
-        ax.set_yticks(range(len(rows)), [r["group"] for r in rows])
-        ax.axvline(0, color="#999999", lw=0.8)
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("Δ test NLL when permuted (nats)")
-    return _save(fig, path)
+    return _save(importance_figure(results), path)
 
 
 def spread_map(std: np.ndarray, labels: np.ndarray, path: str | os.PathLike, *,
