@@ -248,3 +248,27 @@ def test_kfold_and_compare_outputs_stay_local(tmp_path, capsys):
         local_only("s3://b/m.pt", "fold records")
     assert main(["compare", str(tmp_path / "k.zarr"), "--out", "s3://b/cmp"]) == 2
     assert "is a URL" in capsys.readouterr().err
+
+
+def test_prepare_own_files_from_s3_equals_local(data_dir, tmp_path, s3_bucket, capsys):
+    """--raster and --inventory URLs (GDAL's /vsis3/ with the same endpoint and credentials),
+    the store on S3: the same store as from local files."""
+    from geoslide.store import open_zarr
+
+    e = data_dir / "ecuador"
+    fs, inner = urls.filesystem(s3_bucket)
+    for name in ("ta.tif", "lsl_points.gpkg"):
+        fs.put_file(str(e / name), f"{inner}/in/{name}")
+    common = ["--scheduler", "threads", "--label-field", "lslpts", "--unlabelled", "nodata",
+              "--chunks", "128", "--quiet"]
+    assert main(["prepare", str(tmp_path / "e.zarr"), "--raster", f"ta={e / 'ta.tif'}",
+                 "--inventory", str(e / "lsl_points.gpkg"), *common]) == 0
+    assert main(["prepare", f"{s3_bucket}/e.zarr", "--raster", f"ta={s3_bucket}/in/ta.tif",
+                 "--inventory", f"{s3_bucket}/in/lsl_points.gpkg", *common]) == 0, \
+        capsys.readouterr().err
+    a, b = open_zarr(tmp_path / "e.zarr").load(), open_zarr(f"{s3_bucket}/e.zarr").load()
+    assert sorted(a.variables) == sorted(b.variables)
+    for name in a.variables:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    assert main(["prepare", f"{s3_bucket}/x.zarr", "--raster", f"ta={s3_bucket}/in/no.tif",
+                 *common[:2]]) == 2

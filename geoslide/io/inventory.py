@@ -16,6 +16,7 @@ from typing import Literal, Union
 import numpy as np
 import xarray as xr
 
+from geoslide.io.remote import is_remote, local_copy
 from geoslide.errors import CRSError, InventoryError, MissingFileError
 
 InventorySource = Union[str, os.PathLike, "geopandas.GeoDataFrame", xr.DataArray,  # noqa: F821
@@ -38,6 +39,9 @@ def read_inventory(source: InventorySource, *, layer: str | None = None):
     if not isinstance(source, (str, os.PathLike)):
         raise InventoryError(f"inventory: expected {INVENTORY_KINDS}; found "
                              f"{type(source).__module__}.{type(source).__name__}")
+    if is_remote(source):  # object storage: a local copy of the file and its sidecars
+        with local_copy(source, "inventory file") as path:
+            return read_inventory(path, layer=layer)
     path = Path(source)
     if not path.exists():
         raise MissingFileError(

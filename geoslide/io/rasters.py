@@ -1,11 +1,10 @@
 """Read single rasters as 2-D float32 DataArrays (NaN for nodata) and check that grids agree.
 
-A raster is a GeoTIFF / any GDAL file path, a netCDF path (``"file.nc"`` or ``"file.nc:VAR"``,
-with ``"file.nc:VAR[time=8]"`` picking one step by integer position, ``[time=8,level=0]`` for
-several dims) or an in-memory ``xarray.DataArray`` / one-variable ``xarray.Dataset`` with a CRS (rioxarray,
-or a ``spatial_ref`` / ``crs`` grid-mapping variable). Every raster geoslide handles is float32
-with NaN where the source has no data; integer sources are converted, their declared nodata
-value becoming NaN.
+A raster is a GeoTIFF / any GDAL file path or URL (``s3://``: :mod:`geoslide.io.remote`), a
+netCDF path (``"file.nc"``, ``"file.nc:VAR"``, ``"file.nc:VAR[time=8]"`` picking one step by
+position, ``[time=8,level=0]`` for several dims) or an in-memory ``xarray.DataArray`` /
+one-variable ``xarray.Dataset`` with a CRS (rioxarray, or a ``spatial_ref`` / ``crs`` variable).
+Every raster is float32 with NaN where the source has no data (integer sources converted).
 """
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from geoslide.io.dims import conform_yx
+from geoslide.io.remote import is_remote, remote_raster
 from geoslide.errors import (CRSError, DimensionError, GridMismatchError, InputError,
                              LabelLeakageError, MissingFileError, NoDataError)
 
@@ -257,7 +257,7 @@ def open_raster(source: RasterSource, name: str, *, chunks: Chunks = None) -> xr
         da = source if container is None else pick_variable(source, name, None, "the Dataset")
         da = conform_yx(da, f"raster {name!r}", keep=("band",))
     else:
-        da, container = _open_path(source, name)
+        da, container = (remote_raster if is_remote(source) else _open_path)(source, name)
     crs = find_crs(da, container)
     if crs is None:
         where = da.attrs.get("geoslide:source", "in-memory array")
