@@ -192,6 +192,45 @@ def test_model_is_one_graph_key_and_pickles(unet, small):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(runner)).forward(x), runner.forward(x))
 
 
+def test_map_does_not_depend_on_the_process_thread_settings(small, monkeypatch):
+    """Regression: region tasks ran on the caller's torch threads, or on those of the thread
+    policy that `geoslide train --threads 1` (Fitter.fit) left in the process; another OpenMP
+    thread count sums in another order, so a map resumed after training in the same process
+    differed from an uninterrupted one by 1 ulp. Every region now runs on TASK_THREADS torch
+    threads, and a caller's thread (the synchronous scheduler) gets its own count back."""
+    import dask
+    import numba
+    import threadpoolctl
+
+    from geoslide.maps.predict import TASK_THREADS, predict
+    from geoslide.parallel import threads
+
+    assert TASK_THREADS == 1
+    model = _trained(small, "llr")  # a 1x1 convolution: 1 vs 2 threads differ on ~1/6 of px
+    ds = small.chunk({"y": 224, "x": 208})  # 4 regions, in dask's threads
+    monkeypatch.setattr(threads, "_STATE", {})  # no policy set in this process yet
+    for key in threads.COUNT_ENV:  # thread_policy's environment, undone after the test
+        monkeypatch.setenv(key, os.environ.get(key, ""))
+    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        first = predict(ds, model, progress=False).values
+        assert torch.get_num_threads() == 2
+        with threadpoolctl.threadpool_limits(limits=None):  # BLAS pools restored on exit
+            threads.thread_policy(1, dask=False)  # what `train --threads 1` leaves behind
+            torch.set_num_threads(2)  # Fitter.fit gives torch its count back, not the policy
+            again = predict(ds, model, progress=False).values
+            torch.set_num_threads(3)
+            with dask.config.set(scheduler="synchronous"):  # regions in this very thread
+                here = predict(ds, model, progress=False).values
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(torch_before)
+        numba.set_num_threads(numba_before)
+    assert np.isfinite(first).mean() > 0.5 and np.nanstd(first) > 0.01
+    assert first.tobytes() == again.tobytes() == here.tobytes()
+
+
 @pytest.mark.slow
 def test_distributed_local_cluster_matches_threads(unet, small):
     """Worker processes of a LocalCluster give the threaded result (about 30 s: slow)."""

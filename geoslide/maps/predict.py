@@ -19,10 +19,11 @@ not once per task. A region's halo comes from its neighbours' border strips
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numba
 import numpy as np
@@ -37,7 +38,6 @@ from geoslide.parallel.chunking import round_up
 from geoslide.parallel.compute import compute_array
 from geoslide.parallel.devices import resolve_device
 from geoslide.parallel.halo import map_halo
-from geoslide.parallel.threads import policy_threads
 from geoslide.parallel.workersetup import trim_memory
 from geoslide.store.attrs import PROVENANCE_ATTR
 
@@ -115,17 +115,44 @@ a contiguous input instead costs most of that gain. Probabilities move by at mos
 1e-8 (another summation order; tests/test_predict.py bounds it at 1e-6)."""
 
 
+TASK_THREADS = 1
+"""torch intra-op threads of every region task, whatever the process's thread settings (the
+CLI's ``--threads``, :func:`geoslide.parallel.threads.thread_policy` left by training, the
+caller's ``torch.set_num_threads``): the same network on the same inputs sums in another
+order on another number of OpenMP threads (oneDNN and MKL split the work by thread count),
+so a region computed on 2 threads differs from one computed on 1 by up to 1 ulp, and a map
+resumed after ``geoslide train --threads 1`` in the same process would no longer equal an
+uninterrupted one. The parallelism comes from the dask tasks, one region per thread (what
+the CLI's thread policy gives ``predict``: one library thread per task)."""
+
+
+@contextlib.contextmanager
+def task_threads(n: int = TASK_THREADS) -> Iterator[None]:
+    """Run the block on ``n`` torch threads in this thread, and give the thread back its own
+    count after (a region task may run in the caller's thread: the synchronous scheduler)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 class _Runner:
     """What each worker receives once: the torch module plus the device to run it on (with
-    ``spread``, an :class:`~geoslide.learn.models.Ensemble` giving its mean and spread)."""
+    ``spread``, an :class:`~geoslide.learn.models.Ensemble` giving its mean and spread).
+    Its forwards always run on :data:`TASK_THREADS` torch threads."""
 
     def __init__(self, module: Any, device: str, spread: bool = False,
-                 channels_last: bool | None = None, threads: int | None = None) -> None:
+                 channels_last: bool | None = None) -> None:
         self.module = module
         self.device = device
         self.spread = spread
         self.channels_last = channels_last
-        self.threads = threads
         self._ready = False
 
     def __getstate__(self) -> dict:
@@ -162,11 +189,8 @@ class _Runner:
 
         if not self._ready:
             self._prepare()
-        # torch's threads in this (dask) thread: a pool thread keeps the count it first saw
-        want = policy_threads() or self.threads
-        if want and torch.get_num_threads() != want:
-            torch.set_num_threads(want)
-        with torch.inference_mode():
+        # a fixed thread count: the bits must not depend on the process's thread settings
+        with task_threads(), torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch))
             if layout == "nhwc":
                 x = x.permute(0, 3, 1, 2)  # a channels-last view
@@ -292,6 +316,13 @@ def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
     from that one batch at a time (:func:`_windows`): memory holds the block, one batch and
     the network's activations, never a padded copy of the region (at a raster's last row and
     column, regions are not a multiple of the core)."""
+    with task_threads():  # TASK_THREADS for the whole region, the thread's own count after
+        return _predict_windows(block, runner, core=core, halo=halo, batch_size=batch_size)
+
+
+def _predict_windows(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
+                     batch_size: int) -> np.ndarray:
+    """:func:`_predict_region`'s work, on the thread count it set."""
     c, hh, ww = block.shape
     h, w = hh - 2 * halo, ww - 2 * halo
     pixels, ok = network_layout(block)
@@ -399,12 +430,8 @@ def predict(
                                                                                 depth[1])
     stack = stack.rechunk((len(spec.names), ychunks, xchunks))
     token = model_token(trained.module)
-    import torch
-
-    # the caller's torch threads, for region tasks in dask's threads (a worker's own policy,
-    # geoslide.parallel.threads, comes first)
-    runner = _Runner(trained.module, str(resolve_device(device)), spread=spread,
-                     threads=torch.get_num_threads())
+    # region tasks run on TASK_THREADS torch threads each, whatever this process's settings
+    runner = _Runner(trained.module, str(resolve_device(device)), spread=spread)
     tag = "-spread" if spread else ""
     runner_d = dask.delayed(runner, name=f"geoslide-model-{token}{tag}", pure=True)
     chunks = ((2,),) * spread + (ychunks, xchunks)
@@ -467,4 +494,5 @@ def _provenance(trained: Any, path: str, token: str, name: str, core: int, halo:
             "rerun": cmd}
 
 
-__all__ = ["predict", "network_layout", "ALIGN", "CHANNELS_LAST"]
+__all__ = ["predict", "network_layout", "task_threads", "ALIGN", "CHANNELS_LAST",
+           "TASK_THREADS"]
