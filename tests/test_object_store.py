@@ -272,3 +272,57 @@ def test_prepare_own_files_from_s3_equals_local(data_dir, tmp_path, s3_bucket, c
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
     assert main(["prepare", f"{s3_bucket}/x.zarr", "--raster", f"ta={s3_bucket}/in/no.tif",
                  *common[:2]]) == 2
+
+
+def _grid(n: int = 64) -> xr.Dataset:
+    import rioxarray  # noqa: F401
+
+    rng = np.random.default_rng(0)
+    y, x = np.arange(n, dtype=float)[::-1] * 30, np.arange(n, dtype=float) * 30
+    ds = xr.Dataset({"elevation": (("y", "x"), rng.random((n, n), dtype=np.float32) * 100)},
+                    coords={"y": y, "x": x})
+    return ds.rio.write_crs(32643)
+
+
+def test_interrupted_region_write_on_s3_resumes(s3_bucket, interrupt_after, settled_regions):
+    """A write killed after some regions is incomplete; its rerun writes only the rest, and
+    equals an uninterrupted write."""
+    import dask
+
+    from geoslide.errors import IncompleteStoreError
+    from geoslide.store import incomplete, open_zarr, to_zarr, write_variables
+
+    url = f"{s3_bucket}/k.zarr"
+    to_zarr(_grid(), url, chunks=16)  # 16 regions
+
+    def new() -> xr.DataArray:
+        return (open_zarr(url, allow_incomplete=True).elevation * 3 + 1).rename("derived")
+
+    with dask.config.set(scheduler="threads", num_workers=2):
+        with pytest.raises(KeyboardInterrupt), interrupt_after(5):
+            write_variables(new(), url, progress=False)
+    assert incomplete(url) == ["derived"]
+    done = settled_regions(url)
+    assert 5 <= done < 16
+    with pytest.raises(IncompleteStoreError):
+        open_zarr(url)
+    with dask.config.set(scheduler="threads"):
+        report = write_variables(new(), url, progress=False)
+    assert (report.skipped, report.written) == (done, 16 - done)
+    np.testing.assert_array_equal(open_zarr(url).derived.values,
+                                  _grid().elevation.values * 3 + 1)
+
+
+def test_worker_processes_write_regions_to_s3(s3_bucket):
+    """A LocalCluster's worker processes (no shared memory with the client) write the regions
+    through the storage options that travel with each task."""
+    from geoslide.parallel.cluster import get_client
+    from geoslide.store import open_zarr, to_zarr, write_variables
+
+    url = f"{s3_bucket}/k.zarr"
+    with get_client("local", n_workers=1, threads_per_worker=2, memory_limit="1GiB"):
+        to_zarr(_grid(), url, chunks=32)
+        write_variables((open_zarr(url).elevation + 1).rename("plus"), url, progress=False)
+    got = open_zarr(url)
+    np.testing.assert_array_equal(got.plus.values, _grid().elevation.values + 1)
+    np.testing.assert_array_equal(got.elevation.values, _grid().elevation.values)
