@@ -229,11 +229,44 @@ def test_lazy_4096_raster_is_decimated_chunk_by_chunk():
         assert len(done) == len(set(done)) == (n // chunk) ** 2, arr.name
 
 
-def test_report_map_writes_one_png(ecuador, tmp_path):
+def test_report_map_shows_the_map_the_inventory_and_the_test_pixels(ecuador, tmp_path):
+    """Ecuador's slope score in the report's figure: one map Axes titled as asked, the
+    probabilities as the block means of the map over the hillshade, their colour limits the
+    1st / 99th percentiles of those block means (the colour bar in probability), the 175
+    labelled landslide pixels as markers at their centres, the test rows outlined by a dashed
+    contour spanning them, named in the legend; report_map writes that figure as one PNG."""
+    from geoslide.evaluation.maps_plot import report_map_figure
     from geoslide.learn.inputs import to_label_array
 
     test = np.zeros((ecuador.sizes["y"], ecuador.sizes["x"]), bool)
     test[80:160] = True
-    path = report_map(ecuador, _score(ecuador).values, tmp_path / "map.png",
-                      labels=to_label_array(ecuador), test_mask=test, title="slope score")
-    assert path.stat().st_size > 20_000
+    prob = _score(ecuador).values
+    labels = to_label_array(ecuador)
+    fig = report_map_figure(ecuador, prob, labels=labels, test_mask=test, title="slope score")
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2 and ax.get_title() == "slope score"  # the map and its colour bar
+    shade, image = ax.images
+    step = ecuador.sizes["y"] // image.get_array().shape[0]
+    means = _block_mean(prob.astype(float), step)
+    np.testing.assert_allclose(np.asarray(image.get_array(), float), means, rtol=1e-6)
+    assert shade.get_array().shape == means.shape and shade.get_cmap().name == "gray"
+    finite = means[np.isfinite(means)]
+    assert image.get_clim() == pytest.approx((np.percentile(finite, 1),
+                                              np.percentile(finite, 99)), rel=1e-6)
+    assert image.colorbar.ax is fig.axes[1] and "probability" in fig.axes[1].get_ylabel()
+    r, c = np.nonzero(labels == 1)
+    ref = np.column_stack([ecuador.x.values[c], ecuador.y.values[r]])
+    assert len(ref) == 175
+    np.testing.assert_allclose(_sorted(_scatter(ax, "landslide pixels")), _sorted(ref))
+    dashed = [cs for cs in ax.collections if hasattr(cs, "levels")
+              and cs.get_linestyle()[0][1] is not None]
+    assert len(dashed) == 1 and list(dashed[0].levels) == [0.5]
+    ys = np.concatenate([p.vertices[:, 1] for p in dashed[0].get_paths() if len(p.vertices)])
+    dy = abs(float(ecuador.y[1] - ecuador.y[0]))
+    assert ys.max() == pytest.approx(float(ecuador.y[80]), abs=step * dy)  # rows 80 to 159
+    assert ys.min() == pytest.approx(float(ecuador.y[159]), abs=step * dy)
+    assert "test pixels" in [t.get_text() for t in ax.get_legend().get_texts()]
+    path = report_map(ecuador, prob, tmp_path / "map.png", labels=labels, test_mask=test,
+                      title="slope score")
+    png = matplotlib.image.imread(path)
+    assert png.ndim == 3 and path.name == "map.png" and not list(tmp_path.glob(".*"))

@@ -55,21 +55,45 @@ def ecuador_points(data_dir):
     return lab, slope, ta["x"].values, ta["y"].values
 
 
-def test_colour_range_robust_and_flat():
-    rng = np.random.default_rng(0)
-    p = rng.beta(1, 30, (300, 400))
-    p[0, :5] = 0.999  # a few outliers no longer stretch the scale
+def test_colour_range_hand_computed_and_nan_ignored():
+    """101 probabilities 0.00, 0.01, ..., 1.00 (shuffled, NaN around them): the 1st and 99th
+    percentiles are 0.01 and 0.99 by hand ((101 - 1) x 0.01 = the value of rank 1)."""
+    p = np.full((12, 12), np.nan)
+    p.flat[10:111] = np.random.default_rng(0).permutation(np.arange(101) / 100)
     lo, hi, flat = plots.colour_range(p)
-    assert not flat and lo == pytest.approx(np.quantile(p, 0.01))
-    assert hi == pytest.approx(np.quantile(p, 0.99)) and hi < 0.5
-    flat_map = 0.0123 + rng.normal(0, 1e-7, (300, 400))
-    flat_map[:10] = np.nan
-    lo, hi, flat = plots.colour_range(flat_map)
-    assert flat and lo == pytest.approx(np.nanmin(flat_map)) and hi == np.nanmax(flat_map)
+    assert (lo, hi, flat) == (pytest.approx(0.01), pytest.approx(0.99), False)
+    assert plots.colour_range(np.full((3, 3), np.nan)) == (0.0, 1.0, True)
+
+
+def test_colour_range_of_a_real_map_holds_its_central_98_percent(kashmir):
+    """Kashmir's slope score: the range holds at least 98% of the finite pixels, at most 1%
+    lie below / above it (give or take the pixel each percentile interpolates to), the
+    tails are cut (ten outliers at 0.999 move nothing), NaN pixels around the map neither."""
+    s = kashmir["slope"].values.astype(float)
+    p = 1 / (1 + np.exp(-(s - 35) / 5))
+    n = np.isfinite(p).sum()
+    lo, hi, flat = plots.colour_range(p)
+    assert not flat and np.nanmin(p) < lo < hi < np.nanmax(p)
+    assert np.sum((p >= lo) & (p <= hi)) >= 0.98 * n - 2  # 2: the percentiles interpolate
+    assert np.sum(p < lo) <= 0.01 * n + 1 and np.sum(p > hi) <= 0.01 * n + 1
+    padded = np.pad(p, 40, constant_values=np.nan)
+    assert plots.colour_range(padded) == (lo, hi, False)
+    spiked = p.copy()
+    spiked[:2, :5] = 0.999  # ten outliers do not stretch the scale
+    assert plots.colour_range(spiked)[1] == pytest.approx(hi, rel=1e-3)
+
+
+def test_colour_range_degenerate_maps():
+    const = np.full((300, 400), 0.0123)
+    const[:10] = np.nan
+    assert plots.colour_range(const) == (0.0123, 0.0123, True)  # constant: flat at its value
+    rng = np.random.default_rng(0)
+    noisy = 0.0123 + rng.normal(0, 1e-7, (300, 400))  # near-constant: flat, its full range
+    lo, hi, flat = plots.colour_range(noisy)
+    assert flat and lo == noisy.min() and hi == noisy.max()
     hot = np.zeros((300, 400))
     hot[5:8, 5:8] = 0.8  # 99.9% tie at 0: the full range, not a flat map
     assert plots.colour_range(hot) == (0.0, 0.8, False)
-    assert plots.colour_range(np.full((3, 3), np.nan))[2]
 
 
 def test_flat_map_is_grey_with_its_note(tmp_path, ecuador_points):
@@ -87,7 +111,11 @@ def test_flat_map_is_grey_with_its_note(tmp_path, ecuador_points):
     assert len(np.unique(rgba[finite].reshape(-1, 4), axis=0)) == 1
     assert not np.allclose(rgba[finite][0, :3], [0.647, 0.0, 0.149], atol=0.05)  # not red
     path = plots.map_and_inventory(prob, lab, _out(tmp_path, "flat_map.png"), x=x, y=y)
-    assert path.stat().st_size > 1000
+    from matplotlib.image import imread
+
+    rgb = np.round(imread(path)[..., :3] * 255).astype(int)  # the PNG: the grey map drawn
+    grey = np.all(rgb == [int(plots.FLAT_COLOUR[i:i + 2], 16) for i in (1, 3, 5)], axis=-1)
+    assert grey.mean() > 0.1
 
 
 def test_ecuador_points_drawn_as_markers(tmp_path, ecuador_points):
@@ -114,6 +142,13 @@ def test_ecuador_points_drawn_as_markers(tmp_path, ecuador_points):
     assert len(plots.map_figure(prob, sparse).axes[1].collections) == 2
     test = np.zeros(lab.shape, bool)
     test[200:300] = True
+    fig = plots.map_figure(prob, lab, x=x, y=y, test_mask=test, title="slope score")
+    for ax in fig.axes[1:2] + fig.axes[:1]:  # the test rows outlined on both panels
+        cs = [c for c in ax.collections if hasattr(c, "levels")]
+        assert len(cs) == 1 and list(cs[0].levels) == [0.5]
+        ys = np.concatenate([p.vertices[:, 1] for p in cs[0].get_paths()])
+        assert ys.min() == pytest.approx((y[299] + y[300]) / 2)  # halfway to the rows
+        assert ys.max() == pytest.approx((y[199] + y[200]) / 2)  # outside rows 200..299
     plots.map_and_inventory(prob, lab, _out(tmp_path, "ecuador_markers.png"), x=x, y=y,
                             test_mask=test, title="slope score")
 

@@ -36,6 +36,7 @@ from geoslide.parallel.chunking import round_up
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 LIGHT = (315.0, 45.0)
 """Azimuth and altitude (degrees) of the hillshade's light source: north-west, 45° up."""
@@ -311,9 +312,17 @@ def plot_dataset(ds: xr.Dataset, variable: str, inventory: Any = None,
 def report_map(ds: xr.Dataset, prob: np.ndarray, path: str | os.PathLike, *,
                labels: np.ndarray | None = None, test_mask: np.ndarray | None = None,
                title: str = "susceptibility") -> Path:
-    """The report's map figure, one PNG: ``prob`` on ``ds``'s grid by :func:`plot_map`, over
-    a hillshade of ``ds.elevation`` when present, the inventory from ``labels`` (default: the
-    Dataset's label raster), the test pixels outlined (dashed)."""
+    """The report's map figure (:func:`report_map_figure`), one PNG; its path."""
+    return plots.save_figure(report_map_figure(ds, prob, labels=labels, test_mask=test_mask,
+                                               title=title), path)
+
+
+def report_map_figure(ds: xr.Dataset, prob: np.ndarray, *, labels: np.ndarray | None = None,
+                      test_mask: np.ndarray | None = None, title: str = "susceptibility"
+                      ) -> "Figure":
+    """The report's map: ``prob`` on ``ds``'s grid by :func:`plot_map`, over a hillshade of
+    ``ds.elevation`` when present, the inventory from ``labels`` (default: the Dataset's
+    label raster), the test pixels outlined (dashed)."""
     from matplotlib.figure import Figure
 
     coords = {k: v for k, v in ds.coords.items() if set(v.dims) <= {"y", "x"}}
@@ -335,8 +344,8 @@ def report_map(ds: xr.Dataset, prob: np.ndarray, path: str | os.PathLike, *,
                    linestyles="--", zorder=5)
         ax.plot([], [], color="k", lw=1.0, ls="--", label="test pixels")
         ax.legend(loc="best", fontsize=7, framealpha=0.85)
-    return plots.save_figure(fig, path)
+    return fig
 
 
-__all__ = ["plot_map", "plot_dataset", "report_map", "decimate", "decimation_step",
+__all__ = ["plot_map", "plot_dataset", "report_map", "report_map_figure", "decimate", "decimation_step",
            "axes_pixels", "LIGHT", "ALPHA", "LANDSLIDE"]
