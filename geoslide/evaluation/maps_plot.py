@@ -198,6 +198,8 @@ def plot_map(probs: xr.DataArray, inventory: Any = None,
              **kwargs: Any) -> "Axes":
     """Draw a probability map over a hillshade with the inventory; returns the Axes.
 
+    Parameters
+    ----------
     probs : (y, x) probabilities (numpy or dask backed), with a CRS (rioxarray) for the axes'
         units and the inventory's reprojection.
     inventory : a GeoDataFrame or a vector file path (polygons drawn as outlines, points as
@@ -288,8 +290,11 @@ def plot_dataset(ds: xr.Dataset, variable: str, inventory: Any = None,
                  **kwargs: Any) -> "Axes":
     """:func:`plot_map` of ``ds[variable]`` with what the Dataset holds; returns the Axes.
 
+    Parameters
+    ----------
     inventory : None: the Dataset's label raster when it has one; False: none; else as in
-        :func:`plot_map`. hillshade : None: of ``ds.elevation`` when present; True: of
+        :func:`plot_map`.
+    hillshade : None: of ``ds.elevation`` when present; True: of
         ``ds.elevation`` (an :class:`InputError` without it); False: none; or a DEM.
     kwargs : as in :func:`plot_map` (``label_field``, ``title``, ``step``, imshow's).
     """

@@ -72,7 +72,7 @@ def colour_range(prob: np.ndarray, rel_tol: float = 1e-3) -> tuple[float, float,
     """(vmin, vmax, flat) of a probability map's colour scale: the 1st and 99th percentiles
     of its finite values; the full range (min, max) where those coincide (more than 98% of
     the pixels tie, e.g. zero outside a few hot spots). ``flat`` when even the full range is
-    under ``rel_tol`` times the largest |value| (near-constant map); then (vmin, vmax) is
+    under ``rel_tol`` times the largest ``|value|`` (near-constant map); then (vmin, vmax) is
     (min, max). A map with no finite value is flat with (0, 1)."""
     finite = np.asarray(prob, float)
     finite = finite[np.isfinite(finite)]

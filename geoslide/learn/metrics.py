@@ -127,7 +127,7 @@ def average_precision(y: np.ndarray, p: np.ndarray) -> float:
 def reliability(y: np.ndarray, p: np.ndarray, n_bins: int = 10, strategy: str = "quantile"
                 ) -> dict[str, Any]:
     """Calibration bins: per bin the mean predicted probability, the observed landslide
-    frequency and the pixel count; ``ece`` = count-weighted mean |observed - predicted|.
+    frequency and the pixel count; ``ece`` = count-weighted mean ``|observed - predicted|``.
 
     ``strategy="quantile"`` makes bins of equal pixel counts (suits maps where most pixels are
     near 0); ``"uniform"`` splits [0, 1] in equal widths.

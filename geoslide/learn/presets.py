@@ -4,13 +4,15 @@ cores in a few minutes).
 ``paper`` (Table 1; weight decay 0.001 and ReduceLROnPlateau patience 2 for every model;
 cores of 500 px with a 64 px halo, oversampling ratio 5, section 3 and 4.2):
 
-| model | optimiser | LR     | epochs | batch | decay | patience |
-|-------|-----------|--------|--------|-------|-------|----------|
-| LLR   | Adam      | 0.125  | 10     | 15    | 0.001 | 2        |
-| NN    | Adam      | 0.125  | 10     | 13    | 0.001 | 2        |
-| SANN  | Adam      | 0.0156 | 15     | 10    | 0.001 | 2        |
-| CNN   | SGD       | 0.125  | 20     | 12    | 0.001 | 2        |
-| SACNN | Adam      | 0.001  | 30     | 9     | 0.001 | 2        |
+=====  =========  ======  ======  =====  =====  ========
+model  optimiser  LR      epochs  batch  decay  patience
+=====  =========  ======  ======  =====  =====  ========
+LLR    Adam       0.125   10      15     0.001  2
+NN     Adam       0.125   10      13     0.001  2
+SANN   Adam       0.0156  15      10     0.001  2
+CNN    SGD        0.125   20      12     0.001  2
+SACNN  Adam       0.001   30      9      0.001  2
+=====  =========  ======  ======  =====  =====  ========
 
 The paper does not state the SGD momentum (none here), the LR reduction factor (0.1 here,
 torch's default) or early stopping (none in ``paper``: all epochs run, the best epoch on
@@ -18,7 +20,7 @@ validation is kept). ``random`` has no training (its positive rate is read off t
 pixels).
 
 ``quick`` values were chosen on the validation pixels of the Kashmir band split (see
-docs/training.md for the figures): small cores (64 px) and halos (32 px) so that Kashmir
+the tuning results page, docs/results/tuning.md): small cores (64 px) and halos (32 px) so that Kashmir
 (987 x 826 px) gives ~200 windows, narrower UNets, early stopping; for the band split the
 validation set is a contiguous band of rows beside the test band (``split_val_shape``), which
 ranks settings for a held-out band better than scattered windows; ``min_steps`` stretches

@@ -11,7 +11,7 @@ class-code source), so reading needs nothing but the store.
 The aligned variables are *gathered* from it (:func:`expand_gathers`, when a store is opened
 and by :func:`geoslide.aligned_features`): ``<f>_up<d>`` (float32, the source at the winner),
 ``<raster>_up<d>`` (int16 class codes, with their virtual one-hot layers, see
-:mod:`.classes`), ``dz_up<d>`` (float32, m: winner elevation minus the centre's) and
+:mod:`geoslide.store.classes`), ``dz_up<d>`` (float32, m: winner elevation minus the centre's) and
 ``azimuth_up<d>`` (float32, degrees), read in place by the numba kernel of :mod:`.gather`
 (on threads over row blocks for in-memory variables). They equal the ring kernel's outputs
 bit for bit; dask-backed ones are lazy, one task per chunk with a halo of the ring radius,

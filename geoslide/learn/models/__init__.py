@@ -5,17 +5,19 @@ Every model maps a float32 tensor (B, C, H, W) of standardised inputs to LOGITS 
 class attribute ``aligned`` (True: fed the original + the aligned features by default) and a
 ``config`` dict (the keyword arguments that rebuild it, saved in the model file).
 
-| name             | module              | what                                                |
-|------------------|---------------------|-----------------------------------------------------|
-| random           | models/random.py    | the paper's Random baseline (section 5.1)           |
-| llr              | models/linear.py    | linear logistic regression: one 1x1 convolution     |
-| nn               | models/mlp.py       | per-pixel MLP (1x1 convolutions)                    |
-| sann             | models/mlp.py       | the same MLP fed the original + aligned features    |
-| cnn              | models/unet.py      | the UNet of the paper's figure 2                    |
-| sacnn            | models/unet.py      | the same UNet fed the original + aligned features   |
-| logreg, rf, hgb  | models/pixel.py     | scikit-learn per pixel: logistic regression, random |
-|                  |                     | forest, gradient boosting (``+aligned``: fed the    |
-|                  |                     | aligned features too)                               |
+===============  ===================  ===================================================
+name             module               what
+===============  ===================  ===================================================
+random           models/random.py     the paper's Random baseline (section 5.1)
+llr              models/linear.py     linear logistic regression: one 1x1 convolution
+nn               models/mlp.py        per-pixel MLP (1x1 convolutions)
+sann             models/mlp.py        the same MLP fed the original + aligned features
+cnn              models/unet.py       the UNet of the paper's figure 2
+sacnn            models/unet.py       the same UNet fed the original + aligned features
+logreg, rf, hgb  models/pixel.py      scikit-learn per pixel: logistic regression, random
+                                      forest, gradient boosting (``+aligned``: fed the
+                                      aligned features too)
+===============  ===================  ===================================================
 
 ``kind`` says how a model is fitted: ``torch`` (gradient steps on patches) or ``pixel`` (a
 scikit-learn estimator fitted on the training pixels, :mod:`geoslide.learn.pixelfit`).
