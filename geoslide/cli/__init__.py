@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _one_line_warnings(args.command):
             configure(getattr(args, "storage_options", None))
+            _threads(args)
             return int(args.func(args) or 0)
     except GeoslideError as exc:
         print(f"geoslide {args.command}: error: {exc}", file=sys.stderr)

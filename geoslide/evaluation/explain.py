@@ -283,7 +283,7 @@ def _default_mask(ds: xr.Dataset, mapper: _Mapper) -> np.ndarray:
 
 def _score(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     nll = M.nll(y, p)
-    auc = M.roc_auc(y, p) if 0 < int((y == 1).sum()) < y.size else float("nan")
+    auc = M.auc_or_nan(y, p)
     return nll, auc
 
 

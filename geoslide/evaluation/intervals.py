@@ -104,7 +104,7 @@ def _point(kind: str, y: np.ndarray, p: np.ndarray) -> float:
     p = np.asarray(p, np.float64).ravel()
     if kind == "nll":
         return M.nll(y, p)
-    return M.roc_auc(y, p) if 0 < y.sum() < y.size else float("nan")
+    return M.auc_or_nan(y, p)
 
 
 __all__ = ["bootstrap", "block_of", "count_blocks", "N_BOOT", "MIN_BLOCKS"]

@@ -87,7 +87,7 @@ def score_map(labels: np.ndarray, prob: np.ndarray, masks: Mapping[str, np.ndarr
             continue
         res[f"{part}_nll"] = M.nll(yt, pt)
         both = 0 < int((yt == 1).sum()) < yt.size
-        res[f"{part}_auc"] = M.roc_auc(yt, pt) if both else float("nan")
+        res[f"{part}_auc"] = M.auc_or_nan(yt, pt)
         if part == "train" and both:
             rc = M.rate_curve(yt, pt)
             res["train_rate_auc"] = rc["auc"]

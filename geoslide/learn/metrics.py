@@ -58,13 +58,17 @@ def nll(y: np.ndarray, p: np.ndarray, eps: float = EPS) -> float:
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:
-    """Brier score: mean of (p - y)^2."""
+    """Brier score: mean of (p - y)^2 (scikit-learn's ``brier_score_loss``)."""
+    from sklearn.metrics import brier_score_loss
+
     y, p = _check(y, p)
-    return float(np.mean((p - y) ** 2))
+    return float(brier_score_loss(y, p, pos_label=1)) if np.unique(y).size > 1 else \
+        float(np.mean((p - y) ** 2))  # one class: sklearn needs pos_label among the labels
 
 
 def _counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct thresholds (decreasing) with cumulative true / false positives at each."""
+    """Distinct thresholds (decreasing) with cumulative true / false positives at each (the
+    rate curve and the classes read these counts, which scikit-learn does not return)."""
     order = np.argsort(-p, kind="mergesort")
     ps, ys = p[order], y[order]
     last = np.r_[np.flatnonzero(np.diff(ps)), ys.size - 1]  # last index of each tie group
@@ -73,15 +77,22 @@ def _counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return ps[last], tps, fps
 
 
-def roc_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(false positive rate, true positive rate, thresholds), from (0, 0) to (1, 1)."""
-    y, p = _check(y, p)
-    thr, tps, fps = _counts(y, p)
-    npos, nneg = tps[-1], fps[-1]
+def _both_classes(y: np.ndarray, what: str) -> None:
+    npos, nneg = int((y == 1).sum()), int((y != 1).sum())
     if npos == 0 or nneg == 0:
-        raise InputError(f"ROC needs both classes; found {int(npos)} landslide and {int(nneg)} "
-                         f"stable pixels")
-    return np.r_[0.0, fps / nneg], np.r_[0.0, tps / npos], np.r_[np.inf, thr]
+        raise InputError(f"{what} needs both classes; found {npos} landslide and {nneg} stable "
+                         "pixels")
+
+
+def roc_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate, thresholds), from (0, 0) to (1, 1), one point
+    per distinct threshold (scikit-learn's ``roc_curve``, no point dropped)."""
+    from sklearn.metrics import roc_curve as sk_roc
+
+    y, p = _check(y, p)
+    _both_classes(y, "ROC")
+    fpr, tpr, thr = sk_roc(y, p, drop_intermediate=False)
+    return fpr, tpr, thr
 
 
 def area(x: np.ndarray, y: np.ndarray) -> float:
@@ -91,9 +102,11 @@ def area(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    """Area under the ROC curve (ties count one half)."""
-    fpr, tpr, _ = roc_curve(y, p)
-    return area(fpr, tpr)
+    """Area under the ROC curve, ties counting one half (scikit-learn's ``roc_auc_score``);
+    :class:`InputError` when a class is missing (:func:`auc_or_nan` gives NaN instead)."""
+    y, p = _check(y, p)
+    _both_classes(y, "ROC")
+    return auc_or_nan(y, p)
 
 
 def auc_or_nan(y: np.ndarray, p: np.ndarray) -> float:
@@ -108,20 +121,26 @@ def auc_or_nan(y: np.ndarray, p: np.ndarray) -> float:
 
 def precision_recall_curve(y: np.ndarray, p: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(precision, recall, thresholds) by decreasing threshold, starting at recall 0."""
+    """(precision, recall, thresholds) by decreasing threshold, starting at recall 0
+    (scikit-learn's ``precision_recall_curve``, in increasing recall)."""
+    from sklearn.metrics import precision_recall_curve as sk_pr
+
     y, p = _check(y, p)
-    thr, tps, fps = _counts(y, p)
-    if tps[-1] == 0:
+    if not (y == 1).any():
         raise InputError("precision-recall needs at least one landslide pixel")
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    return np.r_[1.0, precision], np.r_[0.0, recall], np.r_[np.inf, thr]
+    precision, recall, thr = sk_pr(y, p, drop_intermediate=False)
+    return precision[::-1], recall[::-1], np.r_[np.inf, thr[::-1]]
 
 
 def average_precision(y: np.ndarray, p: np.ndarray) -> float:
-    """AP = sum_n (R_n - R_{n-1}) P_n over decreasing thresholds (scikit-learn's definition)."""
-    precision, recall, _ = precision_recall_curve(y, p)
-    return float(np.sum(np.diff(recall) * precision[1:]))
+    """AP = sum_n (R_n - R_{n-1}) P_n over decreasing thresholds (scikit-learn's
+    ``average_precision_score``)."""
+    from sklearn.metrics import average_precision_score
+
+    y, p = _check(y, p)
+    if not (y == 1).any():
+        raise InputError("precision-recall needs at least one landslide pixel")
+    return float(average_precision_score(y, p))
 
 
 def reliability(y: np.ndarray, p: np.ndarray, n_bins: int = 10, strategy: str = "quantile"
@@ -265,8 +284,8 @@ def summary(y: np.ndarray, p: np.ndarray, *, n_bins: int = 10, n_classes: int = 
     if has_both:
         fpr, tpr, _ = roc_curve(y, p)
         precision, recall, _ = precision_recall_curve(y, p)
-        out["auc"] = area(fpr, tpr)
-        out["average_precision"] = float(np.sum(np.diff(recall) * precision[1:]))
+        out["auc"] = roc_auc(y, p)
+        out["average_precision"] = average_precision(y, p)
         rate = rate_curve(y, p)
         out["rate_auc"] = rate["auc"]
         if curves:
