@@ -60,6 +60,8 @@ def main() -> int:
     argv = ["compare", str(store), "--out", str(args.out), "--n-folds", str(args.n_folds)]
     code = cli(argv + (["--models", *args.models] if args.models else []))
     t2 = time.time()
+    if code != 0:
+        return code
     res = json.loads((args.out / "compare.json").read_text())
     per_model: dict[str, float] = {}
     for f in res["folds"]:
