@@ -141,3 +141,18 @@ def test_blocks_thinner_than_the_halo_are_refused():
     with dask.config.set(scheduler="sync"):
         np.testing.assert_array_equal(one.compute(),
                                       reference(np.ones((1, 5, 5)), 16, 16, 0.0, 1.0))
+
+
+def test_the_one_dask_internal_still_tells_data_from_tasks():
+    """geoslide.parallel.halo.is_data_node reads dask's task spec: if a dask release changes
+    it, this fails first, naming the function to update (and pyproject.toml's dask range)."""
+    import dask.array as da
+
+    from geoslide.parallel.halo import is_data_node
+
+    a = da.from_array(np.arange(16.0).reshape(4, 4), chunks=2)
+    graph = dict((a + 1).__dask_graph__())
+    kinds = {is_data_node(v) for v in graph.values()}
+    assert kinds == {True, False}, (
+        "dask's graph values changed shape: update geoslide.parallel.halo.is_data_node "
+        "and the dask range in pyproject.toml")

@@ -125,8 +125,10 @@ def ancestors(graph: Mapping, key: Any) -> set:
     return seen
 
 
-def _is_data(value: Any) -> bool:
-    """True for a graph value that is data written into the graph, not a task."""
+def is_data_node(value: Any) -> bool:
+    """True for a graph value that is data written into the graph, not a task. The one use
+    of a dask internal (``dask._task_spec``, dask >= 2024.12; tuples before): the range in
+    pyproject.toml is the one tests/test_halo.py checks."""
     try:
         from dask._task_spec import DataNode, GraphNode
     except ImportError:  # pragma: no cover - dask before the task spec (2024.12): tuples
@@ -146,7 +148,7 @@ def _inlinable(graph: Mapping, keys: set) -> bool:
     for k in keys:
         if key_split(k).startswith(PREFIX):
             return False
-        if _is_data(graph[k]):
+        if is_data_node(graph[k]):
             data += sizeof(getattr(graph[k], "value", graph[k]))
     return data <= INLINE_MAX_BYTES
 
