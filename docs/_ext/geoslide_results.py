@@ -40,6 +40,8 @@ def header(data: dict, command: str | None = None) -> str:
         got["command"] = command
     parts = [f"`{got['command']}`" if got["command"] else "command not recorded"]
     parts += [f"{k} {got[k]}" if got[k] else f"{k} not recorded" for k in META[1:]]
+    if data.get("exit_code") not in (None, 0):
+        parts.append(f"exit code {data['exit_code']}")
     return "**Run:** " + " · ".join(parts)
 
 
