@@ -7,7 +7,6 @@ the outputs ``<f>_up<d>``, ``dz_up<d>`` and ``azimuth_up<d>`` (see :mod:`geoslid
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -17,6 +16,7 @@ from geoslide.features.rings import (align_dask, check_distances, ring_azimuths,
                                      ring_winners)
 from geoslide.features.terrain import grid_spacing
 from geoslide.names import aligned_name, input_variables
+from geoslide.parallel.chunking import is_dask
 from geoslide.store.attrs import PROVENANCE_ATTR
 from geoslide.store.classes import VIRTUAL_ATTR, expand, is_codes, virtual_names
 from geoslide.store.winners import WINNER_BASE, expand_gathers, stands_for, winner_variable
@@ -30,10 +30,6 @@ def output_names(distances: Sequence[int], features: Sequence[str]) -> list[str]
     for d in check_distances(distances):
         names += [aligned_name(b, d) for b in [*features, "dz", "azimuth"]]
     return names
-
-
-def _is_dask(a: Any) -> bool:
-    return type(a).__module__.split(".")[0] == "dask"
 
 
 def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
@@ -94,7 +90,7 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     sub = ds[list(dict.fromkeys([elevation] + sources))].transpose("y", "x")
     if chunks is not None:
         sub = sub.chunk(dict(chunks))
-    dask_ref = next((sub[v] for v in sub.data_vars if _is_dask(sub[v].data)), None)
+    dask_ref = next((sub[v] for v in sub.data_vars if is_dask(sub[v])), None)
     z = sub[elevation]
     if dask_ref is not None:
         z = z.chunk({"y": dask_ref.chunks[0], "x": dask_ref.chunks[1]})

@@ -16,7 +16,6 @@ Every function here takes and returns plain integers (pixels, bytes): no dask, n
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,18 +24,23 @@ from geoslide.errors import InputError, ChunkingError
 DEFAULT_TARGET_BYTES = 256 * 2**20
 """Default working-set budget of one task, bytes (256 MiB)."""
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+def is_dask(a: Any) -> bool:
+    """True when ``a`` (an array, DataArray or Dataset) is dask-backed: lazy."""
+    from dask import is_dask_collection
+
+    return bool(is_dask_collection(getattr(a, "data", a)) or is_dask_collection(a))
 
 
 def parse_bytes(size: int | float | str) -> int:
-    """Bytes of ``size``: an integer, or a string like ``"256MiB"``, ``"4 GiB"``, ``"2e9"``."""
-    if isinstance(size, (int, float)):
-        return int(size)
-    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", str(size))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise InputError(f"expected a size such as 268435456, '256MiB' or '4GiB'; found {size!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    """Bytes of ``size`` (``268435456``, ``"256MiB"``, ``"4GiB"``): dask's parser, with a
+    typed error naming the forms."""
+    from dask.utils import parse_bytes as dask_bytes
+
+    try:
+        return int(dask_bytes(size))
+    except (ValueError, TypeError):
+        raise InputError(f"expected a size such as 268435456, '256MiB' or '4GiB'; found "
+                         f"{size!r}") from None
 
 
 def task_budget(memory_limit: int | str = "4GiB", threads_per_worker: int = 1,
@@ -171,5 +175,5 @@ def overlap_overhead(chunks: Sequence[int], halo_px: int) -> float:
     return (cy + 2 * halo_px) * (cx + 2 * halo_px) / (cy * cx)
 
 
-__all__ = ["merge_thin", "auto_chunks", "resolve_chunks", "task_budget", "even_side", "parse_bytes",
+__all__ = ["is_dask", "merge_thin", "auto_chunks", "resolve_chunks", "task_budget", "even_side", "parse_bytes",
            "overlap_overhead", "DEFAULT_TARGET_BYTES"]

@@ -34,7 +34,7 @@ import xarray as xr
 
 from geoslide.errors import GridMismatchError, StoreError
 from geoslide.names import aligned_name
-from geoslide.parallel.chunking import merge_thin
+from geoslide.parallel.chunking import is_dask, merge_thin
 from geoslide.parallel.halo import map_halo
 from geoslide.store.attrs import PROVENANCE_ATTR
 from geoslide.store.classes import CLASSES_ATTR, aligned_attrs, code_variable, is_codes
@@ -144,12 +144,12 @@ def _gather(ds: xr.Dataset, name: str, spec: dict[str, Any], threads: int | None
     arrays = [ds[v].transpose("y", "x").data for v in names]
     codes = [bool(is_codes(ds[v])) for v in sources]
     ring = _Ring(spec, elevation_dtype(ds[elev].dtype))
-    if not any(isinstance(a, da.Array) for a in arrays):
+    if not any(is_dask(a) for a in arrays):
         arrays = [_kernel_array(a) for a in arrays]
         return _gather_numpy(arrays[0], arrays[1], arrays[2:], codes, ring, threads)
     sdt = np.result_type(np.float32, ring.edt)
     ry, rx = ring_radius(ds[name])
-    ref = next(a for a in arrays if isinstance(a, da.Array)).chunks
+    ref = next(a for a in arrays if is_dask(a)).chunks
     want = (merge_thin(ref[0], ry), merge_thin(ref[1], rx))
     unique = list(dict.fromkeys(names))       # a variable used twice is one channel
     stack = da.stack([da.asarray(arrays[names.index(v)]).astype(sdt).rechunk(want)
