@@ -154,3 +154,16 @@ def test_results_pages_render(tmp_path):
     assert "| a | 1.5 |" in text
     for path in (ROOT / "docs" / "results").glob("*.json"):   # the committed ones
         assert r.render(path.name).startswith("**Run:** "), path.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", sorted((ROOT / "docs" / "gallery").glob("*.ipynb")),
+                         ids=lambda p: p.name)
+def test_gallery_notebook_runs(notebook):
+    """The gallery's notebooks (shown with their stored outputs, never executed by the
+    site's build) still run top to bottom from the repository root, on the real data."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    book = nbformat.read(notebook, as_version=4)
+    nbclient.NotebookClient(book, timeout=3600, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}}).execute()
