@@ -361,7 +361,8 @@ def network_flops(module, channels: int, window: int) -> float:
 def _one_region(ds, model, spec, halo: int, zarr_target) -> dict[str, float]:
     """One timed region task: the split of its seconds."""
     import geoslide.maps.leaves as lv
-    from geoslide.maps.predict import _predict_region, _Runner
+    from geoslide.maps.predict import _predict_region
+    from geoslide.maps.runner import Runner
 
     timer = _Timer()
     depth = (halo + spec.ring[0], halo + spec.ring[1])
@@ -378,7 +379,7 @@ def _one_region(ds, model, spec, halo: int, zarr_target) -> dict[str, float]:
     finally:
         for n, fn in saved.items():
             setattr(lv, n, fn)
-    runner = _Runner(model.module, "cpu")
+    runner = Runner(model.module, "cpu")
     runner.forward = timer.wrap("network", runner.forward)
     t0 = time.perf_counter()
     probs = _predict_region(block, runner, core=CORE, halo=halo, batch_size=1)

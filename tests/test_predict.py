@@ -44,7 +44,7 @@ def unet(small):
 
 
 def test_receptive_radius(unet, small):
-    from geoslide.maps.predict import receptive_radius
+    from geoslide.maps.runner import receptive_radius
 
     r = receptive_radius(unet.module, len(unet.feature_names))
     # 4-stage UNet with two 3x3 convs per stage: ~122 px theoretical radius
@@ -181,13 +181,14 @@ def test_model_is_one_graph_key_and_pickles(unet, small):
     per worker), and the shipped runner gives the same probabilities after pickling."""
     import pickle
 
-    from geoslide.maps.predict import _Runner, predict
+    from geoslide.maps.predict import predict
+    from geoslide.maps.runner import Runner
 
     lazy = predict(small.chunk({"y": 128, "x": 128}), unet, core=128, progress=False)
     graph = dict(lazy.data.__dask_graph__())
     keys = [k for k in graph if "geoslide-model" in str(k)]
     assert len(keys) == 1
-    runner = _Runner(unet.module, "cpu")
+    runner = Runner(unet.module, "cpu")
     x = np.random.default_rng(0).normal(size=(1, len(unet.feature_names), 64, 64)).astype("f4")
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(runner)).forward(x), runner.forward(x))
 
@@ -202,7 +203,8 @@ def test_map_does_not_depend_on_the_process_thread_settings(small, monkeypatch):
     import numba
     import threadpoolctl
 
-    from geoslide.maps.predict import TASK_THREADS, predict
+    from geoslide.maps.predict import predict
+    from geoslide.maps.runner import TASK_THREADS
     from geoslide.parallel import threads
 
     assert TASK_THREADS == 1
@@ -249,7 +251,7 @@ def test_distributed_local_cluster_matches_threads(unet, small):
 def test_network_layout_is_nan_to_num_pixel_major():
     """The region's inputs put pixel-major in one pass: the same bits as np.nan_to_num of
     the (C, h, w) block, transposed, and the mask of pixels with every input finite."""
-    from geoslide.maps.predict import network_layout
+    from geoslide.maps.layout import network_layout
 
     rng = np.random.default_rng(0)
     block = rng.normal(size=(7, 45, 70)).astype(np.float32)
@@ -307,14 +309,15 @@ def test_layout_and_channels_last_keep_the_map(aligned_crop, monkeypatch, one_to
     """The pixel-major region inputs keep the map bit for bit (contiguous network); the
     channels-last network moves it by at most 5e-6 (another summation order), NaN alike."""
     import geoslide.maps.predict as mp
+    import geoslide.maps.runner as runner
 
     ds, model = aligned_crop
     expected = _window_by_window(ds, model, core=128, halo=32)
     assert np.nanstd(expected) > 0.01
     kw = dict(core=128, halo=32, region=256, batch_size=1, progress=False)
-    monkeypatch.setattr(mp, "CHANNELS_LAST", False)
+    monkeypatch.setattr(runner, "CHANNELS_LAST", False)
     np.testing.assert_array_equal(mp.predict(ds, model, **kw).values, expected)
-    monkeypatch.setattr(mp, "CHANNELS_LAST", True)
+    monkeypatch.setattr(runner, "CHANNELS_LAST", True)
     fast = mp.predict(ds, model, **kw).values
     assert np.array_equal(np.isnan(fast), np.isnan(expected))
     np.testing.assert_allclose(fast, expected, rtol=0, atol=5e-6)

@@ -63,7 +63,8 @@ def _forwards(model):
 def base(ens, holed):
     """(the spread predicted on the holed crop in several windows and regions, the number of
     member forwards it took)."""
-    from geoslide.maps.predict import predict, receptive_radius
+    from geoslide.maps.predict import predict
+    from geoslide.maps.runner import receptive_radius
 
     receptive_radius(ens.module, len(ens.feature_names))  # measured once (forwards), then cached
     with _forwards(ens) as calls:

@@ -243,7 +243,8 @@ class _Mapper:
             self.name = str(getattr(model, "name", "peer"))
             self.halo, self.align = 0, 1
             return
-        from geoslide.maps.predict import ALIGN, as_model, receptive_radius
+        from geoslide.maps.layout import ALIGN
+        from geoslide.maps.runner import as_model, receptive_radius
         from geoslide.parallel.chunking import round_up
 
         trained, _ = as_model(model)

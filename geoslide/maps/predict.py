@@ -19,13 +19,9 @@ not once per task. A region's halo comes from its neighbours' border strips
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import shlex
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import numba
 import numpy as np
 import rioxarray  # noqa: F401  (registers .rio, used on stores opened by geoslide.store)
 import xarray as xr
@@ -33,7 +29,9 @@ import xarray as xr
 from geoslide.errors import FeatureMismatchError
 from geoslide.names import label_name
 from geoslide.learn.modelfile import model_token
+from geoslide.maps.layout import ALIGN, network_layout
 from geoslide.maps.leaves import Leaves, leaves, region_inputs
+from geoslide.maps.runner import Runner, as_model, receptive_radius, task_threads
 from geoslide.parallel.chunking import round_up
 from geoslide.parallel.compute import compute_array
 from geoslide.parallel.devices import resolve_device
@@ -41,166 +39,11 @@ from geoslide.parallel.halo import map_halo
 from geoslide.parallel.workersetup import trim_memory
 from geoslide.store.attrs import PROVENANCE_ATTR
 
-ALIGN = 16
-"""Window origins, cores and halos are multiples of this many pixels (2**4 pooling stages)."""
-
 DEFAULT_CORE = 256
 """Smallest default window core (px); the default is max(model core, 4 * halo, this)."""
 
 DEFAULT_REGION = 1024
 """Default region (dask block) side in pixels for in-memory inputs, before rounding to cores."""
-
-
-# --------------------------------------------------------------------------- model handling
-def as_model(model: Any) -> tuple[Any, str]:
-    """Return (TrainedModel-like object, file path or '') from an object or a model file path."""
-    if isinstance(model, (str, os.PathLike)):
-        from geoslide.learn.modelfile import load_model
-
-        return load_model(model), str(Path(model).resolve())
-    for attr in ("module", "feature_names", "normalization"):
-        if not hasattr(model, attr):
-            raise TypeError(
-                f"predict expected a TrainedModel (geoslide.learn.modelfile.load_model) or a model file "
-                f"path; found {type(model).__name__} without a {attr!r} attribute"
-            )
-    return model, str(getattr(model, "path", "") or "")
-
-
-_RADIUS_CACHE: dict[str, int] = {}
-
-
-def receptive_radius(module: Any, in_channels: int, *, start: int = 128, limit: int = 1024) -> int:
-    """Receptive-field radius (px) of a fully convolutional ``module``, measured: the farthest
-    input pixel whose value reaches the centre output pixel (gradient support, random input,
-    plus one pooling cell of margin). 0 for per-pixel models. Cached per weights."""
-    import torch
-
-    key = f"{model_token(module)}-{in_channels}"
-    if key in _RADIUS_CACHE:
-        return _RADIUS_CACHE[key]
-    was_training = module.training
-    module.eval()
-    size = start
-    gen = torch.Generator().manual_seed(0)
-    try:
-        while True:
-            x = torch.randn(1, in_channels, size, size, generator=gen)
-            param = next(iter(module.parameters()), None)
-            x = x.to(param.device if param is not None else "cpu").requires_grad_(True)
-            c = size // 2
-            out = module(x)[0, 0, c, c]
-            if not out.requires_grad:  # no parameter between input and output: per pixel
-                radius = 0
-                break
-            out.backward()
-            support = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero()
-            radius = int((support - c).abs().max()) if len(support) else 0
-            if radius < c - ALIGN or size >= limit:
-                break
-            size *= 2
-    finally:
-        module.train(was_training)
-    radius = 0 if radius == 0 else radius + ALIGN
-    _RADIUS_CACHE[key] = radius
-    return radius
-
-
-CHANNELS_LAST = True
-"""On the CPU, run networks in channels-last layout (oneDNN's fast convolutions): region
-inputs are assembled pixel-major (:func:`network_layout`) and cut into windows that are
-channels-last tensors without a copy. On one window of the quick-width SACNN (169 inputs,
-576^2, 1 thread) the forward takes about half the time of the contiguous layout; converting
-a contiguous input instead costs most of that gain. Probabilities move by at most a few
-1e-8 (another summation order; tests/test_predict.py bounds it at 1e-6)."""
-
-
-TASK_THREADS = 1
-"""torch intra-op threads of every region task, whatever the process's thread settings (the
-CLI's ``--threads``, :func:`geoslide.parallel.threads.thread_policy` left by training, the
-caller's ``torch.set_num_threads``): the same network on the same inputs sums in another
-order on another number of OpenMP threads (oneDNN and MKL split the work by thread count),
-so a region computed on 2 threads differs from one computed on 1 by up to 1 ulp, and a map
-resumed after ``geoslide train --threads 1`` in the same process would no longer equal an
-uninterrupted one. The parallelism comes from the dask tasks, one region per thread (what
-the CLI's thread policy gives ``predict``: one library thread per task)."""
-
-
-@contextlib.contextmanager
-def task_threads(n: int = TASK_THREADS) -> Iterator[None]:
-    """Run the block on ``n`` torch threads in this thread, and give the thread back its own
-    count after (a region task may run in the caller's thread: the synchronous scheduler)."""
-    import torch
-
-    before = torch.get_num_threads()
-    if before != n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
-class _Runner:
-    """What each worker receives once: the torch module plus the device to run it on (with
-    ``spread``, an :class:`~geoslide.learn.models.Ensemble` giving its mean and spread).
-    Its forwards always run on :data:`TASK_THREADS` torch threads."""
-
-    def __init__(self, module: Any, device: str, spread: bool = False,
-                 channels_last: bool | None = None) -> None:
-        self.module = module
-        self.device = device
-        self.spread = spread
-        self.channels_last = channels_last
-        self._ready = False
-
-    def __getstate__(self) -> dict:
-        import copy
-
-        state = dict(self.__dict__)
-        m = self.module
-        on_device = any(t.device.type != "cpu" for t in list(m.parameters()) + list(m.buffers()))
-        # ship on CPU, move on the worker; never move the caller's live model
-        state["module"] = copy.deepcopy(m).cpu() if on_device else m
-        state["_ready"] = False
-        return state
-
-    def _prepare(self) -> None:
-        """The module on its device, in eval mode; on the CPU channels-last (a copy of the
-        caller's module when that changes its weights' layout)."""
-        import copy
-
-        import torch
-
-        if self.channels_last is None:
-            self.channels_last = CHANNELS_LAST and torch.device(self.device).type == "cpu"
-        m = self.module
-        if self.channels_last and any(p.dim() == 4 for p in m.parameters()):
-            m = copy.deepcopy(m).to(memory_format=torch.channels_last)
-        self.module = m.to(self.device).eval()
-        self._ready = True
-
-    def forward(self, batch: np.ndarray, layout: str = "nchw") -> np.ndarray:
-        """Probabilities (B, H, W) float32 of a batch, float32 (B, C, H, W) or, with
-        ``layout="nhwc"``, (B, H, W, C); with ``spread``, (B, 2, H, W): the members' mean
-        probability and their standard deviation."""
-        import torch
-
-        if not self._ready:
-            self._prepare()
-        # a fixed thread count: the bits must not depend on the process's thread settings
-        with task_threads(), torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch))
-            if layout == "nhwc":
-                x = x.permute(0, 3, 1, 2)  # a channels-last view
-            x = x.to(self.device)
-            x = x.contiguous(memory_format=torch.channels_last if self.channels_last
-                             else torch.contiguous_format)
-            if self.spread:
-                return torch.cat(self.module.spread(x), 1).float().cpu().numpy()
-            logits = self.module(x)
-            return torch.sigmoid(logits[:, 0]).float().cpu().numpy()
 
 
 # --------------------------------------------------------------------------- inputs
@@ -240,7 +83,7 @@ def _region_chunks(n: int, region: int, halo: int) -> tuple[int, ...]:
     return tuple(sizes) or (n,)
 
 
-def _leaf_region(block: np.ndarray, runner: _Runner, *, spec: Leaves, features: list[str],
+def _leaf_region(block: np.ndarray, runner: Runner, *, spec: Leaves, features: list[str],
                  normalization: dict, **kwargs: Any) -> np.ndarray:
     """Probabilities of one region from a window of its leaves (halo plus ring radius); the
     heap's free memory goes back to the system when it ends (:func:`trim_memory`)."""
@@ -259,41 +102,6 @@ def _windows(n: int, core: int) -> list[tuple[int, int]]:
     return [(k, min(k + core, n)) for k in range(0, n, core)]
 
 
-_TILE = 32
-"""Pixels of a row put pixel-major together: their output (``_TILE x C`` values) stays in L1
-while each input layer is read contiguously."""
-
-
-@numba.njit(nogil=True, cache=True)
-def _pixel_major(block: np.ndarray, out: np.ndarray, ok: np.ndarray) -> None:  # pragma: no cover
-    """``out[y, x, c] = block[c, y, x]``, non-finite values as 0; ``ok``: all finite."""
-    nc, hh, ww = block.shape
-    zero = out.dtype.type(0)
-    for y in range(hh):
-        for x0 in range(0, ww, _TILE):
-            x1 = min(x0 + _TILE, ww)
-            for x in range(x0, x1):
-                ok[y, x] = True
-            for c in range(nc):
-                for x in range(x0, x1):
-                    v = block[c, y, x]
-                    finite = np.isfinite(v)
-                    out[y, x, c] = v if finite else zero
-                    ok[y, x] &= finite
-
-
-def network_layout(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the region's inputs pixel-major, ``(hh, ww, C)``, non-finite values as 0 (the mean);
-    ``(hh, ww)`` True where every input is finite) of ``block`` ``(C, hh, ww)``, in one pass:
-    windows cut from it are channels-last tensors, the layout oneDNN's convolutions run
-    fastest on (:data:`CHANNELS_LAST`). The same values as ``np.nan_to_num`` of the block."""
-    c, hh, ww = block.shape
-    out = np.empty((hh, ww, c), block.dtype)
-    ok = np.empty((hh, ww), bool)
-    _pixel_major(block, out, ok)
-    return out, ok
-
-
 def _cut(block: np.ndarray, i: int, j: int, win: int) -> np.ndarray:
     """The ``win`` x ``win`` window of ``block`` (hh, ww, C) from row ``i``, column ``j``: a
     view, or a copy with zeros (the mean) where it passes the block's edge."""
@@ -306,7 +114,7 @@ def _cut(block: np.ndarray, i: int, j: int, win: int) -> np.ndarray:
     return out
 
 
-def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
+def _predict_region(block: np.ndarray, runner: Runner, *, core: int, halo: int,
                     batch_size: int) -> np.ndarray:
     """Probabilities of one region: ``block`` is (C, h + 2*halo, w + 2*halo), the result (h, w)
     ((2, h, w) with the runner's spread: mean, std),
@@ -320,7 +128,7 @@ def _predict_region(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
         return _predict_windows(block, runner, core=core, halo=halo, batch_size=batch_size)
 
 
-def _predict_windows(block: np.ndarray, runner: _Runner, *, core: int, halo: int,
+def _predict_windows(block: np.ndarray, runner: Runner, *, core: int, halo: int,
                      batch_size: int) -> np.ndarray:
     """:func:`_predict_region`'s work, on the thread count it set."""
     c, hh, ww = block.shape
@@ -431,7 +239,7 @@ def predict(
     stack = stack.rechunk((len(spec.names), ychunks, xchunks))
     token = model_token(trained.module)
     # region tasks run on TASK_THREADS torch threads each, whatever this process's settings
-    runner = _Runner(trained.module, str(resolve_device(device)), spread=spread)
+    runner = Runner(trained.module, str(resolve_device(device)), spread=spread)
     tag = "-spread" if spread else ""
     runner_d = dask.delayed(runner, name=f"geoslide-model-{token}{tag}", pure=True)
     chunks = ((2,),) * spread + (ychunks, xchunks)
@@ -494,5 +302,4 @@ def _provenance(trained: Any, path: str, token: str, name: str, core: int, halo:
             "rerun": cmd}
 
 
-__all__ = ["predict", "network_layout", "task_threads", "ALIGN", "CHANNELS_LAST",
-           "TASK_THREADS"]
+__all__ = ["predict", "ALIGN"]
