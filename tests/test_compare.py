@@ -104,6 +104,11 @@ def test_a_rerun_resumes_every_finished_fold(run):
     assert main(argv[:-1] + ["--no-map", "--quiet"]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert not list((out / "folds" / "flat").glob("*.pt"))  # nothing left by the failures
+    # other settings (a wider gap): no record of the old ones is reused
+    gap = argv[:-1] + ["--no-map", "--quiet"]
+    gap[gap.index("--buffer") + 1] = "100"
+    assert main(gap) == 0
+    assert all(p.stat().st_mtime_ns != t for p, t in stamps.items())
 
 
 def test_cnns_are_left_out_of_the_defaults_on_few_patches(ecuador):

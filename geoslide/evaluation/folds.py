@@ -5,7 +5,8 @@
 comparison needs: the validation NLL and pixel count (the choice), and the probabilities of
 the fold's test pixels (the out-of-fold map). In ``DIR/<model>/``: ``fold<k>.pt`` (the model
 file), ``fold<k>.npy`` (float32 test-pixel probabilities, raster order) and, written last,
-``fold<k>.json`` (the record): a fold whose record exists is finished and is not run again.
+``fold<k>.json`` (the record): a fold whose record exists, made with the same settings
+(:func:`fold_key`), is finished and is not run again; one made with other settings is rerun.
 A fold whose training fails (a :class:`~geoslide.errors.GeoslideError`: too few patches, a
 model that learnt nothing) is recorded with its reason, and leaves no model or map behind.
 """
@@ -39,6 +40,7 @@ class FoldRecord:
     params: dict[str, Any] | None = None
     seconds: float = 0.0
     test: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
 
     @property
     def ok(self) -> bool:
@@ -52,12 +54,29 @@ def fold_paths(root: Path, model: str, fold: int) -> dict[str, Path]:
             for k in ("model", "npy", "json")}
 
 
-def load_record(root: Path, model: str, fold: int) -> FoldRecord | None:
-    """The finished record of a fold, or None when it has not run to its end."""
+def fold_key(model: str, fold: int, train_kwargs: dict[str, Any]) -> str:
+    """What a fold's result depends on: the model, its recipe (the preset's, with the user's
+    registered changes), the fold and the split and training settings; a record made with
+    other settings is not reused."""
+    import hashlib
+
+    from geoslide.learn.presets import get_preset
+
+    kw = {k: v for k, v in train_kwargs.items() if k not in ("progress", "threads", "device")}
+    what = {"model": model, "fold": fold, "kwargs": kw,
+            "recipe": get_preset(kw.get("preset", "quick"), model)}
+    text = json.dumps(what, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def load_record(root: Path, model: str, fold: int, key: str | None = None
+                ) -> FoldRecord | None:
+    """The finished record of a fold (made with settings ``key``, when given), or None."""
     path = fold_paths(root, model, fold)["json"]
     if not path.exists():
         return None
-    return FoldRecord(**json.loads(path.read_text()))
+    rec = FoldRecord(**json.loads(path.read_text()))
+    return rec if key is None or rec.key == key else None
 
 
 def test_probabilities(root: Path, model: str, fold: int) -> np.ndarray:
@@ -93,7 +112,8 @@ def run_fold(ds: xr.Dataset, model: str, fold: int, root: Path, *, labels: np.nd
     from geoslide.learn.train import train
     from geoslide.maps.predict import predict
 
-    done = load_record(root, model, fold)
+    key = fold_key(model, fold, train_kwargs)
+    done = load_record(root, model, fold, key)
     if done is not None:
         return done
     paths = fold_paths(root, model, fold)
@@ -105,7 +125,7 @@ def run_fold(ds: xr.Dataset, model: str, fold: int, root: Path, *, labels: np.nd
         for p in (paths["model"], Path(str(paths["model"]) + ".history.json")):
             p.unlink(missing_ok=True)
         rec = FoldRecord(model, fold, "failed", reason=f"{type(exc).__name__}: {exc}",
-                         seconds=time.time() - t0)
+                         seconds=time.time() - t0, key=key)
         write_json(paths["json"], asdict(rec))
         return rec
     test = res.masks["test"]
@@ -115,7 +135,7 @@ def run_fold(ds: xr.Dataset, model: str, fold: int, root: Path, *, labels: np.nd
     rec = FoldRecord(model, fold, "ok", val_nll=float(res.best_val_nll),
                      val_pixels=int(((labels >= 0) & res.masks["val"]).sum()),
                      best_epoch=res.best_epoch, params=chosen[0] if chosen else None,
-                     seconds=time.time() - t0,
+                     seconds=time.time() - t0, key=key,
                      test=_test_scores(labels, prob, test, float((tr == 1).mean())))
     write_json(paths["json"], asdict(rec))
     return rec
