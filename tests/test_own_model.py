@@ -84,3 +84,38 @@ def test_compare_ranks_the_own_network_beside_a_built_in_one(trained, crop, tmp_
                   buffer=0, progress=False)
     assert set(cmp.ranking) | set(cmp.failures()) == {"twoconv", "logreg"}
     assert "twoconv" in json.dumps(cmp.scores) or "twoconv" in cmp.failures()
+
+
+def _installed_package(root):
+    """A package installed the way pip leaves one: a module and a dist-info folder whose
+    entry_points.txt names its model in the group geoslide.models."""
+    (root / "mynets.py").write_text(
+        "from torch import nn\n\n\n"
+        "class OneConv(nn.Module):\n"
+        "    def __init__(self, in_channels, width=4):\n"
+        "        super().__init__()\n"
+        "        self.config = {'in_channels': in_channels, 'width': width}\n"
+        "        self.net = nn.Conv2d(in_channels, 1, 3, padding=1)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.net(x)\n")
+    info = root / "mynets-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mynets\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[geoslide.models]\noneconv = mynets:OneConv\n")
+    return root
+
+
+def test_an_installed_packages_model_reaches_the_command_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = _installed_package(tmp_path)
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    r = subprocess.run([sys.executable, "-m", "geoslide", "train", "--help"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "oneconv" in r.stdout
+    r = subprocess.run([sys.executable, "-c", "from geoslide.learn.models import spec, "
+                        "factory_path; print(factory_path('oneconv'))"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "mynets:OneConv", r.stderr

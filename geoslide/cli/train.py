@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from geoslide.learn.models import MODELS
+from geoslide.learn.models import MODELS, load_entry_points
 from geoslide.learn.models.weights import SCHEMES
 
 
@@ -30,7 +30,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                     "epoch with the lowest validation NLL is kept and written to --out.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     p.add_argument("store", help="geoslide Zarr store (from `geoslide prepare` / `features`)")
-    p.add_argument("--model", default="sacnn", choices=sorted(MODELS), help="model (default sacnn)")
+    load_entry_points()  # installed packages' models (entry-point group geoslide.models)
+    p.add_argument("--model", default="sacnn", choices=sorted(MODELS),
+                   help="model (default sacnn); an installed package adds its own through the "
+                        "entry-point group geoslide.models")
     p.add_argument("--preset", default="quick", choices=["quick", "paper"],
                    help="training recipe (default quick)")
     p.add_argument("--split", default="band", choices=["band", "paper", "kfold"],
