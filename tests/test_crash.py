@@ -1,7 +1,12 @@
 """Crash consistency of the whole CLI flow (slow): `prepare`, `features`, `predict` and
-`evaluate` interrupted at seeded random points by SIGINT (Ctrl-C) and SIGKILL, each time
-rerun with the same command: the store then equals an uninterrupted run bit for bit, and
-nothing is left outside the store and its report folder.
+`evaluate` interrupted by SIGINT (Ctrl-C) and SIGKILL, each time rerun with the same command:
+the store then equals an uninterrupted run bit for bit, and nothing is left outside the store
+and its report folder.
+
+Interruptions are driven by progress, not by a timer: the command runs under
+tests/interrupt_cli.py, which sends the signal right after a seeded random number of writes
+(regions of `features` / `predict`, chunks of `prepare`'s new store, files of `evaluate`),
+drawn from the count of the uninterrupted run, so every one lands while the command runs.
 
 The data: a 200 x 200 px crop of the real Kashmir rasters and inventory, stored with 64 px
 chunks (4 x 4 = 16 regions), and an LLR model trained once in the set-up.
@@ -14,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +29,7 @@ pytestmark = pytest.mark.slow
 
 SEED = 12
 GEOSLIDE = [sys.executable, "-m", "geoslide"]
+INTERRUPTED = [sys.executable, str(Path(__file__).with_name("interrupt_cli.py"))]
 COMMANDS = {
     "prepare": ["prepare", "k.zarr", "--raster", "elevation=inputs/dem.tif",
                 "--raster", "geology=inputs/geology.tif", "--raster",
@@ -39,31 +44,24 @@ COMMANDS = {
                  "--quiet"],
 }
 ROUNDS = {"prepare": 5, "features": 6, "predict": 5, "evaluate": 4}  # 20 interruptions
-WRITE_S = {"prepare": 0.5, "features": 1.5, "predict": 0.2}  # about how long each writes
 
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def run(cwd: Path, stage: str) -> float:
-    """Run a stage to completion; its wall time."""
-    t0 = time.perf_counter()
-    r = subprocess.run(GEOSLIDE + COMMANDS[stage], cwd=cwd, env=_env(), capture_output=True,
+def run(cwd: Path, stage: str, counted: bool = False) -> int | None:
+    """Run a stage to completion (the plain command; ``counted``: under interrupt_cli.py,
+    which interrupts nothing); its number of writes when counted."""
+    cmd = INTERRUPTED + ["count", "0"] if counted else GEOSLIDE
+    r = subprocess.run(cmd + COMMANDS[stage], cwd=cwd, env=_env(), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, f"{stage}: {r.stderr[-2000:]}"
-    return time.perf_counter() - t0
-
-
-def writing(cwd: Path, stage: str) -> bool:
-    """Whether the stage is writing: a hidden temporary store (prepare), a first region
-    recorded as done (features, predict), a report file (evaluate)."""
-    if stage == "prepare":
-        return any(n.startswith(".k.zarr.tmp-") for n in os.listdir(cwd))
-    if stage in ("features", "predict"):
-        done = cwd / "k.zarr" / "_geoslide_progress" / "done"
-        return any(f != "zarr.json" for _, _, files in os.walk(done) for f in files)
-    return (cwd / "report").exists() and any((cwd / "report").iterdir())
+    if counted:
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("writes: "), r.stderr[-2000:]
+        return int(last.split()[1])
+    return None
 
 
 def crop(src: Path, dst: Path, window: tuple[slice, slice]) -> None:
@@ -76,7 +74,7 @@ def crop(src: Path, dst: Path, window: tuple[slice, slice]) -> None:
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory, data_dir):
     """The reference run (uninterrupted): inputs, model, store snapshot after each stage,
-    and each stage's wall time."""
+    and each stage's number of writes."""
     import geopandas as gpd
 
     root = tmp_path_factory.mktemp("crash")
@@ -95,9 +93,9 @@ def flow(tmp_path_factory, data_dir):
     polys = gpd.read_file(k / "landslides.shp").cx[x0:x1, y0:y1]
     assert len(polys) > 20
     polys.to_file(ref / "inputs" / "landslides.gpkg")
-    snaps, times = {}, {}
+    snaps, writes = {}, {}
     for stage in ("prepare", "features"):
-        times[stage] = run(ref, stage)
+        writes[stage] = run(ref, stage, counted=True)
         snaps[stage] = root / f"{stage}.zarr"
         shutil.copytree(ref / "k.zarr", snaps[stage])
     r = subprocess.run(GEOSLIDE + ["train", "k.zarr", "--model", "llr", "--epochs", "2",
@@ -106,56 +104,44 @@ def flow(tmp_path_factory, data_dir):
                        cwd=ref, env=_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     for stage in ("predict", "evaluate"):
-        times[stage] = run(ref, stage)
+        writes[stage] = run(ref, stage, counted=True)
         snaps[stage] = root / f"{stage}.zarr"
         shutil.copytree(ref / "k.zarr", snaps[stage])
     work = root / "run"
     work.mkdir()
     shutil.copytree(ref / "inputs", work / "inputs")
     shutil.copy(ref / "model.pt", work / "model.pt")
-    return {"work": work, "snaps": snaps, "times": times}
+    assert writes["features"] == writes["predict"] == 16, writes  # regions
+    assert writes["prepare"] >= 16 and writes["evaluate"] >= 2, writes  # chunks, files
+    return {"work": work, "snaps": snaps, "writes": writes}
 
 
 def test_interrupted_cli_flow_resumes_bit_identical(flow):
     from geoslide.store import incomplete, regions_done
 
     rng = random.Random(SEED)
-    work, snaps, times = flow["work"], flow["snaps"], flow["times"]
+    work, snaps, writes = flow["work"], flow["snaps"], flow["writes"]
     interruptions, mid_write = 0, {s: 0 for s in COMMANDS}
     log = []
     for stage in COMMANDS:
-        for _ in range(ROUNDS[stage]):
-            sig = rng.choice([signal.SIGINT, signal.SIGKILL])
-            at_write = stage != "evaluate" and rng.random() < 0.75
-            delay = (rng.uniform(0.0, WRITE_S[stage]) if at_write else
-                     rng.uniform(0.1, 0.9) * times[stage])
-            proc = subprocess.Popen(GEOSLIDE + COMMANDS[stage], cwd=work, env=_env(),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            end = time.time() + 120
-            while at_write and proc.poll() is None and not writing(work, stage) \
-                    and time.time() < end:
-                time.sleep(0.01)
-            time.sleep(delay)
-            alive = proc.poll() is None
-            if alive:
-                proc.send_signal(sig)
-            _, err = proc.communicate(timeout=120)
-            if alive:
-                interruptions += 1
-                if sig == signal.SIGKILL:
-                    assert proc.returncode == -signal.SIGKILL
-                else:  # Ctrl-C: exit 130 and one line; -SIGINT when it came while
-                    # Python was exiting after the command finished (handlers reset)
-                    assert proc.returncode in (130, 0, -signal.SIGINT), err[-2000:]
-                    if proc.returncode == 130:
-                        assert "interrupted" in err and "Traceback" not in err, err[-2000:]
-                if stage in ("features", "predict") and (work / "k.zarr").exists() \
-                        and incomplete(work / "k.zarr"):
-                    mid_write[stage] += 0 < regions_done(work / "k.zarr") < 16
-            else:
-                assert proc.returncode == 0, err[-2000:]
-            log.append((stage, signal.Signals(sig).name, at_write, round(delay, 2), alive,
-                        proc.returncode))
+        first = rng.randrange(2)
+        for i in range(ROUNDS[stage]):  # both signals in every stage, in turn
+            sig = (signal.SIGINT, signal.SIGKILL)[(first + i) % 2]
+            after = rng.randint(1, writes[stage])  # the signal right after this write
+            proc = subprocess.run(INTERRUPTED + [sig.name, str(after)] + COMMANDS[stage],
+                                  cwd=work, env=_env(), capture_output=True, text=True,
+                                  timeout=300)
+            err = proc.stderr
+            if sig == signal.SIGKILL:
+                assert proc.returncode == -signal.SIGKILL, (stage, after, err[-2000:])
+            else:  # Ctrl-C: exit 130 and one line
+                assert proc.returncode == 130, (stage, after, err[-2000:])
+                assert "interrupted" in err and "Traceback" not in err, err[-2000:]
+            interruptions += 1
+            if stage in ("features", "predict") and (work / "k.zarr").exists() \
+                    and incomplete(work / "k.zarr"):
+                mid_write[stage] += 0 < regions_done(work / "k.zarr") < 16
+            log.append((stage, sig.name, after, proc.returncode))
             run(work, stage)  # the same command again: finishes
             assert_same_store(work / "k.zarr", snaps[stage])
             left = sorted(os.listdir(work))
@@ -165,5 +151,5 @@ def test_interrupted_cli_flow_resumes_bit_identical(flow):
             if stage == "evaluate":
                 assert (work / "report" / "metrics.json").exists()
     print("\n".join(map(str, log)))
-    assert interruptions >= 20, log
+    assert interruptions == sum(ROUNDS.values()) == 20, log
     assert mid_write["features"] >= 1 and mid_write["predict"] >= 1, (mid_write, log)
