@@ -22,6 +22,11 @@ class LabelLeakageError(InputError):
     or equal to the label): pass it as the inventory instead."""
 
 
+class WrongTypeError(InputError, TypeError):
+    """An argument of the wrong type (a DataArray where a Dataset is expected, ...); also a
+    ``TypeError``, as callers expect."""
+
+
 class UsageError(InputError):
     """Bad command-line arguments (reported like any other geoslide error)."""
 

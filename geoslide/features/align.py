@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from geoslide.errors import InputError, FeatureMismatchError
+from geoslide.errors import FeatureMismatchError, InputError, WrongTypeError
 from geoslide.features.rings import (align_dask, check_distances, ring_azimuths, ring_offsets,
                                      ring_winners)
 from geoslide.features.terrain import grid_spacing
@@ -63,7 +63,7 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
      'winner_up100', 'winner_up30']
     """
     if not isinstance(ds, xr.Dataset):
-        raise TypeError(f"expected an xarray.Dataset, found {type(ds).__name__}; "
+        raise WrongTypeError(f"expected an xarray.Dataset, found {type(ds).__name__}; "
                         "use da.to_dataset(name='elevation')")
     if elevation not in ds.data_vars:
         raise FeatureMismatchError(

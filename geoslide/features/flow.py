@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geoslide.errors import GridMismatchError, InputError
+from geoslide.errors import GridMismatchError, InputError, WrongTypeError
 from geoslide.features.terrain import grid_spacing, horn
 from geoslide.io.dims import conform_yx
 
@@ -213,7 +213,7 @@ def _routed(dem: xr.DataArray, stacked: Any, names: tuple[str, ...], tag: str,
     ``(len(names), H, W)``) on the whole raster: eager on numpy input; on dask input lazy, one
     task, re-chunked to the input's chunks. ``options`` are also written to the attrs."""
     if not isinstance(dem, xr.DataArray):
-        raise TypeError(f"expected an xarray.DataArray of elevation, found {type(dem).__name__}; "
+        raise WrongTypeError(f"expected an xarray.DataArray of elevation, found {type(dem).__name__}; "
                         "pass ds['elevation']")
     dem = conform_yx(dem, "the elevation", keep=(), var="dem",
                      expected="a 2-D elevation with dims ('y', 'x')")

@@ -30,7 +30,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor used to read CRS / 
 import xarray as xr
 
 from geoslide.io.dims import conform_yx, sizes_text, spatial_fix
-from geoslide.errors import CRSError, DimensionError, GridMismatchError, InputError
+from geoslide.errors import CRSError, DimensionError, GridMismatchError, InputError, WrongTypeError
 from geoslide.features.kernels.horn import horn_kernel
 
 __all__ = ["slope", "aspect", "horn", "horn_dask", "grid_spacing", "plan_curvature",
@@ -132,7 +132,7 @@ def horn_dask(z: Any, xres: float, yres: float, which: str = "slope", edges: boo
 
 def _as_yx(dem: xr.DataArray) -> xr.DataArray:
     if not isinstance(dem, xr.DataArray):
-        raise TypeError(f"expected an xarray.DataArray of elevation, found {type(dem).__name__}; "
+        raise WrongTypeError(f"expected an xarray.DataArray of elevation, found {type(dem).__name__}; "
                         "pass ds['elevation']")
     # size-1 extra dims squeezed; several steps (time, band): DimensionError naming the isel
     return conform_yx(dem, "the elevation", keep=(), var="dem",

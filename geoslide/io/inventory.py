@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from geoslide.io.remote import is_remote, local_copy
-from geoslide.errors import CRSError, InventoryError, MissingFileError
+from geoslide.errors import CRSError, InputError, InventoryError, MissingFileError
 
 InventorySource = Union[str, os.PathLike, "geopandas.GeoDataFrame", xr.DataArray,  # noqa: F821
                         xr.Dataset]
@@ -206,9 +206,9 @@ def rasterize_inventory(inventory: InventorySource, like: xr.DataArray, *,
     ``like``'s grid (a 2-D DataArray with CRS; dask-chunked ``like`` gives a lazy result).
     An inventory in another CRS is reprojected (``reproject=False``: ``CRSError``)."""
     if unlabelled not in ("stable", "nodata"):
-        raise ValueError(f"unlabelled must be 'stable' or 'nodata', found {unlabelled!r}")
+        raise InputError(f"unlabelled must be 'stable' or 'nodata', found {unlabelled!r}")
     if buffer < 0:
-        raise ValueError(f"point_buffer is a distance in metres >= 0, found {buffer}")
+        raise InputError(f"point_buffer is a distance in metres >= 0, found {buffer}")
     if is_label_raster(inventory):
         given = {k: v for k, v in dict(label_field=label_field, point_buffer=buffer or None,
                                        year_range=year_range, year_field=year_field,

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from geoslide.errors import InputError, PatchSizeError
+from geoslide.errors import InputError, PatchSizeError, WrongTypeError
 
 KINDS = ("band", "paper", "kfold", "none", "all")
 DEFAULT_CORE = 64  # px; window size of the split grid (the quick presets' block size)
@@ -61,7 +61,7 @@ def _shape(ds_or_shape: Any) -> tuple[int, int]:
     shape = getattr(ds_or_shape, "shape", None)
     if shape is not None:
         return int(shape[-2]), int(shape[-1])
-    raise TypeError(
+    raise WrongTypeError(
         f"split_masks expects an xarray Dataset/DataArray with dims (y, x) or a shape (H, W); "
         f"got {type(ds_or_shape).__name__}"
     )
@@ -263,7 +263,7 @@ class SplitSettings:
         band split, band 1, seed 0 when nothing says otherwise."""
         unknown = set(given) - {f.name for f in fields(cls)}
         if unknown:
-            raise TypeError(f"unknown split settings {sorted(unknown)}; expected some of "
+            raise WrongTypeError(f"unknown split settings {sorted(unknown)}; expected some of "
                             f"{[f.name for f in fields(cls)]}")
         base: dict[str, Any] = {}
         for m in models:

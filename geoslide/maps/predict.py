@@ -26,7 +26,7 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers .rio, used on stores opened by geoslide.store)
 import xarray as xr
 
-from geoslide.errors import FeatureMismatchError
+from geoslide.errors import FeatureMismatchError, InputError
 from geoslide.names import label_name
 from geoslide.learn.modelfile import model_token
 from geoslide.maps.layout import ALIGN, network_layout
@@ -221,7 +221,7 @@ def predict(
         core = max(int(getattr(trained, "core", 0) or 0), 4 * halo, DEFAULT_CORE)
     core = round_up(core, ALIGN)
     if core <= 0 or batch_size <= 0:
-        raise ValueError(f"core and batch_size must be positive; found core={core}, "
+        raise InputError(f"core and batch_size must be positive; found core={core}, "
                          f"batch_size={batch_size}")
 
     _check_inputs(ds, features)

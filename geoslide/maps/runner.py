@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from geoslide.errors import WrongTypeError
 from geoslide.learn.modelfile import model_token
 from geoslide.maps.layout import ALIGN
 
@@ -23,7 +24,7 @@ def as_model(model: Any) -> tuple[Any, str]:
         return load_model(model), str(Path(model).resolve())
     for attr in ("module", "feature_names", "normalization"):
         if not hasattr(model, attr):
-            raise TypeError(
+            raise WrongTypeError(
                 f"predict expected a TrainedModel (geoslide.learn.modelfile.load_model) or a model file "
                 f"path; found {type(model).__name__} without a {attr!r} attribute"
             )

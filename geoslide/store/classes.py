@@ -22,6 +22,7 @@ from typing import Any, Iterable
 import numpy as np
 import xarray as xr
 
+from geoslide.errors import InputError
 from geoslide.names import aligned_name
 from geoslide.store.attrs import PROVENANCE_ATTR
 
@@ -60,7 +61,7 @@ def code_variable(da: xr.DataArray, raster: str, codes: Iterable[int],
     ``raster`` with one-hot classes ``codes`` (lazy when ``da`` is dask-backed)."""
     codes = [int(c) for c in codes]
     if not representable(codes):
-        raise ValueError(f"class codes {codes} of {raster!r} do not fit {CODE_DTYPE.__name__} "
+        raise InputError(f"class codes {codes} of {raster!r} do not fit {CODE_DTYPE.__name__} "
                          f"without {NODATA}; expected codes that representable() accepts")
     out = da.fillna(NODATA).astype(CODE_DTYPE)
     out.attrs = {"long_name": f"{raster} class code ({NODATA}: no data)", **(attrs or {}),

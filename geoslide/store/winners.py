@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
-from geoslide.errors import GridMismatchError, StoreError
+from geoslide.errors import GridMismatchError, InputError, StoreError
 from geoslide.names import aligned_name
 from geoslide.parallel.chunking import is_dask, merge_thin
 from geoslide.parallel.halo import map_halo
@@ -56,7 +56,7 @@ def winner_dtype(ring_size: int) -> np.dtype:
     for dt in (np.uint8, np.uint16):
         if ring_size < np.iinfo(dt).max:
             return np.dtype(dt)
-    raise ValueError(f"a ring of {ring_size} cells does not fit a uint16 winner index; "
+    raise InputError(f"a ring of {ring_size} cells does not fit a uint16 winner index; "
                      "use a shorter looking distance or a coarser grid")
 
 
