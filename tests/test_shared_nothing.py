@@ -196,6 +196,7 @@ def test_features_and_predict_on_workers_sharing_no_disk_survive_a_killed_worker
     finally:
         cluster.close()
 
+    print(f"features: {feats}; predict: {pred}")
     for what, run in (("features", feats), ("predict", pred)):
         # the kill fell mid-run: some regions written, not all
         assert 2 <= run["killed_at"] < run["regions"], (what, run)
