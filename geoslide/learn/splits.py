@@ -98,27 +98,73 @@ def _draw_val(
     return val
 
 
-def split_masks(
-    ds_or_shape: Any,
-    kind: str = "band",
-    *,
-    core: int = DEFAULT_CORE,
-    seed: int = 0,
-    band: int = 1,
-    n_bands: int = 5,
-    fold: int = 0,
-    n_folds: int = 5,
-    val_fraction: float = 0.1,
-    val_shape: str = "windows",
-    buffer: int = 0,
-) -> dict[str, np.ndarray]:
+def _band(ids: np.ndarray, rng: np.random.Generator, band: int, n_bands: int,
+          val_fraction: float, val_shape: str) -> tuple[np.ndarray, np.ndarray]:
+    """(test, val) of the band split."""
+    h, w = ids.shape
+    if not 0 <= band < n_bands:
+        raise InputError(
+            f"band {band} does not exist: bands count from 0, so band must be 0..{n_bands - 1} "
+            f"(band b tests rows [b*H/{n_bands}, (b+1)*H/{n_bands}); band 1 = the second "
+            f"fifth); fix: --band 0..{n_bands - 1}")
+    start, stop = band * h // n_bands, (band + 1) * h // n_bands
+    test = np.zeros((h, w), dtype=bool)
+    test[start:stop] = True
+    if val_shape == "windows":
+        return test, _draw_val(ids, ~test, val_fraction, rng)
+    if val_shape != "rows":
+        raise InputError(f"val_shape must be 'windows' or 'rows'; got {val_shape!r}")
+    n_val = int(round(val_fraction * (h - (stop - start))))
+    val = np.zeros((h, w), dtype=bool)
+    if stop + n_val <= h:
+        val[stop:stop + n_val] = True
+    else:
+        val[max(start - n_val, 0):start] = True
+    return test, val
+
+
+def _paper(ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(test, val) of the paper's 80/10/10 split of windows."""
+    n = int(ids.max()) + 1
+    order = rng.permutation(n)
+    n_test = n_val = int(round(0.1 * n))
+    if n >= 3:
+        n_test, n_val = max(n_test, 1), max(n_val, 1)
+    return np.isin(ids, order[:n_test]), np.isin(ids, order[n_test:n_test + n_val])
+
+
+def _kfold(ids: np.ndarray, rng: np.random.Generator, fold: int, n_folds: int,
+           val_fraction: float, core: int) -> tuple[np.ndarray, np.ndarray]:
+    """(test, val) of fold ``fold`` of the spatial k-fold split."""
+    if not 0 <= fold < n_folds:
+        raise InputError(f"fold {fold} does not exist: folds count from 0, so fold must be "
+                         f"0..{n_folds - 1}; fix: --fold 0..{n_folds - 1} (or --n-folds)")
+    n = int(ids.max()) + 1
+    if n < n_folds:
+        h, w = ids.shape
+        raise PatchSizeError(
+            f"k-fold needs at least n_folds={n_folds} windows; the {h}x{w} grid has {n} "
+            f"windows of {core} px; fix: a smaller split window (`--split-core`, e.g. "
+            f"{max(8, min(h, w) // (2 * n_folds))}) or fewer folds (`--n-folds`)")
+    order = rng.permutation(n)
+    folds = np.empty(n, dtype=np.int64)
+    folds[order] = np.arange(n) % n_folds
+    test = folds[ids] == fold
+    return test, _draw_val(ids, ~test, val_fraction, rng)
+
+
+def split_masks(ds_or_shape: Any, kind: str = "band", *, core: int = DEFAULT_CORE,
+                seed: int = 0, band: int = 1, n_bands: int = 5, fold: int = 0,
+                n_folds: int = 5, val_fraction: float = 0.1, val_shape: str = "windows",
+                buffer: int = 0) -> dict[str, np.ndarray]:
     """Boolean ``(H, W)`` masks ``{"train", "val", "test"}`` of a grid (see the module doc).
 
     ``core`` is the window size in pixels; ``seed`` makes every random draw reproducible.
     ``val_shape`` (``band`` only): ``"windows"`` (scattered windows, above) or ``"rows"``: the
     validation set is a contiguous band of ``round(val_fraction * non-test rows)`` rows just
     below the test band (just above it when the test band is the last one), shaped like the
-    test set so that model selection sees spatially held-out terrain.
+    test set so that model selection sees spatially held-out terrain. ``buffer`` (px): the
+    gap left between the test set and the others.
     """
     h, w = _shape(ds_or_shape)
     if kind not in KINDS:
@@ -128,60 +174,17 @@ def split_masks(
         raise PatchSizeError(f"split window size (core) must be >= 1 px; got {core}")
     rng = np.random.default_rng(seed)
     ids = window_ids((h, w), core)
-    test = np.zeros((h, w), dtype=bool)
-
+    nothing = np.zeros((h, w), dtype=bool)
     if kind == "band":
-        if not 0 <= band < n_bands:
-            raise InputError(
-                f"band {band} does not exist: bands count from 0, so band must be 0..{n_bands - 1} "
-                f"(band b tests rows [b*H/{n_bands}, (b+1)*H/{n_bands}); band 1 = the second "
-                f"fifth); fix: --band 0..{n_bands - 1}")
-        start, stop = band * h // n_bands, (band + 1) * h // n_bands
-        test[start:stop] = True
-        if val_shape == "rows":
-            n_val = int(round(val_fraction * (h - (stop - start))))
-            val = np.zeros((h, w), dtype=bool)
-            if stop + n_val <= h:
-                val[stop : stop + n_val] = True
-            else:
-                val[max(start - n_val, 0) : start] = True
-        elif val_shape == "windows":
-            val = _draw_val(ids, ~test, val_fraction, rng)
-        else:
-            raise InputError(f"val_shape must be 'windows' or 'rows'; got {val_shape!r}")
+        test, val = _band(ids, rng, band, n_bands, val_fraction, val_shape)
     elif kind == "paper":
-        n = int(ids.max()) + 1
-        order = rng.permutation(n)
-        n_test = int(round(0.1 * n))
-        n_val = int(round(0.1 * n))
-        if n >= 3:
-            n_test, n_val = max(n_test, 1), max(n_val, 1)
-        test_w = order[:n_test]
-        val_w = order[n_test : n_test + n_val]
-        test = np.isin(ids, test_w)
-        val = np.isin(ids, val_w)
+        test, val = _paper(ids, rng)
     elif kind == "none":
-        test[:] = True
-        val = np.zeros((h, w), dtype=bool)
+        test, val = ~nothing, nothing
     elif kind == "all":
-        val = _draw_val(ids, ~test, val_fraction, rng)
-    else:  # kfold
-        if not 0 <= fold < n_folds:
-            raise InputError(f"fold {fold} does not exist: folds count from 0, so fold must be "
-                             f"0..{n_folds - 1}; fix: --fold 0..{n_folds - 1} (or --n-folds)")
-        n = int(ids.max()) + 1
-        if n < n_folds:
-            raise PatchSizeError(
-                f"k-fold needs at least n_folds={n_folds} windows; the {h}x{w} grid has {n} "
-                f"windows of {core} px; fix: a smaller split window (`--split-core`, e.g. "
-                f"{max(8, min(h, w) // (2 * n_folds))}) or fewer folds (`--n-folds`)"
-            )
-        order = rng.permutation(n)
-        folds = np.empty(n, dtype=np.int64)
-        folds[order] = np.arange(n) % n_folds
-        test = folds[ids] == fold
-        val = _draw_val(ids, ~test, val_fraction, rng)
-
+        test, val = nothing, _draw_val(ids, ~nothing, val_fraction, rng)
+    else:
+        test, val = _kfold(ids, rng, fold, n_folds, val_fraction, core)
     if buffer > 0 and test.any():
         gap = near(test, int(buffer))
         val &= ~gap
