@@ -102,7 +102,7 @@ LONG_FUNCTIONS = {
     "cli/prepare.py:register", "evaluation/evaluate.py:evaluate",
     "evaluation/explain.py:permutation_importance", "evaluation/maps_plot.py:plot_map",
     "features/align.py:aligned_features", "io/inventory.py:prepare_inventory",
-    "io/inventory.py:label_raster", "learn/fit.py:fit_network",
+    "io/inventory.py:label_raster",
     "maps/predict.py:predict", "parallel/cluster.py:get_client", "parallel/halo.py:map_halo",
     "prepare/derive.py:derive", "prepare/stack.py:stack", "store/regions.py:_write_variables",
 }

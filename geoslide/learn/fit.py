@@ -138,79 +138,79 @@ class Fitter:
         return ens, copy.deepcopy(ens.state_dict()), best_epoch, val, (yv, pv), info
 
 
-def fit_network(
-    module: torch.nn.Module,
-    train_set: PatchDataset,
-    val_loader: torch.utils.data.DataLoader,
-    recipe: dict[str, Any],
-    features: list[str],
-    dev: torch.device,
-    seed: int,
-    progress: bool,
-    history: list[dict[str, Any]],
-) -> tuple[dict[str, torch.Tensor], int, float, tuple[np.ndarray, np.ndarray]]:
+def optimizer(module: torch.nn.Module, recipe: dict[str, Any]) -> torch.optim.Optimizer:
+    """The recipe's optimiser (adam, adamw or sgd) with its learning rate and weight decay."""
+    name, wd = str(recipe["optimizer"]).lower(), float(recipe["weight_decay"])
+    if name == "adam":
+        return torch.optim.Adam(module.parameters(), lr=recipe["lr"], weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(module.parameters(), lr=recipe["lr"], weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(module.parameters(), lr=recipe["lr"], weight_decay=wd,
+                               momentum=float(recipe.get("momentum", 0.0)))
+    raise InputError(f"unknown optimizer {recipe['optimizer']!r}; expected adam, adamw or sgd")
+
+
+def _epoch(module: torch.nn.Module, loader: Any, opt: torch.optim.Optimizer,
+           recipe: dict[str, Any], features: list[str], dev: torch.device,
+           gen: torch.Generator, bar: Any) -> float:
+    """One pass over the training batches; the mean training NLL per labelled pixel."""
+    module.train()
+    total, count = 0.0, 0
+    for batch in loader:
+        if recipe.get("flip"):
+            batch = flip_batch(batch, features, gen, turns=recipe["flip"] == "d4")
+        x, y = batch["x"].to(dev, non_blocking=True), batch["y"].to(dev, non_blocking=True)
+        opt.zero_grad(set_to_none=True)
+        loss = masked_bce(module(x), y)
+        loss.backward()
+        opt.step()
+        n = int((y >= 0).sum())
+        total += float(loss.detach()) * n
+        count += n
+        bar.update(1)
+        bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+    return total / max(count, 1)
+
+
+def fit_network(module: torch.nn.Module, train_set: PatchDataset,
+                val_loader: torch.utils.data.DataLoader, recipe: dict[str, Any],
+                features: list[str], dev: torch.device, seed: int, progress: bool,
+                history: list[dict[str, Any]]
+                ) -> tuple[dict[str, torch.Tensor], int, float, tuple[np.ndarray, np.ndarray]]:
     """Train ``module``; returns the best epoch's state, number, validation NLL and its
     validation (labels, probabilities)."""
     from tqdm.auto import tqdm
 
-    opt_name = str(recipe["optimizer"]).lower()
-    wd = float(recipe["weight_decay"])
-    if opt_name == "adam":
-        opt = torch.optim.Adam(module.parameters(), lr=recipe["lr"], weight_decay=wd)
-    elif opt_name == "adamw":
-        opt = torch.optim.AdamW(module.parameters(), lr=recipe["lr"], weight_decay=wd)
-    elif opt_name == "sgd":
-        opt = torch.optim.SGD(module.parameters(), lr=recipe["lr"], weight_decay=wd,
-                              momentum=float(recipe.get("momentum", 0.0)))
-    else:
-        raise InputError(f"unknown optimizer {recipe['optimizer']!r}; expected adam, adamw or sgd")
+    opt = optimizer(module, recipe)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", patience=int(recipe["patience"]), factor=float(recipe["lr_factor"])
-    )
+        opt, mode="min", patience=int(recipe["patience"]), factor=float(recipe["lr_factor"]))
     sampler = RegionSampler(train_set, shuffle=True, seed=seed)
     loader = torch.utils.data.DataLoader(train_set, batch_size=int(recipe["batch_size"]),
                                          sampler=sampler, collate_fn=collate,
                                          pin_memory=dev.type == "cuda")
     gen = torch.Generator().manual_seed(seed)
-    best_state, best_epoch, best_val = copy.deepcopy(module.state_dict()), 0, math.inf
-    best_pred: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
-    stale = 0
-    n_epochs = int(recipe["epochs"])
+    best = (copy.deepcopy(module.state_dict()), 0, math.inf, (np.zeros(0), np.zeros(0)))
+    stale, n_epochs = 0, int(recipe["epochs"])
     bar = tqdm(total=n_epochs * len(loader), disable=not progress, unit="batch",
                desc=f"train {recipe['model']}")
     try:
         for epoch in range(1, n_epochs + 1):
             t0 = time.time()
             sampler.set_epoch(epoch)
-            module.train()
-            total, count = 0.0, 0
-            for batch in loader:
-                if recipe.get("flip"):
-                    batch = flip_batch(batch, features, gen, turns=recipe["flip"] == "d4")
-                x, y = batch["x"].to(dev, non_blocking=True), batch["y"].to(dev, non_blocking=True)
-                opt.zero_grad(set_to_none=True)
-                loss = masked_bce(module(x), y)
-                loss.backward()
-                opt.step()
-                n = int((y >= 0).sum())
-                total += float(loss.detach()) * n
-                count += n
-                bar.update(1)
-                bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+            train_nll = _epoch(module, loader, opt, recipe, features, dev, gen, bar)
             shift = recalibrate(module, train_set, dev) if recipe.get("recalibrate") else 0.0
             val_nll, yv, pv = evaluate_nll(module, val_loader, dev)
             lr = opt.param_groups[0]["lr"]
             sched.step(val_nll)
-            history.append({"epoch": epoch, "train_nll": total / max(count, 1), "val_nll": val_nll,
-                            "val_auc": auc_or_nan(yv, pv), "lr": lr, "seconds": time.time() - t0,
-                            "bias_shift": shift})
+            history.append({"epoch": epoch, "train_nll": train_nll, "val_nll": val_nll,
+                            "val_auc": auc_or_nan(yv, pv), "lr": lr,
+                            "seconds": time.time() - t0, "bias_shift": shift})
             if progress:
-                bar.write(f"epoch {epoch}: train NLL {history[-1]['train_nll']:.4f}  "
-                          f"val NLL {val_nll:.4f}  val AUC {history[-1]['val_auc']:.3f}")
-            if val_nll < best_val:
-                best_val, best_epoch, stale = val_nll, epoch, 0
-                best_state = copy.deepcopy(module.state_dict())  # with its shift
-                best_pred = (yv, pv)
+                bar.write(f"epoch {epoch}: train NLL {train_nll:.4f}  val NLL {val_nll:.4f}  "
+                          f"val AUC {history[-1]['val_auc']:.3f}")
+            if val_nll < best[2]:  # the state with its shift
+                best, stale = (copy.deepcopy(module.state_dict()), epoch, val_nll, (yv, pv)), 0
             else:
                 stale += 1
             if shift:  # training goes on from the unshifted weights
@@ -220,7 +220,7 @@ def fit_network(
                 break
     finally:
         bar.close()
-    return best_state, best_epoch, best_val, best_pred
+    return best
 
 
-__all__ = ["Fitter", "fit_network", "masked_bce", "evaluate_nll"]
+__all__ = ["Fitter", "fit_network", "optimizer", "masked_bce", "evaluate_nll"]
