@@ -38,6 +38,18 @@ map's 4 bytes apart) and on disk, and the same steps on a 2048^2 crop for the ti
     .venv/bin/python benchmarks/paper_scale.py --json out/paper_scale.json
     .venv/bin/python benchmarks/paper_scale.py --crop-only --forest  # + a forest's map, Mpx/s
     .venv/bin/python benchmarks/paper_scale.py --profile-only --forest  # one region task, split
+    .venv/bin/python benchmarks/paper_scale.py --crop-only --store s3://bench/paper.zarr --local-s3
+
+``--store URL`` (issue 29): the same steps again with the store at ``URL`` (``s3://``, ``gs://``,
+``az://``; with ``--local-s3`` on a moto S3 server this script starts on 127.0.0.1, its bucket
+created; otherwise the usual ``AWS_*`` variables or ``--storage-options`` name the endpoint and
+credentials), in the same run and on the same cluster as the local-disk store; then the
+transport's own cost: a plain ``xarray.Dataset.to_zarr`` of the finished store's arrays (raw,
+the same dtypes, chunks and codecs) to the same server and to local disk. The figure: the
+object-store run's prepare + features + predict against the local-disk run's plus the plain
+copy's extra time on the server (``to_zarr`` there minus ``to_zarr`` to local disk), target
+<= 1.3x; and the workers' peak RSS against local disk's, target <= 1.10x. Each shape's store is
+``URL`` with ``-HxW`` before ``.zarr`` (the plain copy: ``-HxW-plain.zarr``), removed after.
 
 ``--profile-only``: one region task of the crop's prediction (a 512 px core region, its leaves
 read with halo and ring, in this process on 1 thread, as a worker runs it), best of
@@ -219,28 +231,136 @@ def untrained_model(features: list[str]):
                         normalization=norm, core=CORE, halo=HALO, resolution=10.0)
 
 
+# --------------------------------------------------------------------------- stores
+def remove_store(store) -> None:
+    """Delete a store: a local folder, or every object under a URL."""
+    from geoslide.store import urls
+
+    if isinstance(store, Path):
+        shutil.rmtree(store, ignore_errors=True)
+        return
+    fs, inner = urls.filesystem(store)
+    if fs.exists(inner):
+        fs.rm(inner, recursive=True)
+
+
+def store_at(url: str, shape: tuple[int, int], suffix: str = "") -> str:
+    """``s3://b/paper.zarr`` -> ``s3://b/paper-2048x2048{suffix}.zarr``."""
+    stem = url.rstrip("/").removesuffix(".zarr")
+    return f"{stem}-{shape[0]}x{shape[1]}{suffix}.zarr"
+
+
+def local_s3(url: str) -> object:
+    """A moto S3 server on 127.0.0.1 (a free port) with ``url``'s bucket, the ``AWS_*``
+    variables pointed at it (before the cluster starts: its workers inherit them)."""
+    import logging
+    import socket
+
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    from geoslide.store import urls
+
+    if urls.scheme(url) != "s3":
+        raise SystemExit(f"--local-s3 serves s3:// URLs; --store is {url!r}")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        os.environ.pop(var, None)
+    s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True).mkdir(
+        url.split("://", 1)[1].split("/", 1)[0])
+    print(f"local S3 server (moto) at {endpoint}", flush=True)
+    return server
+
+
+def plain_copy(src: Path, remote: str, local: Path) -> dict:
+    """Seconds of a plain ``xarray.Dataset.to_zarr`` of the finished store ``src`` (raw
+    arrays: the same dtypes, chunks and codecs; written by the workers) to local disk and to
+    ``remote``: the transport's own cost."""
+    import warnings
+
+    import xarray as xr
+
+    from geoslide.store import urls
+
+    out = {}
+    for key, dest in (("local", local), ("store", remote)):
+        remove_store(dest)
+        ds = xr.open_zarr(str(src), decode_cf=False)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():  # consolidated metadata in Zarr 3, as geoslide writes
+            warnings.simplefilter("ignore", UserWarning)
+            ds.to_zarr(urls.zarr_store(dest), mode="w", consolidated=True)
+        out[f"plain_{key}_s"] = time.perf_counter() - t0
+        remove_store(dest)
+    print(f"  plain xarray to_zarr of the finished store: local disk {out['plain_local_s']:.1f} "
+          f"s, {remote} {out['plain_store_s']:.1f} s", flush=True)
+    return out
+
+
+STEPS = ("prepare", "features", "predict")
+
+
+def compare_store(local: dict, remote: dict, plain: dict) -> dict:
+    """The object-store run against the local-disk run plus the transport's extra cost."""
+    total = {k: sum(r[f"{s}_s"] for s in STEPS) for k, r in (("local", local), ("store", remote))}
+    base = total["local"] + plain["plain_store_s"] - plain["plain_local_s"]
+    peak = {k: max(r[f"{s}_peak_gib"] for s in STEPS) for k, r in (("local", local),
+                                                                    ("store", remote))}
+    return {**plain, "store_total_s": total["store"], "local_total_s": total["local"],
+            "baseline_s": base, "ratio": total["store"] / base,
+            "peak_gib": peak["store"], "local_peak_gib": peak["local"],
+            "peak_ratio": peak["store"] / peak["local"]}
+
+
+def print_store(label: str, url: str, c: dict) -> None:
+    ok, mem_ok = c["ratio"] <= 1.3, c["peak_ratio"] <= 1.10
+    print(f"  {label}, store at {url}: prepare + features + predict {c['store_total_s']:.1f} s "
+          f"vs local disk {c['local_total_s']:.1f} s + transport (plain to_zarr "
+          f"{c['plain_store_s']:.1f} s there - {c['plain_local_s']:.1f} s on local disk) = "
+          f"{c['baseline_s']:.1f} s: {c['ratio']:.2f}x (target <= 1.3) "
+          f"{'OK' if ok else 'MISSED'}")
+    print(f"  {label}, peak RSS per worker {c['peak_gib']:.2f} GiB vs local disk "
+          f"{c['local_peak_gib']:.2f} GiB: {c['peak_ratio']:.2f}x (target <= 1.10) "
+          f"{'OK' if mem_ok else 'MISSED'}")
+
+
 # --------------------------------------------------------------------------- one run
-def store_bytes(path: Path) -> tuple[int, int, float]:
+def store_bytes(path) -> tuple[int, int, float]:
     """(bytes per pixel before compression of the 2-D arrays but the map, the map's, bytes
-    on disk per pixel)."""
+    stored per pixel) of a local folder or a URL."""
     import zarr
 
-    group = zarr.open_group(str(path), mode="r")
+    from geoslide.store import urls
+
+    group = zarr.open_group(urls.zarr_store(path, read_only=True), mode="r")
     per_px = {n: np.dtype(a.dtype).itemsize for n, a in group.arrays() if a.ndim == 2}
     size = next(a.shape for _, a in group.arrays() if a.ndim == 2)
-    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    if isinstance(path, Path):
+        disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    else:
+        fs, inner = urls.filesystem(path)
+        disk = fs.du(inner)
     mp = per_px.pop("susceptibility", 0)
     return sum(per_px.values()), mp, disk / (size[0] * size[1])
 
 
-def run(shape: tuple[int, int], workdir: Path, client, model, pids: list[int],
-        others: dict | None = None) -> dict:
+def run(shape: tuple[int, int], store, client, model, pids: list[int],
+        others: dict | None = None, keep: bool = False) -> dict:
+    """The three steps on a new store at ``store`` (a local folder or a URL), removed after
+    unless ``keep``."""
     import dask
 
     from geoslide import aligned_features, open_zarr, predict, to_zarr, write_variables
 
-    store = workdir / f"paper-{shape[0]}x{shape[1]}.zarr"
-    shutil.rmtree(store, ignore_errors=True)
+    remove_store(store)
     out: dict = {"shape": list(shape), "mpx": shape[0] * shape[1] / 1e6}
 
     def step(name, fn):
@@ -292,7 +412,8 @@ def run(shape: tuple[int, int], workdir: Path, client, model, pids: list[int],
           f"feature; {out['aligned_variables']} aligned variables read from "
           f"{len(DISTANCES)} winner bytes), {out['disk_bytes_per_px']:.2f} B/px on disk with "
           f"the map; map finite on {out['finite_share']:.0%} of the grid", flush=True)
-    shutil.rmtree(store, ignore_errors=True)
+    if not keep:
+        remove_store(store)
     return out
 
 
@@ -476,13 +597,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="profile one region task of the crop's prediction and stop")
     parser.add_argument("--repeat", type=int, default=3, help="--profile-only: region tasks "
                         "timed (best kept)")
+    parser.add_argument("--store", default=None, metavar="URL",
+                        help="also run each shape with its store at this URL (e.g. "
+                             "s3://bench/paper.zarr), beside local disk and a plain xarray "
+                             "to_zarr to the same server")
+    parser.add_argument("--local-s3", action="store_true",
+                        help="serve --store's s3:// bucket from a moto server started here")
+    parser.add_argument("--storage-options", default=None, metavar="JSON",
+                        help="fsspec options of --store (default: the AWS_* variables)")
     args = parser.parse_args(argv)
+    if args.local_s3 and not args.store:
+        parser.error("--local-s3 needs --store s3://BUCKET/NAME.zarr")
 
     import logging
 
     from geoslide.parallel.cluster import get_client
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    if args.store:
+        from geoslide.store import urls
+
+        if not urls.is_remote(args.store):
+            parser.error(f"--store expects a URL (s3://, gs://, az://), found {args.store!r}")
+        urls.configure(args.storage_options)
+        server = local_s3(args.store) if args.local_s3 else None  # noqa: F841 - kept running
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="geoslide-paper-"))
     workdir.mkdir(parents=True, exist_ok=True)
     features = model_inputs()
@@ -510,9 +648,20 @@ def main(argv: list[str] | None = None) -> int:
             for shape in shapes:
                 print(f"\n{shape[0]} x {shape[1]} ({shape[0] * shape[1] / 1e6:.1f} Mpx)",
                       flush=True)
-                results["x".join(map(str, shape))] = run(
-                    shape, workdir, client, model, pids,
-                    others if shape == (args.crop, args.crop) else None)
+                key = "x".join(map(str, shape))
+                local = workdir / f"paper-{key}.zarr"
+                results[key] = run(shape, local, client, model, pids,
+                                   others if shape == (args.crop, args.crop) else None,
+                                   keep=bool(args.store))
+                if args.store:
+                    remote = store_at(args.store, shape)
+                    print(f"\n{shape[0]} x {shape[1]}, the store at {remote}", flush=True)
+                    on_store = run(shape, remote, client, model, pids)
+                    plain = plain_copy(local, store_at(args.store, shape, "-plain"),
+                                       workdir / f"plain-{key}.zarr")
+                    remove_store(local)
+                    results[key]["store"] = {"url": remote, **on_store,
+                                             **compare_store(results[key], on_store, plain)}
                 if args.json:
                     Path(args.json).write_text(json.dumps(results, indent=2))
     finally:
@@ -528,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
         ok = r["bytes_per_px"] <= 24
         print(f"  {label}: store {r['bytes_per_px']} B/px before compression (target <= 24) "
               f"{'OK' if ok else 'MISSED'}")
+        if "store" in r:
+            print_store(label, r["store"]["url"], r["store"])
     if full is not None:
         minutes = full["total_s"] / 60
         peak = max(full["features_peak_gib"], full["predict_peak_gib"])
