@@ -162,12 +162,15 @@ def _create_targets(ds: xr.Dataset, path: str, group: Any, grid: tuple[int, int]
     for are removed."""
     import zarr
 
+    # the members listed once: one request for all, not one per name (the one-hot and
+    # aligned names it checks are hundreds; each check is a round trip on object storage)
+    members = set(group.keys())
     for name in [*map(str, ds.data_vars), *virtual_names(ds), *stands_for(ds)]:
-        if name in group:
+        if name in members:
             del group[name]
-    if PROGRESS_GROUP in group:
+    if PROGRESS_GROUP in members:
         del group[PROGRESS_GROUP]
-    template = ds.drop_vars([c for c in ("y", "x") if c in group and c in ds.coords])
+    template = ds.drop_vars([c for c in ("y", "x") if c in members and c in ds.coords])
     # the store's attrs (and the marker) stay; the new Dataset's attrs are added where new
     template.attrs = {**jsonable(dict(ds.attrs)), **dict(group.attrs)}
     template.to_zarr(urls.zarr_store(path), mode="a", compute=False, consolidated=False)
