@@ -103,7 +103,7 @@ LONG_FUNCTIONS = {
     "evaluation/explain.py:permutation_importance", "evaluation/maps_plot.py:plot_map",
     "features/align.py:aligned_features", "io/inventory.py:prepare_inventory",
     "io/inventory.py:label_raster",
-    "maps/predict.py:predict", "parallel/cluster.py:get_client", "parallel/halo.py:map_halo",
+    "parallel/cluster.py:get_client", "parallel/halo.py:map_halo",
     "prepare/derive.py:derive", "prepare/stack.py:stack", "store/regions.py:_write_variables",
 }
 

@@ -32,7 +32,7 @@ from geoslide.learn.modelfile import model_token
 from geoslide.maps.layout import ALIGN, network_layout
 from geoslide.maps.leaves import Leaves, leaves, region_inputs
 from geoslide.maps.runner import Runner, as_model, receptive_radius, task_threads
-from geoslide.parallel.chunking import round_up
+from geoslide.parallel.chunking import is_dask, round_up
 from geoslide.parallel.compute import compute_array
 from geoslide.parallel.devices import resolve_device
 from geoslide.parallel.halo import map_halo
@@ -155,20 +155,10 @@ def _predict_windows(block: np.ndarray, runner: Runner, *, core: int, halo: int,
 
 
 # --------------------------------------------------------------------------- public API
-def predict(
-    ds: xr.Dataset,
-    model: Any,
-    *,
-    core: int | None = None,
-    halo: int | None = None,
-    batch_size: int = 4,
-    device: Any = None,
-    progress: bool = True,
-    region: int | None = None,
-    name: str = "susceptibility",
-    mask_label: bool = False,
-    spread: bool = False,
-) -> xr.DataArray | xr.Dataset:
+def predict(ds: xr.Dataset, model: Any, *, core: int | None = None, halo: int | None = None,
+            batch_size: int = 4, device: Any = None, progress: bool = True,
+            region: int | None = None, name: str = "susceptibility", mask_label: bool = False,
+            spread: bool = False) -> xr.DataArray | xr.Dataset:
     """Landslide susceptibility (probability, 0..1) of every pixel of ``ds``.
 
     Parameters
@@ -186,36 +176,49 @@ def predict(
     region : side in pixels of a dask block (default: the input's chunks when dask-backed,
         else 1024); at least ``halo``, rounded up to a multiple of ``core``.
     name : name of the returned DataArray.
-    mask_label : also NaN where the label is -1. Off by default: in the geoslide layout -1
-        marks pixels with a missing input, which are NaN anyway when the model reads that
-        input; a point inventory (Ecuador) also labels every unsampled pixel -1 ("unknown"),
-        and a map must still cover those.
+    mask_label : also NaN where the label is -1 (off: a point inventory labels every
+        unsampled pixel -1, and a map must still cover those).
     spread : for a seed ensemble (``geoslide train --ensemble N``), also the spread of its
         members (:mod:`geoslide.maps.spread`), from the same forwards; a single model raises
         :class:`~geoslide.errors.NotAnEnsembleError`.
 
     Returns
     -------
-    DataArray ``name`` (float32) on exactly the input grid (same y/x coords, CRS, transform),
-    NaN where any of the model's inputs is NaN (or the label is -1, with ``mask_label``). Lazy
-    (dask) when ``ds`` is dask-backed, computed otherwise. With ``spread``, a Dataset of that
-    map and ``<name>_std``, the population standard deviation of the members' probabilities.
+    DataArray ``name`` (float32) on exactly the input grid (coords, CRS, transform), NaN where
+    an input is NaN; lazy (dask) when ``ds`` is dask-backed. With ``spread``, a Dataset of
+    that map and ``<name>_std`` (the members' population standard deviation).
     """
-    import dask
-    import dask.array as da
-    from dask.base import tokenize
-
     trained, path = as_model(model)
-    if spread:
-        from geoslide.maps.spread import check_ensemble
+    from geoslide.maps.spread import check_ensemble, with_spread
 
-        members = check_ensemble(trained, path)
+    members = check_ensemble(trained, path) if spread else None
     if hasattr(trained, "check"):
         trained.check(ds)
     features = list(trained.feature_names)
-    normalization = dict(getattr(trained, "normalization", {}) or {})
+    core, halo = _window(trained, len(features), core, halo, batch_size)
+    _check_inputs(ds, features)
+    spec = leaves(ds, features)  # the stored variables the inputs are computed from
+    stack, depth, first, lazy = _regions(ds, spec, core, halo, region)
+    token = model_token(trained.module)
+    probs = _region_tasks(stack, depth, trained, spec, token, device, spread,
+                          core=core, halo=halo, batch_size=batch_size)
+    if mask_label:
+        probs = _masked_by_label(ds, probs)
+    if lazy and first.chunks:
+        probs = probs.rechunk(probs.chunks[:-2] + first.chunks)
+    else:
+        probs = compute_array(probs, progress=progress)
+    out = _labelled(ds, probs[0] if spread else probs, name, trained, path, token, core,
+                    halo, spread)
+    return with_spread(out, probs[1], members) if spread else out
+
+
+def _window(trained: Any, channels: int, core: int | None, halo: int | None,
+            batch_size: int) -> tuple[int, int]:
+    """(core, halo) in px, multiples of :data:`ALIGN`: the halo defaults to the network's
+    receptive field, the core to max(model core, 4 x halo, :data:`DEFAULT_CORE`)."""
     if halo is None:
-        halo = receptive_radius(trained.module, len(features))
+        halo = receptive_radius(trained.module, channels)
     halo = round_up(halo, ALIGN)
     if core is None:
         core = max(int(getattr(trained, "core", 0) or 0), 4 * halo, DEFAULT_CORE)
@@ -223,71 +226,81 @@ def predict(
     if core <= 0 or batch_size <= 0:
         raise InputError(f"core and batch_size must be positive; found core={core}, "
                          f"batch_size={batch_size}")
+    return core, halo
 
-    _check_inputs(ds, features)
-    spec = leaves(ds, features)  # the stored variables the inputs are computed from
+
+def _regions(ds: xr.Dataset, spec: Leaves, core: int, halo: int, region: int | None
+             ) -> tuple[Any, tuple[int, int], xr.DataArray, bool]:
+    """(the leaves' stack chunked in regions, the halo depth with the ring radius, the first
+    leaf, whether the input is lazy)."""
     stack = _leaf_stack(ds, spec)
     depth = (halo + spec.ring[0], halo + spec.ring[1])
-    lazy_input = any(isinstance(ds[v].data, da.Array) for v in spec.names)
+    lazy = any(is_dask(ds[v]) for v in spec.names)
     first = ds[spec.names[0]].transpose("y", "x")
     if region is None:
-        region = (max(first.chunks[0]) if lazy_input and first.chunks else DEFAULT_REGION)
+        region = (max(first.chunks[0]) if lazy and first.chunks else DEFAULT_REGION)
     region = round_up(max(region, core, *depth), core)  # halo exchange needs blocks >= depth
     _, height, width = stack.shape
-    ychunks, xchunks = _region_chunks(height, region, depth[0]), _region_chunks(width, region,
-                                                                                depth[1])
-    stack = stack.rechunk((len(spec.names), ychunks, xchunks))
-    token = model_token(trained.module)
+    chunks = (_region_chunks(height, region, depth[0]), _region_chunks(width, region, depth[1]))
+    return stack.rechunk((len(spec.names),) + chunks), depth, first, lazy
+
+
+def _region_tasks(stack: Any, depth: tuple[int, int], trained: Any, spec: Leaves, token: str,
+                  device: Any, spread: bool, **window: int) -> Any:
+    """The lazy map: one task per region, the model one key of the graph (each worker
+    receives it once); (2, H, W) with the spread."""
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+
+    features = list(trained.feature_names)
+    normalization = dict(getattr(trained, "normalization", {}) or {})
     # region tasks run on TASK_THREADS torch threads each, whatever this process's settings
     runner = Runner(trained.module, str(resolve_device(device)), spread=spread)
     tag = "-spread" if spread else ""
     runner_d = dask.delayed(runner, name=f"geoslide-model-{token}{tag}", pure=True)
-    chunks = ((2,),) * spread + (ychunks, xchunks)
-    kwargs = dict(core=core, halo=halo, batch_size=batch_size, spec=spec, features=features,
-                  normalization=normalization)
-    key = f"geoslide-predict{tag}-" + tokenize(stack.name, token, core, halo, batch_size,
+    chunks = ((2,),) * spread + stack.chunks[1:]
+    kwargs = dict(**window, spec=spec, features=features, normalization=normalization)
+    key = f"geoslide-predict{tag}-" + tokenize(stack.name, token, *window.values(),
                                                features, normalization)
     if max(depth):  # each region with its halo from the neighbours' border strips
-        probs = map_halo(_leaf_region, stack, depth, runner_d, fill=np.nan,
+        return map_halo(_leaf_region, stack, depth, runner_d, fill=np.nan, chunks=chunks,
+                        dtype=np.float32, name=key, **kwargs)
+    return da.map_blocks(_leaf_region, stack, runner_d, drop_axis=[] if spread else 0,
                          chunks=chunks, dtype=np.float32, name=key, **kwargs)
-    else:
-        probs = da.map_blocks(_leaf_region, stack, runner_d, drop_axis=[] if spread else 0,
-                              chunks=chunks, dtype=np.float32, name=key, **kwargs)
-    if mask_label:
-        label = label_name(ds)
-        if label in ds:
-            lab = ds[label].transpose("y", "x").data
-            lab = lab if isinstance(lab, da.Array) else da.from_array(np.asarray(lab))
-            ok = (lab != -1).rechunk(probs.chunks[-2:])
-            probs = da.where(ok, probs, np.float32(np.nan)).astype(np.float32)
-    if lazy_input and first.chunks:
-        probs = probs.rechunk(probs.chunks[:-2] + first.chunks)
-    else:
-        probs = compute_array(probs, progress=progress)
 
+
+def _masked_by_label(ds: xr.Dataset, probs: Any) -> Any:
+    """``probs`` with NaN where the label is -1."""
+    import dask.array as da
+
+    label = label_name(ds)
+    if label not in ds:
+        return probs
+    lab = ds[label].transpose("y", "x").data
+    lab = lab if is_dask(lab) else da.from_array(np.asarray(lab))
+    ok = (lab != -1).rechunk(probs.chunks[-2:])
+    return da.where(ok, probs, np.float32(np.nan)).astype(np.float32)
+
+
+def _labelled(ds: xr.Dataset, probs: Any, name: str, trained: Any, path: str, token: str,
+              core: int, halo: int, spread: bool) -> xr.DataArray:
+    """The map as a DataArray on ``ds``'s grid (coords, CRS, transform) with its attrs."""
     coords = {k: v for k, v in ds.coords.items() if set(v.dims) <= {"y", "x"}}
-    out = xr.DataArray(probs[0] if spread else probs, dims=("y", "x"), coords=coords, name=name)
+    out = xr.DataArray(probs, dims=("y", "x"), coords=coords, name=name)
     out.attrs = {
-        "long_name": "landslide susceptibility",
-        "units": "1",
+        "long_name": "landslide susceptibility", "units": "1",
         "description": "probability of a landslide pixel under the model (relative scale: "
                        "the inventory has no time span)",
         "geoslide:model": str(getattr(trained, "name", type(trained.module).__name__)),
-        "geoslide:model_file": path,
-        "geoslide:model_token": token,
-        "geoslide:features": features,
-        "geoslide:core": core,
+        "geoslide:model_file": path, "geoslide:model_token": token,
+        "geoslide:features": list(trained.feature_names), "geoslide:core": core,
         "geoslide:halo": halo,
         PROVENANCE_ATTR: _provenance(trained, path, token, name, core, halo, spread),
     }
     crs = ds.rio.crs
     if crs is not None:
-        out = out.rio.write_crs(crs)
-        out = out.rio.write_transform(ds.rio.transform())
-    if spread:
-        from geoslide.maps.spread import with_spread
-
-        return with_spread(out, probs[1], members)
+        out = out.rio.write_crs(crs).rio.write_transform(ds.rio.transform())
     return out
 
 
