@@ -56,6 +56,16 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="module")
+def cluster_client():
+    """A LocalCluster of 2 worker processes, 1 thread each (as the benchmark's), for a test
+    module (starting one costs seconds); each nanny restarts a worker that dies."""
+    from geoslide.parallel.cluster import get_client
+
+    with get_client("local", n_workers=2, threads_per_worker=1, memory_limit="2GiB") as client:
+        yield client
+
+
 def _interrupt_after(n: int):
     """A dask callback raising KeyboardInterrupt (what Ctrl-C raises) once ``n`` region
     writes (``geoslide-write`` tasks) have finished."""

@@ -119,13 +119,6 @@ def test_every_heavy_cli_step_takes_the_scheduler_options(monkeypatch, tmp_path,
 
 # --------------------------------------------------------------------------- distributed runs
 @pytest.fixture(scope="module")
-def cluster_client():
-    """A LocalCluster of 2 worker processes, 1 thread each (as the benchmark's)."""
-    with get_client("local", n_workers=2, threads_per_worker=1, memory_limit="2GiB") as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def base(kashmir):
     return kashmir[["elevation", "slope"]]
 

@@ -56,14 +56,6 @@ def _with_fault(ds, fn, only_first=False, **kwargs):
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def client():
-    from geoslide.parallel.cluster import get_client
-
-    with get_client("local", n_workers=2, threads_per_worker=1, memory_limit="2GiB") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def tiled(kashmir):
     """Kashmir elevation + slope (numpy, read-only)."""
     return kashmir[["elevation", "slope"]]
@@ -116,13 +108,13 @@ def _wait_for_workers(client, n=2, timeout=180):
 
 
 @pytest.fixture(scope="module")
-def base_store(client, tiled, tmp_path_factory):
+def base_store(cluster_client, tiled, tmp_path_factory):
     """The input store (elevation, slope), copied by each test."""
     return _new_store(tiled, tmp_path_factory.mktemp("faults") / "base.zarr")
 
 
 @pytest.fixture(scope="module")
-def clean(client, base_store):
+def clean(cluster_client, base_store):
     """A fault-free run on the same cluster: features, then the predicted map ``p``."""
     from geoslide.maps.predict import predict
     from geoslide.store import write_variables
@@ -144,25 +136,25 @@ def _copy(src, dst):
 
 
 # --------------------------------------------------------------------------- tests
-def test_worker_dying_mid_features_leaves_the_fault_free_store(client, base_store, clean,
-                                                               tmp_path):
+def test_worker_dying_mid_features_leaves_the_fault_free_store(cluster_client, base_store,
+                                                               clean, tmp_path):
     from geoslide.store import write_variables
 
     clean_path, names, _ = clean
     faulty = _copy(base_store, tmp_path / "faulty.zarr")
     flag = tmp_path / "died"
-    before = _pids(client)
+    before = _pids(cluster_client)
     report = write_variables(_with_fault(_features(faulty), die_once, flag=str(flag), at=(2, 1)),
-                           faulty, progress=False)
+                             faulty, progress=False)
     assert flag.exists(), "the fault was not injected"
     assert int(flag.read_text()) in before
-    _wait_for_workers(client)
-    assert int(flag.read_text()) not in _pids(client)  # that process is gone (restarted)
+    _wait_for_workers(cluster_client)
+    assert int(flag.read_text()) not in _pids(cluster_client)  # gone (restarted)
     assert report.written == report.regions == 16
     _assert_same_store(clean_path, faulty, names)
 
 
-def test_worker_dying_mid_predict_leaves_the_fault_free_store(client, clean, tmp_path):
+def test_worker_dying_mid_predict_leaves_the_fault_free_store(cluster_client, clean, tmp_path):
     from geoslide.maps.predict import predict
     from geoslide.store import write_variables
     from geoslide.store import open_zarr
@@ -177,17 +169,17 @@ def test_worker_dying_mid_predict_leaves_the_fault_free_store(client, clean, tmp
     assert report.written == report.regions == 16
     _assert_same_store(clean_path, faulty, ["p"])
     assert np.isfinite(open_zarr(faulty)["p"].values).mean() > 0.5
-    _wait_for_workers(client)
+    _wait_for_workers(cluster_client)
 
 
-def test_worker_killed_from_outside_after_n_regions(client, base_store, clean, tmp_path):
+def test_worker_killed_from_outside_after_n_regions(cluster_client, base_store, clean, tmp_path):
     """SIGKILL a worker process once 5 of 16 regions are written (as a machine dying)."""
     from geoslide.store import regions_done, write_variables
 
     clean_path, names, _ = clean
-    _wait_for_workers(client)
+    _wait_for_workers(cluster_client)
     faulty = _copy(base_store, tmp_path / "faulty.zarr")
-    victim = sorted(_pids(client))[0]
+    victim = sorted(_pids(cluster_client))[0]
     killed = threading.Event()
 
     def killer():
@@ -209,6 +201,6 @@ def test_worker_killed_from_outside_after_n_regions(client, base_store, clean, t
     thread.join()
     assert killed.is_set(), "the worker was not killed mid-run"
     assert report.written == 16
-    _wait_for_workers(client)
-    assert victim not in _pids(client)
+    _wait_for_workers(cluster_client)
+    assert victim not in _pids(cluster_client)
     _assert_same_store(clean_path, faulty, names)
