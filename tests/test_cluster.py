@@ -82,7 +82,7 @@ def test_cli_helpers_parse_and_default_from_environment(monkeypatch):
                               "--memory-limit", "3GiB"])
     assert (args.scheduler, args.workers, args.memory_limit) == ("tcp://h:8786", 4, "3GiB")
     args = parser.parse_args([])
-    assert args.scheduler is None and args.workers == 2
+    assert args.scheduler is None and args.workers is None  # 2, or fewer on a busy machine
 
     monkeypatch.setenv("GEOSLIDE_SCHEDULER", "threads")
     parser = add_scheduler_argument(argparse.ArgumentParser())
@@ -106,7 +106,7 @@ def test_every_heavy_cli_step_takes_the_scheduler_options(monkeypatch, tmp_path,
                  ["predict", "k.zarr", "m.pt"]):
         args = parser.parse_args(argv)
         assert (args.scheduler, args.workers, args.memory_limit) == (
-            "tcp://10.0.0.5:8786", 2, "4GiB"), argv
+            "tcp://10.0.0.5:8786", None, "4GiB"), argv  # None: 2 or fewer by load
         args = parser.parse_args(argv + ["--scheduler", "threads", "--workers", "3"])
         assert (args.scheduler, args.workers) == ("threads", 3), argv
     out = tmp_path / "e.zarr"

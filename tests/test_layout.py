@@ -99,7 +99,7 @@ LONG_FUNCTIONS = {
     # a numba kernel kept whole for speed (benchmarks/aligned_features.py times it)
     "features/kernels/ring.py:aligned_rows",
     # not yet split (issue 31): each entry goes when its function is cut under 60 lines
-    "cli/prepare.py:register", "evaluation/evaluate.py:evaluate",
+    "evaluation/evaluate.py:evaluate",
     "evaluation/explain.py:permutation_importance", "evaluation/maps_plot.py:plot_map",
     "features/align.py:aligned_features", "io/inventory.py:prepare_inventory",
     "io/inventory.py:label_raster",

@@ -44,6 +44,28 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("target", nargs="+", metavar="[DATASET] OUT",
                    help="registered data set name and output store, or only the output store "
                         "with --raster")
+    _inputs(p)
+    _inventory(p)
+    p.add_argument("--chunks", type=int, default=512, metavar="N",
+                   help="store chunk size in pixels (default 512)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="data directory for registered data sets (default $GEOSLIDE_DATA_DIR "
+                        "or ../shared/data)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar nor summary")
+    from geoslide.cli.scheduler import add_scheduler_argument
+
+    add_scheduler_argument(p)  # --scheduler ADDRESS (default $GEOSLIDE_SCHEDULER), --workers
+    from geoslide.cli import add_storage_argument
+
+    add_storage_argument(p)  # --storage-options JSON, for s3://, gs://, az:// paths
+    p.set_defaults(func=run)
+    return p
+
+
+
+def _inputs(p: argparse.ArgumentParser) -> None:
+    """The options of the input rasters and the factors derived from them."""
     from geoslide.io.rasters import SELECTOR_HELP
 
     p.add_argument("--raster", action="append", metavar="NAME=PATH",
@@ -76,6 +98,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "bilinear otherwise) instead of failing")
     p.add_argument("--vocabulary", action="append", metavar="NAME=CSV",
                    help="fix the classes of a categorical raster with a CSV of codes")
+
+
+def _inventory(p: argparse.ArgumentParser) -> None:
+    """The options of the landslide inventory (the --inventory option is with the inputs)."""
     p.add_argument("--label-field", metavar="FIELD",
                    help="inventory field with 1 (landslide) / 0 (stable), e.g. lslpts")
     p.add_argument("--point-buffer", type=float, default=0.0, metavar="METRES",
@@ -92,22 +118,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "rasters' CRS, lossless for vectors, and say so in the summary)")
     p.add_argument("--reproject-inventory", dest="reproject_inventory", action="store_true",
                    help=argparse.SUPPRESS)  # the default since 0.1; kept for old scripts
-    p.add_argument("--chunks", type=int, default=512, metavar="N",
-                   help="store chunk size in pixels (default 512)")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="data directory for registered data sets (default $GEOSLIDE_DATA_DIR "
-                        "or ../shared/data)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.add_argument("--quiet", action="store_true", help="no progress bar nor summary")
-    from geoslide.cli.scheduler import add_scheduler_argument
-
-    add_scheduler_argument(p)  # --scheduler ADDRESS (default $GEOSLIDE_SCHEDULER), --workers
-    from geoslide.cli import add_storage_argument
-
-    add_storage_argument(p)  # --storage-options JSON, for s3://, gs://, az:// paths
-    p.set_defaults(func=run)
-    return p
-
 
 def _derive_names(args: argparse.Namespace) -> list[str]:
     from geoslide.prepare.derive import DERIVABLE

@@ -26,8 +26,9 @@ def add_scheduler_argument(parser: argparse.ArgumentParser) -> argparse.Argument
         "--workers",
         metavar="N",
         type=int,
-        default=2,
-        help="worker processes of a new LocalCluster (default: 2)",
+        default=None,
+        help="worker processes of a new LocalCluster (default: 2, fewer when --threads or "
+             "the machine's load leave fewer cores)",
     )
     group.add_argument(
         "--memory-limit",
@@ -53,7 +54,7 @@ def client_from_args(args: argparse.Namespace) -> contextlib.AbstractContextMana
     """The ``get_client`` context for parsed CLI arguments (see :func:`add_scheduler_argument`)."""
     return get_client(
         getattr(args, "scheduler", None),
-        n_workers=int(getattr(args, "workers", 2) or 2),
+        n_workers=getattr(args, "workers", None),
         memory_limit=getattr(args, "memory_limit", "4GiB") or "4GiB",
         threads=getattr(args, "threads", None),
     )

@@ -32,6 +32,9 @@ from typing import Any
 
 from geoslide.errors import MissingFileError, SchedulerError
 
+DEFAULT_WORKERS = 2
+"""Workers of a new LocalCluster when none are asked for (fewer on a busy machine)."""
+
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous", "sync", "single-threaded")
 """Values of ``scheduler`` that select dask's built-in local schedulers (no distributed)."""
 
@@ -67,7 +70,7 @@ def _setup_workers(client: Any) -> None:
 def get_client(
     scheduler: str | None = None,
     *,
-    n_workers: int = 2,
+    n_workers: int | None = None,
     threads_per_worker: int = 1,
     memory_limit: str | int = "4GiB",
     processes: bool = True,
@@ -87,6 +90,7 @@ def get_client(
         of a scheduler file (``dask scheduler --scheduler-file FILE``).
     n_workers, threads_per_worker, memory_limit : size of a new LocalCluster (memory per worker,
         bytes or a string such as ``"4GiB"``); ignored when connecting elsewhere.
+        ``n_workers`` given is what starts; None: 2, or fewer when ``threads`` allow fewer.
     processes : LocalCluster workers as processes (True) or threads in this process (False).
     dashboard : start the LocalCluster's dashboard on a free port.
     quiet : silence distributed's start-up logging.
@@ -95,7 +99,8 @@ def get_client(
         cluster started or reached here (not on an active Client's).
     threads : CPU threads a new LocalCluster may use in all (the CLI's ``--threads``; None:
         :func:`geoslide.parallel.threads.default_threads`, the cores the machine's load
-        leaves free): at most ``threads // threads_per_worker`` workers, at least one. Its
+        leaves free, when ``n_workers`` is None): at most ``threads // threads_per_worker``
+        workers, at least one. Its
         workers wait passively in OpenMP (:data:`geoslide.parallel.threads.WAIT_ENV`).
 
     While the block runs, plain ``dask.compute`` / ``.compute()`` / ``to_zarr`` calls use the
@@ -155,9 +160,11 @@ def get_client(
 
     from geoslide.parallel.threads import WAIT_ENV, default_threads
 
-    total = int(threads) if threads else default_threads()
+    if n_workers is None or threads:  # asked for workers: they start; else what threads allow
+        total = int(threads) if threads else default_threads()
+        n_workers = max(1, min(n_workers or DEFAULT_WORKERS, total // max(threads_per_worker, 1)))
     kwargs: dict[str, Any] = dict(
-        n_workers=max(1, min(n_workers, total // max(threads_per_worker, 1))),
+        n_workers=int(n_workers),
 
         threads_per_worker=threads_per_worker,
         memory_limit=memory_limit,
