@@ -64,7 +64,15 @@ def main() -> int:
                      key=lambda m: cmp.scores[m]["auc"], default=None)
     val = {m: cmp.scores[m]["val_nll"] for m in cmp.ranking}
     chosen_sacnn = min((m for m in models if m in val), key=val.get, default=None)
-    study = {"store": str(args.store), "n_folds": args.n_folds, "seconds": time.time() - t0,
+    import platform
+    import subprocess
+    import sys
+
+    study = {"command": "examples/sacnn_small.py " + " ".join(sys.argv[1:]),
+             "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
+             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                                      capture_output=True, text=True).stdout.strip(),
+             "store": str(args.store), "n_folds": args.n_folds, "seconds": time.time() - t0,
              "configs": {m: CONFIGS[m.removeprefix("sacnn_")] for m in models},
              "scores": cmp.scores, "failures": cmp.failures(), "verdict": cmp.verdict,
              "chosen_sacnn": chosen_sacnn, "best_per_pixel": best_pixel}

@@ -115,7 +115,7 @@ def compare(data: dict) -> str:
     return "\n\n".join(out)
 
 
-RENDERERS = {"compare": compare}
+RENDERERS = {"compare": compare, "sacnn-small": compare}  # a study is a comparison
 
 
 def render(path: str | Path, command: str | None = None, root: Path = RESULTS) -> str:
