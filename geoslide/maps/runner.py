@@ -118,6 +118,7 @@ class Runner:
         self.spread = spread
         self.channels_last = channels_last
         self._ready = False
+        self._own = False  # the caller's module: never changed in place
 
     def __getstate__(self) -> dict:
         import copy
@@ -128,11 +129,13 @@ class Runner:
         # ship on CPU, move on the worker; never move the caller's live model
         state["module"] = copy.deepcopy(m).cpu() if on_device else m
         state["_ready"] = False
+        state["_own"] = True  # the receiver holds its own copy of the module
         return state
 
     def _prepare(self) -> None:
         """The module on its device, in eval mode; on the CPU channels-last (a copy of the
-        caller's module when that changes its weights' layout)."""
+        caller's module when that changes its weights' layout; a shipped module, the
+        worker's own, in place)."""
         import copy
 
         import torch
@@ -141,7 +144,8 @@ class Runner:
             self.channels_last = CHANNELS_LAST and torch.device(self.device).type == "cpu"
         m = self.module
         if self.channels_last and any(p.dim() == 4 for p in m.parameters()):
-            m = copy.deepcopy(m).to(memory_format=torch.channels_last)
+            m = (m if getattr(self, "_own", False) else copy.deepcopy(m)).to(
+                memory_format=torch.channels_last)
         self.module = m.to(self.device).eval()
         self._ready = True
 
