@@ -7,6 +7,7 @@ the outputs ``<f>_up<d>``, ``dz_up<d>`` and ``azimuth_up<d>`` (see :mod:`geoslid
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -62,26 +63,8 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     ['azimuth_up100', 'azimuth_up30', 'dz_up100', 'dz_up30', 'slope_up100', 'slope_up30',
      'winner_up100', 'winner_up30']
     """
-    if not isinstance(ds, xr.Dataset):
-        raise WrongTypeError(f"expected an xarray.Dataset, found {type(ds).__name__}; "
-                        "use da.to_dataset(name='elevation')")
-    if elevation not in ds.data_vars:
-        raise FeatureMismatchError(
-            f"expected an elevation variable {elevation!r}, found variables "
-            f"{sorted(map(str, ds.data_vars))}; pass elevation='<name>'")
+    feats = _checked(ds, features, elevation)
     dists = check_distances(distances)
-    feats = input_variables(ds) if features is None else [str(f) for f in features]
-    missing = [f for f in feats if f not in ds.data_vars]
-    if missing:
-        raise FeatureMismatchError(
-            f"features {missing} are not in the Dataset (variables: "
-            f"{sorted(map(str, ds.data_vars))}); pick features among them")
-    if len(set(feats)) != len(feats):
-        raise FeatureMismatchError(f"features given twice in {feats}")
-    for v in [elevation] + feats:
-        if set(ds[v].dims) != {"y", "x"}:
-            raise FeatureMismatchError(
-                f"expected variable {v!r} with dims ('y', 'x'), found {ds[v].dims}")
     res = grid_spacing(ds)
     # a categorical raster's one-hot layers are gathered once, through its class codes
     coded = _coded(ds, feats)
@@ -90,13 +73,7 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     sub = ds[list(dict.fromkeys([elevation] + sources))].transpose("y", "x")
     if chunks is not None:
         sub = sub.chunk(dict(chunks))
-    dask_ref = next((sub[v] for v in sub.data_vars if is_dask(sub[v])), None)
-    z = sub[elevation]
-    if dask_ref is not None:
-        z = z.chunk({"y": dask_ref.chunks[0], "x": dask_ref.chunks[1]})
-        index = align_dask(z.data, [], dists, res, winners=True)
-    else:
-        index = ring_winners(np.asarray(z.values), dists, res, threads=threads)
+    index = _winners(sub, elevation, dists, res, threads)
     coords = {k: v for k, v in ds[elevation].coords.items()}
     out = xr.Dataset(coords=coords, attrs=dict(ds.attrs))
     out.attrs["geoslide:aligned"] = {"distances": dists, "features": feats,
@@ -114,6 +91,42 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     keep = set(map(str, out.data_vars)) | set(stands_for(out))
     full = expand(expand_gathers(out.assign({v: sub[v] for v in sub.data_vars})))
     return full[[v for v in full.data_vars if v in keep]]
+
+
+def _checked(ds: xr.Dataset, features: Sequence[str] | None, elevation: str) -> list[str]:
+    """The features to gather (default: the registered inputs), every one and the elevation
+    checked to be a (y, x) variable of ``ds``."""
+    if not isinstance(ds, xr.Dataset):
+        raise WrongTypeError(f"expected an xarray.Dataset, found {type(ds).__name__}; "
+                             "use da.to_dataset(name='elevation')")
+    have = sorted(map(str, ds.data_vars))
+    if elevation not in ds.data_vars:
+        raise FeatureMismatchError(f"expected an elevation variable {elevation!r}, found "
+                                   f"variables {have}; pass elevation='<name>'")
+    feats = input_variables(ds) if features is None else [str(f) for f in features]
+    missing = [f for f in feats if f not in ds.data_vars]
+    if missing:
+        raise FeatureMismatchError(f"features {missing} are not in the Dataset (variables: "
+                                   f"{have}); pick features among them")
+    if len(set(feats)) != len(feats):
+        raise FeatureMismatchError(f"features given twice in {feats}")
+    for v in [elevation] + feats:
+        if set(ds[v].dims) != {"y", "x"}:
+            raise FeatureMismatchError(
+                f"expected variable {v!r} with dims ('y', 'x'), found {ds[v].dims}")
+    return feats
+
+
+def _winners(sub: xr.Dataset, elevation: str, dists: list[int], res: Any,
+             threads: int | None) -> Any:
+    """uint16 ``(n_dist, H, W)`` winner indices: lazy, one task per chunk, when an input of
+    ``sub`` is dask-backed; else now, on ``threads`` threads."""
+    ref = next((sub[v] for v in sub.data_vars if is_dask(sub[v])), None)
+    z = sub[elevation]
+    if ref is None:
+        return ring_winners(np.asarray(z.values), dists, res, threads=threads)
+    z = z.chunk({"y": ref.chunks[0], "x": ref.chunks[1]})
+    return align_dask(z.data, [], dists, res, winners=True)
 
 
 def _coded(ds: xr.Dataset, feats: Sequence[str]) -> dict[str, list[str]]:
