@@ -190,47 +190,29 @@ def _gather_peers(ds: xr.Dataset, peers: bool | Sequence[str], train: np.ndarray
                              "fit_predict_seconds": time.perf_counter() - t0}
 
 
-def evaluate(
-    ds: xr.Dataset,
-    models: Any = (),
-    *,
-    split: str | SplitSettings | None = None,
-    masks: Mapping[str, np.ndarray] | None = None,
-    peers: bool | Sequence[str] = False,
-    peer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-    max_peer_train: int | None = None,
-    maps: Mapping[str, Any] | None = None,
-    reuse_maps: bool = True,
-    progress: bool = True,
-    device: Any = None,
-    n_bins: int = 10,
-    n_classes: int = 5,
-    n_boot: int | None = None,
-    reference: str | None = None,
-    importance: int = 0,
-    out: str | Path | None = None,
-    **split_given: Any,
-) -> Evaluation:
-    """Score ``models`` (TrainedModels or model file paths) on the test pixels of a split;
-    returns an :class:`Evaluation` and writes nothing (see ``out``).
+def evaluate(ds: xr.Dataset, models: Any = (), *, split: str | SplitSettings | None = None,
+             masks: Mapping[str, np.ndarray] | None = None, peers: bool | Sequence[str] = False,
+             peer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+             max_peer_train: int | None = None, maps: Mapping[str, Any] | None = None,
+             reuse_maps: bool = True, progress: bool = True, device: Any = None,
+             n_bins: int = 10, n_classes: int = 5, n_boot: int | None = None,
+             reference: str | None = None, importance: int = 0,
+             out: str | Path | None = None, **split_given: Any) -> Evaluation:
+    """Score ``models`` on the test pixels of a split; an :class:`Evaluation` (nothing written).
 
     Parameters
     ----------
     ds : the Dataset (with the aligned features when a model or peer needs them).
     models : TrainedModels or model file paths (a list, or a {name: model} mapping).
-    split : a split kind (``band``, ``paper``, ``kfold``, ``none``) or a
-        :class:`geoslide.learn.splits.SplitSettings`; default the one the first model was
-        trained on, else the band split, band 1, seed 0. ``band=``, ``seed=``, ``core=``,
-        ``fold=`` (any :class:`~geoslide.learn.splits.SplitSettings` field) override single
-        settings. With ``masks`` (explicit {"train", "val", "test"} boolean (H, W) masks)
-        the split is ``custom``; ``core`` and ``seed`` then set the bootstrap blocks and the
-        peers' seed.
+    split : a kind (``band``, ``paper``, ``kfold``, ``none``) or a
+        :class:`~geoslide.learn.splits.SplitSettings` (default the first model's, else band
+        1, seed 0); ``band=``, ``seed=``, ``core=``, ``fold=`` override one setting. With
+        ``masks`` ({"train", "val", "test"} (H, W) booleans) the split is ``custom``.
     peers : True for every peer of :data:`geoslide.evaluation.peers.PEERS` whose inputs ``ds`` has, or a
         list of peer names; ``peer_kwargs`` {peer: estimator params}; ``max_peer_train``
         subsamples the peers' training pixels uniformly.
-    maps : precomputed probability maps {name: (H, W) array or DataArray} reused instead of
-        predicting (keys are model names as reported). With ``reuse_maps``, a map of the
-        same weights already in ``ds`` (see :func:`stored_map`) is reused too.
+    maps : precomputed maps {name: (H, W) array or DataArray} used instead of predicting;
+        with ``reuse_maps``, a map of the same weights in ``ds`` (:func:`stored_map`) too.
     n_bins, n_classes : reliability bins (equal count) and susceptibility classes (equal area).
     n_boot : replicates of the spatial block bootstrap giving 95% intervals of test NLL and
         AUC of every map and of its difference to the reference (blocks = the split's
@@ -240,11 +222,10 @@ def evaluate(
     importance : repeats of the permutation importance per input group
         (:func:`geoslide.evaluation.explain.permutation_importance`) of every model and peer on the
         scored test pixels, into ``results[name]["importance"]`` (0: none).
-    out : deprecated: ``write_report(ev, out, ds=ds)``
-        (:func:`geoslide.evaluation.report.write_report`) is the step that writes.
+    out : deprecated: :func:`geoslide.evaluation.report.write_report` writes.
 
-    A seed ensemble's map comes with its members' spread (:mod:`geoslide.maps.spread`, same
-    pass) in ``ev.spreads``, summarised on the scored test pixels in ``results[name]["spread"]``.
+    A seed ensemble's members' spread (:mod:`geoslide.maps.spread`) is in ``ev.spreads``,
+    summarised on the test pixels in ``results[name]["spread"]``.
     """
     loaded = [_load(m) for m in _model_list(models)]
     settings, masks = _split(ds, loaded, split, masks, split_given)
@@ -252,28 +233,36 @@ def evaluate(
     got = _Gathered()
     _gather_models(ds, loaded, settings, got, dict(maps or {}), reuse_maps, progress, device)
     _gather_peers(ds, peers, masks["train"], settings, got, peer_kwargs, max_peer_train)
+    scored = _score_all(labels, masks, got, n_bins, n_classes)
+    n_boot = N_BOOT if n_boot is None else int(n_boot)
+    best_peer, ref = _intervals(labels, got.maps, scored["test"], got.results, settings,
+                                n_boot, reference)
+    if importance:
+        _importance(ds, got, scored["test"], int(importance), int(settings.seed or 0), device)
+    dataset = {**dataset_summary(ds, labels, masks, scored, int(settings.core)),
+               "best_peer": best_peer, "reference": ref}
+    ev = Evaluation(results=got.results, split=settings.to_dict(),
+                    baselines=baselines(labels, scored), dataset=dataset,
+                    histories=got.histories, maps=got.maps, masks=masks, spreads=got.spreads,
+                    scoring={"n_bins": int(n_bins), "n_classes": int(n_classes),
+                             "n_boot": n_boot})
+    ev.warnings = evaluation_warnings(ev)
+    if out is not None:
+        _write_deprecated(ev, out, ds, labels)
+    return ev
+
+
+def _score_all(labels: np.ndarray, masks: Mapping[str, np.ndarray], got: Any, n_bins: int,
+               n_classes: int) -> dict[str, np.ndarray]:
+    """Every map's scores (and an ensemble's spread) on the pixels all maps cover; those
+    pixels per set."""
     scored = common_pixels(labels, masks, got.maps.values())
     for name, prob in got.maps.items():
         got.results[name].update(score_map(labels, prob, scored, n_bins, n_classes))
     for name, std in got.spreads.items():
         got.results[name]["spread"] = M.spread_summary(labels, std, scored["test"],
                                                        members(got.scorers[name]))
-    n_boot = N_BOOT if n_boot is None else int(n_boot)
-    best_peer, ref = _intervals(labels, got.maps, scored["test"], got.results, settings,
-                                n_boot, reference)
-    if importance:
-        _importance(ds, got, scored["test"], int(importance), int(settings.seed or 0), device)
-    dataset = dataset_summary(ds, labels, masks, scored, int(settings.core))
-    dataset.update(best_peer=best_peer, reference=ref)
-    ev = Evaluation(results=got.results, split=settings.to_dict(),
-                    baselines=baselines(labels, scored),
-                    dataset=dataset, histories=got.histories, maps=got.maps, masks=masks,
-                    spreads=got.spreads, scoring={"n_bins": int(n_bins),
-                                                  "n_classes": int(n_classes), "n_boot": n_boot})
-    ev.warnings = evaluation_warnings(ev)
-    if out is not None:
-        _write_deprecated(ev, out, ds, labels)
-    return ev
+    return scored
 
 
 def _write_deprecated(ev: Evaluation, out: str | Path, ds: xr.Dataset,
