@@ -270,6 +270,27 @@ def _dataset_label(ds: xr.Dataset) -> xr.DataArray:
     return da.rio.write_crs(crs) if crs is not None and da.rio.crs is None else da
 
 
+def _label_source(source, like: xr.DataArray, what: str) -> xr.DataArray:  # noqa: ANN001
+    """The label raster opened (a path, a DataArray or a one-variable Dataset); a CRS-less
+    DataArray on ``like``'s coordinates takes ``like``'s CRS."""
+    from geoslide.io.dims import conform_yx
+    from geoslide.io.rasters import find_crs, open_raster
+
+    if isinstance(source, xr.Dataset):
+        source = _dataset_label(source)
+    if not isinstance(source, xr.DataArray):
+        return open_raster(source, "inventory")
+    da = conform_yx(source, what, keep=("band",), var="mask")
+    same = (find_crs(da) is None and like.rio.crs is not None
+            and (da.sizes["y"], da.sizes["x"]) == (like.sizes["y"], like.sizes["x"])
+            and "x" in da.coords and "y" in da.coords
+            and np.allclose(da["x"].values, like["x"].values)
+            and np.allclose(da["y"].values, like["y"].values))
+    if same:
+        da = da.rio.write_crs(like.rio.crs)  # same coordinates: the same grid
+    return open_raster(da, "inventory")
+
+
 def label_raster(source, like: xr.DataArray, *,
                  unlabelled: Literal["stable", "nodata"] = "stable") -> xr.DataArray:
     """Labels (int8) from a label raster on ``like``'s grid: 1 landslide, 0 stable, -1 no data;
@@ -281,24 +302,11 @@ def label_raster(source, like: xr.DataArray, *,
     / ``crs`` variable or coordinate: ``ds[["MASK", "spatial_ref"]]``) or a raster path (GeoTIFF, netCDF, ``"file.nc:VAR"``). Raises
     :class:`GridMismatchError` off ``like``'s grid and :class:`InventoryError` when it holds no
     landslide pixel (1) or several bands."""
-    from geoslide.io.dims import conform_yx
     from geoslide.errors import GridMismatchError
-    from geoslide.io.rasters import describe_grid, find_crs, open_raster, same_grid
+    from geoslide.io.rasters import describe_grid, same_grid
 
     what = "inventory (label raster)"
-    if isinstance(source, xr.Dataset):
-        source = _dataset_label(source)
-    if isinstance(source, xr.DataArray):
-        da = conform_yx(source, what, keep=("band",), var="mask")
-        if find_crs(da) is None and like.rio.crs is not None and \
-                (da.sizes["y"], da.sizes["x"]) == (like.sizes["y"], like.sizes["x"]) and \
-                "x" in da.coords and "y" in da.coords and \
-                np.allclose(da["x"].values, like["x"].values) and \
-                np.allclose(da["y"].values, like["y"].values):
-            da = da.rio.write_crs(like.rio.crs)  # same coordinates: the same grid
-        da = open_raster(da, "inventory")
-    else:
-        da = open_raster(source, "inventory")
+    da = _label_source(source, like, what)
     if da.sizes["band"] != 1:
         raise InventoryError(
             f"{what} has {da.sizes['band']} bands; expected one band (1 landslide, 0 stable); "
