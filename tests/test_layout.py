@@ -102,7 +102,7 @@ LONG_FUNCTIONS = {
     "evaluation/explain.py:permutation_importance", "evaluation/maps_plot.py:plot_map",
     "io/inventory.py:prepare_inventory",
     "parallel/cluster.py:get_client", "parallel/halo.py:map_halo",
-    "prepare/derive.py:derive", "prepare/stack.py:stack", "store/regions.py:_write_variables",
+    "prepare/stack.py:stack", "store/regions.py:_write_variables",
 }
 
 

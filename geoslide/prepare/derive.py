@@ -33,7 +33,7 @@ channel area.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import xarray as xr
@@ -176,19 +176,8 @@ def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation"
 
     >>> ds = geoslide.derive(ds, ["slope", "tpi:300", "twi"])   # doctest: +SKIP
     """
-    from geoslide.features.terrain import (aspect, plan_curvature, profile_curvature, relief, roughness, slope,
-                          tpi)
-
     names = [str(n).strip() for n in names]
-    unknown = [n for n in names if n not in DERIVABLE]
-    for n in unknown:  # a known name with a bad option: say what the option must be
-        if tuple.__contains__(DERIVABLE, n.partition(":")[0].strip()):
-            _parse(n)
-    if unknown:
-        raise InputError(f"cannot derive {unknown}; expected names among {list(DERIVABLE)} "
-                         "(tpi and relief take a radius in metres: tpi:300; hand and "
-                         "drainage_distance a channel area in km^2: hand:20)")
-    parsed = [_parse(n) for n in names]
+    parsed = _parsed_names(names)
     if not names:
         return ds
     if elevation not in ds.data_vars:
@@ -197,8 +186,33 @@ def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation"
             f"{sorted(map(str, ds.data_vars))}; fix: name the DEM `elevation` "
             "(CLI: --raster elevation=dem.tif)")
     dem = ds[elevation]
-    new: dict[str, xr.DataArray] = {}
+    new = {**_local(dem, parsed), **_routed(dem, parsed)}
+    for v in new.values():
+        v.attrs = {k: v.attrs[k] for k in ("long_name", "units") if k in v.attrs}
+    return add_inputs(ds, **new)
+
+
+def _parsed_names(names: list[str]) -> list[tuple[str, Any]]:
+    """``(base, option)`` of each name; :class:`InputError` naming the known ones."""
+    unknown = [n for n in names if n not in DERIVABLE]
+    for n in unknown:  # a known name with a bad option: say what the option must be
+        if tuple.__contains__(DERIVABLE, n.partition(":")[0].strip()):
+            _parse(n)
+    if unknown:
+        raise InputError(f"cannot derive {unknown}; expected names among {list(DERIVABLE)} "
+                         "(tpi and relief take a radius in metres: tpi:300; hand and "
+                         "drainage_distance a channel area in km^2: hand:20)")
+    return [_parse(n) for n in names]
+
+
+def _local(dem: xr.DataArray, parsed: list[tuple[str, Any]]) -> dict[str, xr.DataArray]:
+    """The derivatives of a window around each pixel (slope, aspect, curvatures, tpi, relief,
+    roughness)."""
+    from geoslide.features.terrain import (aspect, plan_curvature, profile_curvature, relief,
+                                           roughness, slope, tpi)
+
     bases = {b for b, _ in parsed}
+    new: dict[str, xr.DataArray] = {}
     if "slope" in bases:
         new["slope"] = slope(dem).astype(np.float32).assign_attrs(
             long_name="slope (Horn, edge-aware)", units="degrees")
@@ -216,37 +230,38 @@ def derive(ds: xr.Dataset, names: Iterable[str], *, elevation: str = "elevation"
                 long_name=f"{kind} curvature (Zevenbergen & Thorne 1987; + convex)",
                 units="1/m")
     for base, radius in parsed:
-        if base == "tpi":
-            new[_option_name(base, radius)] = tpi(dem, radius).astype(np.float32).assign_attrs(
-                long_name=f"topographic position index, disc of {radius:g} m", units="m")
-        elif base == "relief":
-            new[_option_name(base, radius)] = relief(dem, radius).astype(
-                np.float32).assign_attrs(long_name=f"local relief, disc of {radius:g} m",
-                                         units="m")
+        if base in ("tpi", "relief"):
+            what = "topographic position index" if base == "tpi" else "local relief"
+            fn = tpi if base == "tpi" else relief
+            new[_option_name(base, radius)] = fn(dem, radius).astype(np.float32).assign_attrs(
+                long_name=f"{what}, disc of {radius:g} m", units="m")
     if "roughness" in bases:
         new["roughness"] = roughness(dem).astype(np.float32).assign_attrs(
             long_name="roughness, max - min of the 3x3 window (Wilson et al. 2007)", units="m")
+    return new
+
+
+def _routed(dem: xr.DataArray, parsed: list[tuple[str, Any]]) -> dict[str, xr.DataArray]:
+    """The derivatives of the whole raster's flow routing (one routing for flowacc and twi,
+    one per channel area for hand and drainage_distance: geoslide.features.flow)."""
+    bases = {b for b, _ in parsed}
+    new: dict[str, xr.DataArray] = {}
     routed = [b for b in ("flowacc", "twi") if b in bases]
-    if routed:  # global: one routing of the whole raster for both (geoslide.features.flow)
+    if routed:
         from geoslide.features.flow import flow
 
         both = flow(dem)
         for b in routed:
             new[b] = both[b].astype(np.float32)
-    areas = sorted({a for b, a in parsed if b in ("hand", "drainage_distance")})
-    if areas:  # global: one routing per channel area for both (geoslide.features.flow)
+    for area in sorted({a for b, a in parsed if b in ("hand", "drainage_distance")}):
         from geoslide.features.flow import drainage
 
-        for area in areas:
-            both = drainage(dem, area)
-            for b in ("hand", "drainage_distance"):
-                if (b, area) in parsed:
-                    new[_option_name(b, area)] = both[b].astype(np.float32).assign_attrs(
-                        long_name=f"{both[b].attrs['long_name']}, channels of "
-                                  f">= {area:g} km^2")
-    for v in new.values():
-        v.attrs = {k: v.attrs[k] for k in ("long_name", "units")}
-    return add_inputs(ds, **new)
+        both = drainage(dem, area)
+        for b in ("hand", "drainage_distance"):
+            if (b, area) in parsed:
+                new[_option_name(b, area)] = both[b].astype(np.float32).assign_attrs(
+                    long_name=f"{both[b].attrs['long_name']}, channels of >= {area:g} km^2")
+    return new
 
 
 __all__ = ["add_inputs", "derive", "DERIVABLE"]
