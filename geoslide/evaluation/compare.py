@@ -115,7 +115,9 @@ def candidates(models: Sequence[str] | None, blocks: list[dict[str, int]]
                ) -> tuple[list[str], dict[str, str], list[str]]:
     """(candidates to run, left out -> why, warnings)."""
     poorest = min(b["train_landslide_blocks"] for b in blocks)
-    names = [spec(m) and str(m).lower() for m in (models or DEFAULT_MODELS)]
+    names = [str(m).lower() for m in (models or DEFAULT_MODELS)]
+    for m in names:
+        spec(m)  # an unknown name: InputError naming the models
     left, notes = {}, []
     if poorest < MIN_CNN_PATCHES:
         why = (f"the poorest fold trains on {poorest} patches holding a landslide (fewer than "
