@@ -164,3 +164,13 @@ def test_evaluation_verdict_agrees_with_the_intervals(kashmir):
             assert "Significantly worse than logistic regression" in text
         else:
             assert "Level with logistic regression" in text
+
+
+def test_result_objects_have_short_reprs(kashmir):
+    from geoslide.evaluation.evaluate import evaluate
+
+    crop = kashmir.isel(y=slice(0, 320), x=slice(300, 620))
+    ev = evaluate(crop, [], split="kfold", fold=0, n_folds=4, core=32, peers=["logreg"],
+                  progress=False, n_boot=0)
+    text = repr(ev)
+    assert len(text) < 300 and "logreg" in text and "kfold" in text

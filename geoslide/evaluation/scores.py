@@ -41,6 +41,11 @@ class Evaluation:
     warnings: list[str] = field(default_factory=list)
     scoring: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        aucs = {k: round(float(r.get("auc", np.nan)), 3) for k, r in self.results.items()}
+        return (f"Evaluation(split={self.split.get('kind')!r}, auc={aucs}, "
+                f"warnings={len(self.warnings)})")
+
     def table(self) -> str:
         """The Table-2-like markdown table (see :func:`geoslide.evaluation.report.table2`)."""
         from geoslide.evaluation.report import table2
