@@ -174,3 +174,17 @@ def test_result_objects_have_short_reprs(kashmir):
                   progress=False, n_boot=0)
     text = repr(ev)
     assert len(text) < 300 and "logreg" in text and "kfold" in text
+
+
+def test_a_fold_record_of_other_data_is_not_reused(ecuador, tmp_path):
+    from geoslide.evaluation.folds import data_key, fold_key
+    from geoslide.learn.inputs import to_label_array
+
+    labels = to_label_array(ecuador)
+    other = labels.copy()
+    other[other == 1] = 0
+    kw = {"n_folds": 3, "split_core": 32}
+    same = fold_key("logreg", 0, kw, data_key(ecuador, labels))
+    assert same == fold_key("logreg", 0, kw, data_key(ecuador, labels.copy()))
+    assert same != fold_key("logreg", 0, kw, data_key(ecuador, other))
+    assert same != fold_key("logreg", 0, kw, data_key(ecuador.drop_vars("cplan"), labels))

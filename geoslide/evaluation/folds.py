@@ -13,7 +13,6 @@ model that learnt nothing) is recorded with its reason, and leaves no model or m
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,19 +53,31 @@ def fold_paths(root: Path, model: str, fold: int) -> dict[str, Path]:
             for k in ("model", "npy", "json")}
 
 
-def fold_key(model: str, fold: int, train_kwargs: dict[str, Any]) -> str:
+def fold_key(model: str, fold: int, train_kwargs: dict[str, Any],
+             data: str = "") -> str:
     """What a fold's result depends on: the model, its recipe (the preset's, with the user's
-    registered changes), the fold and the split and training settings; a record made with
-    other settings is not reused."""
+    registered changes), the fold, the split and training settings and the data (``data``:
+    :func:`data_key`); a record made with other settings or data is not reused."""
     import hashlib
 
     from geoslide.learn.presets import get_preset
 
     kw = {k: v for k, v in train_kwargs.items() if k not in ("progress", "threads", "device")}
-    what = {"model": model, "fold": fold, "kwargs": kw,
+    what = {"model": model, "fold": fold, "kwargs": kw, "data": data,
             "recipe": get_preset(kw.get("preset", "quick"), model)}
     text = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def data_key(ds: xr.Dataset, labels: np.ndarray) -> str:
+    """A fingerprint of the data a fold learns from: the variables (maps written from models
+    aside: they are outputs), the grid and the labels."""
+    import hashlib
+
+    inputs = sorted(str(v) for v, a in ds.data_vars.items() if "geoslide:model" not in a.attrs)
+    h = hashlib.sha1(np.ascontiguousarray(labels).tobytes())
+    h.update(json.dumps([inputs, list(labels.shape)]).encode())
+    return h.hexdigest()[:16]
 
 
 def load_record(root: Path, model: str, fold: int, key: str | None = None
@@ -112,7 +123,7 @@ def run_fold(ds: xr.Dataset, model: str, fold: int, root: Path, *, labels: np.nd
     from geoslide.learn.train import train
     from geoslide.maps.predict import predict
 
-    key = fold_key(model, fold, train_kwargs)
+    key = fold_key(model, fold, train_kwargs, data_key(ds, labels))
     done = load_record(root, model, fold, key)
     if done is not None:
         return done
