@@ -62,8 +62,7 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
     from sklearn.metrics import brier_score_loss
 
     y, p = _check(y, p)
-    return float(brier_score_loss(y, p, pos_label=1)) if np.unique(y).size > 1 else \
-        float(np.mean((p - y) ** 2))  # one class: sklearn needs pos_label among the labels
+    return float(brier_score_loss(y, p, pos_label=1))
 
 
 def _counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
