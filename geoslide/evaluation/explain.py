@@ -308,17 +308,36 @@ def permute(ds: xr.Dataset, variables: Sequence[str], mask: np.ndarray,
     return out
 
 
+def _test_mask(ds: xr.Dataset, mask: Any, mapper: _Mapper) -> np.ndarray:
+    """``mask`` (or the model's own test mask) as a boolean (H, W) array, checked."""
+    if mask is None:
+        mask = _default_mask(ds, mapper)
+    mask = np.asarray(getattr(mask, "values", mask), bool)
+    shape = (int(ds.sizes["y"]), int(ds.sizes["x"]))
+    if mask.shape != shape:
+        raise InputError(f"mask has shape {mask.shape}; the Dataset's grid is {shape}")
+    if not mask.any():
+        raise InputError("the mask selects no pixel")
+    return mask
+
+
+def _crop(ds: xr.Dataset, mask: np.ndarray, mapper: _Mapper, resolved: dict[str, list[str]]
+          ) -> tuple[xr.Dataset, np.ndarray, slice, slice]:
+    """The loaded window the maps are computed on (:func:`_window`), its mask, rows, cols."""
+    rows, cols = _window(mask, mapper.halo, mapper.align)
+    label = label_name(ds)
+    needed = list(dict.fromkeys([base_variable(f) for f in mapper.features]
+                                + [v for vs in resolved.values() for v in vs]
+                                + ([label] if label in ds else [])))
+    crop = ds[needed].isel(y=rows, x=cols).load()
+    crop.attrs = dict(ds.attrs)
+    return crop, mask[rows, cols], rows, cols
+
+
 def permutation_importance(
-    ds: xr.Dataset,
-    model: Any,
-    mask: Any = None,
-    *,
-    groups: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
-    n_repeats: int = 5,
-    seed: int = 0,
-    metric: str = "nll",
-    device: Any = None,
-    batch_size: int = 4,
+    ds: xr.Dataset, model: Any, mask: Any = None, *,
+    groups: Mapping[str, Sequence[str]] | Sequence[str] | None = None, n_repeats: int = 5,
+    seed: int = 0, metric: str = "nll", device: Any = None, batch_size: int = 4,
 ) -> Importance:
     """Permutation importance of ``model``'s input groups on the pixels of ``mask``.
 
@@ -343,24 +362,10 @@ def permutation_importance(
     if n_repeats < 1:
         raise InputError(f"n_repeats must be >= 1; got {n_repeats}")
     mapper = _Mapper(model, device=device, batch_size=batch_size)
-    if mask is None:
-        mask = _default_mask(ds, mapper)
-    mask = np.asarray(getattr(mask, "values", mask), bool)
-    shape = (int(ds.sizes["y"]), int(ds.sizes["x"]))
-    if mask.shape != shape:
-        raise InputError(f"mask has shape {mask.shape}; the Dataset's grid is {shape}")
-    if not mask.any():
-        raise InputError("the mask selects no pixel")
+    mask = _test_mask(ds, mask, mapper)
     resolved = _resolve_groups(ds, groups, mapper.features)
 
-    rows, cols = _window(mask, mapper.halo, mapper.align)
-    label = label_name(ds)
-    needed = list(dict.fromkeys([base_variable(f) for f in mapper.features]
-                                + [v for vs in resolved.values() for v in vs]
-                                + ([label] if label in ds else [])))
-    crop = ds[needed].isel(y=rows, x=cols).load()
-    crop.attrs = dict(ds.attrs)
-    cmask = mask[rows, cols]
+    crop, cmask, rows, cols = _crop(ds, mask, mapper, resolved)
     labels = to_label_array(crop)
 
     base_map = mapper(crop, cmask)
