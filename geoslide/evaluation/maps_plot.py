@@ -192,6 +192,78 @@ def _draw_vectors(ax: "Axes", inventory: Any, crs: Any, extent: list[float],
                 label=f"{'landslide' if landslide else 'stable'} outlines ({len(lines)})"))
 
 
+def _draw_hillshade(ax: "Axes", hillshade: xr.DataArray, crs: Any, step: int | None,
+                    pixels: tuple[float, float]) -> None:
+    """The grey hillshade of the DEM ``hillshade`` (in the map's CRS), decimated to about
+    one value per screen pixel (``pixels``: the Axes' height, width) unless ``step`` is set."""
+    dem = _yx(hillshade, "hillshade")
+    dem_crs = find_crs(dem)
+    if crs is not None and dem_crs is not None and dem_crs != crs:
+        raise CRSError(f"hillshade DEM is in {dem_crs} but the probabilities are in {crs};"
+                       " expected the same CRS; fix: dem.rio.reproject_match(probs)")
+    d = decimate(dem, step or decimation_step(dem.shape, pixels))
+    ax.imshow(_shade(d), cmap="gray", vmin=0, vmax=1, extent=_extent(d), origin="upper",
+              interpolation="nearest", zorder=0)
+
+
+def _probability_style(values: np.ndarray, shaded: bool, kwargs: dict[str, Any]
+                       ) -> tuple[np.ndarray, dict[str, Any], str | None]:
+    """The values and imshow style of the decimated probabilities, and the note of a flat
+    map (its finite values then drawn in one flat colour, unless ``kwargs`` set the colours)."""
+    from matplotlib.colors import ListedColormap
+
+    vmin, vmax, flat = plots.colour_range(values)
+    style = dict(cmap="RdYlBu_r", vmin=vmin, vmax=vmax, alpha=ALPHA if shaded else 1.0)
+    note = None
+    if flat and not {"cmap", "vmin", "vmax"} & set(kwargs):
+        finite = np.isfinite(values)
+        note = (f"flat map: probabilities between {vmin:.6g} and {vmax:.6g}" if finite.any()
+                else "flat map: no finite probability")
+        values = np.where(finite, 0.5, np.nan)
+        style.update(cmap=ListedColormap([plots.FLAT_COLOUR]), vmin=0, vmax=1)
+    style |= kwargs
+    return values, style, note
+
+
+def _colour_bar(ax: "Axes", im: Any, probs: xr.DataArray, values: np.ndarray,
+                style: dict[str, Any]) -> None:
+    """The colour bar, labelled with ``probs``' long name and units (default probability),
+    extended at the end(s) where finite values fall outside ``style``'s vmin / vmax."""
+    units = probs.attrs.get("units")
+    what = "probability" if units in (None, "", "1") else str(units)
+    long = probs.attrs.get("long_name")
+    fin = values[np.isfinite(values)]
+    clip = (bool(fin.size) and style.get("vmin") is not None and fin.min() < style["vmin"],
+            bool(fin.size) and style.get("vmax") is not None and fin.max() > style["vmax"])
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label=f"{long} ({what})"
+                       if long else what, extend={(True, True): "both", (True, False): "min",
+                                                  (False, True): "max"}.get(clip, "neither"))
+
+
+def _draw_inventory(ax: "Axes", inventory: Any, crs: Any, extent: list[float],
+                    label_field: str | None, step: int | None,
+                    pixels: tuple[float, float]) -> None:
+    """A label raster (:func:`_draw_labels`, decimated as the map) or a vector inventory
+    (:func:`_draw_vectors`)."""
+    if isinstance(inventory, xr.DataArray):
+        lab = _yx(inventory, "inventory")
+        _draw_labels(ax, lab, step or decimation_step(lab.shape, pixels))
+    else:
+        _draw_vectors(ax, inventory, crs, extent, label_field)
+
+
+def _frame(ax: "Axes", extent: list[float], crs: Any, title: str) -> None:
+    """Limits on ``extent`` (left, right, bottom, top in CRS units), equal aspect, the CRS
+    axis labels, the title, and a legend when something was labelled."""
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_aspect("equal")
+    _axis_labels(ax, crs)
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=7, framealpha=0.85)
+
+
 def plot_map(probs: xr.DataArray, inventory: Any = None,
              hillshade: xr.DataArray | bool | None = None, ax: "Axes | None" = None, *,
              label_field: str | None = None, title: str | None = None, step: int | None = None,
@@ -222,66 +294,24 @@ def plot_map(probs: xr.DataArray, inventory: Any = None,
             "hillshade=True: a DataArray of probabilities holds no elevation; expected a DEM "
             "DataArray or None; fix: pass hillshade=ds.elevation (or call "
             "ds.geoslide.plot(\"<variable>\") on the Dataset, which shades its elevation)")
-    from matplotlib.colors import ListedColormap
-
     probs = _yx(probs, "probabilities")
     crs = find_crs(probs)
     ax = ax if ax is not None else _new_axes(probs.shape)
-
     pixels = axes_pixels(ax)  # before the colour bar takes its share
-
-    def step_of(shape: tuple[int, int]) -> int:
-        return step or decimation_step(shape, pixels)
-
-    p = decimate(probs, step_of(probs.shape))
+    p = decimate(probs, step or decimation_step(probs.shape, pixels))
     extent = _extent(p)
     shaded = hillshade is not None and hillshade is not False
     if shaded:
-        dem = _yx(hillshade, "hillshade")
-        dem_crs = find_crs(dem)
-        if crs is not None and dem_crs is not None and dem_crs != crs:
-            raise CRSError(f"hillshade DEM is in {dem_crs} but the probabilities are in {crs};"
-                           " expected the same CRS; fix: dem.rio.reproject_match(probs)")
-        d = decimate(dem, step_of(dem.shape))
-        ax.imshow(_shade(d), cmap="gray", vmin=0, vmax=1, extent=_extent(d), origin="upper",
-                  interpolation="nearest", zorder=0)
-    values = np.asarray(p.values, float)
-    vmin, vmax, flat = plots.colour_range(values)
-    style = dict(cmap="RdYlBu_r", vmin=vmin, vmax=vmax, alpha=ALPHA if shaded else 1.0)
-    note = None
-    if flat and not {"cmap", "vmin", "vmax"} & set(kwargs):
-        finite = np.isfinite(values)
-        note = (f"flat map: probabilities between {vmin:.6g} and {vmax:.6g}" if finite.any()
-                else "flat map: no finite probability")
-        values = np.where(finite, 0.5, np.nan)
-        style.update(cmap=ListedColormap([plots.FLAT_COLOUR]), vmin=0, vmax=1)
-    style |= kwargs
+        _draw_hillshade(ax, hillshade, crs, step, pixels)
+    values, style, note = _probability_style(np.asarray(p.values, float), shaded, kwargs)
     im = ax.imshow(values, extent=extent, origin="upper", interpolation="nearest", zorder=1,
                    **style)
     if note is None:
-        units = probs.attrs.get("units")
-        what = "probability" if units in (None, "", "1") else str(units)
-        long = probs.attrs.get("long_name")
-        fin = values[np.isfinite(values)]
-        clip = (bool(fin.size) and style.get("vmin") is not None and fin.min() < style["vmin"],
-                bool(fin.size) and style.get("vmax") is not None and fin.max() > style["vmax"])
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label=f"{long} ({what})"
-                           if long else what, extend={(True, True): "both", (True, False): "min",
-                                                      (False, True): "max"}.get(clip, "neither"))
+        _colour_bar(ax, im, probs, values, style)
     if inventory is not None:
-        if isinstance(inventory, xr.DataArray):
-            lab = _yx(inventory, "inventory")
-            _draw_labels(ax, lab, step_of(lab.shape))
-        else:
-            _draw_vectors(ax, inventory, crs, extent, label_field)
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
-    ax.set_aspect("equal")
-    _axis_labels(ax, crs)
+        _draw_inventory(ax, inventory, crs, extent, label_field, step, pixels)
     name = title if title is not None else str(probs.name or "susceptibility")
-    ax.set_title(f"{name}\n{note}" if note else name)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=7, framealpha=0.85)
+    _frame(ax, extent, crs, f"{name}\n{note}" if note else name)
     return ax
 
 
