@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,8 @@ import xarray as xr
 
 from geoslide.errors import FeatureMismatchError
 
-ALIGNED_RE = re.compile(r"^(?P<base>.+)_up(?P<d>\d+(?:\.\d+)?)$")
+_DISTANCE = r"\d+(?:\.\d+)?"
+ALIGNED_RE = re.compile(rf"^(?P<base>.+)_up(?P<d>{_DISTANCE})$")
 ANGLE_SUFFIXES = ("@sin", "@cos")
 LABEL = "landslide"
 
@@ -27,7 +29,7 @@ def base_variable(feature: str) -> str:
     return feature
 
 
-_ASPECT_RE = re.compile(r"^aspect_(?P<part>sin|cos)(?P<rest>(?:_up\d+(?:\.\d+)?)?)$")
+_ASPECT_RE = re.compile(rf"^aspect_(?P<part>sin|cos)(?P<rest>(?:_up{_DISTANCE})?)$")
 
 
 def angle_part(feature: str) -> tuple[str, str] | None:
@@ -52,6 +54,23 @@ def aligned_name(base: str, d: float) -> str:
     return f"{base}_up{d:g}" if isinstance(d, float) else f"{base}_up{d}"
 
 
+@dataclass(frozen=True)
+class AlignedName:
+    """An aligned variable ``<base>_up<d>``: the variable ``base`` gathered at looking
+    distance ``distance_m`` (m)."""
+
+    base: str
+    distance_m: float
+
+
+def parse_aligned(name: str) -> AlignedName | None:
+    """The parts of the aligned variable ``name`` (``"slope_up30"`` ->
+    ``AlignedName("slope", 30.0)``); None when ``name`` is not one. ``name`` is a variable,
+    not a feature: strip ``@sin`` / ``@cos`` with :func:`base_variable` first."""
+    m = ALIGNED_RE.match(name)
+    return AlignedName(m["base"], float(m["d"])) if m else None
+
+
 def ds_attr(ds: xr.Dataset, key: str) -> Any:
     """A Dataset attr, decoded from JSON when a store kept it as a string."""
     v = ds.attrs.get(key)
@@ -65,7 +84,7 @@ def ds_attr(ds: xr.Dataset, key: str) -> Any:
 
 def is_aligned(name: str) -> bool:
     """True for aligned-feature variables (``<feature>_up<d>``, ``dz_up<d>``, ``azimuth_up<d>``)."""
-    return ALIGNED_RE.match(base_variable(name)) is not None
+    return parse_aligned(base_variable(name)) is not None
 
 
 def categorical_names(ds: xr.Dataset) -> set[str]:

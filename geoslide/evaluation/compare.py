@@ -84,10 +84,10 @@ class Comparison:
 def buffer_pixels(ds: xr.Dataset, metres: float | None) -> int:
     """The gap in pixels of ``metres`` (default: the largest aligned distance of ``ds``)."""
     from geoslide.features.terrain import grid_spacing
-    from geoslide.names import ALIGNED_RE
+    from geoslide.names import parse_aligned
 
     if metres is None:
-        dists = [float(m["d"]) for v in ds.data_vars if (m := ALIGNED_RE.match(str(v)))]
+        dists = [a.distance_m for v in ds.data_vars if (a := parse_aligned(str(v)))]
         metres = max(dists, default=0.0)
     res = min(abs(float(r)) for r in np.atleast_1d(grid_spacing(ds)))
     return int(math.ceil(float(metres) / res)) if metres else 0

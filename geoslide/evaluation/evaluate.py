@@ -43,7 +43,7 @@ from geoslide.learn import metrics as M
 from geoslide.learn.modelfile import model_token
 from geoslide.learn.splits import SplitSettings, split_settings
 from geoslide.maps.spread import is_spread, members
-from geoslide.names import ALIGNED_RE
+from geoslide.names import parse_aligned
 
 DISPLAY = {"random": "Random", "llr": "LLR", "nn": "NN", "sann": "SANN", "cnn": "CNN",
            "sacnn": "SACNN"}
@@ -312,7 +312,7 @@ def _peer_list(ds: xr.Dataset, peers: bool | Sequence[str]) -> list[str]:
     from geoslide.evaluation.peers import ALIGNED_BASES, PEERS
 
     if peers is True:
-        has_aligned = any((m := ALIGNED_RE.match(str(v))) and m["base"] in ALIGNED_BASES
+        has_aligned = any((a := parse_aligned(str(v))) and a.base in ALIGNED_BASES
                           for v in ds.data_vars)
         return [p for p in PEERS if has_aligned or not p.endswith("+aligned")]
     if not peers:

@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from geoslide.errors import InputError, FeatureMismatchError
-from geoslide.names import ALIGNED_RE, input_variables, label_name
+from geoslide.names import input_variables, label_name, parse_aligned
 
 PEERS = ("logreg", "rf", "logreg+aligned", "rf+aligned")
 PEER_LABELS = {
@@ -46,16 +46,15 @@ def peer_features(ds: xr.Dataset, aligned: bool = False,
     names = input_variables(ds)
     if aligned:
         bases = set(aligned_bases)
-        extra = [str(v) for v in ds.data_vars
-                 if (m := ALIGNED_RE.match(str(v))) and m["base"] in bases]
+        extra = {str(v): a for v in ds.data_vars
+                 if (a := parse_aligned(str(v))) and a.base in bases}
         if not extra:
             raise FeatureMismatchError(
                 f"peer with aligned features needs variables like 'slope_up100'; the Dataset "
                 f"has none ({sorted(map(str, ds.data_vars))[:12]} ...). Compute them first with "
                 f"geoslide.aligned_features or `geoslide features STORE`."
             )
-        names += sorted(extra, key=lambda n: (ALIGNED_RE.match(n)["base"],
-                                              float(ALIGNED_RE.match(n)["d"])))
+        names += sorted(extra, key=lambda n: (extra[n].base, extra[n].distance_m))
     return names
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import xarray as xr
 
 from geoslide.errors import FeatureMismatchError
-from geoslide.names import (ALIGNED_RE, angle_part, base_variable, categorical_names,
-                            input_variables, is_aligned, label_name)
+from geoslide.names import (angle_part, base_variable, categorical_names, input_variables,
+                            is_aligned, label_name, parse_aligned)
 
 def default_features(
     ds: xr.Dataset, aligned: bool = False, aligned_sources: Sequence[str] | None = None
@@ -33,7 +33,7 @@ def default_features(
             if n == label or not is_aligned(n) or ds[n].dims != ("y", "x") \
                     or not np.issubdtype(ds[n].dtype, np.floating):  # class codes: one-hot
                 continue
-            if keep is not None and ALIGNED_RE.match(n).group("base") not in keep:
+            if keep is not None and parse_aligned(n).base not in keep:
                 continue
             if n.startswith("azimuth_up"):
                 names += [n + "@sin", n + "@cos"]
@@ -78,8 +78,8 @@ def _is_one_hot(ds: xr.Dataset, feature: str, cats: set[str], values: np.ndarray
         return True  # the sine or cosine of an angle, in [-1, 1]: kept as is, so that
         # flips and quarter turns of a patch can transform it (geoslide.learn.patches)
     var = base_variable(feature)
-    m = ALIGNED_RE.match(var)
-    if var in cats or (m is not None and m.group("base") in cats):
+    aligned = parse_aligned(var)
+    if var in cats or (aligned is not None and aligned.base in cats):
         return True
     finite = values[np.isfinite(values)]
     return finite.size > 0 and bool(np.all((finite == 0) | (finite == 1)))

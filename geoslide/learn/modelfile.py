@@ -179,15 +179,15 @@ def save_model(model: TrainedModel, path: str | os.PathLike) -> Path | str:
 def missing_message(model: TrainedModel, ds: xr.Dataset, missing: list[str]) -> str:
     """What the model needs that ``ds`` lacks, and how to get each kind of variable."""
     from geoslide.prepare.derive import derive_name
-    from geoslide.names import ALIGNED_RE
+    from geoslide.names import parse_aligned
 
     n = len(missing)
     shown = repr(missing[:3]) + (f" (+{n - 3} more)" if n > 3 else "")
     fixes = []
-    aligned = [m for m in missing if ALIGNED_RE.match(m)]
+    aligned = [a for m in missing if (a := parse_aligned(m))]
     if aligned:
-        dists = sorted({float(ALIGNED_RE.match(m)["d"]) for m in aligned})
-        bases = sorted({ALIGNED_RE.match(m)["base"] for m in aligned} - {"dz", "azimuth"})
+        dists = sorted({a.distance_m for a in aligned})
+        bases = sorted({a.base for a in aligned} - {"dz", "azimuth"})
         fixes.append("compute the aligned features: `geoslide features STORE --distances "
                      + " ".join(f"{d:g}" for d in dists)
                      + (f" --features {' '.join(bases)}`" if bases else "`"))

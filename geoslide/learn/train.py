@@ -29,7 +29,7 @@ import xarray as xr
 from geoslide.learn import health as H
 from geoslide.learn.fit import Fitter, evaluate_nll, masked_bce
 from geoslide.learn.inputs import compute_normalization, default_features, to_label_array
-from geoslide.names import ALIGNED_RE, is_aligned
+from geoslide.names import parse_aligned
 from geoslide.learn.modelfile import TrainedModel, grid_crs, grid_resolution, save_model
 from geoslide.errors import InputError
 from geoslide.learn.models import is_pixel, uses_aligned
@@ -71,7 +71,7 @@ def with_aligned_features(ds: xr.Dataset, sources: list[str] | None = None) -> x
     """``ds`` plus aligned features gathered from ``sources`` (None: geoslide.features.align's default,
     every input), computed with :func:`geoslide.features.align.aligned_features` when ``ds`` has none
     of them."""
-    have = {ALIGNED_RE.match(str(v)).group("base") for v in ds.data_vars if is_aligned(str(v))}
+    have = {a.base for v in ds.data_vars if (a := parse_aligned(str(v)))}
     if have and (sources is None or set(sources) <= have):
         return ds
     from geoslide.features.align import aligned_features
