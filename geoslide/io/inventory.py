@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 import xarray as xr
 
 from geoslide.io.remote import is_remote, local_copy
 from geoslide.errors import CRSError, InputError, InventoryError, MissingFileError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from geopandas import GeoDataFrame
 
 InventorySource = Union[str, os.PathLike, "geopandas.GeoDataFrame", xr.DataArray,  # noqa: F821
                         xr.Dataset]
@@ -57,6 +60,67 @@ def read_inventory(source: InventorySource, *, layer: str | None = None):
         ) from exc
 
 
+def _to_crs(gdf: GeoDataFrame, crs: Any, reproject: bool, name: str) -> GeoDataFrame:
+    """``gdf`` in the rasters' ``crs``: reprojected with a :class:`ReprojectionWarning` when
+    ``reproject``, else a :class:`CRSError`; a :class:`CRSError` when it has no CRS."""
+    if gdf.crs is None:
+        raise CRSError(
+            f"{name} has no CRS; expected the rasters' CRS ({crs.to_string()}); fix: set it, "
+            f"e.g. `gdf.set_crs(...)` or `ogr2ogr -a_srs {crs.to_string()} OUT IN`")
+    if gdf.crs != crs:
+        if not reproject:
+            raise CRSError(
+                f"{name} is in {gdf.crs.to_string()} but the rasters are in {crs.to_string()}; "
+                "expected the same CRS (reprojection was turned off); fix: reproject it "
+                f"(`gdf.to_crs(...)`, `ogr2ogr -t_srs {crs.to_string()} OUT IN`) or let "
+                "geoslide do it (reproject_inventory=True, the default; CLI: drop "
+                "--no-reproject-inventory)")
+        import warnings
+
+        from geoslide.errors import ReprojectionWarning
+
+        warnings.warn(f"{name} reprojected from {gdf.crs.to_string()} to the rasters' "
+                      f"{crs.to_string()} (lossless for vector geometry)", ReprojectionWarning,
+                      stacklevel=3)
+        gdf = gdf.to_crs(crs)
+    return gdf
+
+
+def _in_years(gdf: GeoDataFrame, year_range: tuple[int, int], year_field: str | None,
+              name: str) -> GeoDataFrame:
+    """The features of ``gdf`` whose ``year_field`` lies in ``year_range`` (years, both ends
+    included); an :class:`InventoryError` when there is no such field or feature."""
+    if year_field is None or year_field not in gdf.columns:
+        raise InventoryError(
+            f"{name}: year_range={year_range} needs a year field; expected year_field to be "
+            f"one of {[c for c in gdf.columns if c != gdf.geometry.name]}, found {year_field!r}")
+    lo, hi = year_range
+    years = gdf[year_field]
+    gdf = gdf[(years >= lo) & (years <= hi)]
+    if len(gdf) == 0:
+        raise InventoryError(
+            f"{name}: no feature has {year_field} in {lo}..{hi} (found {years.min()}.."
+            f"{years.max()}); expected at least one; widen year_range")
+    return gdf
+
+
+def _positive(gdf: GeoDataFrame, label_field: str | None, name: str) -> np.ndarray:
+    """Which features are landslides (bool per feature): ``label_field``'s 1 / 0, or all."""
+    if label_field is None:
+        return np.ones(len(gdf), bool)
+    if label_field not in gdf.columns:
+        raise InventoryError(
+            f"{name}: label field {label_field!r} not found; expected one of "
+            f"{[c for c in gdf.columns if c != gdf.geometry.name]}")
+    values = gdf[label_field]
+    bad = sorted(set(values.dropna().unique().tolist()) - {0, 1, True, False})
+    if bad or values.isna().any():
+        raise InventoryError(
+            f"{name}: label field {label_field!r} must hold 1 (landslide) or 0 (stable); "
+            f"found {bad[:10] if bad else 'missing values'}; fix it or pass another field")
+    return values.astype(bool).to_numpy()
+
+
 def prepare_inventory(gdf, like: xr.DataArray, *, label_field: str | None = None,
                       buffer: float = 0.0, year_range: tuple[int, int] | None = None,
                       year_field: str | None = None, reproject: bool = False,
@@ -74,61 +138,13 @@ def prepare_inventory(gdf, like: xr.DataArray, *, label_field: str | None = None
             "check the file and its layer"
         )
     crs = like.rio.crs
-    if gdf.crs is None:
-        raise CRSError(
-            f"{name} has no CRS; expected the rasters' CRS ({crs.to_string()}); fix: set it, "
-            f"e.g. `gdf.set_crs(...)` or `ogr2ogr -a_srs {crs.to_string()} OUT IN`"
-        )
-    if gdf.crs != crs:
-        if not reproject:
-            raise CRSError(
-                f"{name} is in {gdf.crs.to_string()} but the rasters are in {crs.to_string()}; "
-                "expected the same CRS (reprojection was turned off); fix: reproject it "
-                f"(`gdf.to_crs(...)`, `ogr2ogr -t_srs {crs.to_string()} OUT IN`) or let "
-                "geoslide do it (reproject_inventory=True, the default; CLI: drop "
-                "--no-reproject-inventory)"
-            )
-        import warnings
-
-        from geoslide.errors import ReprojectionWarning
-
-        warnings.warn(f"{name} reprojected from {gdf.crs.to_string()} to the rasters' "
-                      f"{crs.to_string()} (lossless for vector geometry)", ReprojectionWarning,
-                      stacklevel=2)
-        gdf = gdf.to_crs(crs)
+    gdf = _to_crs(gdf, crs, reproject, name)
     if year_range is not None:
-        if year_field is None or year_field not in gdf.columns:
-            raise InventoryError(
-                f"{name}: year_range={year_range} needs a year field; expected year_field to be "
-                f"one of {[c for c in gdf.columns if c != gdf.geometry.name]}, found {year_field!r}"
-            )
-        lo, hi = year_range
-        years = gdf[year_field]
-        gdf = gdf[(years >= lo) & (years <= hi)]
-        if len(gdf) == 0:
-            raise InventoryError(
-                f"{name}: no feature has {year_field} in {lo}..{hi} (found {years.min()}.."
-                f"{years.max()}); expected at least one; widen year_range"
-            )
+        gdf = _in_years(gdf, year_range, year_field, name)
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
     if len(gdf) == 0:
         raise InventoryError(f"{name}: every geometry is empty or missing; expected polygons or points")
-    if label_field is not None:
-        if label_field not in gdf.columns:
-            raise InventoryError(
-                f"{name}: label field {label_field!r} not found; expected one of "
-                f"{[c for c in gdf.columns if c != gdf.geometry.name]}"
-            )
-        values = gdf[label_field]
-        bad = sorted(set(values.dropna().unique().tolist()) - {0, 1, True, False})
-        if bad or values.isna().any():
-            raise InventoryError(
-                f"{name}: label field {label_field!r} must hold 1 (landslide) or 0 (stable); "
-                f"found {bad[:10] if bad else 'missing values'}; fix it or pass another field"
-            )
-        positive = values.astype(bool).to_numpy()
-    else:
-        positive = np.ones(len(gdf), bool)
+    positive = _positive(gdf, label_field, name)
     bounds = like.rio.bounds()
     inside = gdf.geometry.intersects(box(*bounds)).to_numpy()
     if not inside.any():
