@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from geoslide.errors import MissingFileError, SchedulerError
@@ -66,19 +67,109 @@ def _setup_workers(client: Any) -> None:
     client.register_plugin(WorkerSetup())
 
 
+def _connect(scheduler: str, timeout: str | float) -> Any:
+    """A Client of the scheduler at an address or in a scheduler file (``*.json``); ``timeout``
+    (seconds or a string such as ``"20s"``) bounds the attempt to reach an address."""
+    from distributed import Client
+
+    if scheduler.endswith(".json"):
+        if not os.path.exists(scheduler):
+            raise MissingFileError(
+                f"expected a dask scheduler file at {scheduler!r}; none found. Start the "
+                f"scheduler with `dask scheduler --scheduler-file {scheduler}` or pass its "
+                f"address (tcp://HOST:PORT)."
+            )
+        return Client(scheduler_file=scheduler)
+    if _is_address(scheduler):
+        try:
+            return Client(scheduler, timeout=timeout)
+        except OSError as exc:
+            raise SchedulerError(
+                f"could not reach a dask scheduler at {scheduler!r} ({exc}). Check the "
+                f"address (tcp://HOST:PORT) and that `dask scheduler` runs there, or omit "
+                f"--scheduler to start a LocalCluster."
+            ) from exc
+    raise SchedulerError(
+        f"expected a scheduler address (tcp://HOST:PORT), a scheduler file (*.json), "
+        f"'local' or one of {LOCAL_SCHEDULERS}; found {scheduler!r}"
+    )
+
+
+@contextlib.contextmanager
+def _remote_client(scheduler: str, timeout: str | float, setup_workers: bool) -> Iterator[Any]:
+    """A Client of a running scheduler (:func:`_connect`), its workers set up when
+    ``setup_workers``; closed on exit."""
+    client = _connect(scheduler, timeout)
+    try:
+        if setup_workers:
+            _setup_workers(client)
+        yield client
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class _LocalSettings:
+    """Size and set-up of a new LocalCluster (as :func:`get_client`'s parameters)."""
+
+    n_workers: int | None = None
+    threads_per_worker: int = 1
+    memory_limit: str | int = "4GiB"
+    processes: bool = True
+    dashboard: bool = False
+    quiet: bool = True
+    setup_workers: bool = True
+    threads: int | None = None
+
+    def workers(self) -> int:
+        """Workers to start: ``n_workers`` when asked for, else what ``threads`` allow."""
+        from geoslide.parallel.threads import default_threads
+
+        n_workers = self.n_workers
+        if n_workers is None or self.threads:
+            total = int(self.threads) if self.threads else default_threads()
+            n_workers = max(1, min(n_workers or DEFAULT_WORKERS,
+                                   total // max(self.threads_per_worker, 1)))
+        return int(n_workers)
+
+    def cluster_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``distributed.LocalCluster``."""
+        from geoslide.parallel.threads import WAIT_ENV
+
+        kwargs: dict[str, Any] = dict(
+            n_workers=self.workers(),
+            threads_per_worker=self.threads_per_worker,
+            memory_limit=self.memory_limit,
+            processes=self.processes,
+            dashboard_address=":0" if self.dashboard else None,
+        )
+        if self.processes:  # the nannies' environment for their workers
+            kwargs["env"] = {k: os.environ.get(k, v) for k, v in WAIT_ENV.items()}
+        if self.quiet:
+            import logging
+
+            kwargs["silence_logs"] = logging.ERROR
+        return kwargs
+
+
+@contextlib.contextmanager
+def _local_client(settings: _LocalSettings) -> Iterator[Any]:
+    """A new LocalCluster and its Client, the workers set up (process workers only); both
+    closed on exit."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(**settings.cluster_kwargs()) as cluster, Client(cluster) as client:
+        if settings.processes and settings.setup_workers:
+            _setup_workers(client)
+        yield client
+
+
 @contextlib.contextmanager
 def get_client(
-    scheduler: str | None = None,
-    *,
-    n_workers: int | None = None,
-    threads_per_worker: int = 1,
-    memory_limit: str | int = "4GiB",
-    processes: bool = True,
-    dashboard: bool = False,
-    quiet: bool = True,
-    timeout: str | float = "20s",
-    setup_workers: bool = True,
-    threads: int | None = None,
+    scheduler: str | None = None, *, n_workers: int | None = None,
+    threads_per_worker: int = 1, memory_limit: str | int = "4GiB", processes: bool = True,
+    dashboard: bool = False, quiet: bool = True, timeout: str | float = "20s",
+    setup_workers: bool = True, threads: int | None = None,
 ) -> Iterator[Any]:
     """Yield the ``distributed.Client`` (or ``None`` for a local dask scheduler) to compute on.
 
@@ -109,77 +200,22 @@ def get_client(
     import dask
 
     if scheduler is not None:
-        scheduler = str(scheduler).strip()
-        if scheduler == "":
-            scheduler = None
+        scheduler = str(scheduler).strip() or None
     if scheduler is not None and scheduler.lower() in LOCAL_SCHEDULERS:
         with dask.config.set(scheduler=scheduler.lower()):
             yield None
         return
-
-    from distributed import Client
-
     if scheduler is not None and scheduler.lower() != "local":
-        if scheduler.endswith(".json"):
-            if not os.path.exists(scheduler):
-                raise MissingFileError(
-                    f"expected a dask scheduler file at {scheduler!r}; none found. Start the "
-                    f"scheduler with `dask scheduler --scheduler-file {scheduler}` or pass its "
-                    f"address (tcp://HOST:PORT)."
-                )
-            client = Client(scheduler_file=scheduler)
-        elif _is_address(scheduler):
-            try:
-                client = Client(scheduler, timeout=timeout)
-            except OSError as exc:
-                raise SchedulerError(
-                    f"could not reach a dask scheduler at {scheduler!r} ({exc}). Check the "
-                    f"address (tcp://HOST:PORT) and that `dask scheduler` runs there, or omit "
-                    f"--scheduler to start a LocalCluster."
-                ) from exc
-        else:
-            raise SchedulerError(
-                f"expected a scheduler address (tcp://HOST:PORT), a scheduler file (*.json), "
-                f"'local' or one of {LOCAL_SCHEDULERS}; found {scheduler!r}"
-            )
-        try:
-            if setup_workers:
-                _setup_workers(client)
+        with _remote_client(scheduler, timeout, setup_workers) as client:
             yield client
-        finally:
-            client.close()
         return
-
-    if scheduler is None:
-        existing = active_client()
-        if existing is not None:
-            yield existing
-            return
-
-    from distributed import LocalCluster
-
-    from geoslide.parallel.threads import WAIT_ENV, default_threads
-
-    if n_workers is None or threads:  # asked for workers: they start; else what threads allow
-        total = int(threads) if threads else default_threads()
-        n_workers = max(1, min(n_workers or DEFAULT_WORKERS, total // max(threads_per_worker, 1)))
-    kwargs: dict[str, Any] = dict(
-        n_workers=int(n_workers),
-
-        threads_per_worker=threads_per_worker,
-        memory_limit=memory_limit,
-        processes=processes,
-        dashboard_address=":0" if dashboard else None,
-    )
-    if processes:  # the nannies' environment for their workers
-        kwargs["env"] = {k: os.environ.get(k, v) for k, v in WAIT_ENV.items()}
-    if quiet:
-        import logging
-
-        kwargs["silence_logs"] = logging.ERROR
-    with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
-        if processes and setup_workers:
-            _setup_workers(client)
+    existing = active_client() if scheduler is None else None
+    if existing is not None:
+        yield existing
+        return
+    settings = _LocalSettings(n_workers, threads_per_worker, memory_limit, processes,
+                              dashboard, quiet, setup_workers, threads)
+    with _local_client(settings) as client:
         yield client
 
 
