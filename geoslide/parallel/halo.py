@@ -163,6 +163,60 @@ def check_blocks(chunks: tuple[int, ...], depth: int, axis: str) -> None:
             f"chunks (geoslide.parallel.chunking.auto_chunks) or merge thin ones.")
 
 
+def _check_stack(stack: Any, hy: int, hx: int) -> None:
+    """Raise unless ``stack`` is (C, H, W) with one block along C and blocks at least ``hy``
+    (``hx``) px along y (x), or one block there."""
+    if stack.ndim != 3 or len(stack.chunks[0]) != 1:
+        raise InputError(f"expected a (C, H, W) dask array with one block along C; found "
+                         f"shape {stack.shape}, chunks {stack.chunks}")
+    check_blocks(stack.chunks[1], hy, "y")
+    check_blocks(stack.chunks[2], hx, "x")
+
+
+def _core(graph: Mapping, block: tuple, inline: bool | None) -> Any:
+    """What the strips and region tasks of ``block`` read: its key, or its sub-graph run
+    inside them (:class:`_Inline`) when ``inline`` (None: when :func:`_inlinable`)."""
+    sub = ancestors(graph, block)
+    if inline is True or (inline is None and _inlinable(graph, sub)):
+        return _Inline({k: graph[k] for k in sub}, block)
+    return block
+
+
+def _pieces(piece: str, i: int, j: int, ny: int, nx: int) -> list:
+    """Keys of the pieces that block ``(i, j)``'s neighbours give it, in ``_DIRECTIONS``
+    order (None beyond the raster): the neighbour at (dy, dx) gives its piece for the
+    opposite direction. A list: dask finds the keys in it."""
+    return [(piece, _DIRECTIONS.index((-dy, -dx)), i + dy, j + dx)
+            if 0 <= i + dy < ny and 0 <= j + dx < nx else None
+            for dy, dx in _DIRECTIONS]
+
+
+def _graph(stack: Any, args: Sequence, strips: str, border: dict, out: str,
+           regions: dict) -> Any:
+    """The HighLevelGraph of the output: the strips and pieces layer ``border`` (priority
+    :data:`PRIORITY`), the ``regions`` layer ``out`` and the layers of the Delayed ``args``."""
+    import dask
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+    # strips and pieces before any region a worker could start instead: a strip waiting
+    # behind a long region task stalls the neighbours' regions on the other workers
+    with dask.annotate(priority=PRIORITY):
+        hlg = HighLevelGraph.from_collections(strips, border, dependencies=[stack])
+    layers, dependencies = dict(hlg.layers), dict(hlg.dependencies)
+    names = {strips, stack.name}
+    for a in args:
+        if hasattr(a, "__dask_graph__"):
+            g = a.__dask_graph__()
+            g = g if isinstance(g, HighLevelGraph) else HighLevelGraph.from_collections(
+                a.key, dict(g))
+            layers.update(g.layers)
+            dependencies.update(g.dependencies)
+            names |= set(a.__dask_layers__())
+    layers[out] = MaterializedLayer(regions)
+    dependencies[out] = names
+    return HighLevelGraph(layers, dependencies)
+
+
 def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fill: float,
              chunks: tuple, dtype: Any, name: str, inline: bool | None = None,
              cheap: bool = False, **kwargs: Any) -> Any:
@@ -180,17 +234,11 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
     inside its own tasks instead of keeping them in memory (layers named
     :data:`CHEAP_PREFIX`).
     """
-    import dask
     import dask.array as da
     from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
     hy, hx = (int(d) for d in depth)
-    if stack.ndim != 3 or len(stack.chunks[0]) != 1:
-        raise InputError(f"expected a (C, H, W) dask array with one block along C; found "
-                         f"shape {stack.shape}, chunks {stack.chunks}")
-    check_blocks(stack.chunks[1], hy, "y")
-    check_blocks(stack.chunks[2], hx, "x")
+    _check_stack(stack, hy, hx)
     ny, nx = len(stack.chunks[1]), len(stack.chunks[2])
     graph = dict(stack.__dask_graph__())
     token = tokenize(stack.name, depth, fill, chunks, dtype, name, args, kwargs, inline)
@@ -204,40 +252,15 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
     border: dict = {}
     regions: dict = {}
     for i, j in product(range(ny), range(nx)):
-        block = (stack.name, 0, i, j)
-        sub = ancestors(graph, block)
-        core: Any = block
-        if inline is True or (inline is None and _inlinable(graph, sub)):
-            core = _Inline({k: graph[k] for k in sub}, block)
+        core = _core(graph, (stack.name, 0, i, j), inline)
         border[(strips, i, j)] = (_strips, core, hy, hx)
         for k, (dy, dx) in enumerate(_DIRECTIONS):
             if 0 <= i + dy < ny and 0 <= j + dx < nx:  # the neighbour there wants it
                 border[(piece, k, i, j)] = (operator.getitem, (strips, i, j), k)
-        # the neighbour at (dy, dx) gives its piece for the opposite direction
-        pieces = list(  # a list: dask finds the keys in it
-            (piece, _DIRECTIONS.index((-dy, -dx)), i + dy, j + dx)
-            if 0 <= i + dy < ny and 0 <= j + dx < nx else None
-            for dy, dx in _DIRECTIONS)
         key = (out, i, j) if len(chunks) == 2 else (out, 0, i, j)
-        regions[key] = (run, func, core, pieces) + arg_keys
-    # strips and pieces before any region a worker could start instead: a strip waiting
-    # behind a long region task stalls the neighbours' regions on the other workers
-    with dask.annotate(priority=PRIORITY):
-        hlg = HighLevelGraph.from_collections(strips, border, dependencies=[stack])
-    layers, dependencies = dict(hlg.layers), dict(hlg.dependencies)
-    names = {strips, stack.name}
-    for a in args:
-        if hasattr(a, "__dask_graph__"):
-            g = a.__dask_graph__()
-            g = g if isinstance(g, HighLevelGraph) else HighLevelGraph.from_collections(
-                a.key, dict(g))
-            layers.update(g.layers)
-            dependencies.update(g.dependencies)
-            names |= set(a.__dask_layers__())
-    layers[out] = MaterializedLayer(regions)
-    dependencies[out] = names
-    return da.Array(HighLevelGraph(layers, dependencies), out, chunks=chunks, dtype=dtype,
-                    meta=np.empty((0,) * len(chunks), dtype))
+        regions[key] = (run, func, core, _pieces(piece, i, j, ny, nx)) + arg_keys
+    return da.Array(_graph(stack, args, strips, border, out, regions), out, chunks=chunks,
+                    dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
 
 
 __all__ = ["map_halo", "check_blocks", "ancestors", "PREFIX", "CHEAP_PREFIX", "PRIORITY",
