@@ -214,9 +214,10 @@ def run(args: argparse.Namespace) -> int:
         for note in notes:
             print(f"inventory   {note}", file=sys.stdout)
         if args.inventory and label_name(written) in written:
+            from geoslide.features.terrain import grid_spacing
             from geoslide.io.advice import inventory_advice
 
-            res = abs(float(written.rio.transform().a))
+            res = abs(grid_spacing(written)[0])
             for line in inventory_advice(args.inventory, written[label_name(written)].values, res,
                                          buffer=args.point_buffer, label_field=args.label_field):
                 print(line, file=sys.stdout)

@@ -89,7 +89,7 @@ def buffer_pixels(ds: xr.Dataset, metres: float | None) -> int:
     if metres is None:
         dists = [a.distance_m for v in ds.data_vars if (a := parse_aligned(str(v)))]
         metres = max(dists, default=0.0)
-    res = min(abs(float(r)) for r in np.atleast_1d(grid_spacing(ds)))
+    res = min(abs(r) for r in grid_spacing(ds))
     return int(math.ceil(float(metres) / res)) if metres else 0
 
 

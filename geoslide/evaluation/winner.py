@@ -19,6 +19,7 @@ import xarray as xr
 
 from geoslide.evaluation.compare import Comparison
 from geoslide.evaluation.folds import fold_paths
+from geoslide.features.terrain import grid_spacing
 from geoslide.learn.models import is_pixel
 from geoslide.maps.classes import class_edges, class_table, classify, qml
 
@@ -90,7 +91,7 @@ def winner_layers(ds: xr.Dataset, cmp: Comparison, out: Path, *, n_classes: int 
     spread = probs.copy(data=fold_spread(ds, cmp, out / "folds")).rename(SPREAD)
     spread.attrs = {**made_by, "units": "1",
                     "long_name": "standard deviation of the fold models' probabilities"}
-    rx, ry = (abs(float(v)) for v in ds.rio.resolution())
+    rx, ry = (abs(v) for v in grid_spacing(ds))
     table = class_table(classes.values, to_label_array(ds), edges, rx * ry)
     layers = {MAP: probs, SPREAD: spread, CLASSES: classes}
     for k, v in layers.items():

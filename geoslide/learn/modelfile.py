@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from geoslide.errors import FeatureMismatchError, MissingFileError, ModelFileError
+from geoslide.errors import FeatureMismatchError, InputError, MissingFileError, ModelFileError
 from geoslide.learn.inputs import check_features, to_input_array
 from geoslide.names import base_variable
 from geoslide.parallel.devices import resolve_device
@@ -41,14 +41,18 @@ def model_token(module: Any) -> str:
 
 
 def grid_resolution(ds: xr.Dataset) -> float | None:
-    """Pixel size in CRS units (metres for projected CRSs), from the transform or the coords."""
+    """Pixel size (m), the mean of its width and height
+    (:func:`geoslide.features.terrain.grid_spacing`); None when ``ds`` has no ``x`` / ``y``
+    coordinates or no metric grid."""
+    from geoslide.features.terrain import grid_spacing
+
+    if "x" not in ds.coords or "y" not in ds.coords:
+        return None
     try:
-        rx, ry = ds.rio.resolution()
-        return float((abs(rx) + abs(ry)) / 2)
-    except Exception:  # noqa: BLE001 - no transform: fall back on coordinates
-        if "x" in ds.coords and ds.sizes.get("x", 0) > 1:
-            return float(abs(ds["x"].values[1] - ds["x"].values[0]))
-    return None
+        rx, ry = grid_spacing(ds)
+    except InputError:
+        return None
+    return (abs(rx) + abs(ry)) / 2
 
 
 def grid_crs(ds: xr.Dataset) -> str | None:
