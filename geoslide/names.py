@@ -1,6 +1,6 @@
-"""The names geoslide gives things, each defined here once: the label variable, aligned
-variables ``<base>_up<d>``, angle features ``<var>@sin`` / ``@cos``, Dataset attrs read as
-JSON, and the registry of input variables (attrs ``geoslide:continuous`` and
+"""The names geoslide gives things, each defined here once: the label variable and its
+attrs, aligned variables ``<base>_up<d>``, angle features ``<var>@sin`` / ``@cos``, Dataset
+attrs read as JSON, and the registry of input variables (attrs ``geoslide:continuous`` and
 ``geoslide:categorical``) that every stage agrees on. Imports only ``geoslide.errors``.
 """
 from __future__ import annotations
@@ -42,6 +42,12 @@ def angle_part(feature: str) -> tuple[str, str] | None:
             return feature[: -len(suf)], suf[1:]
     m = _ASPECT_RE.match(feature)
     return (f"aspect{m['rest']}", m["part"]) if m else None
+
+
+def label_attrs() -> dict[str, Any]:
+    """The attrs of a label variable (int8, CF flags): 1 landslide, 0 stable, -1 no data."""
+    return {"long_name": "landslide label", "flag_values": [-1, 0, 1],
+            "flag_meanings": "nodata stable landslide"}
 
 
 def label_name(ds: xr.Dataset) -> str:

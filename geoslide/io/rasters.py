@@ -20,6 +20,7 @@ from geoslide.io.dims import conform_yx
 from geoslide.io.remote import is_remote, remote_raster
 from geoslide.errors import (CRSError, DimensionError, GridMismatchError, InputError,
                              LabelLeakageError, MissingFileError, NoDataError)
+from geoslide.names import LABEL
 
 RasterSource = Union[str, os.PathLike, xr.DataArray, xr.Dataset]
 Chunks = Union[None, int, str, Mapping[str, int]]
@@ -44,7 +45,6 @@ def normalize_chunks(chunks: Chunks) -> dict[str, Any] | None:
 
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
 _GRID_MAPPING_NAMES = ("spatial_ref", "crs")
-LABEL_NAME = "landslide"
 
 
 def split_variable(source: str | os.PathLike) -> tuple[Path, str | None]:
@@ -246,7 +246,7 @@ def open_raster(source: RasterSource, name: str, *, chunks: Chunks = None) -> xr
     ``name`` is the variable's name in the geoslide Dataset: ``"landslide"`` (the label) is
     refused with :class:`LabelLeakageError`.
     """
-    if name == LABEL_NAME:
+    if name == LABEL:
         raise LabelLeakageError(
             f"a raster is named {name!r}, the name of the landslide label: as a raster it would "
             "become an input feature and leak the label into the model; fix: pass the landslide "
