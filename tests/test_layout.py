@@ -98,8 +98,6 @@ MAX_FUNCTION = 60
 LONG_FUNCTIONS = {
     # a numba kernel kept whole for speed (benchmarks/aligned_features.py times it)
     "features/kernels/ring.py:aligned_rows",
-    # not yet split (issue 31): each entry goes when its function is cut under 60 lines
-    "store/regions.py:_write_variables",
 }
 
 

@@ -208,11 +208,77 @@ def write_variables(ds_new: xr.Dataset | xr.DataArray, path: str | os.PathLike,
         return _write_variables(ds_new, urls.parse(path), progress, resume)
 
 
-def _write_variables(ds_new: xr.Dataset | xr.DataArray, path: Path | str, progress: bool,
-                     resume: bool) -> WriteReport:
+def _resumed(path: Path | str, group: Any, run: Mapping[str, Any], grid: tuple[int, int],
+             names: list[str], resume: bool) -> np.ndarray | None:
+    """The regions (bool, shaped ``grid``) already written by an interrupted run of the same
+    write (``run``: variables, shape, chunks, key), or None when there is none to resume or
+    ``resume`` is off."""
+    old = run_marker(path)
+    if resume and all(old.get(k) == run[k] for k in ("variables", "shape", "chunks", "key")) \
+            and set(names) <= set(incomplete(path)):
+        try:
+            arr = group[f"{PROGRESS_GROUP}/done"]
+            if tuple(arr.shape) == grid:
+                return np.asarray(arr[...]).astype(bool)
+        except KeyError:
+            return None
+    return None
+
+
+def _begin(ds: xr.Dataset, path: Path | str, group: Any, names: list[str],
+           grid: tuple[int, int], run: Mapping[str, Any]) -> np.ndarray:
+    """Mark ``names`` incomplete, then (re)create the target and progress arrays; returns the
+    regions done: none (bool zeros shaped ``grid``)."""
+    # marked before anything else changes: from here on a crash leaves it incomplete
+    group.attrs[INCOMPLETE_ATTR] = sorted(set(incomplete(path)) | set(names))
+    _create_targets(ds, str(path), group, grid, run)
+    reconsolidate(path)  # readers of consolidated metadata see the arrays and marker
+    return np.zeros(grid, bool)
+
+
+def _region_tasks(ds: xr.Dataset, names: list[str], path: Path | str, chunks: tuple[int, int],
+                  grid: tuple[int, int]) -> np.ndarray:
+    """One Delayed per region (an object array shaped ``grid``) that computes the region of
+    every variable and writes it (:func:`_write_region`) on the worker."""
     import dask
     import dask.array as da
 
+    arrays = [ds[n].data for n in names]
+    attrs = [dict(ds[n].attrs) for n in names]
+    # a graph with dask annotations (the halo exchange's priorities) goes as built: dask's
+    # array optimisation would drop them; its writes then run before anything else a
+    # worker could start, so a region's output does not wait in memory
+    annotated = any(getattr(layer, "annotations", None)
+                    for a in arrays for layer in a.__dask_graph__().layers.values())
+    with dask.annotate(priority=WRITE_PRIORITY) if annotated else contextlib.nullcontext():
+        out = da.map_blocks(
+            _write_region, *arrays, path=str(path), names=names, attrs=attrs,
+            region_chunks=chunks, options=urls.storage_options(path),
+            chunks=((1,) * grid[0], (1,) * grid[1]), dtype=np.int8,
+            name=f"geoslide-write-{abs(hash((str(path), tuple(names), chunks)))}",
+            meta=np.empty((0, 0), np.int8))
+    return out.to_delayed(optimize_graph=not annotated)
+
+
+def _finish(ds: xr.Dataset, path: Path | str, names: list[str]) -> None:
+    """After the last region: the progress array removed, ``names`` (and the arrays of an
+    older layout they replace) taken off the incomplete marker, the metadata re-consolidated."""
+    group = root(path)
+    if PROGRESS_GROUP in group:
+        del group[PROGRESS_GROUP]
+    # one-hot and aligned arrays of the layout before, removed
+    replaced = set(virtual_names(ds)) | set(stands_for(ds))
+    left = [v for v in incomplete(path) if v not in names and v not in replaced]
+    if left:
+        group.attrs[INCOMPLETE_ATTR] = left
+    elif INCOMPLETE_ATTR in group.attrs:
+        del group.attrs[INCOMPLETE_ATTR]
+    reconsolidate(path)
+
+
+def _write_variables(ds_new: xr.Dataset | xr.DataArray, path: Path | str, progress: bool,
+                     resume: bool) -> WriteReport:
+    """:func:`write_variables` once its store's storage options are in scope."""
     from geoslide.parallel.compute import compute_tasks
 
     t0 = time.perf_counter()
@@ -232,53 +298,14 @@ def _write_variables(ds_new: xr.Dataset | xr.DataArray, path: Path | str, progre
         run = {"variables": sorted(names), "shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
                "chunks": list(chunks), "key": write_key(ds), "regions": grid[0] * grid[1]}
         group = root(path)
-        done = None
-        old = run_marker(path)
-        if resume and all(old.get(k) == run[k] for k in ("variables", "shape", "chunks", "key")) \
-                and set(names) <= set(incomplete(path)):
-            try:
-                arr = group[f"{PROGRESS_GROUP}/done"]
-                if tuple(arr.shape) == grid:
-                    done = np.asarray(arr[...]).astype(bool)
-            except KeyError:
-                done = None
+        done = _resumed(path, group, run, grid, names, resume)
         if done is None:
-            # marked before anything else changes: from here on a crash leaves it incomplete
-            group.attrs[INCOMPLETE_ATTR] = sorted(set(incomplete(path)) | set(names))
-            _create_targets(ds, str(path), group, grid, run)
-            reconsolidate(path)  # readers of consolidated metadata see the arrays and marker
-            done = np.zeros(grid, bool)
-
-        arrays = [ds[n].data for n in names]
-        attrs = [dict(ds[n].attrs) for n in names]
-        # a graph with dask annotations (the halo exchange's priorities) goes as built: dask's
-        # array optimisation would drop them; its writes then run before anything else a
-        # worker could start, so a region's output does not wait in memory
-        annotated = any(getattr(layer, "annotations", None)
-                        for a in arrays for layer in a.__dask_graph__().layers.values())
-        with dask.annotate(priority=WRITE_PRIORITY) if annotated else contextlib.nullcontext():
-            out = da.map_blocks(
-                _write_region, *arrays, path=str(path), names=names, attrs=attrs,
-                region_chunks=chunks, options=urls.storage_options(path),
-                chunks=((1,) * grid[0], (1,) * grid[1]), dtype=np.int8,
-                name=f"geoslide-write-{abs(hash((str(path), tuple(names), chunks)))}",
-                meta=np.empty((0, 0), np.int8))
-        delayed = out.to_delayed(optimize_graph=not annotated)
+            done = _begin(ds, path, group, names, grid, run)
+        delayed = _region_tasks(ds, names, path, chunks, grid)
         todo = [delayed[i, j] for i in range(grid[0]) for j in range(grid[1]) if not done[i, j]]
         if todo:
             compute_tasks(todo, progress, _describe(names))
-
-        group = root(path)
-        if PROGRESS_GROUP in group:
-            del group[PROGRESS_GROUP]
-        # one-hot and aligned arrays of the layout before, removed
-        replaced = set(virtual_names(ds)) | set(stands_for(ds))
-        left = [v for v in incomplete(path) if v not in names and v not in replaced]
-        if left:
-            group.attrs[INCOMPLETE_ATTR] = left
-        elif INCOMPLETE_ATTR in group.attrs:
-            del group.attrs[INCOMPLETE_ATTR]
-        reconsolidate(path)
+        _finish(ds, path, names)
     return WriteReport(names, grid[0] * grid[1], len(todo), int(done.sum()),
                        time.perf_counter() - t0, chunks)
 
