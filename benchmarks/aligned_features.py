@@ -11,8 +11,8 @@ tiled DEM), elevation, cplan, cprof, log10_carea and 17 one-hot elevation-band l
 
 0. The public call ``geoslide.aligned_features(ds, distances=(30, 100, 300),
    features=["elevation", "slope"])`` on a ``--public-size`` (2048) square xarray Dataset of
-   the tiled Ecuador rasters (10 m, x / y coords, EPSG:32717): numpy-backed (winners found,
-   then elevation, slope, dz and azimuth gathered through them, all computed) and dask-backed
+   the tiled Ecuador rasters (10 m, x / y coords, EPSG:32717): numpy-backed (one fused pass
+   finds the winners and gathers elevation, slope, dz and azimuth) and dask-backed
    (chunks ``--public-chunk``, 1024, computed with dask's threaded scheduler), best of 3 after
    a warm-up. Against two kernel-alone figures on the same arrays: ``ring_winners`` (the
    search only) and ``align_numpy(z, [elevation, slope], distances, res)`` (the kernel that

@@ -441,3 +441,24 @@ def test_cli_features_writes_store_equal_to_numpy(kashmir, tmp_path, capsys):
     assert main(["features", str(path), "--features", "nope", "--quiet",
                  "--scheduler", "threads"]) == 2
     assert "not in the Dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("chunks", [None, {"y": 64, "x": 90}])
+def test_winners_alone_are_the_search_alone_and_equal_the_fused_ones(kashmir, chunks):
+    """``gathered=False`` gives the winner variables only, from the search alone (no gather
+    task in the graph), equal to those of the fused search-and-gather pass."""
+    win = kashmir.isel(y=slice(0, 200), x=slice(0, 180))
+    feats = ["slope", "geology_3"]
+    alone = aligned_features(win, (30, 100), feats, chunks=chunks, gathered=False)
+    full = aligned_features(win, (30, 100), feats, chunks=chunks)
+    assert sorted(alone.data_vars) == ["winner_up100", "winner_up30"]
+    assert {"slope_up30", "geology_up30", "geology_3_up100", "dz_up100"} <= set(full.data_vars)
+    for v in alone.data_vars:
+        assert alone[v].dtype == full[v].dtype == np.uint8
+        assert alone[v].attrs == full[v].attrs
+        np.testing.assert_array_equal(alone[v].values, full[v].values, err_msg=v)
+    if chunks is not None:
+        layers = set(alone["winner_up30"].data.dask.layers)
+        assert any("halo-ring-winners" in n for n in layers), layers
+        assert not any("aligned-features" in n for n in layers), layers
+        assert any("halo-aligned-features" in n for n in full["winner_up30"].data.dask.layers)

@@ -91,6 +91,7 @@ def _features(store: Path, quiet: bool) -> None:
     from geoslide.features.align import aligned_features
     from geoslide.names import is_aligned
     from geoslide.store import incomplete, open_zarr, write_variables
+    from geoslide.store.winners import stands_for
 
     ds = open_zarr(store, allow_incomplete=True)
     todo = [v for v in incomplete(store) if is_aligned(v)]
@@ -98,9 +99,9 @@ def _features(store: Path, quiet: bool) -> None:
         _say(quiet, "[2/5] aligned features already in the store: reused")
         return
     t0 = time.perf_counter()
-    extra = aligned_features(ds)
+    extra = aligned_features(ds, gathered=False)
     write_variables(extra, store, progress=not quiet)  # an interrupted run (demo or CLI) resumes
-    _say(quiet, f"[2/5] aligned features: {len(extra.data_vars)} variables "
+    _say(quiet, f"[2/5] aligned features: {len(stands_for(extra))} variables "
                 f"({time.perf_counter() - t0:.0f} s)")
 
 

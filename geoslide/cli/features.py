@@ -65,10 +65,11 @@ def run(args: argparse.Namespace) -> int:
     from geoslide.features.align import aligned_features
     from geoslide.cli.scheduler import client_from_args
     from geoslide.store import incomplete, write_variables
+    from geoslide.store.winners import stands_for
 
     ds = _open(args.store)
     new = aligned_features(ds, distances=args.distances, features=args.features,
-                           elevation=args.elevation)
+                           elevation=args.elevation, gathered=False)
     info = new.attrs.get("geoslide:aligned", {})
     _check_inputs(args.store, ds, [args.elevation, *info.get("features", [])])
     # a rerun of the same command resumes an interrupted write (the writer keys on the
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         names = write_variables(new, args.store, progress=not args.quiet).variables
     if not args.quiet:
         feats = info["features"]
-        n = len([v for v in new.data_vars if v not in names])
+        n = len(stands_for(new))
         print(f"wrote {len(names)} variables to {args.store} ({', '.join(names)}: each pixel's "
               f"winning ring cell), which give {n} aligned variables: {len(feats)} features x "
               f"{len(args.distances)} distances {list(args.distances)} m, plus dz_up<d> and "

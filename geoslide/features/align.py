@@ -13,8 +13,8 @@ import numpy as np
 import xarray as xr
 
 from geoslide.errors import FeatureMismatchError, InputError, WrongTypeError
-from geoslide.features.rings import (align_dask, check_distances, ring_azimuths, ring_offsets,
-                                     ring_winners)
+from geoslide.features.rings import (align_dask, align_numpy, check_distances, ring_azimuths,
+                                     ring_offsets)
 from geoslide.features.terrain import grid_spacing
 from geoslide.names import aligned_name, input_variables
 from geoslide.parallel.chunking import is_dask
@@ -36,25 +36,28 @@ def output_names(distances: Sequence[int], features: Sequence[str]) -> list[str]
 def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
                      features: Sequence[str] | None = None, elevation: str = "elevation", *,
                      chunks: Mapping[str, int] | None = None,
-                     threads: int | None = None) -> xr.Dataset:
+                     threads: int | None = None, gathered: bool = True) -> xr.Dataset:
     """Self-aligned features of ``ds`` at each looking distance (metres).
 
-    ``features``: variables to gather (default :func:`geoslide.names.input_variables`: the registered inputs); ``elevation``: the
-    DEM variable (metres) that picks the winner. Returns a Dataset on ``ds``'s grid (coords
-    and CRS kept, ``ds.attrs`` kept plus ``geoslide:aligned``) with, per distance ``d``, the
-    winner variable ``winner_up<d>`` (what a store keeps: the winning ring cell's index, one
-    or two bytes per pixel, see :mod:`geoslide.store.winners`) and, gathered through it,
-    ``<f>_up<d>``, ``dz_up<d>`` (m) and ``azimuth_up<d>`` (degrees clockwise from north), all
-    float32; a categorical raster's one-hot layers ``<raster>_<code>_up<d>`` are virtual, from
-    its int16 class codes ``<raster>_up<d>`` (see :mod:`geoslide.store.classes`). The winners
-    are computed lazily (one task per chunk) when the inputs are dask-backed or ``chunks`` is
-    given (``{"y": 1024, "x": 1024}``), otherwise now with ``threads`` threads; the gathered
-    variables are lazy when the winners are.
+    ``features``: variables to gather (default :func:`geoslide.names.input_variables`: the
+    registered inputs); ``elevation``: the DEM variable (metres) that picks the winner.
+    Returns a Dataset on ``ds``'s grid (coords and CRS kept, ``ds.attrs`` kept plus
+    ``geoslide:aligned``) with, per distance ``d``, the winner variable ``winner_up<d>`` (what
+    a store keeps: the winning ring cell's index, one or two bytes per pixel, see
+    :mod:`geoslide.store.winners`) and, gathered through it, ``<f>_up<d>``, ``dz_up<d>`` (m)
+    and ``azimuth_up<d>`` (degrees clockwise from north), all float32; a categorical raster's
+    one-hot layers ``<raster>_<code>_up<d>`` are virtual, from its int16 class codes
+    ``<raster>_up<d>`` (see :mod:`geoslide.store.classes`). One pass of the ring kernel finds
+    the winners and gathers the values: lazily, one task per chunk, when the inputs are
+    dask-backed or ``chunks`` is given (``{"y": 1024, "x": 1024}``), otherwise now with
+    ``threads`` threads. ``gathered=False``: the winner variables alone, found by the search
+    alone (what ``geoslide features`` writes; a store opened later gathers the rest).
 
     Only the new variables are returned, not ``ds``: merge them yourself, ``ds.merge(al)`` (CRS
-    and ``ds.attrs`` kept) or ``write_variables(al, store)``. The convention of geoslide:
-    functions named after what they compute return the new variables; verbs that add return
-    the Dataset (:func:`geoslide.derive`, :func:`geoslide.add_inputs`).
+    and ``ds.attrs`` kept), or write them to the store they were computed from,
+    ``write_variables(aligned_features(ds, gathered=False), store)``. The convention of
+    geoslide: functions named after what they compute return the new variables; verbs that add
+    return the Dataset (:func:`geoslide.derive`, :func:`geoslide.add_inputs`).
 
     >>> import geoslide
     >>> ds = geoslide.prepare.datasets.load("kashmir")                 # doctest: +SKIP
@@ -73,14 +76,29 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     sub = ds[list(dict.fromkeys([elevation] + sources))].transpose("y", "x")
     if chunks is not None:
         sub = sub.chunk(dict(chunks))
-    index = _winners(sub, elevation, dists, res, threads)
-    coords = {k: v for k, v in ds[elevation].coords.items()}
-    out = xr.Dataset(coords=coords, attrs=dict(ds.attrs))
-    out.attrs["geoslide:aligned"] = {"distances": dists, "features": feats,
-                                     "elevation": elevation}
+    index, channels = _kernel(sub, elevation, sources, dists, res, threads, gathered)
     prov = _provenance(dists, feats, elevation,
                        features is not None and feats != input_variables(ds))
     codes = {cv: [int(ds[g].attrs["geoslide:code"]) for g in fs] for cv, fs in coded.items()}
+    out = _winner_dataset(ds, elevation, sources, dists, res, index, codes, prov)
+    out.attrs["geoslide:aligned"] = {"distances": dists, "features": feats,
+                                     "elevation": elevation}
+    if not gathered:
+        return out
+    keep = set(map(str, out.data_vars)) | set(stands_for(out))
+    by_winner = {aligned_name(WINNER_BASE, d): channels[i] for i, d in enumerate(dists)}
+    full = expand(expand_gathers(out.assign({v: sub[v] for v in sub.data_vars}),
+                                 gathered=by_winner))
+    return full[[v for v in full.data_vars if v in keep]]
+
+
+def _winner_dataset(ds: xr.Dataset, elevation: str, sources: list[str], dists: list[int],
+                    res: Any, index: Any, codes: dict[str, list[int]],
+                    prov: dict) -> xr.Dataset:
+    """The winner variables ``winner_up<d>`` of uint16 ``index`` ``(n_dist, H, W)``, on
+    ``ds``'s grid with ``ds.attrs``."""
+    coords = {k: v for k, v in ds[elevation].coords.items()}
+    out = xr.Dataset(coords=coords, attrs=dict(ds.attrs))
     for i, d in enumerate(dists):
         off = ring_offsets(d, res)
         ring = {"dy": off[:, 0], "dx": off[:, 1],
@@ -88,9 +106,7 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
         idx = xr.DataArray(index[i], dims=("y", "x"), coords=coords)
         out[aligned_name(WINNER_BASE, d)] = winner_variable(
             idx, d, ring, elevation, sources, codes, {PROVENANCE_ATTR: prov})
-    keep = set(map(str, out.data_vars)) | set(stands_for(out))
-    full = expand(expand_gathers(out.assign({v: sub[v] for v in sub.data_vars})))
-    return full[[v for v in full.data_vars if v in keep]]
+    return out
 
 
 def _checked(ds: xr.Dataset, features: Sequence[str] | None, elevation: str) -> list[str]:
@@ -117,16 +133,47 @@ def _checked(ds: xr.Dataset, features: Sequence[str] | None, elevation: str) -> 
     return feats
 
 
-def _winners(sub: xr.Dataset, elevation: str, dists: list[int], res: Any,
-             threads: int | None) -> Any:
-    """uint16 ``(n_dist, H, W)`` winner indices: lazy, one task per chunk, when an input of
-    ``sub`` is dask-backed; else now, on ``threads`` threads."""
+def _kernel(sub: xr.Dataset, elevation: str, sources: list[str], dists: list[int], res: Any,
+            threads: int | None, gathered: bool) -> tuple[Any, Any]:
+    """``(index, channels)``: per distance the uint16 ``(H, W)`` winner indices and, when
+    ``gathered``, ``S + 2`` float32 ``(H, W)`` channels: each source at the winner (a class
+    code's -1 read as NaN), then ``dz`` and azimuth (else None). One pass of the ring kernel:
+    lazy, one task per chunk, when a variable of ``sub`` is dask-backed; else now, on
+    ``threads`` threads."""
     ref = next((sub[v] for v in sub.data_vars if is_dask(sub[v])), None)
     z = sub[elevation]
+    feats = [_source(sub[v]) for v in sources] if gathered else []
+    nd, n = len(dists), len(feats) + 2
     if ref is None:
-        return ring_winners(np.asarray(z.values), dists, res, threads=threads)
-    z = z.chunk({"y": ref.chunks[0], "x": ref.chunks[1]})
-    return align_dask(z.data, [], dists, res, winners=True)
+        index = np.empty((nd,) + z.shape, dtype=np.uint16)
+        out = align_numpy(np.asarray(z.values), [np.asarray(f.values) for f in feats], dists,
+                          res, threads=threads, winners=index)
+        return index, out if gathered else None
+    grid = {"y": ref.chunks[0], "x": ref.chunks[1]}
+    z = z.chunk(grid)
+    if not gathered:
+        return align_dask(z.data, [], dists, res, winners=True), None
+    fused = align_dask(z.data, [f.chunk(grid).data for f in feats], dists, res,
+                       with_winners=True)
+    index = [_channel(fused, nd * n + i).astype(np.uint16) for i in range(nd)]
+    return index, [[_channel(fused, i * n + c) for c in range(n)] for i in range(nd)]
+
+
+def _channel(stack: Any, c: int) -> Any:
+    """Lazy channel ``c`` of dask array ``stack`` ``(C, H, W)`` (one block along C): each
+    block a view of the stack's, not a copy as dask's indexing makes."""
+    one = stack.map_blocks(_take, c, chunks=((1,),) + stack.chunks[1:], dtype=stack.dtype,
+                           name=f"channel-{c}-{stack.name}")
+    return one[0]     # the whole block: a view
+
+
+def _take(block: np.ndarray, c: int) -> np.ndarray:
+    return block[c:c + 1]
+
+
+def _source(var: xr.DataArray) -> xr.DataArray:
+    """``var`` as the ring kernel gathers it: a class-code variable's -1 (no data) as NaN."""
+    return var.where(var != -1).astype(np.float32) if is_codes(var) else var
 
 
 def _coded(ds: xr.Dataset, feats: Sequence[str]) -> dict[str, list[str]]:

@@ -291,9 +291,10 @@ _F32_2D = _f32_2d()
 
 def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.ndarray,
                  start: np.ndarray, az: np.ndarray, onehot: tuple = (),
-                 winners: bool = False) -> np.ndarray:
+                 winners: bool = False, with_winners: bool = False) -> np.ndarray:
     """One dask block (channels: elevation then features, with a halo of ry / rx); with
-    ``winners``, the uint16 winner indices ``(n_dist, h, w)`` instead."""
+    ``winners``, the uint16 winner indices ``(n_dist, h, w)`` instead; with ``with_winners``,
+    those as ``n_dist`` more float32 channels (exact) after the features."""
     z = block[0]
     E = np.where(np.isnan(z), -np.inf, z)
     if block.dtype != np.float32:
@@ -303,18 +304,24 @@ def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.nda
     nf = block.shape[0] - 1
     feats = _feature_list([block[1 + f] for f in range(nf)], z.shape)
     nd = len(start) - 1
-    out = np.empty((nd * (nf + 2), h, w), dtype=np.float32)
+    nout = nd * (nf + 2)
+    out = np.empty((nout + (nd if with_winners else 0), h, w), dtype=np.float32)
     items, layout = _gather_items(feats, _check_groups(onehot, nf),
                                   lambda fn: [fn(0, z.shape[0])])
-    win = np.empty((nd, h, w) if winners else (0, 0, 0), dtype=np.uint16)
+    win = np.empty((nd, h, w) if winners or with_winners else (0, 0, 0), dtype=np.uint16)
     aligned_rows(E, items, 0, 0, ry, rx, h, w, dy, dx, start, az, *layout,
-                 out.reshape(nd, nf + 2, h, w), win, 0, h, 0)
-    return win if winners else out
+                 out[:nout].reshape(nd, nf + 2, h, w), win, 0, h, 0)
+    if winners:
+        return win
+    if with_winners:
+        out[nout:] = win
+    return out
 
 
 def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int],
                res_m: float | tuple[float, float], *,
-               onehot: Sequence[Sequence[int]] = (), winners: bool = False) -> Any:
+               onehot: Sequence[Sequence[int]] = (), winners: bool = False,
+               with_winners: bool = False) -> Any:
     """Dask entry point: lazy float32 ``(n_dist * (F + 2), H, W)`` array, channel
     ``d * (F + 2) + c`` as in :func:`align_numpy` (``onehot`` too). Inputs: 2-D dask arrays
     on one chunking.
@@ -325,7 +332,8 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     halo are merged with a neighbour for the computation (fewer, larger halo reads) and the
     result is rechunked back to the input's chunks: any chunking gives exactly
     :func:`align_numpy`'s result. ``winners``: the lazy uint16 ``(n_dist, H, W)`` array of
-    :func:`ring_winners` instead (give no features).
+    :func:`ring_winners` instead (give no features); ``with_winners``: those winners as
+    ``n_dist`` more float32 channels after the features (exact), from the same tasks.
     """
     import dask.array as da
 
@@ -334,7 +342,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     dt = elevation_dtype(elevation.dtype)
     feats = list(features)
     nf = len(feats)
-    nout = rings.n if winners else rings.n * (nf + 2)
+    nout = rings.n if winners else rings.n * (nf + 2) + (rings.n if with_winners else 0)
     orig = tuple(elevation.chunks)
     want = (merge_thin(orig[0], rings.ry), merge_thin(orig[1], rings.rx))
     layers = [a.rechunk(want) if a.chunks != want else a
@@ -342,7 +350,8 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     stack = da.stack(layers, axis=0).rechunk({0: -1})
     ry, rx = rings.ry, rings.rx
     kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az,
-              onehot=tuple(tuple(g) for g in _check_groups(onehot, nf)), winners=winners)
+              onehot=tuple(tuple(g) for g in _check_groups(onehot, nf)), winners=winners,
+              with_winners=with_winners)
     # one task per block with its halo from the neighbours' border strips (geoslide.parallel.halo):
     # no block waits in memory for its neighbours
     out = map_halo(_align_block, stack, (ry, rx), fill=np.nan,

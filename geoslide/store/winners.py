@@ -69,8 +69,9 @@ def winner_variable(index: xr.DataArray, d: int, ring: dict[str, list], elevatio
     variables gathered (code variables among them, their one-hot classes in ``codes``)."""
     dt = winner_dtype(len(ring["dy"]))
     none = np.iinfo(dt).max
-    # valid indices lie below ``none``: the minimum maps only KERNEL_NO_WINNER to it
-    out = index.copy(data=np.minimum(index.data, index.dtype.type(none)).astype(dt))
+    # valid indices lie below ``none``, and the cast keeps the low bits: KERNEL_NO_WINNER
+    # (0xFFFF) becomes the maximum of either dtype
+    out = index.copy(data=index.data.astype(dt, copy=False))
     out.attrs = {"long_name": f"index of the highest cell of the ring at {d} m in the ring "
                               f"({none}: no valid cell)", "distance_m": d, **attrs,
                  WINNER_ATTR: {"distance_m": d, "elevation": elevation,
@@ -228,12 +229,15 @@ def _gather_window(window: np.ndarray, ring: _Ring, channels: tuple[int, ...],
                          list(codes), ring, 1, (ry, rx))
 
 
-def expand_gathers(ds: xr.Dataset, *, threads: int | None = None) -> xr.Dataset:
+def expand_gathers(ds: xr.Dataset, *, threads: int | None = None,
+                   gathered: dict[str, Any] | None = None) -> xr.Dataset:
     """``ds`` with the aligned variables gathered through its winner variables, each group
     after its winner variable (a variable already of that name is kept). No-op without
     winner variables. Class codes among them still need :func:`.classes.expand`. In-memory
     variables are gathered now on ``threads`` threads (default: all cores); dask-backed
-    ones lazily, one task per chunk."""
+    ones lazily, one task per chunk. ``gathered``: winner variable name -> its channels
+    ``(S + 2, H, W)`` already gathered (the ring kernel's, fused with the search), used
+    instead of gathering them again."""
     order: list[str] = []
     new: dict[str, xr.DataArray] = {}
     for name, var in ds.data_vars.items():
@@ -245,30 +249,39 @@ def expand_gathers(ds: xr.Dataset, *, threads: int | None = None) -> xr.Dataset:
         names = gathered_names(var)
         if all(n in ds.variables for n in names):
             continue
-        data = _gather(ds, str(name), spec, threads)
+        data = (gathered or {}).get(str(name))
+        if data is None:
+            data = _gather(ds, str(name), spec, threads)
         coords = {k: v for k, v in var.coords.items()}
         prov = {k: var.attrs[k] for k in (PROVENANCE_ATTR,) if k in var.attrs}
         for i, (src, out) in enumerate(zip(spec["sources"] + ["dz", "azimuth"], names)):
             if out in ds.variables:
                 continue
-            da_ = xr.DataArray(data[i], dims=("y", "x"), coords=coords)
-            if src in ("dz", "azimuth"):
-                da_.attrs = _geometry_attrs(src, d)
-            elif is_codes(ds[src]):
-                raster = str(ds[src].attrs[CLASSES_ATTR])
-                attrs = {**aligned_attrs(raster, d), "long_name":
-                         f"{raster} class code at the highest cell of the ring at {d} m "
-                         f"(-1: no data)"}
-                da_ = code_variable(da_, raster, spec["codes"][src], attrs)
-            else:
-                da_.attrs = aligned_attrs(src, d)
-                if "units" in ds[src].attrs:
-                    da_.attrs["units"] = ds[src].attrs["units"]
+            da_ = _gathered_variable(ds, src, d, xr.DataArray(data[i], dims=("y", "x"),
+                                                              coords=coords), spec)
             da_.attrs.update({**prov, GATHERED_ATTR: str(name)})
             da_.encoding = {}
             new[out] = da_
             order.append(out)
     return ds.assign(new)[order] if new else ds
+
+
+def _gathered_variable(ds: xr.Dataset, src: str, d: int, da_: xr.DataArray,
+                       spec: dict[str, Any]) -> xr.DataArray:
+    """``da_``, the channel of ``src`` (a source variable of ``ds``, or ``dz`` / ``azimuth``)
+    gathered at ``d`` m, with its attrs; an int16 class-code variable for a code source."""
+    if src in ("dz", "azimuth"):
+        da_.attrs = _geometry_attrs(src, d)
+    elif is_codes(ds[src]):
+        raster = str(ds[src].attrs[CLASSES_ATTR])
+        attrs = {**aligned_attrs(raster, d), "long_name":
+                 f"{raster} class code at the highest cell of the ring at {d} m (-1: no data)"}
+        da_ = code_variable(da_, raster, spec["codes"][src], attrs)
+    else:
+        da_.attrs = aligned_attrs(src, d)
+        if "units" in ds[src].attrs:
+            da_.attrs["units"] = ds[src].attrs["units"]
+    return da_
 
 
 def _geometry_attrs(kind: str, d: int) -> dict[str, Any]:
