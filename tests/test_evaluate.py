@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from geoslide.learn import metrics as M
+from geoslide.learn import metrics
 
 
 @pytest.fixture(scope="module")
@@ -20,31 +20,32 @@ def slope_score(kashmir):
     s = kashmir["slope"].values
     z = (s - np.nanmean(s)) / np.nanstd(s)
     p = np.round(1 / (1 + np.exp(-(z - 4))), 3)
-    return M.pixels(lab, p)
+    return metrics.pixels(lab, p)
 
 
 def test_nll_by_hand():
     y = np.array([1, 0, 0, 1])
     p = np.array([0.9, 0.2, 0.1, 0.6])
     expected = -(math.log(0.9) + math.log(0.8) + math.log(0.9) + math.log(0.6)) / 4
-    assert M.nll(y, p) == pytest.approx(expected, rel=1e-12)
+    assert metrics.nll(y, p) == pytest.approx(expected, rel=1e-12)
     # clipping: a confident wrong answer costs -log(eps), not infinity
-    assert M.nll(np.array([1]), np.array([0.0])) == pytest.approx(-math.log(M.EPS))
+    assert metrics.nll(np.array([1]), np.array([0.0])) == pytest.approx(-math.log(metrics.EPS))
 
 
 def test_metrics_match_sklearn_on_real_pixels(slope_score):
     y, p = slope_score
     assert 0.005 < y.mean() < 0.03 and len(np.unique(p)) < 1000  # imbalanced, with ties
-    assert M.roc_auc(y, p) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
-    assert M.average_precision(y, p) == pytest.approx(skm.average_precision_score(y, p),
-                                                      abs=1e-12)
-    assert M.brier(y, p) == pytest.approx(skm.brier_score_loss(y, p), abs=1e-12)
-    assert M.nll(y, p) == pytest.approx(skm.log_loss(y, np.clip(p, M.EPS, 1 - M.EPS)), rel=1e-9)
-    fpr, tpr, _ = M.roc_curve(y, p)
+    assert metrics.roc_auc(y, p) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert metrics.average_precision(y, p) == pytest.approx(
+        skm.average_precision_score(y, p), abs=1e-12)
+    assert metrics.brier(y, p) == pytest.approx(skm.brier_score_loss(y, p), abs=1e-12)
+    clipped = np.clip(p, metrics.EPS, 1 - metrics.EPS)
+    assert metrics.nll(y, p) == pytest.approx(skm.log_loss(y, clipped), rel=1e-9)
+    fpr, tpr, _ = metrics.roc_curve(y, p)
     sfpr, stpr, _ = skm.roc_curve(y, p, drop_intermediate=False)
     np.testing.assert_allclose(fpr, sfpr)
     np.testing.assert_allclose(tpr, stpr)
-    prec, rec, _ = M.precision_recall_curve(y, p)
+    prec, rec, _ = metrics.precision_recall_curve(y, p)
     sprec, srec, _ = skm.precision_recall_curve(y, p, drop_intermediate=False)
     np.testing.assert_allclose(prec[1:], sprec[::-1][1:])  # sklearn: increasing thresholds
     np.testing.assert_allclose(rec, srec[::-1])
@@ -52,19 +53,19 @@ def test_metrics_match_sklearn_on_real_pixels(slope_score):
 
 def test_rate_curve_and_classes(slope_score):
     y, p = slope_score
-    rc = M.rate_curve(y, p)
+    rc = metrics.rate_curve(y, p)
     assert rc["area"][0] == 0 and rc["landslides"][-1] == pytest.approx(1)
     assert np.all(np.diff(rc["landslides"]) >= -1e-12)
     # area under the success-rate curve = 1/2 + (AUC - 1/2) * (1 - share): the ROC relation
     share = y.mean()
-    assert rc["auc"] == pytest.approx(0.5 + (M.roc_auc(y, p) - 0.5) * (1 - share), abs=1e-9)
-    perfect = M.rate_curve(y, y.astype(float))
+    assert rc["auc"] == pytest.approx(0.5 + (metrics.roc_auc(y, p) - 0.5) * (1 - share), abs=1e-9)
+    perfect = metrics.rate_curve(y, y.astype(float))
     assert perfect["auc"] == pytest.approx(1 - share / 2, abs=1e-9)
-    classes = M.susceptibility_classes(y, np.random.default_rng(0).random(y.size))
+    classes = metrics.susceptibility_classes(y, np.random.default_rng(0).random(y.size))
     assert [c["class"] for c in classes][-1] == "very high"
     assert all(c["area_share"] == pytest.approx(0.2, abs=1e-3) for c in classes)
     assert sum(c["landslide_share"] for c in classes) == pytest.approx(1)
-    top = M.susceptibility_classes(y, p)[-1]
+    top = metrics.susceptibility_classes(y, p)[-1]
     assert top["frequency_ratio"] > 1.5  # steep slopes hold more landslides
 
 
@@ -72,20 +73,21 @@ def test_reliability():
     rng = np.random.default_rng(1)
     p = rng.random(200_000) * 0.1
     y = (rng.random(p.size) < p).astype(int)  # calibrated by construction
-    rel = M.reliability(y, p)
+    rel = metrics.reliability(y, p)
     assert sum(rel["count"]) == p.size
     assert rel["ece"] < 0.003
-    biased = M.reliability(y, np.clip(p * 5, 0, 1))  # 5x over-prediction (oversampling)
+    biased = metrics.reliability(y, np.clip(p * 5, 0, 1))  # 5x over-prediction (oversampling)
     assert biased["ece"] > 0.1
 
 
 def test_random_baseline_matches_paper():
     # paper section 5.1: p_p = 0.013 on the training set -> expected NLL about 0.18
-    assert M.random_baseline_nll(0.013, 0.013) == pytest.approx(0.178, abs=0.002)
+    assert metrics.random_baseline_nll(0.013, 0.013) == pytest.approx(0.178, abs=0.002)
     rng = np.random.default_rng(0)
     y = (rng.random(400_000) < 0.02).astype(int)
     draws = np.where(rng.random(y.size) < 0.013, 0.999, 0.001)
-    assert M.nll(y, draws) == pytest.approx(M.random_baseline_nll(0.013, 0.02), rel=0.02)
+    assert metrics.nll(y, draws) == pytest.approx(metrics.random_baseline_nll(0.013, 0.02),
+                                                  rel=0.02)
 
 
 def _llr(ds, masks):
@@ -140,11 +142,11 @@ def test_evaluate_writes_report(tmp_path, subset):
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert set(data["models"]) == {"llr", "logreg"}
     # the reported AUC / NLL are those of the map on the test pixels (sklearn as reference)
-    y, p = M.pixels(subset["landslide"].values, ev.maps["llr"], masks["test"])
+    y, p = metrics.pixels(subset["landslide"].values, ev.maps["llr"], masks["test"])
     assert data["models"]["llr"]["auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-9)
     assert data["models"]["llr"]["nll"] == pytest.approx(skm.log_loss(y, p), rel=1e-6)
     assert data["models"]["llr"]["auc"] > 0.65
-    yt, pt = M.pixels(subset["landslide"].values, ev.maps["llr"], masks["train"])
+    yt, pt = metrics.pixels(subset["landslide"].values, ev.maps["llr"], masks["train"])
     assert data["models"]["llr"]["train_nll"] == pytest.approx(skm.log_loss(yt, pt), rel=1e-6)
     assert data["dataset"]["sets"]["test"]["pixels"] == int(masks["test"].sum())
     report = (tmp_path / "report.md").read_text()
@@ -257,7 +259,7 @@ def test_large_region_no_warning_and_headline_shares(tmp_path, subset):
     assert ev.dataset["sets"]["test"]["blocks"] >= 10
     r = ev.results["logreg"]
     assert r["nll"] < ev.baselines["base_rate"]["test_nll"]
-    y, p = M.pixels(subset["landslide"].values, ev.maps["logreg"], ev.masks["test"])
+    y, p = metrics.pixels(subset["landslide"].values, ev.maps["logreg"], ev.masks["test"])
     order = np.argsort(-p, kind="stable")
     for share, key in ((0.1, "top10"), (0.2, "top20")):
         top = y[order[: int(round(share * y.size))]]

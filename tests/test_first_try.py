@@ -172,7 +172,7 @@ def test_kfold_scores_every_fold(kashmir, tmp_path):
 
 
 def test_intervals_contain_the_estimate_and_shrink_with_more_pixels(kashmir):
-    from geoslide.learn import metrics as M
+    from geoslide.learn import metrics
     from geoslide.evaluation.intervals import block_of, bootstrap
 
     lab = kashmir.landslide.values
@@ -186,7 +186,7 @@ def test_intervals_contain_the_estimate_and_shrink_with_more_pixels(kashmir):
         m &= lab >= 0
         ci = bootstrap(lab[m], {"slope": p[m], "flat": np.full(m.sum(), 0.012)}, blocks[m],
                        reference="flat", n_boot=100)
-        auc, nll = M.roc_auc(lab[m], p[m]), M.nll(lab[m], p[m])
+        auc, nll = metrics.roc_auc(lab[m], p[m]), metrics.nll(lab[m], p[m])
         assert ci["slope"]["auc"][0] <= auc <= ci["slope"]["auc"][1]
         assert ci["slope"]["nll"][0] <= nll <= ci["slope"]["nll"][1]
         d = ci["slope"]["auc_diff"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from geoslide.learn import metrics as M
+from geoslide.learn import metrics
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_peers_fit_on_train_pixels_and_beat_chance(subset, masks):
         prob = peer.predict_map(subset)
         assert np.array_equal(np.isnan(prob), (lab < 0) | ~finite)
         assert np.nanmin(prob) >= 0 and np.nanmax(prob) <= 1
-        y, p = M.pixels(lab, prob, masks["test"])
+        y, p = metrics.pixels(lab, prob, masks["test"])
         auc = roc_auc_score(y, p)
         assert auc > 0.6, (name, auc)  # clearly above chance (0.5) on 100 test rows
         # probabilities are not inflated: mean prediction near the landslide share
@@ -65,7 +65,7 @@ def test_uniform_subsampling_keeps_class_share(subset, masks):
     assert peer.info["train_pixels_available"] > 20_000
     lab = subset["landslide"].values
     share = (lab[masks["train"]] == 1).sum() / (lab[masks["train"]] >= 0).sum()
-    y, p = M.pixels(lab, peer.predict_map(subset), masks["train"])
+    y, p = metrics.pixels(lab, peer.predict_map(subset), masks["train"])
     assert p.mean() == pytest.approx(share, rel=0.35)
 
 

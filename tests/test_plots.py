@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from geoslide.learn import metrics as M
+from geoslide.learn import metrics
 from geoslide.evaluation import plots
 from geoslide.evaluation.report import classes_table
 
@@ -167,8 +167,8 @@ def _results(prevalence: float, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     y = (rng.random(400_000) < prevalence).astype(int)
     p = np.clip(prevalence * np.exp(rng.normal(1.5 * y, 1.0)), 0, 1)
-    good = M.summary(y, p)
-    peer = M.summary(y, np.clip(p * np.exp(rng.normal(0, 1, p.size)), 0, 1))
+    good = metrics.summary(y, p)
+    peer = metrics.summary(y, np.clip(p * np.exp(rng.normal(0, 1, p.size)), 0, 1))
     return {"model": {**good, "kind": "model"}, "peer": {**peer, "kind": "peer"}}
 
 
@@ -223,10 +223,10 @@ def test_classes_with_ties_on_real_size_map(kashmir):
     lab = kashmir["landslide"].values
     s = kashmir["slope"].values.astype(float)
     p = 1 / (1 + np.exp(-(s - np.nanmean(s)) / np.nanstd(s)))
-    y, p = M.pixels(lab, p)
+    y, p = metrics.pixels(lab, p)
     p = np.where(p <= np.sort(p)[math.ceil(0.8 * p.size) - 1], 0.01, p)
     assert 0.8 <= np.mean(p == 0.01) < 0.81
-    classes = M.susceptibility_classes(y, p)
+    classes = metrics.susceptibility_classes(y, p)
     assert all(c["area_share"] == pytest.approx(0.2) for c in classes)
     assert all(c["frequency_ratio"] is not None and math.isfinite(c["frequency_ratio"])
                for c in classes)
@@ -235,7 +235,7 @@ def test_classes_with_ties_on_real_size_map(kashmir):
     assert all(c["p_min"] == c["p_max"] == 0.01 for c in tied)
     assert len({round(c["frequency_ratio"], 12) for c in tied}) == 1
     assert classes[-1]["frequency_ratio"] > 1.2  # steep slopes still hold more landslides
-    flat = M.susceptibility_classes(y, np.full(y.size, 0.3))
+    flat = metrics.susceptibility_classes(y, np.full(y.size, 0.3))
     assert all(c["frequency_ratio"] == pytest.approx(1) for c in flat)
     ev = SimpleNamespace(results={"m": {"label": "tied", "classes": classes},
                                   "f": {"label": "flat", "classes": flat}})
@@ -246,7 +246,7 @@ def test_classes_with_ties_on_real_size_map(kashmir):
 def test_classes_table_dash_for_a_class_without_area():
     y = np.array([0, 1, 0, 0, 1, 0])
     p = np.array([0.1, 0.2, 0.2, 0.3, 0.9, 0.95])
-    classes = M.susceptibility_classes(y, p, edges=np.array([0, 0.5, 0.6, 1]))
+    classes = metrics.susceptibility_classes(y, p, edges=np.array([0, 0.5, 0.6, 1]))
     assert classes[1]["area_share"] == 0 and classes[1]["frequency_ratio"] is None
     table = classes_table(SimpleNamespace(results={"m": {"label": "m", "classes": classes}}))
     row = table.splitlines()[-1]

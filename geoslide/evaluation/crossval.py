@@ -16,7 +16,8 @@ import numpy as np
 import xarray as xr
 
 from geoslide.evaluation.folds import FoldRecord, fold_paths, out_of_fold, run_fold, write_json
-from geoslide.learn import metrics as M
+from geoslide.evaluation.tables import fmt
+from geoslide.learn import metrics
 from geoslide.learn.splits import split_masks
 
 
@@ -44,22 +45,20 @@ class CrossValidation:
                 rows.append(f"| {f['fold']} | failed: {f['reason'].splitlines()[0][:90]} |||||")
                 continue
             rows.append(f"| {f['fold']} | {f['pixels']:,} | {f['landslides']:,} | "
-                        f"{f['nll']:.4f} | {f['base_rate_nll']:.4f} | {_f3(f['auc'])} |")
+                        f"{f['nll']:.4f} | {f['base_rate_nll']:.4f} | {fmt(f['auc'], 3)} |")
         s, p = self.summary, self.pooled
         rows.append(f"| mean ± sd | | | {s['nll_mean']:.4f} ± {s['nll_sd']:.4f} | "
-                    f"{s['base_rate_nll_mean']:.4f} | {_f3(s['auc_mean'])} ± {_f3(s['auc_sd'])} |")
+                    f"{s['base_rate_nll_mean']:.4f} | "
+                    f"{fmt(s['auc_mean'], 3)} ± {fmt(s['auc_sd'], 3)} |")
         rows.append(f"| pooled (out-of-fold map) | {p['pixels']:,} | {p['landslides']:,} | "
-                    f"{p['nll']:.4f} | {p['base_rate_nll']:.4f} | {_f3(p['auc'])} |")
+                    f"{p['nll']:.4f} | {p['base_rate_nll']:.4f} | {fmt(p['auc'], 3)} |")
         return "\n".join(rows)
 
 
-def _f3(v: float | None) -> str:
-    return "–" if v is None or not np.isfinite(v) else f"{v:.3f}"
-
-
 def _scores(y: np.ndarray, p: np.ndarray, train_rate: float) -> dict[str, Any]:
-    return {"pixels": int(y.size), "landslides": int(y.sum()), "nll": M.nll(y, p),
-            "base_rate_nll": M.base_rate_nll(train_rate, y), "auc": M.auc_or_nan(y, p)}
+    return {"pixels": int(y.size), "landslides": int(y.sum()), "nll": metrics.nll(y, p),
+            "base_rate_nll": metrics.base_rate_nll(train_rate, y),
+            "auc": metrics.auc_or_nan(y, p)}
 
 
 def _fold_row(r: FoldRecord) -> dict[str, Any]:
@@ -135,9 +134,9 @@ def cross_validate(ds: xr.Dataset, model: str = "sacnn", *, n_folds: int = 5,
     folds = [_fold_row(r) for r in records]
     for f in folds if progress else ():
         print(f"fold {f['fold']}: " + (f"test NLL {f['nll']:.4f} (base rate "
-              f"{f['base_rate_nll']:.4f}), AUC {_f3(f['auc'])}" if f["status"] == "ok"
+              f"{f['base_rate_nll']:.4f}), AUC {fmt(f['auc'], 3)}" if f["status"] == "ok"
               else f"failed: {f['reason'].splitlines()[0]}"), flush=True)
-    y, p = M.pixels(labels, oof)
+    y, p = metrics.pixels(labels, oof)
     labelled = labels[labels >= 0]
     pooled = (_scores(y, p, float((labelled == 1).mean())) if y.size else
               {"pixels": 0, "landslides": 0, "nll": float("nan"),

@@ -39,7 +39,7 @@ from geoslide.evaluation.intervals import N_BOOT, block_of, bootstrap
 from geoslide.evaluation.scores import (TOP_AREAS, Evaluation, baselines, common_pixels,
                                         dataset_summary, evaluation_warnings, score_map,
                                         top_shares)
-from geoslide.learn import metrics as M
+from geoslide.learn import metrics
 from geoslide.learn.modelfile import model_token
 from geoslide.learn.splits import SplitSettings, split_settings
 from geoslide.maps.spread import is_spread, members
@@ -260,8 +260,8 @@ def _score_all(labels: np.ndarray, masks: Mapping[str, np.ndarray], got: Any, n_
     for name, prob in got.maps.items():
         got.results[name].update(score_map(labels, prob, scored, n_bins, n_classes))
     for name, std in got.spreads.items():
-        got.results[name]["spread"] = M.spread_summary(labels, std, scored["test"],
-                                                       members(got.scorers[name]))
+        got.results[name]["spread"] = metrics.spread_summary(labels, std, scored["test"],
+                                                             members(got.scorers[name]))
     return scored
 
 

@@ -99,12 +99,12 @@ def _interval(v: np.ndarray) -> list[float]:
 
 
 def _point(kind: str, y: np.ndarray, p: np.ndarray) -> float:
-    from geoslide.learn import metrics as M
+    from geoslide.learn import metrics
 
     p = np.asarray(p, np.float64).ravel()
     if kind == "nll":
-        return M.nll(y, p)
-    return M.auc_or_nan(y, p)
+        return metrics.nll(y, p)
+    return metrics.auc_or_nan(y, p)
 
 
 __all__ = ["bootstrap", "block_of", "count_blocks", "N_BOOT", "MIN_BLOCKS"]

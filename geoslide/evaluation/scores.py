@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from geoslide.evaluation.intervals import MIN_BLOCKS, block_of, count_blocks
-from geoslide.learn import metrics as M
+from geoslide.learn import metrics
 from geoslide.learn.modelfile import grid_resolution
 from geoslide.learn.splits import MIN_LANDSLIDES
 
@@ -72,7 +72,7 @@ def top_shares(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     ``top10``, ``top20``; NaN without a landslide."""
     if not np.any(np.asarray(y) == 1):
         return {f"top{round(a * 100)}": float("nan") for a in TOP_AREAS}
-    rc = M.rate_curve(y, p)
+    rc = metrics.rate_curve(y, p)
     return {f"top{round(a * 100)}": float(np.interp(a, rc["area"], rc["landslides"]))
             for a in TOP_AREAS}
 
@@ -81,20 +81,20 @@ def score_map(labels: np.ndarray, prob: np.ndarray, masks: Mapping[str, np.ndarr
            n_bins: int, n_classes: int) -> dict[str, Any]:
     """Metrics of one map: test (all, with the prediction rate), train (with the success
     rate) and validation (NLL, AUC)."""
-    y, p = M.pixels(labels, prob, masks["test"])
-    res = M.summary(y, p, n_bins=n_bins, n_classes=n_classes)
+    y, p = metrics.pixels(labels, prob, masks["test"])
+    res = metrics.summary(y, p, n_bins=n_bins, n_classes=n_classes)
     res["prediction_rate"] = top_shares(y, p)
     for part in ("train", "val"):
         if part not in masks or not np.any(masks[part]):
             continue
-        yt, pt = M.pixels(labels, prob, masks[part])
+        yt, pt = metrics.pixels(labels, prob, masks[part])
         if yt.size == 0:
             continue
-        res[f"{part}_nll"] = M.nll(yt, pt)
+        res[f"{part}_nll"] = metrics.nll(yt, pt)
         both = 0 < int((yt == 1).sum()) < yt.size
-        res[f"{part}_auc"] = M.auc_or_nan(yt, pt)
+        res[f"{part}_auc"] = metrics.auc_or_nan(yt, pt)
         if part == "train" and both:
-            rc = M.rate_curve(yt, pt)
+            rc = metrics.rate_curve(yt, pt)
             res["train_rate_auc"] = rc["auc"]
             res["train_rate_curve"] = {"area": rc["area"], "landslides": rc["landslides"]}
             res["success_rate"] = top_shares(yt, pt)
@@ -118,11 +118,11 @@ def baselines(labels: np.ndarray, scored: Mapping[str, np.ndarray]) -> dict[str,
     test_rate = float((yte == 1).mean()) if yte.size else float("nan")
     return {
         "random_expected": {
-            "test_nll": M.random_baseline_nll(train_rate, test_rate),
-            "train_nll": M.random_baseline_nll(train_rate, train_rate)},
+            "test_nll": metrics.random_baseline_nll(train_rate, test_rate),
+            "train_nll": metrics.random_baseline_nll(train_rate, train_rate)},
         "base_rate": {
-            "test_nll": M.base_rate_nll(train_rate, yte) if yte.size else float("nan"),
-            "train_nll": M.base_rate_nll(train_rate, ytr) if ytr.size else float("nan"),
+            "test_nll": metrics.base_rate_nll(train_rate, yte) if yte.size else float("nan"),
+            "train_nll": metrics.base_rate_nll(train_rate, ytr) if ytr.size else float("nan"),
             "probability": train_rate},
     }
 

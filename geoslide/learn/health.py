@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from geoslide.learn import metrics as M
+from geoslide.learn import metrics
 from geoslide.errors import TrainingError
 
 MIN_GAIN = 0.005    # the model's validation NLL must be at least 0.5 % below the base rate's
@@ -88,7 +88,7 @@ def health(val_nll: float, y: np.ndarray, p: np.ndarray, train_rate: float) -> d
     """The figures of :func:`check_learnt`: model and base-rate validation NLL, their
     relative gain, the probability range and spread, and ``ok``."""
     y = np.asarray(y)
-    base = M.base_rate_nll(train_rate, y) if y.size else float("nan")
+    base = metrics.base_rate_nll(train_rate, y) if y.size else float("nan")
     p = np.asarray(p, np.float64)
     q1, med, q99 = (np.quantile(p, [0.01, 0.5, 0.99]) if p.size else (np.nan,) * 3)
     spread = float((q99 - q1) / med) if p.size and med > 0 else 0.0

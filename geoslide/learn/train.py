@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from geoslide.learn import health as H
+from geoslide.learn.health import check_learnt, check_sets, format_summary, health, set_summary
 from geoslide.learn.fit import Fitter, evaluate_nll, masked_bce
 from geoslide.learn.inputs import compute_normalization, default_features, to_label_array
 from geoslide.names import parse_aligned
@@ -181,12 +181,12 @@ def _data(ds: xr.Dataset, recipe: dict[str, Any], features: list[str] | None, sp
     train_set = PatchDataset(ds, features, norm, mask=masks["train"],
                              oversample=recipe["oversample"], **common)
     val_set = PatchDataset(ds, features, norm, mask=masks["val"], **common)
-    sets = H.set_summary(labels, masks, {"train": train_set, "val": val_set})
+    sets = set_summary(labels, masks, {"train": train_set, "val": val_set})
     if progress:
         print(f"{name}: {recipe['core']} px cores, {kwargs['core']} px split windows\n"
-              + H.format_summary(sets), flush=True)
-    H.check_sets(sets, core=recipe["core"], split_core=kwargs["core"],
-                 shape=(int(ds.sizes["y"]), int(ds.sizes["x"])))
+              + format_summary(sets), flush=True)
+    check_sets(sets, core=recipe["core"], split_core=kwargs["core"],
+               shape=(int(ds.sizes["y"]), int(ds.sizes["x"])))
     return _Data(ds, features, labels, masks, {"kind": split, "seed": split_seed, **kwargs},
                  norm, rate, train_set, val_set, sets)
 
@@ -249,9 +249,9 @@ def train(ds: xr.Dataset, model: Any = "sacnn", *, preset: str = "quick", split:
     module.load_state_dict(state)
     check = None
     if job.name != "random":  # the chance baseline is not expected to learn
-        check = H.health(best_val, yv, pv, data.positive_rate)
+        check = health(best_val, yv, pv, data.positive_rate)
         if not keep_failed:
-            H.check_learnt(check, job.name)
+            check_learnt(check, job.name)
     module.eval().cpu()
     trained = _trained(module, data, job, (best_epoch, best_val), members, check)
     path = None if out is None else _save(trained, out)
