@@ -30,6 +30,11 @@ def test_demo_end_to_end_and_rerun(tmp_path, data_dir, capsys):
         report / "report.md").read_text().index("## How well")
     for m in ("llr", "cnn", "sacnn"):
         assert metrics["models"][m]["auc"] > 0.6  # trained models beat chance on test rows
+    timings = json.loads((out / "timings.json").read_text())
+    steps = timings["steps_s"]
+    assert {"prepare", "aligned features", "train sacnn", "map sacnn",
+            "evaluation (models and peers)", "report and figures"} <= set(steps)
+    assert 0 < sum(steps.values()) <= timings["wall_s"] + 0.1
     # a re-run reuses the store, the features and the trained models, and rewrites the report
     before = {p.name: p.stat().st_mtime for p in (out / "models").glob("*.pt")}
     assert main(["demo", "--out", str(out), "--quiet", "--no-peers"]) == 0

@@ -1,6 +1,6 @@
 """``geoslide demo``: the whole pipeline on the real Kashmir data, end to end.
 
-    geoslide demo                      # llr, cnn, sacnn, quick preset (3.9 min measured, 2 cores)
+    geoslide demo                      # llr, cnn, sacnn, quick preset
     geoslide demo --full               # all six models: random, llr, nn, sann, cnn, sacnn
     geoslide demo --out out/demo --fresh
 
@@ -12,7 +12,8 @@ map of the model of lowest validation NLL (the rule of ``geoslide compare``) as 
 Cloud-Optimised GeoTIFF OUT/susceptibility_<model>.tif; (5) evaluate every model and the
 scikit-learn peers on the test rows: OUT/report/report.md (opening with the verdict: which
 map is best on the test rows, by how much, and which map was written and why),
-metrics.json and figures.
+metrics.json and figures. OUT/timings.json records the seconds each step took
+(``benchmarks/demo.py`` reads it).
 
 Re-running with the same OUT reuses what is complete: the store, its aligned features, and
 model files trained with the same preset, epochs and split (a model file is only written once
@@ -120,7 +121,7 @@ def _reusable(path: Path, preset: str, band: int, seed: int, epochs: int | None)
     return None
 
 
-def _train_all(ds: Any, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _train_all(ds: Any, out: Path, args: argparse.Namespace, clock: Any) -> dict[str, Any]:
     """The demo's models, trained (or reused when their file has the same recipe)."""
     from geoslide.learn.train import train
 
@@ -141,10 +142,12 @@ def _train_all(ds: Any, out: Path, args: argparse.Namespace) -> dict[str, Any]:
                              f"{time.perf_counter() - t0:.0f} s: best epoch {result.best_epoch},"
                              f" validation NLL {result.best_val_nll:.4f} -> {path}")
         models[name] = model
+        clock.lap(f"train {name}")
     return models
 
 
-def _maps(ds: Any, store: Path, models: dict[str, Any], args: argparse.Namespace) -> None:
+def _maps(ds: Any, store: Path, models: dict[str, Any], args: argparse.Namespace,
+          clock: Any) -> None:
     """Each model's map into the store (an unfinished one resumes; a finished one is kept)."""
     from geoslide.evaluation.evaluate import stored_map
     from geoslide.maps.predict import predict
@@ -156,6 +159,7 @@ def _maps(ds: Any, store: Path, models: dict[str, Any], args: argparse.Namespace
             continue  # (an unfinished map is not in ds: open_zarr leaves it out)
         probs = predict(ds, model, progress=not args.quiet, device=args.device, name=var)
         write_variables(probs.to_dataset(name=var), store, progress=False)
+        clock.lap(f"map {name}")
 
 
 def chosen_model(models: dict[str, Any]) -> str:
@@ -163,6 +167,30 @@ def chosen_model(models: dict[str, Any]) -> str:
     chooses), the chance baseline aside."""
     trained = {k: m for k, m in models.items() if k != "random"}
     return min(trained, key=lambda k: float(trained[k].train.get("best_val_nll", np.inf)))
+
+
+class _Clock:
+    """Wall seconds per step of the demo, written to OUT/timings.json."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.last = self.start
+        self.steps: dict[str, float] = {}
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.steps[step] = round(self.steps.get(step, 0.0) + now - self.last, 2)
+        self.last = now
+
+    def write(self, out: Path, args: argparse.Namespace) -> None:
+        import json
+
+        from geoslide.store.files import write_file
+
+        data = {"steps_s": self.steps, "wall_s": round(time.perf_counter() - self.start, 2),
+                "models": ALL_MODELS if args.full else QUICK_MODELS, "preset": args.preset,
+                "peers": not args.no_peers, "epochs": args.epochs}
+        write_file(out / "timings.json", json.dumps(data, indent=1).encode())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,30 +202,36 @@ def run(args: argparse.Namespace) -> int:
     from geoslide.io import to_geotiff
     from geoslide.store import open_zarr
 
-    t_start = time.perf_counter()
+    clock = _Clock()
     out = Path(args.out)
     if args.fresh:
         for name in ("kashmir.zarr", "models", "report"):
             shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     store = _store(out, args.quiet)
+    clock.lap("prepare")
     _features(store, args.quiet)
-    models = _train_all(open_zarr(store).load(), out, args)
-    _maps(open_zarr(store).load(), store, models, args)
+    clock.lap("aligned features")
+    models = _train_all(open_zarr(store).load(), out, args, clock)
+    _maps(open_zarr(store).load(), store, models, args, clock)
     ds = open_zarr(store).load()
     chosen = chosen_model(models)
     tif = to_geotiff(ds[f"susceptibility_{chosen}"], out / f"susceptibility_{chosen}.tif")
     _say(args.quiet, f"[4/5] maps written into {store} and {tif}")
+    clock.lap("GeoTIFF")
     ev = evaluate(ds, list(models.values()), split="band", band=args.band,
                   peers=not args.no_peers, progress=not args.quiet, device=args.device,
                   reference=chosen)
+    clock.lap("evaluation (models and peers)")
     said = evaluation_verdict(ev, chosen, f"the lowest validation NLL of the models trained, "
                                           f"exported as {tif.name}")
     files = write_report(ev, out / "report", ds=ds, verdict=said)
+    clock.lap("report and figures")
+    clock.write(out, args)
     print(f"[5/5] evaluation on the test rows (band {args.band}):\n\n{ev.table()}\n")
     print("\n".join(said))
     print(f"\nreport:  {files['report']}\nmetrics: {files['metrics']}\nstore:   {store}\n"
-          f"models:  {out / 'models'}\nGeoTIFF: {tif}\ndemo wall time: "
-          f"{(time.perf_counter() - t_start) / 60:.1f} min")
+          f"models:  {out / 'models'}\nGeoTIFF: {tif}\ntimings: {out / 'timings.json'}\n"
+          f"demo wall time: {(time.perf_counter() - clock.start) / 60:.1f} min")
     sys.stdout.flush()
     return 0
