@@ -85,7 +85,7 @@ def test_random_baseline_matches_paper():
     assert metrics.random_baseline_nll(0.013, 0.013) == pytest.approx(0.178, abs=0.002)
     rng = np.random.default_rng(0)
     y = (rng.random(400_000) < 0.02).astype(int)
-    draws = np.where(rng.random(y.size) < 0.013, 0.999, 0.001)
+    draws = np.where(rng.random(y.size) < 0.013, metrics.RANDOM_HIGH, metrics.RANDOM_LOW)
     assert metrics.nll(y, draws) == pytest.approx(metrics.random_baseline_nll(0.013, 0.02),
                                                   rel=0.02)
 

@@ -76,6 +76,7 @@ class Fitter:
         kwargs = dict(self.recipe["model_kwargs"])
         if self.name == "random":  # its coin is a seeded hash, not torch's global generator
             kwargs.setdefault("seed", member_seed)
+            kwargs["p_p"] = self.positive_rate
         m = build(self.name, len(self.features), **kwargs)
         if is_pixel(self.name):
             return m
@@ -105,7 +106,6 @@ class Fitter:
     def _fit_members(self, train_set: PatchDataset, val_loader: Any) -> tuple:
         module = self.new_member(self.seed)
         if self.name == "random":
-            module.fit_prior(self.positive_rate)
             val_nll, yv, pv = evaluate_nll(module, val_loader, self.dev)
             self.history.append({"epoch": 1, "train_nll": None, "val_nll": val_nll,
                                  "val_auc": auc_or_nan(yv, pv), "lr": 0.0, "seconds": 0.0})

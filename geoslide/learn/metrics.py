@@ -27,6 +27,8 @@ from geoslide.errors import InputError
 
 EPS = 1e-7
 """Probabilities are clipped to [EPS, 1 - EPS] in the NLL (a model saying exactly 0 or 1)."""
+RANDOM_LOW, RANDOM_HIGH = 0.001, 0.999
+"""The two probabilities the paper's Random model (section 5.1) predicts."""
 
 
 def pixels(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None
@@ -237,8 +239,8 @@ def _class_names(n: int) -> list[str]:
     return [f"class {k + 1}" for k in range(n)]
 
 
-def random_baseline_nll(train_rate: float, eval_rate: float, low: float = 0.001,
-                        high: float = 0.999) -> float:
+def random_baseline_nll(train_rate: float, eval_rate: float, low: float = RANDOM_LOW,
+                        high: float = RANDOM_HIGH) -> float:
     """Expected NLL of the paper's Random model (section 5.1) on a set whose landslide share
     is ``eval_rate``: it predicts ``high`` with probability ``train_rate`` (p_p, the training
     set's landslide share) and ``low`` otherwise, independently of the pixel."""

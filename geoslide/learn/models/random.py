@@ -1,10 +1,12 @@
 """The paper's Random baseline (section 5.1).
 
-Predicts 0.999 with probability ``p_p`` (the positive rate of the training pixels) and 0.001
+Predicts :data:`~geoslide.learn.metrics.RANDOM_HIGH` (0.999) with probability ``p_p`` (the
+positive rate of the training pixels) and :data:`~geoslide.learn.metrics.RANDOM_LOW` (0.001)
 otherwise. To make its maps reproducible, the coin of a pixel is not drawn from a global
 random stream but hashed from the pixel's input values and ``seed``: the same pixel gets the
 same prediction whatever window it is predicted in (pixels with identical inputs share a coin).
-It has no trainable parameters: training only sets ``p_p`` (:meth:`fit_prior`).
+It has no trainable parameters: training builds it with ``p_p`` the landslide share of its
+training labels.
 """
 from __future__ import annotations
 
@@ -13,15 +15,22 @@ import math
 import torch
 from torch import nn
 
-HIGH, LOW = 0.999, 0.001
+from geoslide.learn.metrics import RANDOM_HIGH
+
+PAPER_P_P = 0.013
+"""The landslide share of the paper's Kashmir training pixels (section 5.1): the ``p_p`` of
+a :class:`RandomBaseline` given none (``build("random", n)``); training gives the share of
+its own labels."""
 
 
 class RandomBaseline(nn.Module):
-    """(B, C, H, W) -> logits (B, 1, H, W) of 0.999 (a fraction ``p_p`` of pixels) or 0.001."""
+    """(B, C, H, W) -> logits (B, 1, H, W) of ``RANDOM_HIGH`` (a fraction ``p_p`` of pixels)
+    or ``RANDOM_LOW``; ``p_p``: the training pixels' landslide share (default
+    :data:`PAPER_P_P`)."""
 
     aligned = False
 
-    def __init__(self, in_channels: int, p_p: float = 0.013, seed: int = 0) -> None:
+    def __init__(self, in_channels: int, p_p: float = PAPER_P_P, seed: int = 0) -> None:
         super().__init__()
         self.config = {"in_channels": int(in_channels), "p_p": float(p_p), "seed": int(seed)}
         g = torch.Generator().manual_seed(int(seed))
@@ -42,7 +51,7 @@ class RandomBaseline(nn.Module):
         return u.unsqueeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hi = math.log(HIGH / (1 - HIGH))
+        hi = math.log(RANDOM_HIGH / (1 - RANDOM_HIGH))
         u = self.uniform(x)
         out = torch.where(u < self.p_p.to(x.device), hi, -hi)
         return out.to(torch.float32)
