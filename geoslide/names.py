@@ -16,7 +16,7 @@ import xarray as xr
 from geoslide.errors import FeatureMismatchError
 
 _DISTANCE = r"\d+(?:\.\d+)?"
-ALIGNED_RE = re.compile(rf"^(?P<base>.+)_up(?P<d>{_DISTANCE})$")
+_ALIGNED_RE = re.compile(rf"^(?P<base>.+)_up(?P<d>{_DISTANCE})$")
 ANGLE_SUFFIXES = ("@sin", "@cos")
 LABEL = "landslide"
 
@@ -73,7 +73,7 @@ def parse_aligned(name: str) -> AlignedName | None:
     """The parts of the aligned variable ``name`` (``"slope_up30"`` ->
     ``AlignedName("slope", 30.0)``); None when ``name`` is not one. ``name`` is a variable,
     not a feature: strip ``@sin`` / ``@cos`` with :func:`base_variable` first."""
-    m = ALIGNED_RE.match(name)
+    m = _ALIGNED_RE.match(name)
     return AlignedName(m["base"], float(m["d"])) if m else None
 
 

@@ -72,13 +72,13 @@ def test_groups_and_pixels(imp_llr, sub, llr):
 
 def test_base_equals_full_map_score(imp_llr, sub, llr):
     """Predicting on the mask's bounding box gives the whole map's score on the mask."""
-    from geoslide.learn import metrics as M
+    from geoslide.learn import metrics
     from geoslide.maps.predict import predict
 
     prob = predict(sub, llr.model, progress=False).values
-    y, p = M.pixels(sub["landslide"].values, prob, llr.masks["test"])
-    assert imp_llr.base["nll"] == pytest.approx(M.nll(y, p), rel=1e-9)
-    assert imp_llr.base["auc"] == pytest.approx(M.roc_auc(y, p), rel=1e-9)
+    y, p = metrics.pixels(sub["landslide"].values, prob, llr.masks["test"])
+    assert imp_llr.base["nll"] == pytest.approx(metrics.nll(y, p), rel=1e-9)
+    assert imp_llr.base["auc"] == pytest.approx(metrics.roc_auc(y, p), rel=1e-9)
 
 
 @pytest.mark.parametrize("which", ["imp_llr", "imp_peer"])

@@ -48,11 +48,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from geoslide.learn import metrics as M
 from geoslide.errors import InputError
+from geoslide.learn import metrics
 from geoslide.learn.inputs import to_label_array
 from geoslide.learn.splits import SplitSettings
-from geoslide.names import ALIGNED_RE, base_variable, label_name
+from geoslide.names import base_variable, label_name, parse_aligned
 
 Z95 = 1.96
 """Normal quantile of the 95% interval of the mean over repeats."""
@@ -189,8 +189,9 @@ def _categorical(ds: xr.Dataset) -> dict[str, str]:
             for code in codes}
 
 
-def _distance_label(d: str) -> str:
-    return f"aligned {float(d):g} m"
+def _distance_label(d: float) -> str:
+    """The group of the aligned features at looking distance ``d`` (m): ``"aligned 30 m"``."""
+    return f"aligned {d:g} m"
 
 
 def default_groups(ds: xr.Dataset, feature_names: Sequence[str]) -> dict[str, list[str]]:
@@ -201,11 +202,8 @@ def default_groups(ds: xr.Dataset, feature_names: Sequence[str]) -> dict[str, li
     groups: dict[str, list[str]] = {}
     for f in feature_names:
         var = base_variable(str(f))
-        m = ALIGNED_RE.match(var)
-        if m is not None:
-            key = _distance_label(m.group("d"))
-        else:
-            key = cats.get(var, var)
+        aligned = parse_aligned(var)
+        key = _distance_label(aligned.distance_m) if aligned else cats.get(var, var)
         members = groups.setdefault(key, [])
         if var not in members:
             members.append(var)
@@ -283,8 +281,8 @@ def _default_mask(ds: xr.Dataset, mapper: _Mapper) -> np.ndarray:
 
 
 def _score(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    nll = M.nll(y, p)
-    auc = M.auc_or_nan(y, p)
+    nll = metrics.nll(y, p)
+    auc = metrics.auc_or_nan(y, p)
     return nll, auc
 
 
