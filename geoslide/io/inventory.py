@@ -18,6 +18,7 @@ import xarray as xr
 
 from geoslide.io.remote import is_remote, local_copy
 from geoslide.errors import CRSError, InputError, InventoryError, MissingFileError
+from geoslide.names import LABEL, label_attrs
 
 if TYPE_CHECKING:  # pragma: no cover
     from geopandas import GeoDataFrame
@@ -251,9 +252,7 @@ def rasterize_inventory(inventory: InventorySource, like: xr.DataArray, *,
         data = dsa.map_blocks(_Burner(pos, neg, transform, default), template, dtype=np.int8,
                               meta=np.empty((0, 0), np.int8))
     out = xr.DataArray(data, dims=("y", "x"), coords={"y": like["y"], "x": like["x"]},
-                       name="landslide",
-                       attrs={"long_name": "landslide label", "flag_values": [-1, 0, 1],
-                              "flag_meanings": "nodata stable landslide"})
+                       name=LABEL, attrs=label_attrs())
     out = out.rio.write_crs(like.rio.crs).rio.write_transform(transform)
     return out
 
@@ -354,9 +353,7 @@ def label_raster(source, like: xr.DataArray, *,
             "recode it, e.g. (mask > 0).astype('int8'), or check the window")
     data = data.data
     out = xr.DataArray(data, dims=("y", "x"), coords={"y": like["y"], "x": like["x"]},
-                       name="landslide",
-                       attrs={"long_name": "landslide label", "flag_values": [-1, 0, 1],
-                              "flag_meanings": "nodata stable landslide"})
+                       name=LABEL, attrs=label_attrs())
     return out.rio.write_crs(like.rio.crs).rio.write_transform(like.rio.transform())
 
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Literal, Mapping
 import numpy as np
 import xarray as xr
 
-from geoslide.names import ds_attr, label_name
+from geoslide.names import LABEL, ds_attr, label_attrs, label_name
 from geoslide.store.classes import code_variable, expand, is_codes, representable
 from geoslide.io.categorical import (VocabularySource, class_list, codes_from_unique, one_hot,
                                      unique_lazy)
@@ -192,8 +192,7 @@ def _label(inventory: InventorySource, grid: _Grid, arrays: dict[str, xr.DataArr
         missing = da.isnull() if missing is None else (missing | da.isnull())
     label = label.where(~missing, -1).astype(np.int8)
     check_label_leakage(arrays, label, kinds)  # a raster equal to the label: refused
-    label.attrs = {"long_name": "landslide label", "flag_values": [-1, 0, 1],
-                   "flag_meanings": "nodata stable landslide"}
+    label.attrs = label_attrs()
     return label
 
 
@@ -206,7 +205,7 @@ def _georeferenced(ds: xr.Dataset, ref_da: xr.DataArray, continuous: list[str],
     ds = ds.rio.write_coordinate_system()
     ds.attrs = {"geoslide:continuous": continuous, "geoslide:categorical": cat_attrs}
     if labelled:
-        ds.attrs["geoslide:label"] = "landslide"
+        ds.attrs["geoslide:label"] = LABEL
     return ds
 
 
@@ -275,7 +274,7 @@ def stack(rasters: Mapping[str, RasterSource], categorical: Iterable[str] = (),
     if inventory is not None:
         options = _InventoryOptions(label_field, point_buffer, unlabelled, year_range,
                                     year_field, reproject_inventory)
-        ds["landslide"] = _label(inventory, grid, arrays, kinds, options)
+        ds[LABEL] = _label(inventory, grid, arrays, kinds, options)
     ds = _georeferenced(ds, grid.da, continuous, cat_attrs, inventory is not None)
     ds = _with_inputs(expand(ds), derive, distance)
     for v in ds.data_vars:
