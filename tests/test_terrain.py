@@ -212,3 +212,16 @@ def test_horn_numpy_entry_point_float64_stays_float64():
     assert s.dtype == np.float64
     rs, _ = horn_reference(z, 10.0, -10.0)
     np.testing.assert_allclose(s, rs, rtol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", ["kashmir", "ecuador"])
+def test_grid_spacing_without_coords_reads_written_transform(name, request):
+    """A real crop whose x / y coordinates are dropped but whose transform is written keeps
+    its cell size (m)."""
+    crop = request.getfixturevalue(name).isel(y=slice(40, 120), x=slice(30, 130))
+    bare = crop.drop_vars(["x", "y"]).rio.write_transform(crop.rio.transform())
+    assert "x" not in bare.coords and "y" not in bare.coords
+    want = grid_spacing(crop)
+    assert abs(want[0]) > 1 and want[1] < 0
+    assert grid_spacing(bare) == pytest.approx(want, rel=1e-9)
+    assert grid_spacing(bare["elevation"]) == pytest.approx(want, rel=1e-9)

@@ -41,7 +41,8 @@ def grid_spacing(obj: xr.DataArray | xr.Dataset) -> tuple[float, float]:
     """Signed grid steps ``(xres, yres)`` in metres of an object with dims ``y``, ``x``.
 
     ``yres`` is negative for north-up rasters (y descending). Read from the ``x`` / ``y``
-    coordinates when each has at least 2 values, else from the rioxarray transform.
+    coordinates when each has at least 2 values, else from the rioxarray transform
+    (``rio.write_transform``; without one, rioxarray's identity: 1, 1).
     Raises :class:`GridMismatchError` for missing dims, irregular or rotated grids and
     :class:`CRSError` for a geographic CRS.
     """
@@ -60,7 +61,7 @@ def grid_spacing(obj: xr.DataArray | xr.Dataset) -> tuple[float, float]:
             "reproject first, e.g. ds.rio.reproject('EPSG:32633')")
     steps = []
     for dim in ("x", "y"):
-        coord = obj.coords.get(dim)
+        coord = obj.coords[dim] if dim in obj.coords else None  # .get gives a default index
         if coord is not None and coord.size >= 2:
             v = np.asarray(coord.values, dtype=np.float64)
             d = np.diff(v)
