@@ -5,7 +5,7 @@ set-up and torch devices. Imports only ``geoslide.errors``.
 - :mod:`.compute`: one computation on the active client or dask's local scheduler, with a
   progress bar (the model sent once per worker);
 - :mod:`.halo`: windows assembled from the neighbours' border strips (``map_halo``);
-- :mod:`.chunking`: chunk sides that fit a memory budget with their halo;
+- :mod:`.chunking`: dask detection, sides rounded up, blocks thinner than a halo merged;
 - :mod:`.workersetup`: thread limits and imports on every worker;
 - :mod:`.devices`: CUDA when torch sees a GPU, else the CPU.
 """

@@ -159,8 +159,9 @@ def check_blocks(chunks: tuple[int, ...], depth: int, axis: str) -> None:
     if len(chunks) > 1 and min(chunks) < depth:
         raise ChunkingError(
             f"expected blocks at least {depth} px wide along {axis} (the halo) for a halo "
-            f"exchange between neighbours; found {min(chunks)} px in {chunks}. Use larger "
-            f"chunks (geoslide.parallel.chunking.auto_chunks) or merge thin ones.")
+            f"exchange between neighbours; found {min(chunks)} px in {chunks}; fix: rechunk "
+            f"to blocks of at least {depth} px, e.g. ds.chunk({{'y': {max(depth, 512)}, "
+            f"'x': {max(depth, 512)}}}) (`geoslide prepare --chunks N` for a store)")
 
 
 def _check_stack(stack: Any, hy: int, hx: int) -> None:
