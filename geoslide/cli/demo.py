@@ -92,7 +92,7 @@ def _features(store: Path, quiet: bool) -> None:
     from geoslide.features.align import aligned_features
     from geoslide.names import is_aligned
     from geoslide.store import incomplete, open_zarr, write_variables
-    from geoslide.store.winners import stands_for
+    from geoslide.store.winners import represented_names
 
     ds = open_zarr(store, allow_incomplete=True)
     todo = [v for v in incomplete(store) if is_aligned(v)]
@@ -102,7 +102,7 @@ def _features(store: Path, quiet: bool) -> None:
     t0 = time.perf_counter()
     extra = aligned_features(ds, gathered=False)
     write_variables(extra, store, progress=not quiet)  # an interrupted run (demo or CLI) resumes
-    _say(quiet, f"[2/5] aligned features: {len(stands_for(extra))} variables "
+    _say(quiet, f"[2/5] aligned features: {len(represented_names(extra))} variables "
                 f"({time.perf_counter() - t0:.0f} s)")
 
 

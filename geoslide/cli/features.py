@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from geoslide.features.align import aligned_features
     from geoslide.cli.scheduler import client_from_args
     from geoslide.store import incomplete, write_variables
-    from geoslide.store.winners import stands_for
+    from geoslide.store.winners import represented_names
 
     ds = _open(args.store)
     new = aligned_features(ds, distances=args.distances, features=args.features,
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         names = write_variables(new, args.store, progress=not args.quiet).variables
     if not args.quiet:
         feats = info["features"]
-        n = len(stands_for(new))
+        n = len(represented_names(new))
         print(f"wrote {len(names)} variables to {args.store} ({', '.join(names)}: each pixel's "
               f"winning ring cell), which give {n} aligned variables: {len(feats)} features x "
               f"{len(args.distances)} distances {list(args.distances)} m, plus dz_up<d> and "

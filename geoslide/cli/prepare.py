@@ -117,7 +117,7 @@ def _inventory(p: argparse.ArgumentParser) -> None:
                    help="fail on an inventory in another CRS (default: reproject it to the "
                         "rasters' CRS, lossless for vectors, and say so in the summary)")
     p.add_argument("--reproject-inventory", dest="reproject_inventory", action="store_true",
-                   help=argparse.SUPPRESS)  # the default since 0.1; kept for old scripts
+                   help=argparse.SUPPRESS)  # the default; accepted for scripts that pass it
 
 def _derive_names(args: argparse.Namespace) -> list[str]:
     from geoslide.prepare.derive import DERIVABLE

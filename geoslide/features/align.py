@@ -20,7 +20,8 @@ from geoslide.names import aligned_name, input_variables
 from geoslide.parallel.chunking import is_dask
 from geoslide.store.attrs import PROVENANCE_ATTR
 from geoslide.store.classes import VIRTUAL_ATTR, expand, is_codes, virtual_names
-from geoslide.store.winners import WINNER_BASE, expand_gathers, stands_for, winner_variable
+from geoslide.store.winners import (WINNER_BASE, expand_gathers, represented_names,
+                                    winner_variable)
 
 __all__ = ["aligned_features", "select_features", "output_names"]
 
@@ -85,7 +86,7 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
                                      "elevation": elevation}
     if not gathered:
         return out
-    keep = set(map(str, out.data_vars)) | set(stands_for(out))
+    keep = set(map(str, out.data_vars)) | set(represented_names(out))
     by_winner = {aligned_name(WINNER_BASE, d): channels[i] for i, d in enumerate(dists)}
     full = expand(expand_gathers(out.assign({v: sub[v] for v in sub.data_vars}),
                                  gathered=by_winner))

@@ -1,12 +1,12 @@
 """Halo exchange by strips: one task per block sees the block plus ``depth`` pixels of its
 neighbours, without neighbouring blocks waiting in memory.
 
-dask's ``map_overlap`` (and the windows cut from a padded array that geoslide used before)
-makes each block's task depend on its neighbours' whole blocks: a block read early stays in
-memory until the last of its nine consumers has run. On a ``dask.distributed`` cluster, where
-the scheduler starts reads ahead of the slow tasks, that holds a front of whole input blocks
-per worker, which grows with the raster's width; bounding it by submitting a few regions at a
-time instead re-read each block up to nine times. Here, per block ``(i, j)``:
+dask's ``map_overlap`` (like windows cut from a padded array) makes each block's task depend
+on its neighbours' whole blocks: a block read early stays in memory until the last of its nine
+consumers has run. On a ``dask.distributed`` cluster, where the scheduler starts reads ahead
+of the slow tasks, that holds a front of whole input blocks per worker, which grows with the
+raster's width; bounding it by submitting a few regions at a time instead re-reads each
+block up to nine times. Here, per block ``(i, j)``:
 
 - a **strips** task computes the block (its culled sub-graph, run inside the task with dask's
   synchronous scheduler: a Zarr read and element-wise steps) and keeps only its borders: the

@@ -52,7 +52,7 @@ def jsonable(obj: Any) -> Any:
 
 
 def clean(ds: xr.Dataset) -> xr.Dataset:
-    """Drop encodings inherited from files (GeoTIFF, older stores) that clash with Zarr."""
+    """Drop encodings inherited from files (GeoTIFF, other Zarr stores) that clash with Zarr."""
     ds = ds.copy()
     for name in list(ds.variables):
         enc = ds[name].encoding

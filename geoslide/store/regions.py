@@ -47,7 +47,7 @@ from geoslide.store.attrs import (DEFAULT_CHUNK, INCOMPLETE_ATTR, PROGRESS_GROUP
                                   clean, incomplete, jsonable, quiet, reconsolidate, root,
                                   run_marker, shown)
 from geoslide.store.classes import compact, virtual_names
-from geoslide.store.winners import check_sources, compact_gathers, stands_for
+from geoslide.store.winners import check_sources, compact_gathers, represented_names
 from geoslide.store.files import store_lock, writing
 from geoslide.store.read import open_zarr, rerun_hint
 
@@ -157,15 +157,13 @@ def _write_region(*blocks: np.ndarray, path: str, names: list[str], attrs: list[
 
 def _create_targets(ds: xr.Dataset, path: str, group: Any, grid: tuple[int, int],
                     run: Mapping[str, Any]) -> None:
-    """(Re)create the target arrays (metadata only) and an all-zero ``done`` array; one-hot
-    arrays and aligned features of an older layout that the code and winner variables now stand
-    for are removed."""
-    import zarr
-
+    """(Re)create the target arrays (metadata only) and an all-zero ``done`` array; stored
+    arrays named like the one-hot layers and aligned features that the code and winner
+    variables represent are removed."""
     # the members listed once: one request for all, not one per name (the one-hot and
     # aligned names it checks are hundreds; each check is a round trip on object storage)
     members = set(group.keys())
-    for name in [*map(str, ds.data_vars), *virtual_names(ds), *stands_for(ds)]:
+    for name in [*map(str, ds.data_vars), *virtual_names(ds), *represented_names(ds)]:
         if name in members:
             del group[name]
     if PROGRESS_GROUP in members:
@@ -261,14 +259,16 @@ def _region_tasks(ds: xr.Dataset, names: list[str], path: Path | str, chunks: tu
 
 
 def _finish(ds: xr.Dataset, path: Path | str, names: list[str]) -> None:
-    """After the last region: the progress array removed, ``names`` (and the arrays of an
-    older layout they replace) taken off the incomplete marker, the metadata re-consolidated."""
+    """After the last region: the progress array removed, ``names`` (and the names their code
+    and winner variables represent) taken off the incomplete marker, the metadata
+    re-consolidated."""
     group = root(path)
     if PROGRESS_GROUP in group:
         del group[PROGRESS_GROUP]
-    # one-hot and aligned arrays of the layout before, removed
-    replaced = set(virtual_names(ds)) | set(stands_for(ds))
-    left = [v for v in incomplete(path) if v not in names and v not in replaced]
+    # the one-hot and aligned names the code and winner variables represent: no stored array
+    # of theirs is left (_create_targets removes them), so none is incomplete
+    represented = set(virtual_names(ds)) | set(represented_names(ds))
+    left = [v for v in incomplete(path) if v not in names and v not in represented]
     if left:
         group.attrs[INCOMPLETE_ATTR] = left
     elif INCOMPLETE_ATTR in group.attrs:

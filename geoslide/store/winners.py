@@ -18,8 +18,8 @@ bit for bit; dask-backed ones are lazy, one task per chunk with a halo of the ri
 and marked cheap so that a halo step reading them (prediction) recomputes them inside its
 tasks instead of holding them in memory.
 :func:`compact_gathers` drops them again (what the store writers write): the store holds one
-or two bytes per pixel and distance instead of four per aligned feature. A store whose
-aligned features are float variables (the layout before) opens unchanged.
+or two bytes per pixel and distance instead of four per aligned feature. A store that holds
+aligned features as float variables opens unchanged.
 Imports ``geoslide.names``, ``geoslide.errors`` and ``geoslide.parallel``.
 """
 from __future__ import annotations
@@ -106,10 +106,10 @@ def gathered_names(var: xr.DataArray) -> list[str]:
     return [aligned_name(str(s), d) for s in [*spec["sources"], "dz", "azimuth"]]
 
 
-def stands_for(ds: xr.Dataset) -> list[str]:
-    """Every variable the winner variables of ``ds`` stand for: the gathered ones and the
+def represented_names(ds: xr.Dataset) -> list[str]:
+    """Every variable the winner variables of ``ds`` represent: the gathered ones and the
     one-hot layers of the gathered class codes (a store writer removes stored arrays of
-    these names, written by the layout before)."""
+    these names)."""
     out: list[str] = []
     for var in ds.data_vars.values():
         if is_winner(var):
@@ -314,6 +314,6 @@ def compact_gathers(ds: xr.Dataset) -> xr.Dataset:
     return ds.drop_vars(drop) if drop else ds
 
 
-__all__ = ["expand_gathers", "compact_gathers", "stands_for", "check_sources", "ring_radius",
-           "winner_spec", "elevation_dtype", "winner_variable", "winner_dtype", "is_winner",
-           "gathered_names", "WINNER_ATTR", "GATHERED_ATTR", "WINNER_BASE"]
+__all__ = ["expand_gathers", "compact_gathers", "represented_names", "check_sources",
+           "ring_radius", "winner_spec", "elevation_dtype", "winner_variable", "winner_dtype",
+           "is_winner", "gathered_names", "WINNER_ATTR", "GATHERED_ATTR", "WINNER_BASE"]
