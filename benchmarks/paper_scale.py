@@ -53,9 +53,9 @@ copy's extra time on the server (``to_zarr`` there minus ``to_zarr`` to local di
 
 ``--profile-only``: one region task of the crop's prediction (a 512 px core region, its leaves
 read with halo and ring, in this process on 1 thread, as a worker runs it), best of
-``--repeat``, split into inputs (leaf read; gathers; one-hot layers and standardisation:
-:func:`geoslide.maps.leaves.region_inputs`), network (the forward passes), stitching (mask,
-windows, cores into the map) and write (one Zarr chunk, encoded as the store writes it), with
+``--repeat``, split into inputs (leaf read; gathers; one-hot layers, standardisation and the
+pixel-major layout in one pass, :func:`geoslide.maps.leaves.network_inputs`), network (the
+forward passes), stitching (windows, cores into the map, mask) and write (one Zarr chunk, encoded as the store writes it), with
 the network's FLOPs per pixel (``torch.utils.flop_counter``) and its achieved GFLOP/s; with
 ``--forest`` the same task for the forest (halo 0).
 """
@@ -490,12 +490,12 @@ def _one_region(ds, model, spec, halo: int, zarr_target) -> dict[str, float]:
     t0 = time.perf_counter()
     window, (y0, x0) = _leaf_window(ds, spec, depth)
     t_read = time.perf_counter() - t0
-    saved = {n: getattr(lv, n) for n in ("expand_gathers", "expand", "to_input_array")}
+    saved = {n: getattr(lv, n) for n in ("expand_gathers", "network_inputs")}
     try:
         for n, fn in saved.items():
             setattr(lv, n, timer.wrap(n, fn))
         t0 = time.perf_counter()
-        block = lv.region_inputs(window, spec, model.feature_names, model.normalization)
+        pixels, ok = lv.region_inputs(window, spec, model.feature_names, model.normalization)
         t_inputs = time.perf_counter() - t0
     finally:
         for n, fn in saved.items():
@@ -503,14 +503,13 @@ def _one_region(ds, model, spec, halo: int, zarr_target) -> dict[str, float]:
     runner = Runner(model.module, "cpu")
     runner.forward = timer.wrap("network", runner.forward)
     t0 = time.perf_counter()
-    probs = _predict_region(block, runner, core=CORE, halo=halo, batch_size=1)
+    probs = _predict_region(pixels, ok, runner, core=CORE, halo=halo, batch_size=1)
     t_region = time.perf_counter() - t0
     t0 = time.perf_counter()
     zarr_target[y0:y0 + CHUNK, x0:x0 + CHUNK] = probs
     t_write = time.perf_counter() - t0
-    gathers, onehot = timer.s["expand_gathers"], timer.s["expand"]
-    return {"read_s": t_read, "gathers_s": gathers, "onehot_s": onehot,
-            "standardise_s": timer.s["to_input_array"],
+    return {"read_s": t_read, "gathers_s": timer.s["expand_gathers"],
+            "layout_s": timer.s["network_inputs"],
             "inputs_s": t_read + t_inputs, "network_s": timer.s["network"],
             "stitching_s": t_region - timer.s["network"], "write_s": t_write}
 
@@ -552,10 +551,11 @@ def _print_profile(name: str, r: dict, spec, halo: int) -> None:
     print(f"  {name}: one {CHUNK}^2 region task (halo {halo} + ring {list(spec.ring)} px, "
           f"{len(spec.names)} leaves), 1 thread: {tot:.3f} s, {r['mpx_s']:.2f} Mpx/s", flush=True)
     for key, label in (("inputs_s", "inputs"), ("read_s", "  leaf read"),
-                       ("gathers_s", "  gathers"), ("onehot_s", "  one-hot layers"),
-                       ("standardise_s", "  standardise"), ("network_s", "network"),
+                       ("gathers_s", "  gathers"),
+                       ("layout_s", "  one-hot, standardised, pixel-major"),
+                       ("network_s", "network"),
                        ("stitching_s", "stitching"), ("write_s", "write")):
-        print(f"    {label:18s} {r[key]:7.3f} s  {r[key] / tot:6.1%}", flush=True)
+        print(f"    {label:36s} {r[key]:7.3f} s  {r[key] / tot:6.1%}", flush=True)
 
 
 def profile_main(args, features: list[str], model, forest) -> dict:

@@ -248,23 +248,32 @@ def test_distributed_local_cluster_matches_threads(unet, small):
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)
 
 
-def test_network_layout_is_nan_to_num_pixel_major():
-    """The region's inputs put pixel-major in one pass: the same bits as np.nan_to_num of
-    the (C, h, w) block, transposed, and the mask of pixels with every input finite."""
-    from geoslide.maps.layout import network_layout
+def test_network_inputs_equal_expanded_standardised_layers_pixel_major(kashmir):
+    """A region's inputs built in one pass from continuous variables and class codes (one-hot
+    layers never stacked) are the bits of the one-hot layers expanded, standardised with
+    to_input_array and put pixel-major with nan_to_num; the mask marks every input finite."""
+    from geoslide.learn.inputs import to_input_array
+    from geoslide.maps.leaves import network_inputs
+    from geoslide.store.classes import NODATA, compact, expand, virtual_names
 
-    rng = np.random.default_rng(0)
-    block = rng.normal(size=(7, 45, 70)).astype(np.float32)
-    block[2, 3:5, 60:] = np.nan
-    block[6, 40, 1] = np.inf
-    block[0, 0, 0] = -np.inf
-    block[4, 9, 9] = -0.0
-    pixels, ok = network_layout(block)
+    win = compact(kashmir.isel(y=slice(100, 190), x=slice(40, 150)))
+    geo = win["geology"].values.copy()
+    geo[:7, :9] = NODATA                                       # a patch of no data
+    win = win.assign(geology=win["geology"].copy(data=geo))
+    slope = win["slope"].values.copy()
+    slope[50, 3:6] = np.nan
+    win = win.assign(slope=win["slope"].copy(data=slope))
+    layers = virtual_names(win[["geology", "landcover"]])
+    features = ["slope", layers[0], "elevation", layers[3], layers[-1], "aspect_sin"]
+    features = [f for f in features if f in layers or f in win.data_vars]
+    norm = {"slope": [20.5, 9.75], "elevation": [2100.0, 600.0], layers[0]: [0.25, 0.5]}
+    pixels, ok = network_inputs(win, features, norm)
+    block = to_input_array(expand(win), features, norm, fill=None)
     expected = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0).transpose(1, 2, 0)
-    assert pixels.shape == (45, 70, 7) and pixels.dtype == np.float32
+    assert pixels.shape == (90, 110, len(features)) and pixels.dtype == np.float32
     np.testing.assert_array_equal(pixels, expected)
-    assert np.signbit(pixels[9, 9, 4])  # the bits, -0 included
     np.testing.assert_array_equal(ok, np.isfinite(block).all(axis=0))
+    assert not ok[:7, :9].any() and not ok[50, 3:6].any() and ok.mean() > 0.9
 
 
 @pytest.fixture(scope="module")

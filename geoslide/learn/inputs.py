@@ -63,7 +63,9 @@ def _loaded(ds: xr.Dataset, feature_names: Sequence[str]) -> xr.Dataset:
     return sub.compute() if sub.chunks else sub
 
 
-def _raw(ds: xr.Dataset, feature: str) -> np.ndarray:
+def raw_input(ds: xr.Dataset, feature: str) -> np.ndarray:
+    """float32 ``(H, W)`` values of ``feature`` before standardisation: its variable, or the
+    sine / cosine of an angle variable in degrees (``<var>@sin`` / ``@cos``)."""
     var = base_variable(feature)
     arr = np.asarray(ds[var].transpose("y", "x").values, dtype=np.float32)
     if feature.endswith("@sin"):
@@ -96,7 +98,7 @@ def compute_normalization(
     ds = _loaded(ds, feature_names)
     out: dict[str, list[float]] = {}
     for f in feature_names:
-        values = _raw(ds, f)
+        values = raw_input(ds, f)
         if mask is not None:
             values = values[np.asarray(mask, dtype=bool)]
         if _is_one_hot(ds, f, cats, values):
@@ -126,7 +128,7 @@ def to_input_array(
     out = np.empty((len(feature_names), h, w), dtype=np.float32)
     norm = normalization or {}
     for i, f in enumerate(feature_names):
-        arr = _raw(ds, f)
+        arr = raw_input(ds, f)
         if f in norm:
             mean, std = (float(v) for v in norm[f])
             if (mean, std) != (0.0, 1.0):  # (x - 0) / 1 is x, bit for bit (NaN, -0 too)

@@ -7,24 +7,26 @@ pixel into every region. Instead prediction reads the *leaves*, the variables th
 computed from (:func:`leaves`: 10 or so, 1 to 4 bytes per pixel each), with a halo widened by
 the largest ring radius (:func:`ring_radius`), and :func:`region_inputs` rebuilds the inputs
 of one region inside its task, with the same expressions as when a store is opened, so they
-are the same bits (in memory, numpy: the gathers, then only the one-hot layers the model
-reads). Imports ``geoslide.store`` and ``geoslide.learn``.
+are the same bits (in memory, numpy: the gathers, then the inputs standardised straight into
+the network's pixel-major layout, one-hot layers read from their class codes:
+:func:`network_inputs`). Imports ``geoslide.store`` and ``geoslide.learn``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import xarray as xr
 
-from geoslide.learn.inputs import to_input_array
+from geoslide.learn.inputs import check_features, raw_input
+from geoslide.maps.layout import assemble
 from geoslide.names import base_variable
-from geoslide.store.classes import CLASSES_ATTR, NODATA, VIRTUAL_ATTR, expand
+from geoslide.store.classes import CLASSES_ATTR, NODATA, VIRTUAL_ATTR, code_layers, is_codes
 from geoslide.store.winners import (GATHERED_ATTR, elevation_dtype, expand_gathers, is_winner,
                                     ring_radius, winner_spec)
 
-__all__ = ["Leaves", "leaves", "region_inputs"]
+__all__ = ["Leaves", "leaves", "region_inputs", "network_inputs"]
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,9 @@ def leaves(ds: xr.Dataset, features: Sequence[str]) -> Leaves:
 
 
 def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
-                  normalization: dict) -> np.ndarray:
-    """float32 ``(C, h, w)`` model inputs (standardised, NaN kept) of a window of the leaves
+                  normalization: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 ``(h, w, C)`` model inputs, standardised, pixel-major, non-finite as 0;
+    ``(h, w)`` True where every input is finite) of a window of the leaves
     ``(L, h + 2 ry, w + 2 rx)`` (NaN beyond the raster; ``(ry, rx) = spec.ring``)."""
     data = {}
     for i, (name, dt, attrs) in enumerate(zip(spec.names, spec.dtypes, spec.attrs)):
@@ -82,12 +85,34 @@ def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
             none = NODATA if CLASSES_ATTR in attrs else np.iinfo(dt).max
             a = np.where(np.isfinite(a), a, none)
         data[name] = xr.DataArray(a.astype(dt), dims=("y", "x"), attrs=attrs)
-    need = list(dict.fromkeys(base_variable(f) for f in features))
     ry, rx = spec.ring
     h, w = window.shape[1] - 2 * ry, window.shape[2] - 2 * rx
     # in memory: the gathers (a few channels per winner, on the window with the ring; one
-    # thread, as region tasks run in parallel), then, on the region only, the one-hot layers
-    # the model reads
+    # thread, as region tasks run in parallel), then, on the region only, the inputs
     ds = expand_gathers(xr.Dataset(data), threads=1)
-    ds = ds.isel(y=slice(ry, ry + h), x=slice(rx, rx + w))
-    return to_input_array(expand(ds, only=need)[need], features, normalization, fill=None)
+    return network_inputs(ds.isel(y=slice(ry, ry + h), x=slice(rx, rx + w)), features,
+                          normalization)
+
+
+def network_inputs(ds: xr.Dataset, features: Sequence[str],
+                   normalization: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs ``features`` of in-memory ``ds`` as :func:`region_inputs` returns them: a
+    one-hot layer the Dataset does not hold is read from its class codes, never stacked."""
+    layer_of = {layer: (str(name), code) for name, var in ds.data_vars.items()
+                if is_codes(var) for layer, (code, _) in code_layers(str(name), var).items()}
+    check_features(ds.assign({n: ds[src] for n, (src, _) in layer_of.items()
+                              if n not in ds.data_vars}), features)
+    norm = normalization or {}
+    conts, sources, layers = [], [], []
+    for c, f in enumerate(features):
+        mean, std = (float(v) for v in norm.get(f, (0.0, 1.0)))
+        if f in layer_of and f not in ds.data_vars:
+            src, code = layer_of[f]
+            if src not in sources:
+                sources.append(src)
+            layers.append((c, sources.index(src), code, mean, std))
+        else:
+            conts.append((c, raw_input(ds, f), mean, std))
+    h, w = int(ds.sizes["y"]), int(ds.sizes["x"])
+    return assemble(conts, [ds[s].transpose("y", "x").values for s in sources], layers, NODATA,
+                    (h, w, len(features)))

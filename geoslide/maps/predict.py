@@ -29,7 +29,7 @@ import xarray as xr
 from geoslide.errors import FeatureMismatchError, InputError
 from geoslide.names import label_name
 from geoslide.learn.modelfile import model_token
-from geoslide.maps.layout import ALIGN, network_layout
+from geoslide.maps.layout import ALIGN
 from geoslide.maps.leaves import Leaves, leaves, region_inputs
 from geoslide.maps.runner import Runner, as_model, receptive_radius, task_threads
 from geoslide.parallel.chunking import is_dask, round_up
@@ -88,7 +88,7 @@ def _leaf_region(block: np.ndarray, runner: Runner, *, spec: Leaves, features: l
     """Probabilities of one region from a window of its leaves (halo plus ring radius); the
     heap's free memory goes back to the system when it ends (:func:`trim_memory`)."""
     try:
-        return _predict_region(region_inputs(block, spec, features, normalization), runner,
+        return _predict_region(*region_inputs(block, spec, features, normalization), runner,
                                **kwargs)
     finally:
         trim_memory()
@@ -114,28 +114,26 @@ def _cut(block: np.ndarray, i: int, j: int, win: int) -> np.ndarray:
     return out
 
 
-def _predict_region(block: np.ndarray, runner: Runner, *, core: int, halo: int,
-                    batch_size: int) -> np.ndarray:
-    """Probabilities of one region: ``block`` is (C, h + 2*halo, w + 2*halo), the result (h, w)
-    ((2, h, w) with the runner's spread: mean, std),
-    NaN where an input of the core is not finite (non-finite inputs are read as 0, the mean).
-    ``block`` is the region's own input array (:func:`region_inputs`), put pixel-major once
-    (:func:`network_layout`, which also finds the valid pixels) and freed; windows are cut
-    from that one batch at a time (:func:`_windows`): memory holds the block, one batch and
-    the network's activations, never a padded copy of the region (at a raster's last row and
+def _predict_region(pixels: np.ndarray, ok: np.ndarray, runner: Runner, *, core: int,
+                    halo: int, batch_size: int) -> np.ndarray:
+    """Probabilities of one region: ``pixels`` are its inputs pixel-major, ``(h + 2*halo,
+    w + 2*halo, C)`` with non-finite values as 0 (the mean), ``ok`` True where every input is
+    finite (:func:`region_inputs`); the result (h, w) ((2, h, w) with the runner's spread:
+    mean, std), NaN where an input of the core is not finite. Windows are cut from the
+    inputs one batch at a time (:func:`_windows`): memory holds the inputs, one batch and the
+    network's activations, never a padded copy of the region (at a raster's last row and
     column, regions are not a multiple of the core)."""
     with task_threads():  # TASK_THREADS for the whole region, the thread's own count after
-        return _predict_windows(block, runner, core=core, halo=halo, batch_size=batch_size)
+        return _predict_windows(pixels, ok, runner, core=core, halo=halo,
+                                batch_size=batch_size)
 
 
-def _predict_windows(block: np.ndarray, runner: Runner, *, core: int, halo: int,
-                     batch_size: int) -> np.ndarray:
+def _predict_windows(pixels: np.ndarray, ok: np.ndarray, runner: Runner, *, core: int,
+                     halo: int, batch_size: int) -> np.ndarray:
     """:func:`_predict_region`'s work, on the thread count it set."""
-    c, hh, ww = block.shape
+    hh, ww, _ = pixels.shape
     h, w = hh - 2 * halo, ww - 2 * halo
-    pixels, ok = network_layout(block)
     ok = ok[halo:halo + h, halo:halo + w]
-    del block
     out = None
     wins = [(y, x) for y in _windows(h, core) for x in _windows(w, core)]
     win = core + 2 * halo

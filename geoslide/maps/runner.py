@@ -72,7 +72,7 @@ def receptive_radius(module: Any, in_channels: int, *, start: int = 128, limit: 
 
 CHANNELS_LAST = True
 """On the CPU, run networks in channels-last layout (oneDNN's fast convolutions): region
-inputs are assembled pixel-major (:func:`network_layout`) and cut into windows that are
+inputs are assembled pixel-major (:func:`geoslide.maps.layout.assemble`) and cut into windows that are
 channels-last tensors without a copy. On one window of the quick-width SACNN (169 inputs,
 576^2, 1 thread) the forward takes about half the time of the contiguous layout; converting
 a contiguous input instead costs most of that gain. Probabilities move by at most a few

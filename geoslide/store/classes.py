@@ -75,7 +75,7 @@ def is_codes(var: xr.DataArray) -> bool:
     return CLASSES_ATTR in var.attrs
 
 
-def _layers(name: str, var: xr.DataArray) -> dict[str, tuple[int, dict[str, Any]]]:
+def code_layers(name: str, var: xr.DataArray) -> dict[str, tuple[int, dict[str, Any]]]:
     """Name -> (code, attrs) of the virtual layers of code variable ``name``."""
     raster = str(var.attrs[CLASSES_ATTR])
     d = var.attrs.get("distance_m")
@@ -93,7 +93,7 @@ def _layers(name: str, var: xr.DataArray) -> dict[str, tuple[int, dict[str, Any]
 def virtual_names(ds: xr.Dataset) -> list[str]:
     """Names of the one-hot layers the code variables of ``ds`` stand for."""
     return [n for name, var in ds.data_vars.items() if is_codes(var)
-            for n in _layers(str(name), var)]
+            for n in code_layers(str(name), var)]
 
 
 def one_hot_layer(codes: xr.DataArray, code: int) -> xr.DataArray:
@@ -112,7 +112,7 @@ def expand(ds: xr.Dataset, only: Iterable[str] | None = None) -> xr.Dataset:
         order.append(str(name))
         if not is_codes(var):
             continue
-        for layer, (code, attrs) in _layers(str(name), var).items():
+        for layer, (code, attrs) in code_layers(str(name), var).items():
             if layer in ds.variables or layer in new or (wanted is not None
                                                          and layer not in wanted):
                 continue
@@ -134,6 +134,6 @@ def compact(ds: xr.Dataset) -> xr.Dataset:
     return ds.drop_vars(drop) if drop else ds
 
 
-__all__ = ["expand", "compact", "code_variable", "virtual_names", "is_codes", "representable",
+__all__ = ["expand", "compact", "code_layers", "code_variable", "virtual_names", "is_codes", "representable",
            "one_hot_layer", "onehot_attrs", "aligned_attrs", "CLASSES_ATTR", "CODES_ATTR",
            "VIRTUAL_ATTR", "NODATA", "CODE_DTYPE"]
