@@ -380,7 +380,8 @@ from geoslide.store import open_zarr, write_variables
 from geoslide.features.align import aligned_features
 import dask
 ds = open_zarr({path!r})
-al = aligned_features(ds, (30, 100, 300), ["slope", "elevation", "cplan", "band_0"])
+al = aligned_features(ds, (30, 100, 300), ["slope", "elevation", "cplan", "band_0"],
+                      gathered={writer!r} == "to_zarr")  # write_variables: as the CLI
 t0 = time.perf_counter()
 if {writer!r} == "to_zarr":
     al.to_zarr({out!r}, mode="w", consolidated=True)

@@ -359,6 +359,7 @@ def run(shape: tuple[int, int], store, client, model, pids: list[int],
     import dask
 
     from geoslide import aligned_features, open_zarr, predict, to_zarr, write_variables
+    from geoslide.store.winners import represented_names
 
     remove_store(store)
     out: dict = {"shape": list(shape), "mpx": shape[0] * shape[1] / 1e6}
@@ -376,8 +377,8 @@ def run(shape: tuple[int, int], store, client, model, pids: list[int],
     step("prepare", lambda: to_zarr(mirrored(shape, CHUNK), store, chunks=CHUNK))
 
     def features():
-        al = aligned_features(open_zarr(store), DISTANCES)
-        out["aligned_variables"] = len(al.data_vars)
+        al = aligned_features(open_zarr(store), DISTANCES, gathered=False)  # as the CLI
+        out["aligned_variables"] = len(represented_names(al))
         write_variables(al, store, resume=False, progress=False)
 
     step("features", features)
@@ -568,8 +569,8 @@ def profile_main(args, features: list[str], model, forest) -> dict:
     try:
         with __import__("dask").config.set(scheduler="threads"):
             to_zarr(mirrored((args.crop, args.crop), CHUNK), store, chunks=CHUNK, progress=False)
-            write_variables(aligned_features(open_zarr(store), DISTANCES), store,
-                            resume=False, progress=False)
+            write_variables(aligned_features(open_zarr(store), DISTANCES, gathered=False),
+                            store, resume=False, progress=False)
         _warm(model.module, len(features))
         out = {"sacnn": profile_region(store, model, "sacnn", HALO, args.repeat)}
         if forest is not None:
