@@ -306,3 +306,13 @@ def test_importance_chart_shows_means_and_intervals():
     mean, interval = expected(auc, by_auc)
     assert names == by_auc and widths[-1] == pytest.approx(mean[-1]) and widths[-1] > 0.03
     np.testing.assert_allclose(ends, interval, rtol=1e-12, atol=1e-15)
+
+
+def test_reliability_title_counts_the_bins():
+    """The title states the bins the results were scored with, not a fixed 10."""
+    rng = np.random.default_rng(3)
+    y = (rng.random(50_000) < 0.05).astype(int)
+    p = np.clip(0.05 * np.exp(rng.normal(1.5 * y, 1.0)), 0, 1)
+    res = {"model": metrics.summary(y, p, n_bins=7)}
+    title = plots.reliability_figure(res).axes[0].get_title()
+    assert "(7 equal-count bins)" in title

@@ -253,13 +253,14 @@ def pr_curves(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike)
 
 
 def reliability_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
-    """The figure of :func:`reliability_diagram`."""
+    """The figure of :func:`reliability_diagram`; its title counts the bins (``n_bins``)."""
     fig, ax = _figure((7.5, 6))
-    lo, hi = 1.0, 0.0
+    lo, hi, n_bins = 1.0, 0.0, 0
     for name, res in results.items():
         rel = res.get("reliability")
         if not rel:
             continue
+        n_bins = max(n_bins, len(rel["edges"]) - 1)
         mp, ob = np.asarray(rel["mean_predicted"]), np.asarray(rel["observed"])
         ok = (mp > 0) & (ob > 0)
         ax.plot(mp[ok], ob[ok], marker="o", ms=3, label=f"{name} (ECE {res['ece']:.4f})",
@@ -272,7 +273,7 @@ def reliability_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
     ax.set_yscale("log")
     ax.set_xlabel("mean predicted probability (bin)")
     ax.set_ylabel("observed landslide frequency (bin)")
-    ax.set_title("Reliability on the test pixels (10 equal-count bins)")
+    ax.set_title(f"Reliability on the test pixels ({n_bins} equal-count bins)")
     _legend(ax)
     return fig
 
