@@ -9,11 +9,11 @@ at the highest cell of the ring at ``d`` m (written by :func:`geoslide.aligned_f
 Its one-hot layers ``<raster>_<code>`` / ``<raster>_<code>_up<d>`` (float32 1 / 0, NaN where
 the code is :data:`NODATA`) are *virtual*: :func:`expand` adds them as lazy expressions of
 the codes (when a store is opened, and by ``stack`` / ``aligned_features``), with the values
-and attrs the one-hot variables have always had; :func:`compact` drops them again (what
+and attrs a stored one-hot variable has; :func:`compact` drops them again (what
 ``to_zarr`` / ``write_variables`` write). A store holds 2 bytes per pixel per categorical
 raster and distance instead of 4 per class. A layer replaced in memory (its attr
-``geoslide:virtual`` gone) is written as it is; a store without code variables (the layout
-before) opens unchanged. Imports ``geoslide.names``.
+``geoslide:virtual`` gone) is written as it is; a store that holds one-hot layers as float
+variables (no code variables) opens unchanged. Imports ``geoslide.names``.
 """
 from __future__ import annotations
 
