@@ -425,11 +425,15 @@ def _warm(module, channels: int) -> None:
 
     import geoslide.maps.predict  # noqa: F401
     from geoslide.features.rings import ring_winners
+    from geoslide.maps.layout import assemble
+    from geoslide.maps.runner import Runner
 
     ring_winners(np.zeros((64, 64), np.float32), DISTANCES, 10.0, threads=1)
+    assemble([(0, np.zeros((8, 8), np.float32), 0.0, 1.0)], [np.zeros((8, 8), np.int16)],
+             [(1, 0, 1, 0.0, 1.0)], -1, (8, 8, 2))
     torch.set_num_threads(1)
-    with torch.no_grad():
-        module.eval()(torch.zeros(1, channels, CORE + 2 * HALO, CORE + 2 * HALO))
+    win = CORE + 2 * HALO   # the channels-last primitives prediction runs
+    Runner(module, "cpu").forward(np.zeros((1, win, win, channels), np.float32), "nhwc")
 
 
 # --------------------------------------------------------------------------- one region task

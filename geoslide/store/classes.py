@@ -97,8 +97,20 @@ def virtual_names(ds: xr.Dataset) -> list[str]:
 
 
 def one_hot_layer(codes: xr.DataArray, code: int) -> xr.DataArray:
-    """float32 1 where ``codes == code``, 0 elsewhere, NaN where :data:`NODATA` (lazy)."""
-    return (codes == code).astype(np.float32).where(codes != NODATA)
+    """float32 1 where ``codes == code``, 0 elsewhere, NaN where :data:`NODATA` (lazy, one
+    task per chunk, when ``codes`` is dask-backed)."""
+    data = codes.data
+    if hasattr(data, "map_blocks"):
+        data = data.map_blocks(_one_hot, int(code), dtype=np.float32)
+    else:
+        data = _one_hot(np.asarray(data), int(code))
+    return xr.DataArray(data, dims=codes.dims, coords=codes.coords)
+
+
+def _one_hot(codes: np.ndarray, code: int) -> np.ndarray:
+    out = (codes == code).astype(np.float32)
+    out[codes == NODATA] = np.nan
+    return out
 
 
 def expand(ds: xr.Dataset, only: Iterable[str] | None = None) -> xr.Dataset:

@@ -94,6 +94,13 @@ def open_zarr(path: str | os.PathLike, *, allow_incomplete: bool | str | Iterabl
 def _open(path: Path | str, allow_incomplete: bool | str | Iterable[str],
           chunks: Any) -> xr.Dataset:
     """:func:`open_zarr` of a parsed path."""
+    return expand(expand_gathers(open_stored(path, allow_incomplete, chunks)))
+
+
+def open_stored(path: Path | str, allow_incomplete: bool | str | Iterable[str] = False,
+                chunks: Any = "store") -> xr.Dataset:
+    """:func:`open_zarr` of a parsed path without the virtual one-hot layers and gathered
+    aligned variables: the variables stored (what a writer checks a new variable against)."""
     check_store(path)
     try:
         ds = xr.open_zarr(urls.zarr_store(path, read_only=True),
@@ -134,5 +141,5 @@ def _open(path: Path | str, allow_incomplete: bool | str | Iterable[str],
             from affine import Affine  # rasterio's
 
             ds = ds.rio.write_transform(Affine.from_gdal(*[float(v) for v in gt.split()]))
-    return expand(expand_gathers(ds))
+    return ds
 

@@ -49,7 +49,7 @@ from geoslide.store.attrs import (DEFAULT_CHUNK, INCOMPLETE_ATTR, PROGRESS_GROUP
 from geoslide.store.classes import compact, virtual_names
 from geoslide.store.winners import check_sources, compact_gathers, represented_names
 from geoslide.store.files import store_lock, writing
-from geoslide.store.read import open_zarr, rerun_hint
+from geoslide.store.read import open_stored, rerun_hint
 
 WRITE_PRIORITY = 20
 """dask priority of the region writes in an annotated graph (above geoslide.parallel.halo's)."""
@@ -285,7 +285,7 @@ def _write_variables(ds_new: xr.Dataset | xr.DataArray, path: Path | str, progre
     if isinstance(ds_new, xr.DataArray):
         ds_new = ds_new.to_dataset(name=ds_new.name or "variable")
     ds_new = compact_gathers(compact(ds_new))
-    store = open_zarr(path, allow_incomplete=True)
+    store = open_stored(path, allow_incomplete=True)
     names = [str(v) for v in ds_new.data_vars]
     if not names:
         return WriteReport([], 0, 0, 0, 0.0)
