@@ -45,7 +45,7 @@ print(ds.sizes, "landslide points:", int((labels == 1).sum()), "stable points:",
 # ## 2. Aligned features (30 / 100 / 300 m)
 
 # %%
-write_variables(aligned_features(open_zarr(store)), store, progress=False)
+write_variables(aligned_features(open_zarr(store), gathered=False), store, progress=False)
 ds = open_zarr(store).load()
 print(sorted(v for v in ds.data_vars if "_up" in v)[:8], "...")
 

@@ -24,7 +24,7 @@ store = out / "kashmir.zarr"
 # 1. rasters + polygons -> Zarr store (987 x 826 px, 28.55 m)
 to_zarr(geoslide.datasets.load("kashmir"), store, mode="w")
 # 2. aligned features at 30 / 100 / 300 m, written region by region
-write_variables(aligned_features(open_zarr(store)), store)
+write_variables(aligned_features(open_zarr(store), gathered=False), store)
 ds = open_zarr(store).load()
 
 # 3. train three models on the band split (the split is saved in each model file)
