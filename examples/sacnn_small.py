@@ -30,13 +30,18 @@ REFERENCES = ["rf+aligned", "logreg+aligned"]
 
 
 def register_configs(names: list[str]) -> list[str]:
-    """Register ``sacnn_<name>`` for each configuration; their model names."""
+    """Register ``sacnn_<name>`` for each configuration; their model names. ``quick``, the
+    preset as it is, is the built-in ``sacnn`` (so that ``geoslide compare``'s fold records
+    in OUT/folds/sacnn are reused)."""
     from geoslide.learn.models import UNet, register
     from geoslide.learn.presets import get_preset
 
     base = get_preset("quick", "sacnn")
     out = []
     for name in names:
+        if name == "quick":
+            out.append("sacnn")
+            continue
         recipe = {"model_kwargs": dict(base["model_kwargs"]), **CONFIGS[name]}
         register(f"sacnn_{name}", UNet, aligned=True, like="sacnn", recipe=recipe)
         out.append(f"sacnn_{name}")
@@ -73,7 +78,8 @@ def main() -> int:
              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"],
                                       capture_output=True, text=True).stdout.strip(),
              "store": str(args.store), "n_folds": args.n_folds, "seconds": time.time() - t0,
-             "configs": {m: CONFIGS[m.removeprefix("sacnn_")] for m in models},
+             "configs": {m: CONFIGS[m.removeprefix("sacnn_") if m != "sacnn" else "quick"]
+                         for m in models},
              "scores": cmp.scores, "failures": cmp.failures(), "verdict": cmp.verdict,
              "chosen_sacnn": chosen_sacnn, "best_per_pixel": best_pixel}
     if chosen_sacnn and best_pixel:
