@@ -42,13 +42,26 @@ def run(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp-out")
     argv = ["compare", str(store), "--out", str(out), "--models", "logreg", "rf+aligned",
             "flat", "--n-folds", "3", "--split-core", "32", "--buffer", "50", "--quiet"]
-    code = main(argv)
-    yield code, out, argv
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")                  # a caller's backend (a notebook's inline one)
+    try:
+        code = main(argv)
+        backend = matplotlib.get_backend()
+    finally:
+        matplotlib.use(before)
+    yield code, out, argv, backend
     MODELS.pop("flat", None)
 
 
+def test_compare_leaves_the_callers_matplotlib_backend_alone(run):
+    code, out, _, backend = run
+    assert code == 0 and backend == "svg" and (out / "compare_auc.png").stat().st_size > 0
+
+
 def test_compare_ranks_with_intervals_and_a_verdict_that_agrees(run):
-    code, out, _ = run
+    code, out, *_ = run
     assert code == 0
     res = json.loads((out / "compare.json").read_text())
     assert set(res["ranking"]) == {"logreg", "rf+aligned"}
@@ -69,7 +82,7 @@ def test_compare_ranks_with_intervals_and_a_verdict_that_agrees(run):
 
 
 def test_the_winners_map_classes_style_and_store_layers(run, store):
-    code, out, _ = run
+    code, out, *_ = run
     from geoslide.store import open_zarr
 
     ds = open_zarr(store)
@@ -97,7 +110,7 @@ def test_the_winners_map_classes_style_and_store_layers(run, store):
 
 
 def test_a_rerun_resumes_every_finished_fold(run):
-    code, out, argv = run
+    code, out, argv, _ = run
     stamps = {p: p.stat().st_mtime_ns for p in (out / "folds").glob("*/fold?.json")}
     assert len(stamps) == 9
     register("flat", Flat, like="llr", recipe={"epochs": 1, "min_steps": 0})

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from textwrap import shorten
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -193,7 +194,8 @@ def _run_folds(ds: xr.Dataset, names: list[str], root: Path, labels: np.ndarray,
                 bar.set_postfix_str(f"{m} fold {k}")
                 rec = run_fold(ds, m, k, root, labels=labels, train_kwargs=kw)
                 if not rec.ok:
-                    bar.write(f"{m} fold {k} failed: {rec.reason.splitlines()[0][:160]}")
+                    why = shorten(rec.reason.splitlines()[0], 160, placeholder=" ...")
+                    bar.write(f"{m} fold {k} failed: {why}")
                 records.append(rec)
                 bar.update(1)
     return records

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +76,12 @@ def markdown(cmp: Comparison, classes: list[dict[str, Any]] | None = None,
 
 
 def auc_figure(cmp: Comparison, path: Path) -> None:
-    """Dot-and-whisker plot of each ranked candidate's pooled AUC and interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Dot-and-whisker plot of each ranked candidate's pooled AUC and interval (a figure
+    apart from pyplot: the caller's backend is left as it is)."""
+    from geoslide.evaluation.plots import new_figure, save_figure
 
     names = cmp.ranking[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.2))
+    fig, ax = new_figure((6, 0.5 * len(names) + 1.2))
     for i, m in enumerate(names):
         s = cmp.scores[m]
         colour = "#d7191c" if m == cmp.chosen else "#2b83ba"
@@ -93,9 +90,7 @@ def auc_figure(cmp: Comparison, path: Path) -> None:
     ax.set_yticks(range(len(names)), [label(m) for m in names])
     ax.set_xlabel("pooled out-of-fold AUC (95 % block bootstrap)")
     ax.set_title("red: the model chosen on validation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write(cmp: Comparison, out: Path, classes: list[dict[str, Any]] | None = None) -> dict:

@@ -28,14 +28,14 @@ MARKER_MAX_SHARE = 0.005
 """... covering under this share of the grid (see :func:`use_markers`)."""
 
 
-def _figure(figsize: tuple[float, float], **subplots: Any) -> tuple["Figure", Any]:
+def new_figure(figsize: tuple[float, float], **subplots: Any) -> tuple["Figure", Any]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.subplots(**subplots)
 
 
-def _save(fig: "Figure", path: str | os.PathLike) -> Path | str:
+def save_figure(fig: "Figure", path: str | os.PathLike) -> Path | str:
     """Write ``fig`` as one PNG (110 dpi) whole or not at all, at a local path or a URL
     (:func:`geoslide.store.files.write_file`); its path."""
     from geoslide.store.files import write_file
@@ -44,8 +44,6 @@ def _save(fig: "Figure", path: str | os.PathLike) -> Path | str:
                                                     bbox_inches="tight"),
                       what="the figure", option="another --out")
 
-
-save_figure = _save  # the public name (geoslide.evaluation.maps_plot saves its maps with it)
 
 
 def _legend(ax: Any, **kw: Any) -> None:
@@ -122,7 +120,7 @@ def map_figure(prob: np.ndarray, labels: np.ndarray, *, title: str = "susceptibi
     labels = np.asarray(labels)
     xs, ys, extent, origin = _grid(x, y, prob.shape)
     height = float(np.clip(4.8 * prob.shape[0] / max(prob.shape[1], 1) + 1.2, 3.5, 10))
-    fig, axes = _figure((12, height), nrows=1, ncols=2, sharex=True, sharey=True)
+    fig, axes = new_figure((12, height), nrows=1, ncols=2, sharex=True, sharey=True)
     show = dict(extent=extent, origin=origin, interpolation="nearest")
     vmin, vmax, flat = colour_range(prob)
     if flat:
@@ -184,13 +182,13 @@ def map_and_inventory(prob: np.ndarray, labels: np.ndarray, path: str | os.PathL
     the landslide pixels as scatter markers (True), as the raster (False), or decide by
     :func:`use_markers` (None: markers for fewer than 5000 landslide pixels under 0.5% of
     the grid, i.e. point inventories)."""
-    return _save(map_figure(prob, labels, title=title, x=x, y=y, test_mask=test_mask,
+    return save_figure(map_figure(prob, labels, title=title, x=x, y=y, test_mask=test_mask,
                             markers=markers), path)
 
 
 def roc_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
     """The figure of :func:`roc_curves`."""
-    fig, ax = _figure((7.5, 6))
+    fig, ax = new_figure((7.5, 6))
     for name, res in results.items():
         roc = res.get("roc")
         if roc:
@@ -206,7 +204,7 @@ def roc_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
 
 def roc_curves(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """ROC curves of every model on the test pixels, one plot (the paper's figure 6)."""
-    return _save(roc_figure(results), path)
+    return save_figure(roc_figure(results), path)
 
 
 LOW_BASE_RATE = 0.05
@@ -215,7 +213,7 @@ LOW_BASE_RATE = 0.05
 
 def pr_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
     """The figure of :func:`pr_curves`."""
-    fig, ax = _figure((7.5, 5))
+    fig, ax = new_figure((7.5, 5))
     bases: list[float] = []
     lows: list[float] = []
     for name, res in results.items():
@@ -249,12 +247,12 @@ def pr_curves(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike)
     """Precision-recall curves of every model on the test pixels, with the base rate
     (landslide share, ``positive_rate`` of each result) as a dashed line; precision on a
     log axis when the base rate is under 5%."""
-    return _save(pr_figure(results), path)
+    return save_figure(pr_figure(results), path)
 
 
 def reliability_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
     """The figure of :func:`reliability_diagram`; its title counts the bins (``n_bins``)."""
-    fig, ax = _figure((7.5, 6))
+    fig, ax = new_figure((7.5, 6))
     lo, hi, n_bins = 1.0, 0.0, 0
     for name, res in results.items():
         rel = res.get("reliability")
@@ -282,12 +280,12 @@ def reliability_diagram(results: Mapping[str, Mapping[str, Any]], path: str | os
                         ) -> Path:
     """Observed landslide frequency against mean predicted probability per bin (equal-count
     bins), log-log, with the diagonal of perfect calibration."""
-    return _save(reliability_figure(results), path)
+    return save_figure(reliability_figure(results), path)
 
 
 def rate_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
     """The figure of :func:`rate_curves`."""
-    fig, ax = _figure((8, 6))
+    fig, ax = new_figure((8, 6))
     for i, (name, res) in enumerate(results.items()):
         color = f"C{i % 10}"
         if res.get("rate_curve"):
@@ -309,12 +307,12 @@ def rate_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
 def rate_curves(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Success-rate (training landslides, dotted) and prediction-rate (test landslides, solid)
     curves: share of landslides in the most susceptible share of area."""
-    return _save(rate_figure(results), path)
+    return save_figure(rate_figure(results), path)
 
 
 def validation_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> "Figure":
     """The figure of :func:`validation_curves`."""
-    fig, ax = _figure((8, 5))
+    fig, ax = new_figure((8, 5))
     for name, hist in histories.items():
         epochs = [h.get("epoch", i + 1) for i, h in enumerate(hist) if h.get("val_nll") is not None]
         vals = [h["val_nll"] for h in hist if h.get("val_nll") is not None]
@@ -330,13 +328,13 @@ def validation_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> "
 def validation_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]],
                       path: str | os.PathLike) -> Path:
     """Validation NLL per epoch of each trained model (the paper's figure 7)."""
-    return _save(validation_figure(histories), path)
+    return save_figure(validation_figure(histories), path)
 
 
 def classes_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
     """The figure of :func:`class_shares`."""
     named = [(n, r["classes"]) for n, r in results.items() if r.get("classes")]
-    fig, ax = _figure((9, 4.5))
+    fig, ax = new_figure((9, 4.5))
     if named:
         k = len(named[0][1])
         width = 0.8 / len(named)
@@ -354,13 +352,13 @@ def classes_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
 
 def class_shares(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Share of test landslides per susceptibility class (quantile classes of equal area)."""
-    return _save(classes_figure(results), path)
+    return save_figure(classes_figure(results), path)
 
 
 __all__ = ["map_and_inventory", "roc_curves", "pr_curves", "reliability_diagram",
            "rate_curves", "validation_curves", "class_shares", "colour_range", "use_markers",
            "sparse", "map_figure", "roc_figure", "pr_figure", "reliability_figure", "rate_figure",
-           "validation_figure", "classes_figure", "save_figure"]
+           "validation_figure", "classes_figure", "new_figure", "save_figure"]
 
 
 def importance_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
@@ -371,7 +369,7 @@ def importance_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
     named = [(r.get("label", n), r["importance"]) for n, r in results.items()
              if r.get("importance")]
     height = 0.45 * max([len(imp["groups"]) for _, imp in named] + [4]) + 1.2
-    fig, axes = _figure((4.2 * max(len(named), 1), height), ncols=max(len(named), 1),
+    fig, axes = new_figure((4.2 * max(len(named), 1), height), ncols=max(len(named), 1),
                         squeeze=False)
     for ax, (label, imp) in zip(axes[0], named):
         importance_panel(ax, imp["groups"], "nll", label)
@@ -381,7 +379,7 @@ def importance_figure(results: Mapping[str, Mapping[str, Any]]) -> "Figure":
 def importance_bars(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Permutation importance (increase in test NLL per input group, 95% intervals over the
     repeats) of every map that has one, one panel each."""
-    return _save(importance_figure(results), path)
+    return save_figure(importance_figure(results), path)
 
 
 def spread_map(std: np.ndarray, labels: np.ndarray, path: str | os.PathLike, *,
@@ -396,4 +394,4 @@ def spread_map(std: np.ndarray, labels: np.ndarray, path: str | os.PathLike, *,
         im.set_cmap("viridis")
         im.set_clim(0.0, colour_range(std)[1])
         im.colorbar.set_label("std of the members' probabilities (0 to 99th percentile)")
-    return _save(fig, path)
+    return save_figure(fig, path)
