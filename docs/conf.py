@@ -43,6 +43,7 @@ suppress_warnings: list[str] = []
 # notebooks: stored outputs only, never executed by the build (a slow test executes them)
 nb_execution_mode = "off"
 nb_merge_streams = True
+nb_render_markdown_format = "myst"   # Markdown(...) outputs: tables rendered on every page
 
 # API reference
 autosummary_generate = True
