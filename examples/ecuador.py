@@ -22,6 +22,7 @@ import numpy as np
 import geoslide
 from geoslide.features.align import aligned_features
 from geoslide.evaluation.evaluate import evaluate
+from geoslide.evaluation.report import write_report
 from geoslide.maps.predict import predict
 from geoslide.store import open_zarr, to_zarr, write_variables
 from geoslide.learn.train import train
@@ -86,12 +87,13 @@ ax.figure.savefig(out / "map_sacnn.png")
 # ## 6. Evaluation against the scikit-learn peers
 
 # %%
-ev = evaluate(open_zarr(store).load(), list(models.values()), peers=True, out=out / "report",
-              progress=False)
+ds = open_zarr(store).load()
+ev = evaluate(ds, list(models.values()), peers=True, progress=False)
+files = write_report(ev, out / "report", ds=ds)
 print(ev.table())
 print("test points:", ev.dataset["sets"]["test"]["scored"],
       "of which landslides:", ev.dataset["sets"]["test"]["scored_landslides"])
-print("report:", out / "report" / "report.md")
+print("report:", files["report"])
 
 # %% [markdown]
 # ## 7. Two of the report's figures, inline (the report folder holds all of them as PNGs)
