@@ -552,6 +552,41 @@ def profile_region(store: Path, model, name: str, halo: int, repeat: int) -> dic
     return best
 
 
+def compiled_network(module, channels: int, window: int, repeat: int = 3) -> dict:
+    """The network's forward on one channels-last window (1 thread, inference mode): eager
+    against ``torch.compile`` (inductor), best of ``repeat``; the compile time and the largest
+    difference of their outputs (the baseline is eager, in the same run)."""
+    import torch
+
+    torch.set_num_threads(1)
+    m = module.eval().to(memory_format=torch.channels_last)
+    x = torch.zeros(1, channels, window, window).contiguous(memory_format=torch.channels_last)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    with torch.inference_mode():
+        m(x)
+        eager = best(m)
+        t0 = time.perf_counter()
+        comp = torch.compile(m)
+        comp(x)
+        compile_s = time.perf_counter() - t0
+        fast = best(comp)
+        diff = float((m(x) - comp(x)).abs().max())
+    out = {"eager_s": eager, "compiled_s": fast, "ratio_eager_vs_compiled": eager / fast,
+           "compile_s": compile_s, "max_abs_diff": diff}
+    print(f"    torch.compile: {fast:.3f} s per window against eager {eager:.3f} s "
+          f"(x{eager / fast:.2f}), after {compile_s:.0f} s of compiling per process; outputs "
+          f"differ by up to {diff:.1e}", flush=True)
+    return out
+
+
 def _print_profile(name: str, r: dict, spec, halo: int) -> None:
     tot = r["total_s"]
     print(f"  {name}: one {CHUNK}^2 region task (halo {halo} + ring {list(spec.ring)} px, "
@@ -614,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
                              "the map of a forest winner of `geoslide compare`")
     parser.add_argument("--profile-only", action="store_true",
                         help="profile one region task of the crop's prediction and stop")
+    parser.add_argument("--compile", action="store_true", help="--profile-only: also time "
+                        "the network compiled with torch.compile against eager")
     parser.add_argument("--repeat", type=int, default=3, help="--profile-only: region tasks "
                         "timed (best kept)")
     parser.add_argument("--store", default=None, metavar="URL",
@@ -647,6 +684,9 @@ def main(argv: list[str] | None = None) -> int:
     others = {"rf+aligned": forest_model(features)} if args.forest else {}
     if args.profile_only:
         prof = profile_main(args, features, model, others.get("rf+aligned"))
+        if args.compile:
+            prof["sacnn"]["torch_compile"] = compiled_network(model.module, len(features),
+                                                               CORE + 2 * HALO)
         if args.json:
             Path(args.json).write_text(json.dumps({"profile": prof}, indent=2))
         return 0
