@@ -55,9 +55,11 @@ copy's extra time on the server (``to_zarr`` there minus ``to_zarr`` to local di
 read with halo and ring, in this process on 1 thread, as a worker runs it), best of
 ``--repeat``, split into inputs (leaf read; gathers; one-hot layers, standardisation and the
 pixel-major layout in one pass, :func:`geoslide.maps.leaves.network_inputs`), network (the
-forward passes), stitching (windows, cores into the map, mask) and write (one Zarr chunk, encoded as the store writes it), with
-the network's FLOPs per pixel (``torch.utils.flop_counter``) and its achieved GFLOP/s; with
-``--forest`` the same task for the forest (halo 0).
+forward passes), stitching (windows, cores into the map, mask) and write (one Zarr chunk,
+encoded as the store writes it), with the network's FLOPs per pixel
+(``torch.utils.flop_counter``) and its achieved GFLOP/s; with ``--forest`` the same task for
+the forest (halo 0); with ``--compile`` the network's forward compiled by ``torch.compile``
+against eager, and the compile time per process.
 """
 from __future__ import annotations
 
