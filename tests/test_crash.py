@@ -1,7 +1,8 @@
 """Crash consistency of the whole CLI flow (slow): `prepare`, `features`, `predict` and
 `evaluate` interrupted by SIGINT (Ctrl-C) and SIGKILL, each time rerun with the same command:
 the store then equals an uninterrupted run bit for bit, and nothing is left outside the store
-and its report folder.
+and its report folder. Twice: the store on local disk, and on the local S3 server (moto),
+where a rerun takes over the killed writer's lease at once (same host, its PID gone).
 
 Interruptions are driven by progress, not by a timer: the command runs under
 tests/interrupt_cli.py, which sends the signal right after a seeded random number of writes
@@ -50,11 +51,11 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def run(cwd: Path, stage: str, counted: bool = False) -> int | None:
+def run(cwd: Path, stage: str, commands: dict, counted: bool = False) -> int | None:
     """Run a stage to completion (the plain command; ``counted``: under interrupt_cli.py,
     which interrupts nothing); its number of writes when counted."""
     cmd = INTERRUPTED + ["count", "0"] if counted else GEOSLIDE
-    r = subprocess.run(cmd + COMMANDS[stage], cwd=cwd, env=_env(), capture_output=True,
+    r = subprocess.run(cmd + commands[stage], cwd=cwd, env=_env(), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, f"{stage}: {r.stderr[-2000:]}"
     if counted:
@@ -62,6 +63,19 @@ def run(cwd: Path, stage: str, counted: bool = False) -> int | None:
         assert last.startswith("writes: "), r.stderr[-2000:]
         return int(last.split()[1])
     return None
+
+
+def _commands(store: str) -> dict[str, list[str]]:
+    return {stage: [store if a == "k.zarr" else a for a in args]
+            for stage, args in COMMANDS.items()}
+
+
+def _outside(bucket: str) -> list[str]:
+    """What lies beside the store ``k.zarr`` in ``bucket`` (``s3://NAME``)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(bucket, use_listings_cache=False, skip_instance_cache=True)
+    return sorted(Path(k).name for k in fs.ls(root) if Path(k).name != "k.zarr")
 
 
 def crop(src: Path, dst: Path, window: tuple[slice, slice]) -> None:
@@ -95,7 +109,7 @@ def flow(tmp_path_factory, data_dir):
     polys.to_file(ref / "inputs" / "landslides.gpkg")
     snaps, writes = {}, {}
     for stage in ("prepare", "features"):
-        writes[stage] = run(ref, stage, counted=True)
+        writes[stage] = run(ref, stage, COMMANDS, counted=True)
         snaps[stage] = root / f"{stage}.zarr"
         shutil.copytree(ref / "k.zarr", snaps[stage])
     r = subprocess.run(GEOSLIDE + ["train", "k.zarr", "--model", "llr", "--epochs", "2",
@@ -104,23 +118,29 @@ def flow(tmp_path_factory, data_dir):
                        cwd=ref, env=_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     for stage in ("predict", "evaluate"):
-        writes[stage] = run(ref, stage, counted=True)
+        writes[stage] = run(ref, stage, COMMANDS, counted=True)
         snaps[stage] = root / f"{stage}.zarr"
         shutil.copytree(ref / "k.zarr", snaps[stage])
-    work = root / "run"
-    work.mkdir()
-    shutil.copytree(ref / "inputs", work / "inputs")
-    shutil.copy(ref / "model.pt", work / "model.pt")
     assert writes["features"] == writes["predict"] == 16, writes  # regions
     assert writes["prepare"] >= 16 and writes["evaluate"] >= 2, writes  # chunks, files
-    return {"work": work, "snaps": snaps, "writes": writes}
+    return {"ref": ref, "snaps": snaps, "writes": writes}
 
 
-def test_interrupted_cli_flow_resumes_bit_identical(flow):
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_interrupted_cli_flow_resumes_bit_identical(flow, where, tmp_path, request):
+    """Every interrupted command, rerun, leaves the store equal to the uninterrupted local
+    run's; the store on local disk or on S3 (inputs, model and report local)."""
     from geoslide.store import incomplete, regions_done
 
     rng = random.Random(SEED)
-    work, snaps, writes = flow["work"], flow["snaps"], flow["writes"]
+    snaps, writes = flow["snaps"], flow["writes"]
+    work = tmp_path / "run"
+    work.mkdir()
+    shutil.copytree(flow["ref"] / "inputs", work / "inputs")
+    shutil.copy(flow["ref"] / "model.pt", work / "model.pt")
+    bucket = request.getfixturevalue("s3_bucket") if where == "s3" else None
+    store = f"{bucket}/k.zarr" if bucket else str(work / "k.zarr")
+    commands = _commands(store)
     interruptions, mid_write = 0, {s: 0 for s in COMMANDS}
     log = []
     for stage in COMMANDS:
@@ -128,7 +148,7 @@ def test_interrupted_cli_flow_resumes_bit_identical(flow):
         for i in range(ROUNDS[stage]):  # both signals in every stage, in turn
             sig = (signal.SIGINT, signal.SIGKILL)[(first + i) % 2]
             after = rng.randint(1, writes[stage])  # the signal right after this write
-            proc = subprocess.run(INTERRUPTED + [sig.name, str(after)] + COMMANDS[stage],
+            proc = subprocess.run(INTERRUPTED + [sig.name, str(after)] + commands[stage],
                                   cwd=work, env=_env(), capture_output=True, text=True,
                                   timeout=300)
             err = proc.stderr
@@ -138,16 +158,16 @@ def test_interrupted_cli_flow_resumes_bit_identical(flow):
                 assert proc.returncode == 130, (stage, after, err[-2000:])
                 assert "interrupted" in err and "Traceback" not in err, err[-2000:]
             interruptions += 1
-            if stage in ("features", "predict") and (work / "k.zarr").exists() \
-                    and incomplete(work / "k.zarr"):
-                mid_write[stage] += 0 < regions_done(work / "k.zarr") < 16
+            if stage in ("features", "predict") and incomplete(store):
+                mid_write[stage] += 0 < regions_done(store) < 16
             log.append((stage, sig.name, after, proc.returncode))
-            run(work, stage)  # the same command again: finishes
-            assert_same_store(work / "k.zarr", snaps[stage])
+            run(work, stage, commands)  # the same command again: finishes
+            assert_same_store(store, snaps[stage])
             left = sorted(os.listdir(work))
-            expected = ["inputs", "k.zarr", "model.pt"] + (["report"] if (
-                work / "report").exists() else [])
-            assert left == expected, (stage, left)
+            expected = ["inputs", "model.pt"] + ([] if bucket else ["k.zarr"]) + (
+                ["report"] if (work / "report").exists() else [])
+            assert left == sorted(expected), (stage, left)
+            assert not bucket or _outside(bucket) == [], (stage, _outside(bucket))
             if stage == "evaluate":
                 assert (work / "report" / "metrics.json").exists()
     print("\n".join(map(str, log)))

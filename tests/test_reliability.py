@@ -23,12 +23,22 @@ FEATURES = ["--distances", "100", "--features", "slope"]  # 3 variables, quick
 
 
 # --------------------------------------------------------------------------- helpers
-def assert_same_store(a: Path, b: Path) -> None:
-    """Bit for bit: the same arrays (dtype, shape, chunks, bytes) and attrs, no leftovers."""
+FRESH = {"use_listings_cache": False, "skip_instance_cache": True}
+"""fsspec options of a store URL read by this long-lived process while CLI processes write
+it: no listing cached from an earlier read."""
+
+
+def assert_same_store(a: Path | str, b: Path | str) -> None:
+    """Bit for bit: the same arrays (dtype, shape, chunks, bytes) and attrs, no leftovers
+    (local folders or store URLs)."""
+    import fsspec
     import zarr
 
-    ga = zarr.open_group(str(a), mode="r", use_consolidated=False)
-    gb = zarr.open_group(str(b), mode="r", use_consolidated=False)
+    def group(p: Path | str) -> zarr.Group:
+        fresh = {"storage_options": FRESH} if "://" in str(p) else {}
+        return zarr.open_group(str(p), mode="r", use_consolidated=False, **fresh)
+
+    ga, gb = group(a), group(b)
     assert dict(ga.attrs) == dict(gb.attrs)
     assert sorted(ga.array_keys()) == sorted(gb.array_keys())
     assert sorted(ga.group_keys()) == sorted(gb.group_keys()) == []
@@ -37,8 +47,10 @@ def assert_same_store(a: Path, b: Path) -> None:
         assert (x.dtype, x.shape, x.chunks) == (y.dtype, y.shape, y.chunks), name
         assert dict(x.attrs) == dict(y.attrs), name
         assert x[...].tobytes() == y[...].tobytes(), name
-    for p in (a, b):
-        assert not (p / "geoslide.lock").exists() and not (p / "_geoslide_progress").exists()
+    for p in (str(a), str(b)):
+        fs, root = fsspec.core.url_to_fs(p, **(FRESH if "://" in p else {}))
+        assert not fs.exists(f"{root}/geoslide.lock"), p
+        assert not fs.exists(f"{root}/_geoslide_progress"), p
 
 
 def one_line_error(err: str, command: str) -> str:
