@@ -255,31 +255,38 @@ def store_at(url: str, shape: tuple[int, int], suffix: str = "") -> str:
 
 def local_s3(url: str) -> object:
     """A moto S3 server on 127.0.0.1 (a free port) with ``url``'s bucket, the ``AWS_*``
-    variables pointed at it (before the cluster starts: its workers inherit them)."""
-    import logging
+    variables pointed at it (before the cluster starts: its workers inherit them). The server
+    is a process of its own, as a real endpoint is (in a thread of this one it would take
+    the client's interpreter lock); it stops with this process."""
+    import atexit
     import socket
 
     import s3fs
-    from moto.server import ThreadedMotoServer
 
     from geoslide.store import urls
 
     if urls.scheme(url) != "s3":
         raise SystemExit(f"--local-s3 serves s3:// URLs; --store is {url!r}")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    atexit.register(server.terminate)
     endpoint = f"http://127.0.0.1:{port}"
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                       AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
         os.environ.pop(var, None)
+    for _ in range(100):                     # the server answers within a few seconds
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.1)
     s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True).mkdir(
         url.split("://", 1)[1].split("/", 1)[0])
-    print(f"local S3 server (moto) at {endpoint}", flush=True)
+    print(f"local S3 server (moto, its own process) at {endpoint}", flush=True)
     return server
 
 
