@@ -141,7 +141,7 @@ def test_features_on_a_local_cluster_equal_numpy(cluster_client, store, base):
     from distributed import get_task_stream
 
     assert active_client() is cluster_client
-    lazy = aligned_features(open_zarr(store), DISTANCES, ["slope"])
+    lazy = aligned_features(open_zarr(store), DISTANCES, ["slope"], gathered=False)  # as the CLI
     with get_task_stream(cluster_client) as stream:
         report = write_variables(lazy, store, progress=False)
     assert report.written == 16
@@ -279,8 +279,8 @@ def test_predict_on_a_local_cluster_equals_threads_and_ships_the_model_once(
     from geoslide.store import write_variables
     from geoslide.store import open_zarr
 
-    write_variables(aligned_features(open_zarr(store), DISTANCES, ["slope"]), store,
-                  progress=False)
+    write_variables(aligned_features(open_zarr(store), DISTANCES, ["slope"], gathered=False),
+                    store, progress=False)
     ds = open_zarr(store)
     features = ["slope", "elevation", "slope_up100", "dz_up300"]
 

@@ -72,7 +72,8 @@ def _features(path):
     from geoslide.features.align import aligned_features
     from geoslide.store import open_zarr
 
-    return aligned_features(open_zarr(path, allow_incomplete=True), DISTANCES, ["slope"])
+    return aligned_features(open_zarr(path, allow_incomplete=True), DISTANCES, ["slope"],
+                            gathered=False)
 
 
 def _assert_same_store(a, b, names):
