@@ -97,8 +97,13 @@ def compare(data: dict) -> str:
                        "landslides in top 10 %": s.get("top10"),
                        "landslides in top 20 %": s.get("top20"), "NLL": s.get("nll"),
                        "NLL 95 %": s.get("nll_ci"), "validation NLL": s.get("val_nll")}
-    out = ["Chosen: `{}`; ranked: {}.".format(
-        data.get("chosen"), ", ".join(f"`{m}`" for m in data.get("ranking", [])) or "none")]
+    if "chosen_sacnn" in data:               # a study (examples/sacnn_small.py)
+        out = [f"SACNN configuration chosen on validation: `{data['chosen_sacnn']}`; best "
+               f"per-pixel model: `{data.get('best_per_pixel')}`; the chosen one's pooled AUC "
+               f"inside the best per-pixel model's interval: {data.get('goal_met')}."]
+    else:
+        out = ["Chosen: `{}`; ranked: {}.".format(
+            data.get("chosen"), ", ".join(f"`{m}`" for m in data.get("ranking", [])) or "none")]
     if rows:
         out.append(table(rows, "model"))
     if data.get("verdict"):
