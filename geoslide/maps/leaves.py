@@ -100,8 +100,9 @@ def network_inputs(ds: xr.Dataset, features: Sequence[str],
     one-hot layer the Dataset does not hold is read from its class codes, never stacked."""
     layer_of = {layer: (str(name), code) for name, var in ds.data_vars.items()
                 if is_codes(var) for layer, (code, _) in code_layers(str(name), var).items()}
-    check_features(ds.assign({n: ds[src] for n, (src, _) in layer_of.items()
-                              if n not in ds.data_vars}), features)
+    if {base_variable(f) for f in features} - set(map(str, ds.data_vars)) - set(layer_of):
+        check_features(ds.assign({n: ds[src] for n, (src, _) in layer_of.items()
+                                  if n not in ds.data_vars}), features)  # raises, typed
     norm = normalization or {}
     conts, sources, layers = [], [], []
     for c, f in enumerate(features):
