@@ -440,7 +440,7 @@ def _warm(module, channels: int) -> None:
 
     ring_winners(np.zeros((64, 64), np.float32), DISTANCES, 10.0, threads=1)
     assemble([(0, np.zeros((8, 8), np.float32), 0.0, 1.0)], [np.zeros((8, 8), np.int16)],
-             [(1, 0, 1, 0.0, 1.0)], -1, (8, 8, 2))
+             [(1, 0, 1, 0.0, 1.0)], (8, 8, 2))
     torch.set_num_threads(1)
     win = CORE + 2 * HALO   # the channels-last primitives prediction runs
     Runner(module, "cpu").forward(np.zeros((1, win, win, channels), np.float32), "nhwc")
@@ -630,19 +630,6 @@ def profile_main(args, features: list[str], model, forest) -> dict:
     return out
 
 
-def _provenance(argv: list[str] | None) -> dict:
-    """The command, date, commit and machine of this run, and the load before it."""
-    import platform
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
-    args = sys.argv[1:] if argv is None else argv
-    return {"command": " ".join(["benchmarks/paper_scale.py", *args]),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "load_before": round(os.getloadavg()[0], 2)}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crop", type=int, default=2048, help="side of the crop (px)")
@@ -705,7 +692,10 @@ def main(argv: list[str] | None = None) -> int:
           f"aligned at {list(DISTANCES)} m; untrained SACNN widths {WIDTHS} on {len(features)} "
           f"inputs, core {CORE} + halo {HALO} px; chunks {CHUNK} px; {args.workers} workers x 1 "
           f"thread; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}", flush=True)
-    results: dict = _provenance(argv)
+    from geoslide.evaluation.report import run_header
+
+    command = " ".join(["benchmarks/paper_scale.py", *(sys.argv[1:] if argv is None else argv)])
+    results: dict = {**run_header(command), "load_before": round(os.getloadavg()[0], 2)}
     try:
         with get_client("local", n_workers=args.workers, threads_per_worker=1,
                         memory_limit=args.memory_limit) as client:

@@ -274,6 +274,12 @@ def test_network_inputs_equal_expanded_standardised_layers_pixel_major(kashmir):
     np.testing.assert_array_equal(pixels, expected)
     np.testing.assert_array_equal(ok, np.isfinite(block).all(axis=0))
     assert not ok[:7, :9].any() and not ok[50, 3:6].any() and ok.mean() > 0.9
+    constant = {**norm, layers[3]: [0.5, 0.0]}     # std 0: every value of the layer infinite
+    pixels, ok = network_inputs(win, features, constant)
+    block = to_input_array(expand(win), features, constant, fill=None)
+    np.testing.assert_array_equal(
+        pixels, np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0).transpose(1, 2, 0))
+    np.testing.assert_array_equal(ok, np.isfinite(block).all(axis=0))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ _TILE = 32
 while each input layer is read contiguously."""
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy")  # x / 0: inf or NaN, as numpy
 def _assemble(conts, cont_chan, cont_mean, cont_std, codes, code_src, code_value, code_chan,
               on, off, nodata, out, ok):  # pragma: no cover
     """``out[y, x, c]``: continuous source ``k`` standardised, ``(conts[k] - mean) / std`` in
@@ -64,16 +64,18 @@ def _f32(values: list) -> np.ndarray:
 
 def assemble(conts: list[tuple[int, np.ndarray, float, float]],
              codes: list[np.ndarray], layers: list[tuple[int, int, int, float, float]],
-             nodata: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+             shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(the inputs pixel-major, float32 ``shape`` ``(h, w, C)``, non-finite as 0; ``(h, w)``
     True where every input is finite), in one pass. ``conts``: ``(channel, array, mean,
     std)`` of each continuous input (a 2-D float32 array); ``layers``: ``(channel, source,
     code, mean, std)`` of each one-hot input, 1 where ``codes[source]`` (int16 class codes,
-    ``nodata`` none) equals ``code``. The values equal those of the one-hot layers
+    :data:`~geoslide.store.classes.NODATA` none) equals ``code``. The values equal those of the one-hot layers
     (:func:`geoslide.store.classes.one_hot_layer`) standardised in float32, put pixel-major
     with ``np.nan_to_num``."""
     from numba import types
     from numba.typed import List
+
+    from geoslide.store.classes import NODATA, one_hot_array
 
     layers = sorted(layers, key=lambda g: (g[1], g[0]))       # each source's layers together
     mean, std = _f32([g[3] for g in layers]), _f32([g[4] for g in layers])
@@ -82,9 +84,7 @@ def assemble(conts: list[tuple[int, np.ndarray, float, float]],
     if bad.any():                    # a constant layer (std 0): continuous, NaN as NaN
         for g, b in zip(list(layers), bad):
             if b:
-                src = codes[g[1]]
-                layer = np.where(src == nodata, np.nan, src == g[2]).astype(np.float32)
-                conts = [*conts, (g[0], layer, g[3], g[4])]
+                conts = [*conts, (g[0], one_hot_array(codes[g[1]], g[2]), g[3], g[4])]
         keep = ~bad
         layers = [g for g, k in zip(layers, keep) if k]
         on, off = on[keep], off[keep]
@@ -99,7 +99,7 @@ def assemble(conts: list[tuple[int, np.ndarray, float, float]],
     _assemble(clist, np.array([c for c, *_ in conts], np.int64),
               _f32([m for _, _, m, _ in conts]), _f32([s for *_, s in conts]), klist,
               np.array([g[1] for g in layers], np.int64), np.array([g[2] for g in layers], np.int16),
-              np.array([g[0] for g in layers], np.int64), on, off, np.int16(nodata), out, ok)
+              np.array([g[0] for g in layers], np.int64), on, off, np.int16(NODATA), out, ok)
     return out, ok
 
 

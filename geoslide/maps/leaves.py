@@ -115,5 +115,5 @@ def network_inputs(ds: xr.Dataset, features: Sequence[str],
         else:
             conts.append((c, raw_input(ds, f), mean, std))
     h, w = int(ds.sizes["y"]), int(ds.sizes["x"])
-    return assemble(conts, [ds[s].transpose("y", "x").values for s in sources], layers, NODATA,
+    return assemble(conts, [ds[s].transpose("y", "x").values for s in sources], layers,
                     (h, w, len(features)))

@@ -101,13 +101,14 @@ def one_hot_layer(codes: xr.DataArray, code: int) -> xr.DataArray:
     task per chunk, when ``codes`` is dask-backed)."""
     data = codes.data
     if hasattr(data, "map_blocks"):
-        data = data.map_blocks(_one_hot, int(code), dtype=np.float32)
+        data = data.map_blocks(one_hot_array, int(code), dtype=np.float32)
     else:
-        data = _one_hot(np.asarray(data), int(code))
+        data = one_hot_array(np.asarray(data), int(code))
     return xr.DataArray(data, dims=codes.dims, coords=codes.coords)
 
 
-def _one_hot(codes: np.ndarray, code: int) -> np.ndarray:
+def one_hot_array(codes: np.ndarray, code: int) -> np.ndarray:
+    """float32 1 where ``codes == code``, 0 elsewhere, NaN where :data:`NODATA`."""
     out = (codes == code).astype(np.float32)
     out[codes == NODATA] = np.nan
     return out
@@ -147,5 +148,5 @@ def compact(ds: xr.Dataset) -> xr.Dataset:
 
 
 __all__ = ["expand", "compact", "code_layers", "code_variable", "virtual_names", "is_codes", "representable",
-           "one_hot_layer", "onehot_attrs", "aligned_attrs", "CLASSES_ATTR", "CODES_ATTR",
+           "one_hot_layer", "one_hot_array", "onehot_attrs", "aligned_attrs", "CLASSES_ATTR", "CODES_ATTR",
            "VIRTUAL_ATTR", "NODATA", "CODE_DTYPE"]
