@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import shutil
 import subprocess
@@ -344,20 +345,6 @@ def public(size: int, chunk: int) -> dict:
     return res
 
 
-def provenance() -> dict:
-    """Date, git commit, processor and core count of this run."""
-    import platform
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent).stdout.strip()
-    except OSError:
-        commit = ""
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit,
-            "processor": platform.processor(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count()}
-
-
 # --------------------------------------------------------------------------- part 2
 _SETUP = r"""
 import sys, numpy as np, xarray as xr, dask.array as da
@@ -442,7 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = p.parse_args(argv)
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {os.cpu_count()} cores  {load()}", flush=True)
-    res: dict = {**provenance(), "load_before": os.getloadavg()}
+    from geoslide.evaluation.report import run_header
+
+    command = " ".join(["benchmarks/aligned_features.py", *(argv or sys.argv[1:])])
+    res: dict = {**run_header(command), "processor": platform.processor(),
+                 "cpu_count": os.cpu_count(), "load_before": os.getloadavg()}
     res["public"] = public(args.public_size, args.public_chunk)
     if args.public_only:
         args.skip_throughput = args.skip_memory = True

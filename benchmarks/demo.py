@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,21 +36,13 @@ def demo(out: Path, *extra: str) -> dict:
     return data
 
 
-def provenance() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    return {"command": "benchmarks/demo.py", "date": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                   time.gmtime()),
-            "commit": commit or None,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                       f"{platform.python_version()}", "load_before": os.getloadavg()[0]}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = p.parse_args(argv)
-    res = provenance()
+    from geoslide.evaluation.report import run_header
+
+    res = {**run_header("benchmarks/demo.py"), "load_before": os.getloadavg()[0]}
     print(f"load average before: {res['load_before']:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="geoslide-demo-") as tmp:
         fresh = demo(Path(tmp) / "demo", "--fresh")

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -66,12 +64,10 @@ def main() -> int:
     per_model: dict[str, float] = {}
     for f in res["folds"]:
         per_model[f["model"]] = per_model.get(f["model"], 0.0) + f["seconds"]
-    figures = {"command": "examples/compare.py " + " ".join(
-                   [args.region, "--out", str(args.out)]),
-               "date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or
-               platform.machine(), "commit": subprocess.run(
-                   ["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                   text=True).stdout.strip(),
+    from geoslide.evaluation.report import run_header
+
+    figures = {**run_header("examples/compare.py " + " ".join(
+                   [args.region, "--out", str(args.out)])),
                "exit_code": code, "prepare_seconds": t1 - t0, "compare_seconds": t2 - t1,
                "fold_seconds_per_model": per_model, "chosen": res["chosen"],
                "ranking": res["ranking"], "verdict": res["verdict"],

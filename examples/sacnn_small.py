@@ -69,14 +69,11 @@ def main() -> int:
                      key=lambda m: cmp.scores[m]["auc"], default=None)
     val = {m: cmp.scores[m]["val_nll"] for m in cmp.ranking}
     chosen_sacnn = min((m for m in models if m in val), key=val.get, default=None)
-    import platform
-    import subprocess
     import sys
 
-    study = {"command": "examples/sacnn_small.py " + " ".join(sys.argv[1:]),
-             "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"],
-                                      capture_output=True, text=True).stdout.strip(),
+    from geoslide.evaluation.report import run_header
+
+    study = {**run_header("examples/sacnn_small.py " + " ".join(sys.argv[1:])),
              "store": str(args.store), "n_folds": args.n_folds, "seconds": time.time() - t0,
              "configs": {m: CONFIGS[m.removeprefix("sacnn_") if m != "sacnn" else "quick"]
                          for m in models},

@@ -52,6 +52,20 @@ def _headline(ev: "Evaluation") -> list[str]:
     return lines
 
 
+def run_header(command: str) -> dict[str, str | None]:
+    """What a results file opens with (docs/results): the ``command`` that wrote it, the date
+    (UTC), the git commit of the checkout it ran from (None outside one) and :func:`machine`."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "commit": commit or None, "machine": machine()}
+
+
 def machine() -> str:
     """One line naming the machine and library versions (for reproduction pages)."""
     import torch
@@ -278,5 +292,5 @@ def write_report(ev: "Evaluation", out: str | os.PathLike, *, ds: "xr.Dataset | 
     return files
 
 
-__all__ = ["write_report", "markdown", "machine", "FIGURES", "table2", "headline_table",
+__all__ = ["write_report", "markdown", "machine", "run_header", "FIGURES", "table2", "headline_table",
            "differences_table", "importance_table", "classes_table", "spread_table"]
