@@ -4,18 +4,12 @@ the per-fold table, the classes of the map), ``compare.json`` (every figure) and
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from geoslide.evaluation.compare import Comparison
+from geoslide.evaluation.tables import fmt
 from geoslide.evaluation.verdict import label
-
-
-def _f(v: Any, digits: int = 3, sign: bool = False) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return f"{v:{'+' if sign else ''}.{digits}f}"
 
 
 def ranking_table(cmp: Comparison) -> str:
@@ -26,11 +20,11 @@ def ranking_table(cmp: Comparison) -> str:
         s = cmp.scores[m]
         d = s.get("auc_diff")
         diff = "chosen" if m == cmp.chosen else (
-            f"{_f(d[0], sign=True)} [{_f(d[1], sign=True)}, {_f(d[2], sign=True)}]")
-        rows.append(f"| {i} | {m} | {_f(s['auc'])} [{_f(s['auc_ci'][0])}, "
-                    f"{_f(s['auc_ci'][1])}] | {s['top10']:.0%} / {s['top20']:.0%} | "
-                    f"{_f(s['nll'], 4)} [{_f(s['nll_ci'][0], 4)}, {_f(s['nll_ci'][1], 4)}] | "
-                    f"{_f(s['val_nll'], 4)} | {diff} |")
+            f"{fmt(d[0], 3, sign=True)} [{fmt(d[1], 3, sign=True)}, {fmt(d[2], 3, sign=True)}]")
+        rows.append(f"| {i} | {m} | {fmt(s['auc'], 3)} [{fmt(s['auc_ci'][0], 3)}, "
+                    f"{fmt(s['auc_ci'][1], 3)}] | {s['top10']:.0%} / {s['top20']:.0%} | "
+                    f"{fmt(s['nll'], 4)} [{fmt(s['nll_ci'][0], 4)}, {fmt(s['nll_ci'][1], 4)}] | "
+                    f"{fmt(s['val_nll'], 4)} | {diff} |")
     return "\n".join(rows)
 
 
@@ -41,8 +35,8 @@ def folds_table(cmp: Comparison) -> str:
     for r in cmp.records:
         t = r.test
         rows.append(f"| {r.model} | {r.fold} | {r.status if r.ok else 'failed: ' + r.reason.splitlines()[0][:80]} | "
-                    f"{_f(t.get('auc'))} | {_f(t.get('nll'), 4)} | "
-                    f"{_f(t.get('base_rate_nll'), 4)} | {_f(r.val_nll, 4)} | {r.seconds:.0f} |")
+                    f"{fmt(t.get('auc'), 3)} | {fmt(t.get('nll'), 4)} | "
+                    f"{fmt(t.get('base_rate_nll'), 4)} | {fmt(r.val_nll, 4)} | {r.seconds:.0f} |")
     return "\n".join(rows)
 
 
@@ -52,7 +46,7 @@ def classes_table(table: list[dict[str, Any]]) -> str:
     for c in table:
         rows.append(f"| {c['class']} {c['name']} | {c['p_min']:.3g}–{c['p_max']:.3g} | "
                     f"{c['area_km2']:.2f} | {c['area_share']:.1%} | {c['landslide_share']:.1%}"
-                    f" | {_f(c['density'], 4)} | {_f(c['frequency_ratio'], 2)} |")
+                    f" | {fmt(c['density'], 4)} | {fmt(c['frequency_ratio'], 2)} |")
     return "\n".join(rows)
 
 

@@ -280,12 +280,6 @@ def _default_mask(ds: xr.Dataset, mapper: _Mapper) -> np.ndarray:
     return SplitSettings.of([mapper.model]).masks(ds)["test"]
 
 
-def _score(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    nll = metrics.nll(y, p)
-    auc = metrics.auc_or_nan(y, p)
-    return nll, auc
-
-
 # --------------------------------------------------------------------------- public API
 def permute(ds: xr.Dataset, variables: Sequence[str], mask: np.ndarray,
             rng: np.random.Generator) -> xr.Dataset:
@@ -371,7 +365,7 @@ def permutation_importance(
     y = labels[scored].astype(np.int8)
     if y.size == 0:
         raise InputError("the mask holds no labelled pixel with a finite map: nothing to score")
-    base_nll, base_auc = _score(y, base_map[scored])
+    base_nll, base_auc = metrics.nll_and_auc(y, base_map[scored])
 
     d_nll: dict[str, np.ndarray] = {}
     d_auc: dict[str, np.ndarray] = {}
@@ -380,7 +374,7 @@ def permutation_importance(
         nll_r, auc_r = np.empty(n_repeats), np.empty(n_repeats)
         for k in range(n_repeats):
             p = mapper(permute(crop, variables, cmask, rng), cmask)
-            nll, auc = _score(y, p[scored])
+            nll, auc = metrics.nll_and_auc(y, p[scored])
             nll_r[k], auc_r[k] = nll - base_nll, base_auc - auc
         d_nll[g], d_auc[g] = nll_r, auc_r
 

@@ -120,6 +120,11 @@ def auc_or_nan(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, np.asarray(p, np.float64).ravel()))
 
 
+def nll_and_auc(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(NLL, AUC or NaN with one class) of probabilities ``p`` for labels ``y``."""
+    return nll(y, p), auc_or_nan(y, p)
+
+
 def precision_recall_curve(y: np.ndarray, p: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(precision, recall, thresholds) by decreasing threshold, starting at recall 0

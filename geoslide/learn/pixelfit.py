@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from geoslide.learn.inputs import to_input_array
+from geoslide.learn.metrics import nll_and_auc
 from geoslide.learn.models.pixel import SklearnPixel, make_estimator
 
 
@@ -28,13 +29,6 @@ def pixel_rows(x: np.ndarray, labels: np.ndarray, mask: np.ndarray, limit: int |
         idx = np.sort(np.random.default_rng(seed).choice(idx, size=int(limit), replace=False))
     rows = x.reshape(x.shape[0], -1)[:, idx].T
     return np.ascontiguousarray(rows), labels.ravel()[idx].astype(np.int8)
-
-
-def _score(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """Validation NLL and AUC (NaN with one class)."""
-    from geoslide.learn.metrics import auc_or_nan, nll
-
-    return nll(y, p), auc_or_nan(y, p)
 
 
 def fit_pixel(module: SklearnPixel, ds: xr.Dataset, features: list[str],
@@ -56,7 +50,7 @@ def fit_pixel(module: SklearnPixel, ds: xr.Dataset, features: list[str],
         est = make_estimator(module.kind, seed=seed, threads=threads, **params)
         est.fit(xt, yt)
         pv = est.predict_proba(xv)[:, 1].astype(np.float32)
-        val_nll, val_auc = _score(yv, pv)
+        val_nll, val_auc = nll_and_auc(yv, pv)
         history.append({"epoch": i, "params": dict(params), "train_nll": None,
                         "val_nll": val_nll, "val_auc": val_auc, "lr": None,
                         "seconds": time.time() - t0, "train_pixels": int(yt.size)})
