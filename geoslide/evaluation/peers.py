@@ -92,21 +92,20 @@ class PeerModel:
 
 
 def make_estimator(kind: str, seed: int = 0, **params: Any) -> Any:
-    """The scikit-learn estimator of a peer kind (``logreg`` or ``rf``); ``params`` override."""
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
+    """The scikit-learn estimator of a peer kind (``logreg`` or ``rf``), the per-pixel
+    models' (:func:`geoslide.learn.models.pixel.make_estimator`) with the peers' fixed
+    settings: logistic regression on standardised inputs, forests of leaves of 50 pixels on
+    10 % samples; ``params`` override."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from geoslide.learn.models.pixel import make_estimator as pixel_estimator
+
     if kind == "logreg":
-        opts = {"C": 1.0, "max_iter": 2000}
-        opts.update(params)
-        return make_pipeline(StandardScaler(), LogisticRegression(**opts))
+        return make_pipeline(StandardScaler(), pixel_estimator("logreg", seed, **params))
     if kind == "rf":
-        opts = {"n_estimators": 100, "min_samples_leaf": 50, "max_features": "sqrt",
-                "max_samples": 0.1, "n_jobs": -1, "random_state": seed}
-        opts.update(params)
-        return RandomForestClassifier(**opts)
+        return pixel_estimator("rf", seed, **{"min_samples_leaf": 50, "max_samples": 0.1,
+                                              **params})
     raise InputError(f"peer kind must be 'logreg' or 'rf'; got {kind!r}")
 
 
