@@ -10,8 +10,11 @@ import pytest
 
 _POLICY = """
 import json, os, sys
+from geoslide.parallel import threads
 from geoslide.parallel.threads import thread_policy
 import numba, numpy, torch, threadpoolctl, dask
+threads.busy_cpus = lambda: float(sys.argv[3]) if len(sys.argv) > 3 else 0.0  # the load
+threads.os.cpu_count = threads.usable_cpus = lambda: 2  # a 2-core machine
 done = thread_policy(int(sys.argv[1]), tasks=int(sys.argv[2]))
 blas = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
 print(json.dumps({"done": done, "torch": torch.get_num_threads(),
@@ -46,6 +49,18 @@ def test_policy_sets_every_library(threads, tasks, per_task):
         str(per_task)
     assert got["done"]["wait_policy"] == "too late"
     assert got["done"]["per_task"] == per_task and got["done"]["threads"] == threads
+
+
+@pytest.mark.parametrize("asked,busy,used", [(2, 1.0, 1), (2, 2.0, 1), (2, 0.4, 2), (1, 1.0, 1),
+                                             (8, 0.0, 2)])
+def test_an_explicit_count_stops_at_the_free_cores(asked, busy, used):
+    """More threads than the cores other processes leave free are slower (a barrier waits for
+    the thread sharing a core), so an explicit count is a ceiling: 2 beside a busy process on
+    2 cores run as 1, in torch, numba, BLAS and dask alike; 8 on an idle 2-core machine as 2."""
+    got = _run(_POLICY, str(asked), "1", str(busy))
+    assert got["done"]["threads"] == used and got["done"]["asked"] == asked
+    assert got["torch"] == got["numba"] == used
+    assert got["env"]["OMP_NUM_THREADS"] == str(used)
 
 
 _EARLY = """

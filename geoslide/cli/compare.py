@@ -46,7 +46,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="susceptibility classes of the map (default 5)")
     p.add_argument("--class-method", choices=METHODS, default="equal_area",
                    help="class limits: equal_area (quantiles) or natural (natural breaks)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads while training")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads while training, at most (default and ceiling: the free "
+                        "cores)")
     p.add_argument("--no-map", action="store_true", help="rank only; write no map")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from geoslide.cli import add_storage_argument

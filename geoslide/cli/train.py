@@ -64,7 +64,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--core", type=int, metavar="PX", help="patch core in pixels (default: the preset's)")
     p.add_argument("--halo", type=int, metavar="PX", help="patch halo in pixels (default: the preset's)")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default torch's; 1 is fastest on a shared machine)")
+                   help="torch CPU threads, at most (default and ceiling: the cores the "
+                        "machine's load leaves free)")
     from geoslide.parallel.devices import add_device_argument
 
     add_device_argument(p)
