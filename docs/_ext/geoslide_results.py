@@ -109,6 +109,10 @@ def compare(data: dict) -> str:
     if data.get("verdict"):
         out.append("The verdict, as `compare.md` opens:\n\n"
                    + "\n".join(f"- {_fmt(v)}" for v in data["verdict"]))
+    if data.get("compare_seconds") is not None:
+        out.append(f"Wall time: {_fmt(data.get('prepare_seconds'))} s to prepare the store and "
+                   f"its aligned features, {data['compare_seconds'] / 60:.1f} min for `compare` "
+                   "(every fold, the refit, the map and the report); per model:")
     secs = data.get("fold_seconds_per_model") or {}
     if secs:
         out.append(table({m: {"seconds (all folds)": s} for m, s in secs.items()}, "model"))
