@@ -83,34 +83,35 @@ def quiet() -> Iterator[None]:
         yield
 
 
-def check_store(path: str | os.PathLike) -> None:
-    """Raise :class:`MissingFileError` when nothing is at ``path`` (a folder or a URL
-    prefix), :class:`StoreError` when it holds no Zarr root (``zarr.json`` / ``.zgroup``)."""
+def check_store(path: str | os.PathLike) -> int:
+    """The Zarr format (3 or 2) of the store at ``path`` (a folder or a URL prefix); raise
+    :class:`MissingFileError` when nothing is there, :class:`StoreError` when it holds no Zarr
+    root (``zarr.json`` / ``.zgroup``). One request for a Zarr 3 store on object storage."""
     loc = urls.parse(path)
     if isinstance(loc, str):
         fs, inner = urls.filesystem(loc)
-        found = fs.exists(inner)
-        is_zarr = any(fs.exists(f"{inner}/{n}") for n in ("zarr.json", ".zgroup"))
+        exists = fs.exists
     else:
-        found = loc.exists()
-        is_zarr = loc.is_dir() and ((loc / "zarr.json").exists() or (loc / ".zgroup").exists())
-    if not found:
+        inner, exists = str(loc), os.path.exists
+    for name, zarr_format in (("zarr.json", 3), (".zgroup", 2)):
+        if exists(f"{inner}/{name}"):
+            return zarr_format
+    if not exists(inner):
         raise MissingFileError(
             f"store {str(path)!r} does not exist; expected a Zarr store written by geoslide; "
             "create it with `geoslide prepare` or geoslide.store.to_zarr(ds, path)")
-    if not is_zarr:
-        raise StoreError(
-            f"{str(path)!r} is not a Zarr store (no zarr.json / .zgroup); expected a folder "
-            "written by geoslide.store.to_zarr or `geoslide prepare`")
+    raise StoreError(
+        f"{str(path)!r} is not a Zarr store (no zarr.json / .zgroup); expected a folder "
+        "written by geoslide.store.to_zarr or `geoslide prepare`")
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
     """The store's root attrs, read directly (not from consolidated metadata)."""
     import zarr
 
-    check_store(path)
+    zarr_format = check_store(path)
     group = zarr.open_group(urls.zarr_store(path, read_only=True), mode="r",
-                            use_consolidated=False)
+                            use_consolidated=False, zarr_format=zarr_format)
     return dict(group.attrs)
 
 
@@ -141,9 +142,9 @@ def root(path: str | os.PathLike, mode: str = "r+") -> Any:
     """The store's root Zarr group, opened without consolidated metadata."""
     import zarr
 
-    check_store(path)
+    zarr_format = check_store(path)
     return zarr.open_group(urls.zarr_store(path, read_only=mode == "r"), mode=mode,
-                           use_consolidated=False)
+                           use_consolidated=False, zarr_format=zarr_format)
 
 
 def reconsolidate(path: str | os.PathLike) -> None:

@@ -101,9 +101,9 @@ def open_stored(path: Path | str, allow_incomplete: bool | str | Iterable[str] =
                 chunks: Any = "store") -> xr.Dataset:
     """:func:`open_zarr` of a parsed path without the virtual one-hot layers and gathered
     aligned variables: the variables stored (what a writer checks a new variable against)."""
-    check_store(path)
+    zarr_format = check_store(path)
     try:
-        ds = xr.open_zarr(urls.zarr_store(path, read_only=True),
+        ds = xr.open_zarr(urls.zarr_store(path, read_only=True), zarr_format=zarr_format,
                           chunks={} if chunks == "store" else chunks, decode_coords="all")
     except Exception as exc:
         raise StoreError(f"cannot open {str(path)!r} as a Zarr store ({exc}); expected a "

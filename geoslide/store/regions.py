@@ -48,8 +48,11 @@ from geoslide.store.attrs import (DEFAULT_CHUNK, INCOMPLETE_ATTR, PROGRESS_GROUP
                                   run_marker, shown)
 from geoslide.store.classes import compact, virtual_names
 from geoslide.store.winners import check_sources, compact_gathers, represented_names
-from geoslide.store.files import store_lock, writing
+from geoslide.store.files import entries, store_lock, writing
 from geoslide.store.read import open_stored, rerun_hint
+
+DONE = f"{PROGRESS_GROUP}/done"
+"""The progress array: one int8 cell per region, 1 once the region is written."""
 
 WRITE_PRIORITY = 20
 """dask priority of the region writes in an annotated graph (above geoslide.parallel.halo's)."""
@@ -70,7 +73,7 @@ class WriteReport:
 def regions_done(path: str | os.PathLike) -> int:
     """Regions recorded as written by the unfinished write of a store (0 if none)."""
     try:
-        return int(np.asarray(root(path, "r")[f"{PROGRESS_GROUP}/done"][...]).sum())
+        return int(np.asarray(root(path, "r")[DONE][...]).sum())
     except KeyError:
         return 0
 
@@ -138,20 +141,29 @@ def write_key(ds: xr.Dataset) -> str:
 
 # --------------------------------------------------------------------------- the region task
 def _write_region(*blocks: np.ndarray, path: str, names: list[str], attrs: list[dict],
-                  region_chunks: tuple[int, int], options: Mapping[str, Any] | None = None,
-                  block_info: Any = None) -> np.ndarray:
+                  region_chunks: tuple[int, int], metadata: Mapping[str, Any],
+                  options: Mapping[str, Any] | None = None, block_info: Any = None) -> np.ndarray:
     """Encode and write one region of every variable, then mark it done. Runs on a worker
-    (``options``: the client's storage options, for a store on object storage)."""
+    (``options``: the client's storage options, for a store on object storage). The arrays
+    come from their ``metadata`` (by path, read once by the client): a region reads nothing
+    and writes one object per array."""
     import zarr
+    from zarr.storage import LocalStore, StorePath
 
     i, j = block_info[None]["chunk-location"]
     cy, cx = region_chunks
-    group = zarr.open_group(urls.zarr_store(path, options), mode="r+", use_consolidated=False)
+    store = urls.zarr_store(path, options)
+    store = LocalStore(store) if isinstance(store, str) else store
+
+    def array(name: str) -> Any:
+        return zarr.Array(zarr.AsyncArray(metadata=metadata[name],
+                                          store_path=StorePath(store, name)))
+
     for name, block, var_attrs in zip(names, blocks, attrs):
         var = xr.conventions.encode_cf_variable(xr.Variable(("y", "x"), block, var_attrs))
         y0, x0 = i * cy, j * cx
-        group[name][y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = np.asarray(var.values)
-    group[f"{PROGRESS_GROUP}/done"][i, j] = 1
+        array(name)[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = np.asarray(var.values)
+    array(DONE)[i, j] = 1
     return np.ones((1, 1), np.int8)
 
 
@@ -160,9 +172,9 @@ def _create_targets(ds: xr.Dataset, path: str, group: Any, grid: tuple[int, int]
     """(Re)create the target arrays (metadata only) and an all-zero ``done`` array; stored
     arrays named like the one-hot layers and aligned features that the code and winner
     variables represent are removed."""
-    # the members listed once: one request for all, not one per name (the one-hot and
-    # aligned names it checks are hundreds; each check is a round trip on object storage)
-    members = set(group.keys())
+    # the members listed once, by name: one request for all, no metadata read (the one-hot
+    # and aligned names it checks are hundreds; each is a round trip on object storage)
+    members = set(entries(path))
     for name in [*map(str, ds.data_vars), *virtual_names(ds), *represented_names(ds)]:
         if name in members:
             del group[name]
@@ -215,7 +227,7 @@ def _resumed(path: Path | str, group: Any, run: Mapping[str, Any], grid: tuple[i
     if resume and all(old.get(k) == run[k] for k in ("variables", "shape", "chunks", "key")) \
             and set(names) <= set(incomplete(path)):
         try:
-            arr = group[f"{PROGRESS_GROUP}/done"]
+            arr = group[DONE]
             if tuple(arr.shape) == grid:
                 return np.asarray(arr[...]).astype(bool)
         except KeyError:
@@ -235,7 +247,7 @@ def _begin(ds: xr.Dataset, path: Path | str, group: Any, names: list[str],
 
 
 def _region_tasks(ds: xr.Dataset, names: list[str], path: Path | str, chunks: tuple[int, int],
-                  grid: tuple[int, int]) -> np.ndarray:
+                  grid: tuple[int, int], group: Any) -> np.ndarray:
     """One Delayed per region (an object array shaped ``grid``) that computes the region of
     every variable and writes it (:func:`_write_region`) on the worker."""
     import dask
@@ -252,6 +264,7 @@ def _region_tasks(ds: xr.Dataset, names: list[str], path: Path | str, chunks: tu
         out = da.map_blocks(
             _write_region, *arrays, path=str(path), names=names, attrs=attrs,
             region_chunks=chunks, options=urls.storage_options(path),
+            metadata={n: group[n].metadata for n in [*names, DONE]},
             chunks=((1,) * grid[0], (1,) * grid[1]), dtype=np.int8,
             name=f"geoslide-write-{abs(hash((str(path), tuple(names), chunks)))}",
             meta=np.empty((0, 0), np.int8))
@@ -301,7 +314,7 @@ def _write_variables(ds_new: xr.Dataset | xr.DataArray, path: Path | str, progre
         done = _resumed(path, group, run, grid, names, resume)
         if done is None:
             done = _begin(ds, path, group, names, grid, run)
-        delayed = _region_tasks(ds, names, path, chunks, grid)
+        delayed = _region_tasks(ds, names, path, chunks, grid, group)
         todo = [delayed[i, j] for i in range(grid[0]) for j in range(grid[1]) if not done[i, j]]
         if todo:
             compute_tasks(todo, progress, _describe(names))

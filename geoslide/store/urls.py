@@ -101,8 +101,11 @@ def _env_options(s: str) -> dict[str, Any]:
     """What the environment says that the filesystem does not read itself."""
     if s == "s3":
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        # listings are not cached: other processes (dask workers) write the same prefixes
-        return {"use_listings_cache": False, **({"endpoint_url": endpoint} if endpoint else {})}
+        # listings are not cached: other processes (dask workers) write the same prefixes;
+        # max_concurrency 1: a whole-object read is one GET (above 1, s3fs first asks each
+        # object's size, a HEAD, to split objects over 50 MB; store chunks are far smaller)
+        return {"use_listings_cache": False, "max_concurrency": 1,
+                **({"endpoint_url": endpoint} if endpoint else {})}
     return {}
 
 
