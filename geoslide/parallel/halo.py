@@ -8,8 +8,8 @@ of the slow tasks, that holds a front of whole input blocks per worker, which gr
 raster's width; bounding it by submitting a few regions at a time instead re-reads each
 block up to nine times. Here, per block ``(i, j)``:
 
-- a **strips** task computes the block (its culled sub-graph, run inside the task with dask's
-  synchronous scheduler: a Zarr read and element-wise steps) and keeps only its borders: the
+- a **strips** task computes the block (its culled sub-graph, run inside the task by a few
+  threads of its own: Zarr reads and element-wise steps) and keeps only its borders: the
   ``depth``-wide edges and corners its (up to eight) neighbours need, copied, so the block
   itself is freed at once; each neighbour takes its own piece through a small ``getitem``
   task, so only that piece travels between workers;
@@ -57,6 +57,11 @@ PRIORITY = 10
 INLINE_MAX_BYTES = 16 * 2**20
 """In-memory data (bytes) above which a block's sub-graph is not copied into its region task."""
 
+READ_THREADS = 4
+"""Threads running a block's sub-graph inside its task: its reads (one object per stored
+variable) overlap, which on object storage hides each request's latency (the 2048^2 crop on
+a local S3 server: 1.16x local disk + transport, against 1.25-1.30x one read at a time)."""
+
 _DIRECTIONS = [d for d in product((-1, 0, 1), repeat=2) if d != (0, 0)]
 
 
@@ -79,16 +84,17 @@ def _strips(block: Any, hy: int, hx: int) -> tuple:
 
 class _Inline:
     """A block's culled sub-graph, run inside a strips or region task (opaque to dask's
-    graph parser, so its keys are not dependencies of the task)."""
+    graph parser, so its keys are not dependencies of the task) on :data:`READ_THREADS`
+    threads."""
 
     def __init__(self, graph: dict, key: Any) -> None:
         self.graph = graph
         self.key = key
 
     def __call__(self) -> np.ndarray:
-        from dask.local import get_sync
+        from dask.threaded import get
 
-        return get_sync(self.graph, self.key)
+        return get(self.graph, self.key, num_workers=READ_THREADS)
 
 
 def _region(func: Callable, core: Any, pieces: Sequence, *args: Any, depth: tuple[int, int],
