@@ -420,8 +420,12 @@ def main() -> None:
         results = {"throughput": throughput_benchmark(args, pds)}
     if args.json:
         import json
+        import sys
 
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        from geoslide.evaluation.report import run_header
+
+        header = run_header(" ".join(["benchmarks/training.py", *sys.argv[1:]]))
+        Path(args.json).write_text(json.dumps({**header, **results}, indent=2))
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 
