@@ -47,12 +47,17 @@ def ecuador(data_dir):
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a test module: faster on a shared 2-core machine (no OpenMP
-    oversubscription)."""
+    oversubscription), and the same sums in every run (training's thread policy defaults to
+    the free cores, which follow the load; torch's sums follow the thread count)."""
     import torch
 
-    n = torch.get_num_threads()
+    from geoslide.parallel import threads
+
+    n, free = torch.get_num_threads(), threads.default_threads
     torch.set_num_threads(1)
+    threads.default_threads = lambda: 1
     yield
+    threads.default_threads = free
     torch.set_num_threads(n)
 
 

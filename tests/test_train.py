@@ -140,11 +140,13 @@ def test_cli_trains_tiny_run(kashmir, tmp_path):
     to_zarr(small, store)
     out = tmp_path / "m.pt"
     rc = main(["train", str(store), "--model", "llr", "--split", "paper", "--epochs", "1",
-               "--seed", "1", "--split-seed", "2", "--quiet", "--out", str(out)])
+               "--seed", "1", "--split-seed", "2", "--quiet", "--out", str(out),
+               "--threads", "1"])
     assert rc == 0
     m = load_model(out)
     assert m.name == "llr" and m.train["split"]["kind"] == "paper"
     assert m.train["split"]["seed"] == 2 and m.train["seed"] == 1
+    assert m.train["threads"] == 1  # the count its sums were made with
     assert len(m.history) == 1 and np.isfinite(m.history[0]["val_nll"])
 
 
@@ -183,7 +185,9 @@ def test_seed_ensemble_mean_probability_and_round_trip(kashmir, tmp_path):
     """``ensemble=2``: members = the single-seed runs of seeds 0 and 1; the module returns the
     logit of their mean probability; the model file rebuilds it."""
     small = kashmir.isel(y=slice(0, 320), x=slice(0, 320))
-    kw = dict(preset="quick", epochs=1, progress=False, split="band", val_shape="rows")
+    # one thread each (the default follows the load, and torch's sums the thread count)
+    kw = dict(preset="quick", epochs=1, progress=False, split="band", val_shape="rows",
+              threads=1)
     ens = train(small, "llr", out=tmp_path / "e.pt", overrides={"oversample": 1, "ensemble": 2},
                 **kw)
     singles = [train(small, "llr", seed=s, overrides={"oversample": 1}, **kw) for s in (0, 1)]

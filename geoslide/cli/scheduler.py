@@ -44,9 +44,10 @@ def add_threads_argument(parser: Any) -> Any:
     """Add ``--threads N``: the CPU threads the command uses (geoslide.parallel.threads)."""
     parser.add_argument(
         "--threads", type=int, metavar="N",
-        help="CPU threads in all, at most (a new LocalCluster: at most N workers; torch, "
-             "numba and BLAS threads per task); never more than the cores the machine's load "
-             "leaves free, the default (all on an idle machine, 1 of 2 beside a busy process)")
+        help="CPU threads in all (a new LocalCluster: at most N workers; torch, numba and "
+             "BLAS threads per task, never more than the cores the machine's load leaves "
+             "free). Default: those free cores (all on an idle machine, 1 of 2 beside a busy "
+             "process)")
     return parser
 
 

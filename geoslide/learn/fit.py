@@ -69,6 +69,7 @@ class Fitter:
     history: list[dict[str, Any]]
     positive_rate: float
     threads: int | None = None
+    threads_used: int | None = None  # what the thread policy set (the load caps ``threads``)
 
     def new_member(self, member_seed: int) -> torch.nn.Module:
         """A new model, seeded, initialised by the recipe, on the device."""
@@ -95,7 +96,7 @@ class Fitter:
         prev_threads = torch.get_num_threads()
         # torch, numba and BLAS threads together, OpenMP waiting passively (where it is not
         # loaded yet); None: the cores the machine's load leaves free
-        thread_policy(self.threads, dask=False)
+        self.threads_used = thread_policy(self.threads, dask=False)["threads"]
         torch.use_deterministic_algorithms(True, warn_only=True)
         try:
             return self._fit_members(train_set, val_loader)

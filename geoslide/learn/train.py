@@ -214,6 +214,7 @@ def _trained(module: torch.nn.Module, data: _Data, job: Fitter, best: tuple,
         history=job.history,
         config=dict(getattr(module, "config", None) or {"in_channels": len(data.features)}),
         train={"recipe": recipe, "split": data.split, "seed": job.seed, "best_epoch": best[0],
+               "threads": job.threads_used,
                "best_val_nll": best[1], "members": members,
                "train_summary": data.train_set.summary(), "sets": data.sets, "health": check})
 

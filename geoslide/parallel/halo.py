@@ -35,6 +35,7 @@ merge thinner blocks before calling :func:`map_halo`.
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Mapping, Sequence
 from functools import partial
 from itertools import product
@@ -63,6 +64,7 @@ variable) overlap, which on object storage hides each request's latency (the 204
 a local S3 server: 1.16x local disk + transport, against 1.25-1.30x one read at a time)."""
 
 _DIRECTIONS = [d for d in product((-1, 0, 1), repeat=2) if d != (0, 0)]
+_POOLS = threading.local()
 
 
 def _side(offset: int, depth: int) -> slice:
@@ -94,7 +96,18 @@ class _Inline:
     def __call__(self) -> np.ndarray:
         from dask.threaded import get
 
-        return get(self.graph, self.key, num_workers=READ_THREADS)
+        return get(self.graph, self.key, pool=_read_pool())
+
+
+def _read_pool() -> Any:
+    """This thread's own pool of :data:`READ_THREADS` threads (never a pool set in dask's
+    config, whose threads may all be waiting on this task)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = getattr(_POOLS, "pool", None)
+    if pool is None:
+        pool = _POOLS.pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="geoslide-read")
+    return pool
 
 
 def _region(func: Callable, core: Any, pieces: Sequence, *args: Any, depth: tuple[int, int],

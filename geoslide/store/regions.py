@@ -174,7 +174,8 @@ def _create_targets(ds: xr.Dataset, path: str, group: Any, grid: tuple[int, int]
     variables represent are removed."""
     # the members listed once, by name: one request for all, no metadata read (the one-hot
     # and aligned names it checks are hundreds; each is a round trip on object storage)
-    members = set(entries(path))
+    loc = urls.parse(path)
+    members = set(os.listdir(loc) if isinstance(loc, Path) else entries(loc))
     for name in [*map(str, ds.data_vars), *virtual_names(ds), *represented_names(ds)]:
         if name in members:
             del group[name]

@@ -101,11 +101,8 @@ def _env_options(s: str) -> dict[str, Any]:
     """What the environment says that the filesystem does not read itself."""
     if s == "s3":
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        # listings are not cached: other processes (dask workers) write the same prefixes;
-        # max_concurrency 1: a whole-object read is one GET (above 1, s3fs first asks each
-        # object's size, a HEAD, to split objects over 50 MB; store chunks are far smaller)
-        return {"use_listings_cache": False, "max_concurrency": 1,
-                **({"endpoint_url": endpoint} if endpoint else {})}
+        # listings are not cached: other processes (dask workers) write the same prefixes
+        return {"use_listings_cache": False, **({"endpoint_url": endpoint} if endpoint else {})}
     return {}
 
 
@@ -140,7 +137,11 @@ def zarr_store(path: str | os.PathLike, extra: Mapping[str, Any] | None = None,
     if isinstance(url, Path):
         return str(url)
     filesystem(url, extra)  # the package check, with its typed error
-    return FsspecStore.from_url(url, storage_options=storage_options(url, extra),
+    # s3: a whole-object read is one GET (with max_concurrency above 1, s3fs first asks each
+    # object's size, a HEAD, to split objects over 50 MB; store chunks are far smaller);
+    # large files (GeoTIFFs, model files) keep the concurrent transfers of filesystem()
+    reads = {"max_concurrency": 1} if scheme(url) == "s3" else {}
+    return FsspecStore.from_url(url, storage_options={**reads, **storage_options(url, extra)},
                                 read_only=read_only)
 
 
