@@ -138,6 +138,7 @@ def thread_policy(threads: int | None = None, *, tasks: int | None = 1,
                          f"the machine's free cores ({default_threads()} now)")
     if tasks is not None and int(tasks) < 1:
         raise UsageError(f"tasks must be >= 1, found {tasks}")
+    # the free cores cap an explicit count (one thread needs no look at the load)
     free = default_threads() if threads is None or int(threads) > 1 else 1
     n = free if threads is None else min(int(threads), free)
     tasks = n if tasks is None else min(int(tasks), n)
