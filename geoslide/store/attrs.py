@@ -30,6 +30,8 @@ PROGRESS_GROUP = "_geoslide_progress"
 """Zarr sub-group holding the per-region ``done`` array while a write is unfinished."""
 DEFAULT_CHUNK = 512  # pixels, for numpy-backed Datasets written without chunks
 LOCK_NAME = "geoslide.lock"  # the writers' lock file, inside the store
+ZARR_ROOTS = {"zarr.json": 3, ".zgroup": 2}
+"""The file at a Zarr root, with the Zarr format it marks (the first found wins, as in zarr)."""
 
 
 def jsonable(obj: Any) -> Any:
@@ -93,7 +95,7 @@ def check_store(path: str | os.PathLike) -> int:
         exists = fs.exists
     else:
         inner, exists = str(loc), os.path.exists
-    for name, zarr_format in (("zarr.json", 3), (".zgroup", 2)):
+    for name, zarr_format in ZARR_ROOTS.items():
         if exists(f"{inner}/{name}"):
             return zarr_format
     if not exists(inner):

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from geoslide.errors import GeoslideError, OverwriteError, StoreLockedError, StoreWriteError
 from geoslide.store import urls
-from geoslide.store.attrs import FORMAT_ATTR, LOCK_NAME, read_attrs
+from geoslide.store.attrs import FORMAT_ATTR, LOCK_NAME, ZARR_ROOTS, read_attrs
 from geoslide.store.lease import HOST, held, pid_alive
 
 try:  # POSIX: the lock is an flock, released by the kernel when its process dies
@@ -107,7 +107,7 @@ def entries(path: str | os.PathLike) -> list[str]:
 def _found(path: str | os.PathLike) -> str:
     if urls.is_remote(path):
         names = entries(path)
-        if "zarr.json" in names or ".zgroup" in names:
+        if any(n in ZARR_ROOTS for n in names):
             return "a Zarr store not written by geoslide (no geoslide:format attr)"
         return f"a prefix holding {len(names)} object(s) ({', '.join(names[:3])})"
     path = Path(path)
@@ -115,7 +115,7 @@ def _found(path: str | os.PathLike) -> str:
         return f"a symbolic link (to {os.readlink(path)!r})"
     if not path.is_dir():
         return f"a file ({path.stat().st_size:,} bytes)"
-    if (path / "zarr.json").exists() or (path / ".zgroup").exists():
+    if any((path / n).exists() for n in ZARR_ROOTS):
         return "a Zarr store not written by geoslide (no geoslide:format attr)"
     names = sorted(os.listdir(path))
     more = f", +{len(names) - 3} more" if len(names) > 3 else ""
