@@ -324,15 +324,15 @@ def test_layout_and_channels_last_keep_the_map(aligned_crop, monkeypatch, one_to
     """The pixel-major region inputs keep the map bit for bit (contiguous network); the
     channels-last network moves it by at most 5e-6 (another summation order), NaN alike."""
     import geoslide.maps.predict as mp
-    import geoslide.maps.runner as runner
+    import geoslide.parallel.devices as devices
 
     ds, model = aligned_crop
     expected = _window_by_window(ds, model, core=128, halo=32)
     assert np.nanstd(expected) > 0.01
     kw = dict(core=128, halo=32, region=256, batch_size=1, progress=False)
-    monkeypatch.setattr(runner, "CHANNELS_LAST", False)
+    monkeypatch.setattr(devices, "CHANNELS_LAST", False)
     np.testing.assert_array_equal(mp.predict(ds, model, **kw).values, expected)
-    monkeypatch.setattr(runner, "CHANNELS_LAST", True)
+    monkeypatch.setattr(devices, "CHANNELS_LAST", True)
     fast = mp.predict(ds, model, **kw).values
     assert np.array_equal(np.isnan(fast), np.isnan(expected))
     np.testing.assert_allclose(fast, expected, rtol=0, atol=5e-6)

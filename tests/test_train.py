@@ -259,3 +259,28 @@ def test_quarter_turns_refuse_a_lone_angle_channel():
     batch = {"x": torch.zeros(1, 2, 4, 4), "y": torch.zeros(1, 4, 4)}
     with pytest.raises(InputError, match="partner"):
         _augment(batch, ["aspect_sin", "slope"], torch.Generator().manual_seed(0), turns=True)
+
+
+def test_channels_last_training_within_tolerance_of_contiguous(kashmir, monkeypatch):
+    """On the CPU the network trains channels-last (another summation order): three epochs
+    of the CNN stay within 1e-4 of the contiguous run's validation NLL and 1e-5 of its map,
+    and the model it returns is contiguous."""
+    import geoslide.parallel.devices as devices
+    from geoslide.maps.predict import predict
+
+    small = kashmir.isel(y=slice(0, 320), x=slice(0, 320)).load()
+    runs = {}
+    for fast in (False, True):
+        monkeypatch.setattr(devices, "CHANNELS_LAST", fast)
+        r = train(small, "cnn", epochs=3, progress=False, threads=1, keep_failed=True,
+                  overrides={"early_stop": 0})
+        runs[fast] = (r.model, predict(small, r.model, progress=False).values)
+    (slow, p_slow), (fast, p_fast) = runs[False], runs[True]
+    nll = [(a["val_nll"], b["val_nll"]) for a, b in zip(slow.history, fast.history)]
+    assert len(nll) == 3
+    for a, b in nll:
+        assert abs(a - b) <= 1e-4 * a
+    assert np.array_equal(np.isnan(p_slow), np.isnan(p_fast))
+    np.testing.assert_allclose(p_fast, p_slow, rtol=0, atol=1e-5)
+    assert not np.array_equal(p_fast, p_slow)  # the layouts did differ
+    assert all(p.is_contiguous() for p in fast.module.parameters())

@@ -6,14 +6,16 @@
 
 Steps: (1) prepare the Zarr store OUT/kashmir.zarr from the rasters and the landslide polygons;
 (2) compute the aligned features (30/100/300 m) into it; (3) train the models with the quick
-preset on the band split (test = the second fifth of the rows) into OUT/models/<model>.pt;
+preset on the band split (test = the second fifth of the rows) into OUT/models/<model>.pt,
+and fit the scikit-learn peers, side by side in one process per free core, each on one thread
+(so the models are the same on any machine, busy or idle);
 (4) predict each model's whole map into the store (``susceptibility_<model>``) and export the
 map of the model of lowest validation NLL (the rule of ``geoslide compare``) as a
 Cloud-Optimised GeoTIFF OUT/susceptibility_<model>.tif; (5) evaluate every model and the
 scikit-learn peers on the test rows: OUT/report/report.md (opening with the verdict: which
 map is best on the test rows, by how much, and which map was written and why),
-metrics.json and figures. OUT/timings.json records the seconds each step took
-(``benchmarks/demo.py`` reads it).
+metrics.json and figures. OUT/timings.json records the seconds each step took and those of
+each job run side by side (``benchmarks/demo.py`` reads it).
 
 Re-running with the same OUT reuses what is complete: the store, its aligned features, and
 model files trained with the same preset, epochs and split (a model file is only written once
@@ -121,29 +123,75 @@ def _reusable(path: Path, preset: str, band: int, seed: int, epochs: int | None)
     return None
 
 
-def _train_all(ds: Any, out: Path, args: argparse.Namespace, clock: Any) -> dict[str, Any]:
-    """The demo's models, trained (or reused when their file has the same recipe)."""
+LONGEST_FIRST = ("cnn", "sacnn", "sann", "nn", "peers", "llr", "random")
+"""The order the demo hands out its jobs (its models' trainings and the peers' fits)."""
+
+
+def _train_job(store: str, name: str, path: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Train one demo model on one thread into ``path``; its best epoch, NLL and seconds."""
     from geoslide.learn.train import train
+    from geoslide.store import open_zarr
+
+    t0 = time.perf_counter()
+    result = train(open_zarr(store).load(), name, split="band", progress=False, out=path,
+                   threads=1, **args)
+    return {"best_epoch": result.best_epoch, "best_val_nll": result.best_val_nll,
+            "s": round(time.perf_counter() - t0, 2)}
+
+
+def _peers_job(store: str, split: Any) -> Any:
+    """The scikit-learn peers fitted and mapped on one thread (``evaluate(peers=...)``)."""
+    from geoslide.evaluation.evaluate import fit_peers
+    from geoslide.evaluation.peers import PEERS
+    from geoslide.store import open_zarr
+
+    one = {p: {"n_jobs": 1} for p in PEERS if p.startswith("rf")}
+    return fit_peers(open_zarr(store).load(), True, split=split, peer_kwargs=one)
+
+
+def _train_all(store: Path, out: Path, args: argparse.Namespace,
+               clock: Any) -> tuple[dict[str, Any], Any]:
+    """The demo's models (trained, or reused when their file has the same recipe) and the
+    fitted peers (None without them), side by side, each on one thread."""
+    from tqdm.auto import tqdm
+
+    from geoslide.learn.modelfile import load_model
+    from geoslide.learn.train import training_split
+    from geoslide.parallel.devices import resolve_device
+    from geoslide.parallel.sidebyside import side_by_side, worker_count
 
     names = ALL_MODELS if args.full else QUICK_MODELS
-    models: dict[str, Any] = {}
-    for i, name in enumerate(names, 1):
+    recipe = {"preset": args.preset, "band": args.band, "seed": args.seed, "epochs": args.epochs}
+    jobs: dict[str, Any] = {}
+    for name in names:
         path = out / "models" / f"{name}.pt"
-        model = _reusable(path, args.preset, args.band, args.seed, args.epochs)
-        if model is not None:
+        if _reusable(path, args.preset, args.band, args.seed, args.epochs) is not None:
             _say(args.quiet, f"[3/5] {name}: reused {path}")
         else:
-            t0 = time.perf_counter()
-            result = train(ds, name, preset=args.preset, split="band", band=args.band,
-                           seed=args.seed, device=args.device, progress=not args.quiet,
-                           out=path, epochs=args.epochs)
-            model = result.model
-            _say(args.quiet, f"[3/5] trained {name} ({i}/{len(names)}) in "
-                             f"{time.perf_counter() - t0:.0f} s: best epoch {result.best_epoch},"
-                             f" validation NLL {result.best_val_nll:.4f} -> {path}")
-        models[name] = model
-        clock.lap(f"train {name}")
-    return models
+            jobs[name] = (_train_job, (str(store), name, str(path),
+                                       {**recipe, "device": args.device}))
+    if not args.no_peers:
+        split = training_split(names[0], args.preset, band=args.band)
+        jobs["peers"] = (_peers_job, (str(store), split))
+    order = sorted(jobs, key=LONGEST_FIRST.index)
+    gpu = resolve_device(args.device).type == "cuda"  # the GPU's work: one process
+    workers = 1 if gpu else worker_count(len(order))
+    peers = None
+    bar = tqdm(total=len(order), disable=args.quiet or not order, unit="job",
+               desc=f"[3/5] {', '.join(order)} in {workers} process(es), one thread each")
+    for i, got in side_by_side([jobs[k] for k in order], workers):
+        if order[i] == "peers":
+            peers = got
+            clock.job("fit and map the peers", round(sum(got.seconds.values()), 2))
+            bar.write(f"[3/5] peers fitted and mapped: {', '.join(got.models)}")
+        else:
+            clock.job(f"train {order[i]}", got["s"])
+            bar.write(f"[3/5] trained {order[i]} in {got['s']:.0f} s: best epoch "
+                      f"{got['best_epoch']}, validation NLL {got['best_val_nll']:.4f}")
+        bar.update(1)
+    bar.close()
+    clock.lap("training and peers")
+    return {n: load_model(out / "models" / f"{n}.pt") for n in names}, peers
 
 
 def _maps(ds: Any, store: Path, models: dict[str, Any], args: argparse.Namespace,
@@ -170,12 +218,17 @@ def chosen_model(models: dict[str, Any]) -> str:
 
 
 class _Clock:
-    """Wall seconds per step of the demo, written to OUT/timings.json."""
+    """Wall seconds per step of the demo and of each job run side by side, written to
+    OUT/timings.json."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
         self.last = self.start
         self.steps: dict[str, float] = {}
+        self.jobs: dict[str, float] = {}  # seconds of the jobs run side by side
+
+    def job(self, name: str, seconds: float) -> None:
+        self.jobs[name] = seconds
 
     def lap(self, step: str) -> None:
         now = time.perf_counter()
@@ -187,7 +240,7 @@ class _Clock:
 
         from geoslide.store.files import write_file
 
-        data = {"steps_s": self.steps, "wall_s": round(time.perf_counter() - self.start, 2),
+        data = {"steps_s": self.steps, "jobs_s": self.jobs, "wall_s": round(time.perf_counter() - self.start, 2),
                 "models": ALL_MODELS if args.full else QUICK_MODELS, "preset": args.preset,
                 "peers": not args.no_peers, "epochs": args.epochs}
         write_file(out / "timings.json", json.dumps(data, indent=1).encode())
@@ -212,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     clock.lap("prepare")
     _features(store, args.quiet)
     clock.lap("aligned features")
-    models = _train_all(open_zarr(store).load(), out, args, clock)
+    models, peers = _train_all(store, out, args, clock)
     _maps(open_zarr(store).load(), store, models, args, clock)
     ds = open_zarr(store).load()
     chosen = chosen_model(models)
@@ -220,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     _say(args.quiet, f"[4/5] maps written into {store} and {tif}")
     clock.lap("GeoTIFF")
     ev = evaluate(ds, list(models.values()), split="band", band=args.band,
-                  peers=not args.no_peers, progress=not args.quiet, device=args.device,
+                  peers=False if peers is None else peers, progress=not args.quiet, device=args.device,
                   reference=chosen)
     clock.lap("evaluation (models and peers)")
     said = evaluation_verdict(ev, chosen, f"the lowest validation NLL of the models trained, "

@@ -168,30 +168,73 @@ def _gather_models(ds: xr.Dataset, models: Sequence[Any], settings: SplitSetting
             got.histories[name] = list(model.history)
 
 
-def _gather_peers(ds: xr.Dataset, peers: bool | Sequence[str], train: np.ndarray,
-                  settings: SplitSettings, got: _Gathered,
-                  peer_kwargs: Mapping[str, Mapping[str, Any]] | None,
-                  max_peer_train: int | None) -> None:
-    from geoslide.evaluation.peers import PEER_LABELS, fit_peer
+@dataclass
+class FittedPeers:
+    """scikit-learn peers fitted on a split's training pixels, with their maps
+    (:func:`fit_peers`). Given to :func:`evaluate` as ``peers`` they are scored as they are,
+    e.g. fitted in another process while the models train."""
+
+    split: dict[str, Any]
+    models: dict[str, Any] = field(default_factory=dict)  # name -> PeerModel
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # fit and map, wall
+
+
+def fit_peers(ds: xr.Dataset, peers: bool | Sequence[str] = True, *,
+              split: str | SplitSettings | None = None,
+              masks: Mapping[str, np.ndarray] | None = None,
+              peer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+              max_peer_train: int | None = None, **split_given: Any) -> FittedPeers:
+    """Fit ``peers`` on the training pixels of a split and map them (the arguments as in
+    :func:`evaluate`; the split from ``split``, ``masks`` and ``split_given`` alone)."""
+    settings, masks = _split(ds, [], split, masks, split_given)
+    return _fit_peers(ds, peers, masks["train"], settings, peer_kwargs, max_peer_train)
+
+
+def _fit_peers(ds: xr.Dataset, peers: bool | Sequence[str], train: np.ndarray,
+               settings: SplitSettings, peer_kwargs: Mapping[str, Mapping[str, Any]] | None,
+               max_peer_train: int | None) -> FittedPeers:
+    from geoslide.evaluation.peers import fit_peer
 
     names = _peer_list(ds, peers)
     if names and not train.any():
         raise InputError("the peers are fitted on the split's training pixels and this split "
                          f"({settings.kind}) has none; fix: evaluate without --peers, "
                          "or choose a split with training pixels")
+    fitted = FittedPeers(split=settings.to_dict())
     for peer in names:
         t0 = time.perf_counter()
-        fitted = fit_peer(ds, peer, train, seed=int(settings.seed or 0),
-                          max_train=max_peer_train, **dict((peer_kwargs or {}).get(peer, {})))
-        got.maps[peer] = fitted.predict_map(ds)
-        got.scorers[peer] = fitted
+        model = fit_peer(ds, peer, train, seed=int(settings.seed or 0),
+                         max_train=max_peer_train, **dict((peer_kwargs or {}).get(peer, {})))
+        fitted.models[peer], fitted.maps[peer] = model, model.predict_map(ds)
+        fitted.seconds[peer] = time.perf_counter() - t0
+    return fitted
+
+
+def _gather_peers(ds: xr.Dataset, peers: bool | Sequence[str] | FittedPeers, train: np.ndarray,
+                  settings: SplitSettings, got: _Gathered,
+                  peer_kwargs: Mapping[str, Mapping[str, Any]] | None,
+                  max_peer_train: int | None) -> None:
+    from geoslide.evaluation.peers import PEER_LABELS
+
+    if isinstance(peers, FittedPeers):
+        if peers.split != settings.to_dict():
+            raise InputError(f"the peers were fitted on the split {peers.split} and the models "
+                             f"are evaluated on {settings.to_dict()}; fix: fit them on the "
+                             "evaluation's split (fit_peers(ds, split=..., band=..., core=...))")
+        fitted = peers
+    else:
+        fitted = _fit_peers(ds, peers, train, settings, peer_kwargs, max_peer_train)
+    for peer, model in fitted.models.items():
+        got.maps[peer], got.scorers[peer] = fitted.maps[peer], model
         got.results[peer] = {"kind": "peer", "model": peer, "label": PEER_LABELS.get(peer, peer),
-                             "features": fitted.feature_names, "info": fitted.info,
-                             "fit_predict_seconds": time.perf_counter() - t0}
+                             "features": model.feature_names, "info": model.info,
+                             "fit_predict_seconds": fitted.seconds[peer]}
 
 
 def evaluate(ds: xr.Dataset, models: Any = (), *, split: str | SplitSettings | None = None,
-             masks: Mapping[str, np.ndarray] | None = None, peers: bool | Sequence[str] = False,
+             masks: Mapping[str, np.ndarray] | None = None,
+             peers: bool | Sequence[str] | FittedPeers = False,
              peer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
              max_peer_train: int | None = None, maps: Mapping[str, Any] | None = None,
              reuse_maps: bool = True, progress: bool = True, device: Any = None,
@@ -210,7 +253,8 @@ def evaluate(ds: xr.Dataset, models: Any = (), *, split: str | SplitSettings | N
         ``masks`` ({"train", "val", "test"} (H, W) booleans) the split is ``custom``.
     peers : True for every peer of :data:`geoslide.evaluation.peers.PEERS` whose inputs ``ds`` has, or a
         list of peer names; ``peer_kwargs`` {peer: estimator params}; ``max_peer_train``
-        subsamples the peers' training pixels uniformly.
+        subsamples the peers' training pixels uniformly; a :class:`FittedPeers`
+        (:func:`fit_peers`, on this split) is scored as it is.
     maps : precomputed maps {name: (H, W) array or DataArray} used instead of predicting;
         with ``reuse_maps``, a map of the same weights in ``ds`` (:func:`stored_map`) too.
     n_bins, n_classes : reliability bins (equal count) and susceptibility classes (equal area).
@@ -320,5 +364,5 @@ def _peer_list(ds: xr.Dataset, peers: bool | Sequence[str]) -> list[str]:
     return list(peers)
 
 
-__all__ = ["evaluate", "Evaluation", "SplitSettings", "split_settings", "stored_map",
-           "top_shares", "evaluation_warnings", "DISPLAY", "TOP_AREAS"]
+__all__ = ["evaluate", "fit_peers", "FittedPeers", "Evaluation", "SplitSettings",
+           "split_settings", "stored_map", "top_shares", "evaluation_warnings", "DISPLAY", "TOP_AREAS"]

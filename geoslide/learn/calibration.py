@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from geoslide.learn.patches import PatchDataset, collate
+from geoslide.parallel.devices import network_input
 
 
 def init_output_bias(module: torch.nn.Module, positive_rate: float) -> None:
@@ -48,7 +49,7 @@ def recalibrate(module: torch.nn.Module, dataset: PatchDataset, device: torch.de
     module.eval()
     with torch.no_grad():
         for batch in loader:
-            z = module(batch["x"].to(device))[:, 0].cpu()
+            z = module(network_input(batch["x"], device))[:, 0].cpu()
             y = batch["y"]
             ok = y >= 0
             zs.append(z[ok].double())

@@ -20,6 +20,7 @@ from geoslide.learn.metrics import auc_or_nan
 from geoslide.learn.models import build, is_pixel
 from geoslide.learn.models.weights import init_weights
 from geoslide.learn.patches import PatchDataset, RegionSampler, collate, flip_batch
+from geoslide.parallel.devices import in_layout, network_input
 from geoslide.parallel.threads import thread_policy
 
 
@@ -44,7 +45,7 @@ def evaluate_nll(
     ys, ps = [], []
     with torch.no_grad():
         for batch in loader:
-            x, y = batch["x"].to(device), batch["y"].to(device)
+            x, y = network_input(batch["x"], device), batch["y"].to(device)
             logits = module(x)[:, 0]
             valid = y >= 0
             total += float(masked_bce(logits, y, reduction="sum"))
@@ -84,7 +85,7 @@ class Fitter:
         init_weights(m, self.recipe["init"])
         if self.recipe.get("prior_bias", True):
             init_output_bias(m, self.positive_rate)
-        return m.to(self.dev)
+        return in_layout(m, self.dev)
 
     def fit(self, train_set: PatchDataset, val_set: PatchDataset) -> tuple:
         """(module, best state, best epoch, best val NLL, (labels, probs), members' info)."""
@@ -99,7 +100,9 @@ class Fitter:
         self.threads_used = thread_policy(self.threads, dask=False)["threads"]
         torch.use_deterministic_algorithms(True, warn_only=True)
         try:
-            return self._fit_members(train_set, val_loader)
+            module, state, *rest = self._fit_members(train_set, val_loader)
+            return (module.to(memory_format=torch.contiguous_format),
+                    {k: v.contiguous() for k, v in state.items()}, *rest)
         finally:
             torch.use_deterministic_algorithms(prev_det)
             torch.set_num_threads(prev_threads)
@@ -161,7 +164,7 @@ def _epoch(module: torch.nn.Module, loader: Any, opt: torch.optim.Optimizer,
     for batch in loader:
         if recipe.get("flip"):
             batch = flip_batch(batch, features, gen, turns=recipe["flip"] == "d4")
-        x, y = batch["x"].to(dev, non_blocking=True), batch["y"].to(dev, non_blocking=True)
+        x, y = network_input(batch["x"], dev), batch["y"].to(dev, non_blocking=True)
         opt.zero_grad(set_to_none=True)
         loss = masked_bce(module(x), y)
         loss.backward()

@@ -38,7 +38,7 @@ from geoslide.learn.patches import PatchDataset
 from geoslide.learn.presets import get_preset, scale_to_region
 from geoslide.parallel.devices import resolve_device
 from geoslide.store.attrs import jsonable
-from geoslide.learn.splits import split_with_validation
+from geoslide.learn.splits import SplitSettings, split_with_validation
 
 
 @dataclass
@@ -136,13 +136,29 @@ def _masks(ds: xr.Dataset, split: str, split_seed: int, split_core: int | None,
         raise InputError("split 'none' has no training pixels: it scores a trained model on a "
                          "new region (`geoslide evaluate --split none`); train with band, "
                          "paper or kfold")
+    split_kwargs = _split_kwargs(split, split_core, recipe, split_kwargs)
+    labels = to_label_array(ds)
+    masks = split_with_validation(ds, split, split_seed, split_kwargs, labels=labels)
+    return labels, masks, split_kwargs
+
+
+def _split_kwargs(split: str, split_core: int | None, recipe: dict[str, Any],
+                  split_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The split's settings beside kind and seed: the window (``split_core``, else the
+    recipe's) and, for the band split, the validation's shape."""
     split_kwargs = dict(split_kwargs)
     split_kwargs["core"] = int(split_core or split_kwargs.get("core") or recipe["split_core"])
     if split == "band":
         split_kwargs.setdefault("val_shape", recipe.get("split_val_shape", "windows"))
-    labels = to_label_array(ds)
-    masks = split_with_validation(ds, split, split_seed, split_kwargs, labels=labels)
-    return labels, masks, split_kwargs
+    return split_kwargs
+
+
+def training_split(model: str, preset: str = "quick", split: str = "band", split_seed: int = 0,
+                   split_core: int | None = None, **split_kwargs: Any) -> SplitSettings:
+    """The split :func:`train` with these arguments trains on and records
+    (``model.train["split"]``), e.g. to fit peers on its training pixels beforehand."""
+    kwargs = _split_kwargs(split, split_core, get_preset(preset, model), split_kwargs)
+    return SplitSettings(kind=split, seed=split_seed, **kwargs)
 
 
 @dataclass
@@ -276,5 +292,5 @@ def _save(trained: TrainedModel, out: str | os.PathLike) -> Path | str:
     return path
 
 
-__all__ = ["train", "TrainResult", "model_name", "with_aligned_features", "masked_bce",
+__all__ = ["train", "training_split", "TrainResult", "model_name", "with_aligned_features", "masked_bce",
            "evaluate_nll"]

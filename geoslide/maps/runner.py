@@ -1,7 +1,8 @@
 """A model as prediction runs it: loaded from a file or given (:func:`as_model`), its
 receptive field measured (:func:`receptive_radius`), and the :class:`Runner` each worker
 receives once, which runs batches on a fixed number of torch threads per task
-(:data:`TASK_THREADS`), channels-last on the CPU (:data:`CHANNELS_LAST`).
+(:data:`TASK_THREADS`), channels-last on the CPU
+(:func:`geoslide.parallel.devices.channels_last`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from geoslide.errors import WrongTypeError
 from geoslide.learn.modelfile import model_token
 from geoslide.maps.layout import ALIGN
+from geoslide.parallel.devices import channels_last
 
 def as_model(model: Any) -> tuple[Any, str]:
     """Return (TrainedModel-like object, file path or '') from an object or a model file path."""
@@ -70,13 +72,6 @@ def receptive_radius(module: Any, in_channels: int, *, start: int = 128, limit: 
     return radius
 
 
-CHANNELS_LAST = True
-"""On the CPU, run networks in channels-last layout (oneDNN's fast convolutions): region
-inputs are assembled pixel-major (:func:`geoslide.maps.layout.assemble`) and cut into windows that are
-channels-last tensors without a copy. On one window of the quick-width SACNN (169 inputs,
-576^2, 1 thread) the forward takes about half the time of the contiguous layout; converting
-a contiguous input instead costs most of that gain. Probabilities move by at most a few
-1e-8 (another summation order; tests/test_predict.py bounds it at 1e-6)."""
 
 
 TASK_THREADS = 1
@@ -141,7 +136,7 @@ class Runner:
         import torch
 
         if self.channels_last is None:
-            self.channels_last = CHANNELS_LAST and torch.device(self.device).type == "cpu"
+            self.channels_last = channels_last(self.device)
         m = self.module
         if self.channels_last and any(p.dim() == 4 for p in m.parameters()):
             m = (m if getattr(self, "_own", False) else copy.deepcopy(m)).to(
@@ -171,5 +166,4 @@ class Runner:
             return torch.sigmoid(logits[:, 0]).float().cpu().numpy()
 
 
-__all__ = ["Runner", "as_model", "receptive_radius", "task_threads", "CHANNELS_LAST",
-           "TASK_THREADS"]
+__all__ = ["Runner", "as_model", "receptive_radius", "task_threads", "TASK_THREADS"]
