@@ -339,3 +339,35 @@ def test_layout_and_channels_last_keep_the_map(aligned_crop, monkeypatch, one_to
     # the caller's module keeps its layout: channels-last runs on a copy
     conv = next(m for m in model.module.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous()
+
+
+def test_assemble_against_numpy_on_real_class_codes(kashmir):
+    """The region layout against numpy on Kashmir's geology and land cover codes: channels
+    in a shuffled order (a source's layers not consecutive), codes no layer names and
+    no-data pixels."""
+    from geoslide.maps.layout import assemble
+    from geoslide.store.classes import NODATA
+
+    sub = kashmir.isel(y=slice(100, 161), x=slice(200, 297))
+    elev = sub["elevation"].values.astype(np.float32)
+    elev[3, 4] = np.nan
+    codes = [sub["geology"].values.astype(np.int16), sub["landcover"].values.astype(np.int16)]
+    codes[1][10:12, 20:40] = NODATA
+    named = [(0, c) for c in (2, 6, 19)] + [(1, c) for c in (1, 5, 9, 12)]
+    rng = np.random.default_rng(3)
+    for chans in (np.arange(1 + len(named)), rng.permutation(1 + len(named))):
+        layers = [(int(chans[i + 1]), s, c, float(rng.random()), float(0.5 + rng.random()))
+                  for i, (s, c) in enumerate(named)]
+        conts = [(int(chans[0]), elev, 1500.0, 400.0)]
+        shape = (*elev.shape, 1 + len(named))
+        got, ok = assemble(conts, codes, layers, shape)
+        want = np.empty((shape[2], *elev.shape), np.float32)
+        want[chans[0]] = (elev - np.float32(1500)) / np.float32(400)
+        for ch, s, c, m, sd in layers:
+            layer = ((codes[s] == c).astype(np.float32) - np.float32(m)) / np.float32(sd)
+            want[ch] = np.where(codes[s] == NODATA, np.nan, layer)
+        assert 0 < ok.mean() < 1
+        np.testing.assert_array_equal(ok, np.isfinite(want).all(axis=0))
+        np.testing.assert_array_equal(got, np.nan_to_num(np.moveaxis(want, 0, -1), nan=0.0,
+                                                         posinf=0.0, neginf=0.0))
+    assert {int(v) for v in np.unique(codes[0])} - {2, 6, 19}  # codes no layer names

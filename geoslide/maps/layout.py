@@ -1,8 +1,11 @@
 """The network's layout of a region's inputs: pixel-major ``(h, w, C)``, so that windows cut
 from it are channels-last tensors. :func:`assemble` builds it straight from the variables the
 inputs come from (continuous arrays and class codes), standardising them and expanding
-one-hot layers on the way, in one numba pass."""
+one-hot layers on the way: one numba pass for the continuous inputs, one that copies each
+pixel's one-hot values from a row per class code."""
 from __future__ import annotations
+
+from typing import Any
 
 import numba
 import numpy as np
@@ -12,69 +15,117 @@ ALIGN = 16
 
 
 _TILE = 32
-"""Pixels of a row put pixel-major together: their output (``_TILE x C`` values) stays in L1
-while each input layer is read contiguously."""
+"""Pixels of a row whose continuous inputs are written together: their output
+(``_TILE x C`` values) stays in L1 while each input layer is read contiguously."""
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")  # x / 0: inf or NaN, as numpy
-def _assemble(conts, cont_chan, cont_mean, cont_std, codes, code_src, code_value, code_chan,
-              on, off, nodata, out, ok):  # pragma: no cover
-    """``out[y, x, c]``: continuous source ``k`` standardised, ``(conts[k] - mean) / std`` in
-    float32, at channel ``cont_chan[k]``; one-hot layer ``k`` at ``code_chan[k]``: ``on[k]``
-    where the class code ``codes[code_src[k]]`` is ``code_value[k]``, else ``off[k]`` (the
-    standardised 1 and 0, finite), 0 with ``ok`` False where the code is ``nodata``; layers
-    of one source are consecutive. Non-finite values as 0, ``ok`` False there."""
-    h, w, nc = out.shape
+def _continuous(conts, chan, mean, std, flat, ok, nc):  # pragma: no cover
+    """``flat[(y * w + x) * nc + chan[k]]``: continuous source ``k`` standardised,
+    ``(conts[k] - mean[k]) / std[k]`` in float32, non-finite as 0; ``ok`` True where every
+    one is finite. Unsigned indices: no wraparound checks in the inner loops."""
+    h, w = ok.shape
     zero = np.float32(0)
-    nk = code_chan.shape[0]
     for y in range(h):
         for x0 in range(0, w, _TILE):
             x1 = min(x0 + _TILE, w)
             for x in range(x0, x1):
                 ok[y, x] = True
-            for k in range(cont_chan.shape[0]):
+            for k in range(chan.shape[0]):
                 a = conts[k]
-                c = cont_chan[k]
+                c = np.uint64(chan[k])
                 for x in range(x0, x1):
-                    v = (a[y, x] - cont_mean[k]) / cont_std[k]
+                    v = (a[y, x] - mean[k]) / std[k]
                     finite = np.isfinite(v)
-                    out[y, x, c] = v if finite else zero
+                    flat[np.uint64((y * w + x) * nc) + c] = v if finite else zero
                     ok[y, x] &= finite
-            k0 = 0
-            while k0 < nk:
-                k1 = k0
-                while k1 < nk and code_src[k1] == code_src[k0]:
-                    k1 += 1
-                a = codes[code_src[k0]]
-                for x in range(x0, x1):
-                    code = a[y, x]
-                    if code == nodata:
-                        ok[y, x] = False
-                        for k in range(k0, k1):
-                            out[y, x, code_chan[k]] = zero
-                    else:
-                        for k in range(k0, k1):
-                            out[y, x, code_chan[k]] = on[k] if code == code_value[k] else off[k]
-                k0 = k1
+
+
+@numba.njit(nogil=True, cache=True)
+def _one_hot(codes, count, chan, first, consecutive, lo, rowmap, table, nodata, flat, ok,
+             nc):  # pragma: no cover
+    """The one-hot layers of each class-code source ``s``: at a pixel, the ``count[s]``
+    values of row ``rowmap[s][code - lo[s]]`` of ``table[s]`` (flat, ``count[s]`` per row;
+    the next to last row, every layer off, for a code outside the map; the last, zeros, with
+    ``ok`` False, for ``nodata``) written at channels ``chan[first[s]:first[s] + count[s]]``
+    (one run from the first where ``consecutive[s]``)."""
+    h, w = ok.shape
+    for y in range(h):  # one output row (w x nc values) at a time, in cache for every source
+        for s in range(count.shape[0]):
+            a, rows, tab = codes[s], rowmap[s], table[s]
+            n = np.uint64(count[s])
+            last = tab.shape[0] // count[s] - 1
+            top = lo[s] + rows.shape[0]
+            c0 = np.uint64(chan[first[s]])
+            for x in range(w):
+                code = a[y, x]
+                if code == nodata:
+                    ok[y, x] = False
+                    r = last
+                elif code < lo[s] or code >= top:
+                    r = last - 1
+                else:
+                    r = rows[code - lo[s]]
+                src = np.uint64(r) * n
+                dst = np.uint64((y * w + x) * nc)
+                if consecutive[s]:
+                    for j in range(n):
+                        flat[dst + c0 + j] = tab[src + j]
+                else:
+                    for j in range(n):
+                        flat[dst + np.uint64(chan[first[s] + j])] = tab[src + j]
 
 
 def _f32(values: list) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
+def _typed(arrays: list[np.ndarray], dtype: type, ndim: int) -> "numba.typed.List":
+    """``arrays`` as a numba typed list of C-contiguous ``dtype`` arrays."""
+    from numba import types
+    from numba.typed import List
+
+    out = List.empty_list(types.Array(numba.from_dtype(np.dtype(dtype)), ndim, "C"))
+    for a in arrays:
+        out.append(np.ascontiguousarray(a, dtype))
+    return out
+
+
+def _code_tables(layers: list[tuple], on: np.ndarray, off: np.ndarray) -> dict[str, Any]:
+    """What :func:`_one_hot` reads of each class-code source with layers (``layers`` sorted
+    by source, then channel): its layers' count, first index and channels, whether those run
+    consecutively, its lowest named code, the row of each code from there, and the rows: one
+    per named code (``on`` at its layers, ``off`` elsewhere), then all ``off``, then zeros."""
+    t: dict[str, Any] = {k: [] for k in ("source", "count", "first", "consecutive", "lo",
+                                         "rowmap", "table")}
+    for src in sorted({g[1] for g in layers}):
+        ks = [i for i, g in enumerate(layers) if g[1] == src]
+        vals = np.array([layers[i][2] for i in ks], np.int64)
+        chans = [layers[i][0] for i in ks]
+        named = np.unique(vals)
+        rows = np.where(vals[None, :] == named[:, None], on[ks][None, :], off[ks][None, :])
+        rowmap = np.full(int(named[-1] - named[0]) + 1, len(named), np.int32)
+        rowmap[named - named[0]] = np.arange(len(named))
+        for key, value in (("source", src), ("count", len(ks)), ("first", ks[0]),
+                           ("consecutive", chans == list(range(chans[0], chans[0] + len(ks)))),
+                           ("lo", int(named[0])), ("rowmap", rowmap),
+                           ("table", np.concatenate([rows, off[ks][None, :],
+                                                     np.zeros((1, len(ks)), np.float32)]))):
+            t[key].append(value)
+    return t
+
+
 def assemble(conts: list[tuple[int, np.ndarray, float, float]],
              codes: list[np.ndarray], layers: list[tuple[int, int, int, float, float]],
              shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(the inputs pixel-major, float32 ``shape`` ``(h, w, C)``, non-finite as 0; ``(h, w)``
-    True where every input is finite), in one pass. ``conts``: ``(channel, array, mean,
-    std)`` of each continuous input (a 2-D float32 array); ``layers``: ``(channel, source,
-    code, mean, std)`` of each one-hot input, 1 where ``codes[source]`` (int16 class codes,
-    :data:`~geoslide.store.classes.NODATA` none) equals ``code``. The values equal those of the one-hot layers
+    True where every input is finite), in one pass per kind of input. ``conts``:
+    ``(channel, array, mean, std)`` of each continuous input (a 2-D float32 array);
+    ``layers``: ``(channel, source, code, mean, std)`` of each one-hot input, 1 where
+    ``codes[source]`` (int16 class codes, :data:`~geoslide.store.classes.NODATA` none) equals
+    ``code``. The values equal those of the one-hot layers
     (:func:`geoslide.store.classes.one_hot_layer`) standardised in float32, put pixel-major
     with ``np.nan_to_num``."""
-    from numba import types
-    from numba.typed import List
-
     from geoslide.store.classes import NODATA, one_hot_array
 
     layers = sorted(layers, key=lambda g: (g[1], g[0]))       # each source's layers together
@@ -88,18 +139,18 @@ def assemble(conts: list[tuple[int, np.ndarray, float, float]],
         keep = ~bad
         layers = [g for g, k in zip(layers, keep) if k]
         on, off = on[keep], off[keep]
-    clist = List.empty_list(types.Array(types.float32, 2, "C"))
-    for _, a, _, _ in conts:
-        clist.append(np.ascontiguousarray(a, np.float32))
-    klist = List.empty_list(types.Array(types.int16, 2, "C"))
-    for a in codes:
-        klist.append(np.ascontiguousarray(a, np.int16))
     out = np.empty(shape, np.float32)
-    ok = np.empty(shape[:2], bool)
-    _assemble(clist, np.array([c for c, *_ in conts], np.int64),
-              _f32([m for _, _, m, _ in conts]), _f32([s for *_, s in conts]), klist,
-              np.array([g[1] for g in layers], np.int64), np.array([g[2] for g in layers], np.int16),
-              np.array([g[0] for g in layers], np.int64), on, off, np.int16(NODATA), out, ok)
+    flat, ok = out.reshape(-1), np.empty(shape[:2], bool)
+    _continuous(_typed([a for _, a, _, _ in conts], np.float32, 2),
+                np.array([c for c, *_ in conts], np.int64), _f32([m for _, _, m, _ in conts]),
+                _f32([s for *_, s in conts]), flat, ok, shape[2])
+    t = _code_tables(layers, on, off)
+    _one_hot(_typed([codes[s] for s in t["source"]], np.int16, 2),
+             np.array(t["count"], np.int64), np.array([g[0] for g in layers], np.int64),
+             np.array(t["first"], np.int64), np.array(t["consecutive"], np.bool_),
+             np.array(t["lo"], np.int64), _typed(t["rowmap"], np.int32, 1),
+             _typed([a.ravel() for a in t["table"]], np.float32, 1), np.int16(NODATA), flat,
+             ok, shape[2])
     return out, ok
 
 
