@@ -23,7 +23,8 @@ _TILE = 32
 def _continuous(conts, chan, mean, std, flat, ok, nc):  # pragma: no cover
     """``flat[(y * w + x) * nc + chan[k]]``: continuous source ``k`` standardised,
     ``(conts[k] - mean[k]) / std[k]`` in float32, non-finite as 0; ``ok`` True where every
-    one is finite. Unsigned indices: no wraparound checks in the inner loops."""
+    one is finite. Unsigned indices: no wraparound checks in the inner loops. Arrays, not
+    numba typed lists: those compile on first use in every process (about 1 s)."""
     h, w = ok.shape
     zero = np.float32(0)
     for y in range(h):
@@ -32,63 +33,65 @@ def _continuous(conts, chan, mean, std, flat, ok, nc):  # pragma: no cover
             for x in range(x0, x1):
                 ok[y, x] = True
             for k in range(chan.shape[0]):
-                a = conts[k]
                 c = np.uint64(chan[k])
                 for x in range(x0, x1):
-                    v = (a[y, x] - mean[k]) / std[k]
+                    v = (conts[k, y, x] - mean[k]) / std[k]
                     finite = np.isfinite(v)
                     flat[np.uint64((y * w + x) * nc) + c] = v if finite else zero
                     ok[y, x] &= finite
 
 
 @numba.njit(nogil=True, cache=True)
-def _one_hot(codes, count, chan, first, consecutive, lo, rowmap, table, nodata, flat, ok,
-             nc):  # pragma: no cover
-    """The one-hot layers of each class-code source ``s``: at a pixel, the ``count[s]``
-    values of row ``rowmap[s][code - lo[s]]`` of ``table[s]`` (flat, ``count[s]`` per row;
-    the next to last row, every layer off, for a code outside the map; the last, zeros, with
-    ``ok`` False, for ``nodata``) written at channels ``chan[first[s]:first[s] + count[s]]``
-    (one run from the first where ``consecutive[s]``)."""
+def _one_hot(codes, count, chan, first, consecutive, lo, rowmap, rowmap_at, table, table_at,
+             nodata, flat, ok, nc):  # pragma: no cover
+    """The one-hot layers of each class-code source ``s`` (``codes[s]``): at a pixel, the
+    ``count[s]`` values of row ``rowmap[rowmap_at[s] + code - lo[s]]`` of source ``s``'s
+    rows (``table`` from ``table_at[s]``, ``count[s]`` values per row; the next to last row,
+    every layer off, for a code outside its map; the last, zeros, with ``ok`` False, for
+    ``nodata``) written at channels ``chan[first[s]:first[s] + count[s]]`` (one run from
+    the first where ``consecutive[s]``)."""
     h, w = ok.shape
     for y in range(h):  # one output row (w x nc values) at a time, in cache for every source
         for s in range(count.shape[0]):
-            a, rows, tab = codes[s], rowmap[s], table[s]
             n = np.uint64(count[s])
-            last = tab.shape[0] // count[s] - 1
-            top = lo[s] + rows.shape[0]
+            last = (table_at[s + 1] - table_at[s]) // count[s] - 1
+            top = lo[s] + rowmap_at[s + 1] - rowmap_at[s]
             c0 = np.uint64(chan[first[s]])
+            t0 = np.uint64(table_at[s])
             for x in range(w):
-                code = a[y, x]
+                code = codes[s, y, x]
                 if code == nodata:
                     ok[y, x] = False
                     r = last
                 elif code < lo[s] or code >= top:
                     r = last - 1
                 else:
-                    r = rows[code - lo[s]]
-                src = np.uint64(r) * n
+                    r = rowmap[rowmap_at[s] + code - lo[s]]
+                src = t0 + np.uint64(r) * n
                 dst = np.uint64((y * w + x) * nc)
                 if consecutive[s]:
                     for j in range(n):
-                        flat[dst + c0 + j] = tab[src + j]
+                        flat[dst + c0 + j] = table[src + j]
                 else:
                     for j in range(n):
-                        flat[dst + np.uint64(chan[first[s] + j])] = tab[src + j]
+                        flat[dst + np.uint64(chan[first[s] + j])] = table[src + j]
 
 
 def _f32(values: list) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-def _typed(arrays: list[np.ndarray], dtype: type, ndim: int) -> "numba.typed.List":
-    """``arrays`` as a numba typed list of C-contiguous ``dtype`` arrays."""
-    from numba import types
-    from numba.typed import List
-
-    out = List.empty_list(types.Array(numba.from_dtype(np.dtype(dtype)), ndim, "C"))
-    for a in arrays:
-        out.append(np.ascontiguousarray(a, dtype))
+def _stacked(arrays: list[np.ndarray], dtype: type, shape: tuple[int, int]) -> np.ndarray:
+    """``arrays`` (2-D, ``shape``) as one C-contiguous ``(n, *shape)`` ``dtype`` array."""
+    out = np.empty((len(arrays), *shape), dtype)
+    for i, a in enumerate(arrays):
+        out[i] = a
     return out
+
+
+def _offsets(arrays: list[np.ndarray]) -> np.ndarray:
+    """Where each of ``arrays`` starts in their concatenation, and the end (int64)."""
+    return np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int64)
 
 
 def _code_tables(layers: list[tuple], on: np.ndarray, off: np.ndarray) -> dict[str, Any]:
@@ -141,16 +144,17 @@ def assemble(conts: list[tuple[int, np.ndarray, float, float]],
         on, off = on[keep], off[keep]
     out = np.empty(shape, np.float32)
     flat, ok = out.reshape(-1), np.empty(shape[:2], bool)
-    _continuous(_typed([a for _, a, _, _ in conts], np.float32, 2),
+    _continuous(_stacked([a for _, a, _, _ in conts], np.float32, shape[:2]),
                 np.array([c for c, *_ in conts], np.int64), _f32([m for _, _, m, _ in conts]),
                 _f32([s for *_, s in conts]), flat, ok, shape[2])
     t = _code_tables(layers, on, off)
-    _one_hot(_typed([codes[s] for s in t["source"]], np.int16, 2),
+    _one_hot(_stacked([codes[s] for s in t["source"]], np.int16, shape[:2]),
              np.array(t["count"], np.int64), np.array([g[0] for g in layers], np.int64),
              np.array(t["first"], np.int64), np.array(t["consecutive"], np.bool_),
-             np.array(t["lo"], np.int64), _typed(t["rowmap"], np.int32, 1),
-             _typed([a.ravel() for a in t["table"]], np.float32, 1), np.int16(NODATA), flat,
-             ok, shape[2])
+             np.array(t["lo"], np.int64), np.concatenate([np.zeros(0, np.int32), *t["rowmap"]]),
+             _offsets(t["rowmap"]), np.concatenate([np.zeros(0, np.float32),
+                                                    *(a.ravel() for a in t["table"])]),
+             _offsets(t["table"]), np.int16(NODATA), flat, ok, shape[2])
     return out, ok
 
 
