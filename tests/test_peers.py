@@ -80,3 +80,27 @@ def test_unknown_peer_and_one_class():
         fit_peer(ds, "svm", np.ones((4, 4), bool))
     with pytest.raises(ValueError, match="both landslide and stable"):
         fit_peer(ds, "logreg", np.ones((4, 4), bool))
+
+
+def test_peers_fitted_beforehand_score_as_fitted_by_evaluate(subset, masks):
+    """fit_peers then evaluate(peers=...) gives the scores evaluate's own fit gives; peers
+    fitted on other training pixels, or given settings they were not fitted with, are
+    refused with the fix."""
+    from geoslide.errors import InputError
+    from geoslide.evaluation.evaluate import evaluate, fit_peers
+
+    fitted = fit_peers(subset, ["logreg"], split="band", band=1)
+    own = evaluate(subset, peers=["logreg"], split="band", band=1, n_boot=0, progress=False)
+    given = evaluate(subset, peers=fitted, split="band", band=1, n_boot=0, progress=False)
+    for key in ("nll", "auc", "brier"):
+        assert given.results["logreg"][key] == own.results["logreg"][key]
+    with pytest.raises(InputError, match="training pixels of the split"):
+        evaluate(subset, peers=fitted, split="band", band=2, n_boot=0, progress=False)
+    other = {k: v.copy() for k, v in masks.items()}
+    other["train"][np.argwhere(other["train"])[0][0], :] = False  # one row fewer
+    fitted_by_hand = fit_peers(subset, ["logreg"], masks=masks)
+    with pytest.raises(InputError, match="fit them on the evaluation's grid and split"):
+        evaluate(subset, peers=fitted_by_hand, masks=other, n_boot=0, progress=False)
+    with pytest.raises(InputError, match="fitted already"):
+        evaluate(subset, peers=fitted, split="band", band=1, max_peer_train=100, n_boot=0,
+                 progress=False)

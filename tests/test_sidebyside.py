@@ -30,10 +30,15 @@ def test_jobs_run_in_workers_on_one_thread_each():
     assert all(g[2] == 1 and g[3] == 1 for g in got.values())
 
 
-def test_one_worker_runs_the_jobs_here_in_order():
+def test_one_worker_runs_the_jobs_here_in_order_and_gives_the_threads_back():
+    from geoslide.parallel.threads import thread_policy
+
+    thread_policy(2, dask=False)
     got = list(side_by_side([(_probe, (k,)) for k in range(2)], workers=1))
     assert [i for i, _ in got] == [0, 1]
-    assert all(g[1] == os.getpid() for _, g in got)
+    assert all(g[1] == os.getpid() and g[2] == 1 and g[3] == 1 for _, g in got)
+    free = min(2, thread_policy(2, dask=False)["threads"])
+    assert torch.get_num_threads() == free  # the caller's count again, after the jobs
 
 
 def test_a_failing_job_raises_its_error_here():

@@ -174,8 +174,8 @@ def _train_all(store: Path, out: Path, args: argparse.Namespace,
         split = training_split(names[0], args.preset, band=args.band)
         jobs["peers"] = (_peers_job, (str(store), split))
     order = sorted(jobs, key=LONGEST_FIRST.index)
-    gpu = resolve_device(args.device).type == "cuda"  # the GPU's work: one process
-    workers = 1 if gpu else worker_count(len(order))
+    accelerator = resolve_device(args.device).type != "cpu"  # one process drives it
+    workers = 1 if accelerator else worker_count(len(order))
     peers = None
     bar = tqdm(total=len(order), disable=args.quiet or not order, unit="job",
                desc=f"[3/5] {', '.join(order)} in {workers} process(es), one thread each")
@@ -228,6 +228,7 @@ class _Clock:
         self.jobs: dict[str, float] = {}  # seconds of the jobs run side by side
 
     def job(self, name: str, seconds: float) -> None:
+        """Record a side-by-side job's own seconds."""
         self.jobs[name] = seconds
 
     def lap(self, step: str) -> None:
@@ -240,8 +241,8 @@ class _Clock:
 
         from geoslide.store.files import write_file
 
-        data = {"steps_s": self.steps, "jobs_s": self.jobs, "wall_s": round(time.perf_counter() - self.start, 2),
-                "models": ALL_MODELS if args.full else QUICK_MODELS, "preset": args.preset,
+        data = {"steps_s": self.steps, "jobs_s": self.jobs,
+                "wall_s": round(time.perf_counter() - self.start, 2), "models": ALL_MODELS if args.full else QUICK_MODELS, "preset": args.preset,
                 "peers": not args.no_peers, "epochs": args.epochs}
         write_file(out / "timings.json", json.dumps(data, indent=1).encode())
 
@@ -273,8 +274,8 @@ def run(args: argparse.Namespace) -> int:
     _say(args.quiet, f"[4/5] maps written into {store} and {tif}")
     clock.lap("GeoTIFF")
     ev = evaluate(ds, list(models.values()), split="band", band=args.band,
-                  peers=False if peers is None else peers, progress=not args.quiet, device=args.device,
-                  reference=chosen)
+                  peers=False if peers is None else peers, progress=not args.quiet,
+                  device=args.device, reference=chosen)
     clock.lap("evaluation (models and peers)")
     said = evaluation_verdict(ev, chosen, f"the lowest validation NLL of the models trained, "
                                           f"exported as {tif.name}")

@@ -175,6 +175,8 @@ class FittedPeers:
     e.g. fitted in another process while the models train."""
 
     split: dict[str, Any]
+    train: np.ndarray  # the training pixels, packed bits of the (H, W) mask (np.packbits)
+    shape: tuple[int, int]
     models: dict[str, Any] = field(default_factory=dict)  # name -> PeerModel
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # fit and map, wall
@@ -194,6 +196,7 @@ def fit_peers(ds: xr.Dataset, peers: bool | Sequence[str] = True, *,
 def _fit_peers(ds: xr.Dataset, peers: bool | Sequence[str], train: np.ndarray,
                settings: SplitSettings, peer_kwargs: Mapping[str, Mapping[str, Any]] | None,
                max_peer_train: int | None) -> FittedPeers:
+    """The peers fitted on the ``train`` pixels of ``settings``' split, with their maps."""
     from geoslide.evaluation.peers import fit_peer
 
     names = _peer_list(ds, peers)
@@ -201,7 +204,8 @@ def _fit_peers(ds: xr.Dataset, peers: bool | Sequence[str], train: np.ndarray,
         raise InputError("the peers are fitted on the split's training pixels and this split "
                          f"({settings.kind}) has none; fix: evaluate without --peers, "
                          "or choose a split with training pixels")
-    fitted = FittedPeers(split=settings.to_dict())
+    fitted = FittedPeers(split=settings.to_dict(), train=np.packbits(train),
+                         shape=tuple(train.shape))
     for peer in names:
         t0 = time.perf_counter()
         model = fit_peer(ds, peer, train, seed=int(settings.seed or 0),
@@ -211,6 +215,20 @@ def _fit_peers(ds: xr.Dataset, peers: bool | Sequence[str], train: np.ndarray,
     return fitted
 
 
+def _check_fitted(peers: FittedPeers, train: np.ndarray, settings: SplitSettings,
+                  peer_kwargs: Any, max_peer_train: Any) -> None:
+    """:class:`InputError` unless ``peers`` were fitted on these training pixels."""
+    if peer_kwargs or max_peer_train is not None:
+        raise InputError("peer_kwargs and max_peer_train apply when evaluate fits the peers; "
+                         "these were fitted already; fix: give them to fit_peers")
+    if (peers.shape != tuple(train.shape) or peers.split != settings.to_dict()
+            or not np.array_equal(peers.train, np.packbits(train))):
+        raise InputError(f"the peers were fitted on the training pixels of the split "
+                         f"{peers.split} on a {peers.shape} grid, the models are evaluated on "
+                         f"{settings.to_dict()} on {tuple(train.shape)}; fix: fit them on the "
+                         "evaluation's grid and split (fit_peers(ds, split=..., band=...))")
+
+
 def _gather_peers(ds: xr.Dataset, peers: bool | Sequence[str] | FittedPeers, train: np.ndarray,
                   settings: SplitSettings, got: _Gathered,
                   peer_kwargs: Mapping[str, Mapping[str, Any]] | None,
@@ -218,10 +236,7 @@ def _gather_peers(ds: xr.Dataset, peers: bool | Sequence[str] | FittedPeers, tra
     from geoslide.evaluation.peers import PEER_LABELS
 
     if isinstance(peers, FittedPeers):
-        if peers.split != settings.to_dict():
-            raise InputError(f"the peers were fitted on the split {peers.split} and the models "
-                             f"are evaluated on {settings.to_dict()}; fix: fit them on the "
-                             "evaluation's split (fit_peers(ds, split=..., band=..., core=...))")
+        _check_fitted(peers, train, settings, peer_kwargs, max_peer_train)
         fitted = peers
     else:
         fitted = _fit_peers(ds, peers, train, settings, peer_kwargs, max_peer_train)
@@ -233,8 +248,7 @@ def _gather_peers(ds: xr.Dataset, peers: bool | Sequence[str] | FittedPeers, tra
 
 
 def evaluate(ds: xr.Dataset, models: Any = (), *, split: str | SplitSettings | None = None,
-             masks: Mapping[str, np.ndarray] | None = None,
-             peers: bool | Sequence[str] | FittedPeers = False,
+             masks: Mapping[str, np.ndarray] | None = None, peers: Any = False,
              peer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
              max_peer_train: int | None = None, maps: Mapping[str, Any] | None = None,
              reuse_maps: bool = True, progress: bool = True, device: Any = None,
@@ -251,10 +265,9 @@ def evaluate(ds: xr.Dataset, models: Any = (), *, split: str | SplitSettings | N
         :class:`~geoslide.learn.splits.SplitSettings` (default the first model's, else band
         1, seed 0); ``band=``, ``seed=``, ``core=``, ``fold=`` override one setting. With
         ``masks`` ({"train", "val", "test"} (H, W) booleans) the split is ``custom``.
-    peers : True for every peer of :data:`geoslide.evaluation.peers.PEERS` whose inputs ``ds`` has, or a
-        list of peer names; ``peer_kwargs`` {peer: estimator params}; ``max_peer_train``
-        subsamples the peers' training pixels uniformly; a :class:`FittedPeers`
-        (:func:`fit_peers`, on this split) is scored as it is.
+    peers : True (each of :data:`~geoslide.evaluation.peers.PEERS` ``ds`` has inputs for),
+        names, or a :class:`FittedPeers` of this split; ``peer_kwargs`` {peer: estimator
+        params}; ``max_peer_train`` subsamples their training pixels uniformly.
     maps : precomputed maps {name: (H, W) array or DataArray} used instead of predicting;
         with ``reuse_maps``, a map of the same weights in ``ds`` (:func:`stored_map`) too.
     n_bins, n_classes : reliability bins (equal count) and susceptibility classes (equal area).

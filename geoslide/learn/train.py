@@ -154,10 +154,12 @@ def _split_kwargs(split: str, split_core: int | None, recipe: dict[str, Any],
 
 
 def training_split(model: str, preset: str = "quick", split: str = "band", split_seed: int = 0,
-                   split_core: int | None = None, **split_kwargs: Any) -> SplitSettings:
-    """The split :func:`train` with these arguments trains on and records
-    (``model.train["split"]``), e.g. to fit peers on its training pixels beforehand."""
-    kwargs = _split_kwargs(split, split_core, get_preset(preset, model), split_kwargs)
+                   split_core: int | None = None, overrides: dict[str, Any] | None = None,
+                   **split_kwargs: Any) -> SplitSettings:
+    """The split :func:`train` with these arguments (a registered model's name) trains on
+    and records (``model.train["split"]``), e.g. to fit peers on its training pixels first."""
+    recipe = _recipe(preset, model, overrides, None, None, None)
+    kwargs = _split_kwargs(split, split_core, recipe, split_kwargs)
     return SplitSettings(kind=split, seed=split_seed, **kwargs)
 
 
@@ -292,5 +294,5 @@ def _save(trained: TrainedModel, out: str | os.PathLike) -> Path | str:
     return path
 
 
-__all__ = ["train", "training_split", "TrainResult", "model_name", "with_aligned_features", "masked_bce",
-           "evaluate_nll"]
+__all__ = ["train", "training_split", "TrainResult", "model_name", "with_aligned_features",
+           "masked_bce", "evaluate_nll"]

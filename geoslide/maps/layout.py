@@ -105,13 +105,14 @@ def _code_tables(layers: list[tuple], on: np.ndarray, off: np.ndarray) -> dict[s
         ks = [i for i, g in enumerate(layers) if g[1] == src]
         vals = np.array([layers[i][2] for i in ks], np.int64)
         chans = [layers[i][0] for i in ks]
-        named = np.unique(vals)
+        named = np.unique(vals[(vals >= -2 ** 15) & (vals < 2 ** 15)])  # int16 codes match
         rows = np.where(vals[None, :] == named[:, None], on[ks][None, :], off[ks][None, :])
-        rowmap = np.full(int(named[-1] - named[0]) + 1, len(named), np.int32)
-        rowmap[named - named[0]] = np.arange(len(named))
+        low = int(named[0]) if named.size else 0
+        rowmap = np.full(int(named[-1]) - low + 1 if named.size else 0, len(named), np.int32)
+        rowmap[named - low] = np.arange(len(named))
         for key, value in (("source", src), ("count", len(ks)), ("first", ks[0]),
                            ("consecutive", chans == list(range(chans[0], chans[0] + len(ks)))),
-                           ("lo", int(named[0])), ("rowmap", rowmap),
+                           ("lo", low), ("rowmap", rowmap),
                            ("table", np.concatenate([rows, off[ks][None, :],
                                                      np.zeros((1, len(ks)), np.float32)]))):
             t[key].append(value)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Sequence
 
-from geoslide.parallel.threads import default_threads, thread_policy
+from geoslide.parallel.threads import default_threads, policy_threads, thread_policy
 
 Job = tuple[Callable[..., Any], tuple[Any, ...]]
 
@@ -24,6 +24,7 @@ def worker_count(jobs: int) -> int:
 
 
 def _call(i: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[int, Any]:
+    """(i, the job's result), run on one thread (a worker's dask scheduler too)."""
     thread_policy(1, dask=True)
     return i, fn(*args)
 
@@ -35,8 +36,13 @@ def side_by_side(jobs: Sequence[Job], workers: int | None = None) -> Iterator[tu
     jobs and is raised here."""
     n = worker_count(len(jobs)) if workers is None else max(1, min(int(workers), len(jobs)))
     if n == 1:
-        for i, (fn, args) in enumerate(jobs):
-            yield i, fn(*args)
+        before = policy_threads()
+        try:
+            for i, (fn, args) in enumerate(jobs):
+                thread_policy(1, dask=False)
+                yield i, fn(*args)
+        finally:  # the caller's threads again (the free cores where it had set none)
+            thread_policy(before, dask=False)
         return
     from joblib import Parallel, delayed
 
