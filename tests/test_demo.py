@@ -32,9 +32,17 @@ def test_demo_end_to_end_and_rerun(tmp_path, data_dir, capsys):
         assert metrics["models"][m]["auc"] > 0.6  # trained models beat chance on test rows
     timings = json.loads((out / "timings.json").read_text())
     steps = timings["steps_s"]
-    assert {"prepare", "aligned features", "train sacnn", "map sacnn",
+    assert {"prepare", "aligned features", "training and peers", "map sacnn",
             "evaluation (models and peers)", "report and figures"} <= set(steps)
     assert 0 < sum(steps.values()) <= timings["wall_s"] + 0.1
+    # the trainings and the peers ran as jobs side by side, each on one thread
+    jobs = timings["jobs_s"]
+    assert set(jobs) == {"train llr", "train cnn", "train sacnn", "fit and map the peers"}
+    assert max(jobs.values()) <= steps["training and peers"] + 0.1
+    from geoslide.learn.modelfile import load_model
+
+    assert all(load_model(out / "models" / f"{m}.pt").train["threads"] == 1
+               for m in ("llr", "cnn", "sacnn"))
     # a re-run reuses the store, the features and the trained models, and rewrites the report
     before = {p.name: p.stat().st_mtime for p in (out / "models").glob("*.pt")}
     assert main(["demo", "--out", str(out), "--quiet", "--no-peers"]) == 0
