@@ -505,25 +505,32 @@ def _one_region(ds, model, spec, halo: int, zarr_target) -> dict[str, float]:
     t0 = time.perf_counter()
     window, (y0, x0) = _leaf_window(ds, spec, depth)
     t_read = time.perf_counter() - t0
+    runner = Runner(model.module, "cpu")
+    coded = runner.reads_codes()  # one-hot layers read through their codes, as predict does
     saved = {n: getattr(lv, n) for n in ("expand_gathers", "network_inputs")}
     try:
         for n, fn in saved.items():
             setattr(lv, n, timer.wrap(n, fn))
         t0 = time.perf_counter()
-        pixels, ok = lv.region_inputs(window, spec, model.feature_names, model.normalization)
+        got = lv.region_inputs(window, spec, model.feature_names, model.normalization,
+                               coded=coded)
         t_inputs = time.perf_counter() - t0
     finally:
         for n, fn in saved.items():
             setattr(lv, n, fn)
-    runner = Runner(model.module, "cpu")
+    pixels, ok = (got.pixels, got.ok) if coded else got
     runner.forward = timer.wrap("network", runner.forward)
+    runner.forward_coded = timer.wrap("network", runner.forward_coded)
     t0 = time.perf_counter()
-    probs = _predict_region(pixels, ok, runner, core=CORE, halo=halo, batch_size=1)
+    probs = _predict_region(pixels, ok, runner, core=CORE, halo=halo, batch_size=1,
+                            coded=got if coded else None)
     t_region = time.perf_counter() - t0
     t0 = time.perf_counter()
     zarr_target[y0:y0 + CHUNK, x0:x0 + CHUNK] = probs
     t_write = time.perf_counter() - t0
-    return {"read_s": t_read, "gathers_s": timer.s["expand_gathers"],
+    shape = ({"coded_channels": int(got.pixels.shape[-1]),
+              "coded_sources": int(got.codes.shape[0])} if coded else {})
+    return {**shape, "read_s": t_read, "gathers_s": timer.s["expand_gathers"],
             "layout_s": timer.s["network_inputs"],
             "inputs_s": t_read + t_inputs, "network_s": timer.s["network"],
             "stitching_s": t_region - timer.s["network"], "write_s": t_write}
@@ -558,6 +565,14 @@ def profile_region(store: Path, model, name: str, halo: int, repeat: int) -> dic
         print(f"    network: {flops / win**2 / 1e3:.1f} kFLOP per window pixel ({win}^2 "
               f"window), {flops / CORE**2 / 1e3:.1f} kFLOP per map pixel; "
               f"{best['gflop_s']:.1f} GFLOP/s achieved on 1 thread", flush=True)
+        if "coded_channels" in best:  # the first convolution on the continuous inputs alone
+            out_ch = model.module.down[0][0].out_channels
+            first = 2 * 9 * out_ch * (len(model.feature_names) - best["coded_channels"])
+            best["flops_per_window_px_coded"] = (flops / win**2 - first
+                                                 + 9 * out_ch * best["coded_sources"])
+            print(f"    one-hot layers read through their codes ({best['coded_sources']} "
+                  f"sources): {best['flops_per_window_px_coded'] / 1e3:.1f} kFLOP per window "
+                  f"pixel (table rows added, not multiplied)", flush=True)
     return best
 
 

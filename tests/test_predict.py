@@ -371,3 +371,30 @@ def test_assemble_against_numpy_on_real_class_codes(kashmir):
         np.testing.assert_array_equal(got, np.nan_to_num(np.moveaxis(want, 0, -1), nan=0.0,
                                                          posinf=0.0, neginf=0.0))
     assert {int(v) for v in np.unique(codes[0])} - {2, 6, 19}  # codes no layer names
+
+
+def test_coded_first_layer_keeps_the_map(aligned_crop, monkeypatch, one_torch_thread):
+    """The SACNN's first convolution over its one-hot layers read through the class codes
+    (geoslide.maps.coded) moves the map by at most 1e-5 against the one-hot layers written
+    out, NaN alike, in regions cut at the raster's edges and with batches of windows."""
+    import geoslide.maps.coded as coded
+    import geoslide.maps.predict as mp
+    from geoslide.maps.runner import Runner
+
+    ds, model = aligned_crop
+    calls = []
+    real = Runner.forward_coded
+    monkeypatch.setattr(Runner, "forward_coded",
+                        lambda self, *a: calls.append(1) or real(self, *a))
+    for batch in (1, 3):
+        kw = dict(core=128, halo=32, region=256, batch_size=batch, progress=False)
+        calls.clear()
+        monkeypatch.setattr(coded, "CODED_FIRST_LAYER", False)
+        full = mp.predict(ds, model, **kw).values
+        assert not calls
+        monkeypatch.setattr(coded, "CODED_FIRST_LAYER", True)
+        fast = mp.predict(ds, model, **kw).values
+        assert calls
+        assert np.nanstd(full) > 0.01 and np.array_equal(np.isnan(fast), np.isnan(full))
+        np.testing.assert_allclose(fast, full, rtol=0, atol=1e-5)
+        assert not np.array_equal(fast, full)  # the coded path did run

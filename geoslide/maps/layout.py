@@ -5,6 +5,7 @@ one-hot layers on the way: one numba pass for the continuous inputs, one that co
 pixel's one-hot values from a row per class code."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -89,7 +90,7 @@ def _stacked(arrays: list[np.ndarray], dtype: type, shape: tuple[int, int]) -> n
     return out
 
 
-def _offsets(arrays: list[np.ndarray]) -> np.ndarray:
+def offsets(arrays: list[np.ndarray]) -> np.ndarray:
     """Where each of ``arrays`` starts in their concatenation, and the end (int64)."""
     return np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int64)
 
@@ -119,6 +120,39 @@ def _code_tables(layers: list[tuple], on: np.ndarray, off: np.ndarray) -> dict[s
     return t
 
 
+def _prepared(conts: list, codes: list[np.ndarray], layers: list
+              ) -> tuple[list, list, np.ndarray, np.ndarray]:
+    """(continuous inputs, one-hot layers sorted by source then channel, their standardised
+    1 and 0): a constant layer (std 0) becomes a continuous input, NaN as NaN."""
+    from geoslide.store.classes import one_hot_array
+
+    layers = sorted(layers, key=lambda g: (g[1], g[0]))       # each source's layers together
+    mean, std = _f32([g[3] for g in layers]), _f32([g[4] for g in layers])
+    on, off = (np.float32(1) - mean) / std, (np.float32(0) - mean) / std
+    bad = ~(np.isfinite(on) & np.isfinite(off))
+    if bad.any():
+        for g, b in zip(list(layers), bad):
+            if b:
+                conts = [*conts, (g[0], one_hot_array(codes[g[1]], g[2]), g[3], g[4])]
+        keep = ~bad
+        layers = [g for g, k in zip(layers, keep) if k]
+        on, off = on[keep], off[keep]
+    return conts, layers, on, off
+
+
+def _continuous_layout(conts: list, shape: tuple[int, int, int],
+                       channels: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(``shape`` float32 pixel-major, ok) of the continuous inputs at their channels (or at
+    ``channels``)."""
+    out = np.empty(shape, np.float32)
+    ok = np.empty(shape[:2], bool)
+    chans = [c for c, *_ in conts] if channels is None else channels
+    _continuous(_stacked([a for _, a, _, _ in conts], np.float32, shape[:2]),
+                np.array(chans, np.int64), _f32([m for _, _, m, _ in conts]),
+                _f32([s for *_, s in conts]), out.reshape(-1), ok, shape[2])
+    return out, ok
+
+
 def assemble(conts: list[tuple[int, np.ndarray, float, float]],
              codes: list[np.ndarray], layers: list[tuple[int, int, int, float, float]],
              shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -130,33 +164,52 @@ def assemble(conts: list[tuple[int, np.ndarray, float, float]],
     ``code``. The values equal those of the one-hot layers
     (:func:`geoslide.store.classes.one_hot_layer`) standardised in float32, put pixel-major
     with ``np.nan_to_num``."""
-    from geoslide.store.classes import NODATA, one_hot_array
+    from geoslide.store.classes import NODATA
 
-    layers = sorted(layers, key=lambda g: (g[1], g[0]))       # each source's layers together
-    mean, std = _f32([g[3] for g in layers]), _f32([g[4] for g in layers])
-    on, off = (np.float32(1) - mean) / std, (np.float32(0) - mean) / std
-    bad = ~(np.isfinite(on) & np.isfinite(off))
-    if bad.any():                    # a constant layer (std 0): continuous, NaN as NaN
-        for g, b in zip(list(layers), bad):
-            if b:
-                conts = [*conts, (g[0], one_hot_array(codes[g[1]], g[2]), g[3], g[4])]
-        keep = ~bad
-        layers = [g for g, k in zip(layers, keep) if k]
-        on, off = on[keep], off[keep]
-    out = np.empty(shape, np.float32)
-    flat, ok = out.reshape(-1), np.empty(shape[:2], bool)
-    _continuous(_stacked([a for _, a, _, _ in conts], np.float32, shape[:2]),
-                np.array([c for c, *_ in conts], np.int64), _f32([m for _, _, m, _ in conts]),
-                _f32([s for *_, s in conts]), flat, ok, shape[2])
+    conts, layers, on, off = _prepared(conts, codes, layers)
+    out, ok = _continuous_layout(conts, shape)
     t = _code_tables(layers, on, off)
     _one_hot(_stacked([codes[s] for s in t["source"]], np.int16, shape[:2]),
              np.array(t["count"], np.int64), np.array([g[0] for g in layers], np.int64),
              np.array(t["first"], np.int64), np.array(t["consecutive"], np.bool_),
              np.array(t["lo"], np.int64), np.concatenate([np.zeros(0, np.int32), *t["rowmap"]]),
-             _offsets(t["rowmap"]), np.concatenate([np.zeros(0, np.float32),
+             offsets(t["rowmap"]), np.concatenate([np.zeros(0, np.float32),
                                                     *(a.ravel() for a in t["table"])]),
-             _offsets(t["table"]), np.int16(NODATA), flat, ok, shape[2])
+             offsets(t["table"]), np.int16(NODATA), out.reshape(-1), ok, shape[2])
     return out, ok
 
 
-__all__ = ["assemble", "ALIGN"]
+@dataclass
+class CodedInputs:
+    """A region's inputs with the one-hot layers left as class codes (:func:`assemble_coded`):
+    the continuous ones pixel-major, ``(h, w, len(channels))``, at the model's ``channels``;
+    ``codes`` ``(S, h, w)`` int16; per source ``s`` (``tables`` as :func:`_code_tables`
+    gives them) its layers' model channels ``layer_channels[first[s]:first[s] + count[s]]``
+    and their values per code row; ``ok`` as :func:`assemble`'s."""
+
+    pixels: np.ndarray
+    channels: np.ndarray
+    codes: np.ndarray
+    layer_channels: np.ndarray
+    tables: dict[str, Any]
+    ok: np.ndarray
+
+
+def assemble_coded(conts: list[tuple[int, np.ndarray, float, float]],
+                   codes: list[np.ndarray], layers: list[tuple[int, int, int, float, float]],
+                   shape: tuple[int, int, int]) -> CodedInputs:
+    """:func:`assemble`'s inputs, the one-hot layers left as their sources' class codes
+    (for a first convolution that reads them through the codes:
+    :mod:`geoslide.maps.coded`)."""
+    from geoslide.store.classes import NODATA
+
+    conts, layers, on, off = _prepared(conts, codes, layers)
+    pixels, ok = _continuous_layout(conts, (*shape[:2], len(conts)), list(range(len(conts))))
+    t = _code_tables(layers, on, off)
+    stacked = _stacked([codes[s] for s in t["source"]], np.int16, shape[:2])
+    ok &= (stacked != NODATA).all(axis=0)
+    return CodedInputs(pixels, np.array([c for c, *_ in conts], np.int64), stacked,
+                       np.array([g[0] for g in layers], np.int64), t, ok)
+
+
+__all__ = ["assemble", "assemble_coded", "CodedInputs", "offsets", "ALIGN"]

@@ -14,13 +14,13 @@ the network's pixel-major layout, one-hot layers read from their class codes:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
 
 from geoslide.learn.inputs import check_features, raw_input
-from geoslide.maps.layout import assemble
+from geoslide.maps.layout import assemble, assemble_coded
 from geoslide.names import base_variable
 from geoslide.store.classes import CLASSES_ATTR, NODATA, VIRTUAL_ATTR, code_layers, is_codes
 from geoslide.store.winners import (GATHERED_ATTR, elevation_dtype, expand_gathers, is_winner,
@@ -73,10 +73,11 @@ def leaves(ds: xr.Dataset, features: Sequence[str]) -> Leaves:
 
 
 def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
-                  normalization: dict) -> tuple[np.ndarray, np.ndarray]:
+                  normalization: dict, coded: bool = False) -> Any:
     """(float32 ``(h, w, C)`` model inputs, standardised, pixel-major, non-finite as 0;
     ``(h, w)`` True where every input is finite) of a window of the leaves
-    ``(L, h + 2 ry, w + 2 rx)`` (NaN beyond the raster; ``(ry, rx) = spec.ring``)."""
+    ``(L, h + 2 ry, w + 2 rx)`` (NaN beyond the raster; ``(ry, rx) = spec.ring``); with
+    ``coded``, a :class:`~geoslide.maps.layout.CodedInputs` instead."""
     data = {}
     for i, (name, dt, attrs) in enumerate(zip(spec.names, spec.dtypes, spec.attrs)):
         a = window[i]
@@ -91,11 +92,11 @@ def region_inputs(window: np.ndarray, spec: Leaves, features: Sequence[str],
     # thread, as region tasks run in parallel), then, on the region only, the inputs
     ds = expand_gathers(xr.Dataset(data), threads=1)
     return network_inputs(ds.isel(y=slice(ry, ry + h), x=slice(rx, rx + w)), features,
-                          normalization)
+                          normalization, coded)
 
 
-def network_inputs(ds: xr.Dataset, features: Sequence[str],
-                   normalization: dict) -> tuple[np.ndarray, np.ndarray]:
+def network_inputs(ds: xr.Dataset, features: Sequence[str], normalization: dict,
+                   coded: bool = False) -> Any:
     """The inputs ``features`` of in-memory ``ds`` as :func:`region_inputs` returns them: a
     one-hot layer the Dataset does not hold is read from its class codes, never stacked."""
     layer_of = {layer: (str(name), code) for name, var in ds.data_vars.items()
@@ -115,5 +116,6 @@ def network_inputs(ds: xr.Dataset, features: Sequence[str],
         else:
             conts.append((c, raw_input(ds, f), mean, std))
     h, w = int(ds.sizes["y"]), int(ds.sizes["x"])
-    return assemble(conts, [ds[s].transpose("y", "x").values for s in sources], layers,
-                    (h, w, len(features)))
+    build = assemble_coded if coded else assemble
+    return build(conts, [ds[s].transpose("y", "x").values for s in sources], layers,
+                 (h, w, len(features)))

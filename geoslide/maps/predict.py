@@ -88,6 +88,10 @@ def _leaf_region(block: np.ndarray, runner: Runner, *, spec: Leaves, features: l
     """Probabilities of one region from a window of its leaves (halo plus ring radius); the
     heap's free memory goes back to the system when it ends (:func:`trim_memory`)."""
     try:
+        if runner.reads_codes():
+            coded = region_inputs(block, spec, features, normalization, coded=True)
+            if coded.codes.shape[0]:  # one-hot layers: read through their codes
+                return _predict_region(coded.pixels, coded.ok, runner, coded=coded, **kwargs)
         return _predict_region(*region_inputs(block, spec, features, normalization), runner,
                                **kwargs)
     finally:
@@ -114,22 +118,42 @@ def _cut(block: np.ndarray, i: int, j: int, win: int) -> np.ndarray:
     return out
 
 
+def _cut_codes(codes: np.ndarray, i: int, j: int, win: int) -> np.ndarray:
+    """:func:`_cut` of class codes ``(S, hh, ww)``: no data where it passes the edge (their
+    one-hot layers 0, as the inputs' zeros there)."""
+    from geoslide.store.classes import NODATA
+
+    s, hh, ww = codes.shape
+    if i + win <= hh and j + win <= ww:
+        return codes[:, i:i + win, j:j + win]
+    out = np.full((s, win, win), NODATA, codes.dtype)
+    part = codes[:, i:i + win, j:j + win]
+    out[:, :part.shape[1], :part.shape[2]] = part
+    return out
+
+
 def _predict_region(pixels: np.ndarray, ok: np.ndarray, runner: Runner, *, core: int,
-                    halo: int, batch_size: int) -> np.ndarray:
+                    halo: int, batch_size: int, coded: Any = None) -> np.ndarray:
     """Probabilities of one region: ``pixels`` are its inputs pixel-major, ``(h + 2*halo,
     w + 2*halo, C)`` with non-finite values as 0 (the mean), ``ok`` True where every input is
     finite (:func:`region_inputs`); the result (h, w) ((2, h, w) with the runner's spread:
     mean, std), NaN where an input of the core is not finite. Windows are cut from the
     inputs one batch at a time (:func:`_windows`): memory holds the inputs, one batch and the
     network's activations, never a padded copy of the region (at a raster's last row and
-    column, regions are not a multiple of the core)."""
+    column, regions are not a multiple of the core). With ``coded``
+    (:class:`~geoslide.maps.layout.CodedInputs`), ``pixels`` are its continuous inputs and
+    the one-hot layers are read through its class codes (:meth:`Runner.forward_coded`)."""
     with task_threads():  # TASK_THREADS for the whole region, the thread's own count after
         return _predict_windows(pixels, ok, runner, core=core, halo=halo,
-                                batch_size=batch_size)
+                                batch_size=batch_size, coded=coded)
+
+
+def _batch(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
 def _predict_windows(pixels: np.ndarray, ok: np.ndarray, runner: Runner, *, core: int,
-                     halo: int, batch_size: int) -> np.ndarray:
+                     halo: int, batch_size: int, coded: Any = None) -> np.ndarray:
     """:func:`_predict_region`'s work, on the thread count it set."""
     hh, ww, _ = pixels.shape
     h, w = hh - 2 * halo, ww - 2 * halo
@@ -139,10 +163,12 @@ def _predict_windows(pixels: np.ndarray, ok: np.ndarray, runner: Runner, *, core
     win = core + 2 * halo
     for k in range(0, len(wins), batch_size):
         part = wins[k:k + batch_size]
-        cuts = [_cut(pixels, y[0], x[0], win) for y, x in part]
-        batch = cuts[0][None] if len(cuts) == 1 else np.stack(cuts)
-        del cuts
-        probs = runner.forward(batch, "nhwc")  # (B, H, W), or (B, 2, H, W) with the spread
+        batch = _batch([_cut(pixels, y[0], x[0], win) for y, x in part])
+        if coded is None:
+            probs = runner.forward(batch, "nhwc")  # (B, H, W), or (B, 2, H, W): the spread
+        else:
+            codes = _batch([_cut_codes(coded.codes, y[0], x[0], win) for y, x in part])
+            probs = runner.forward_coded(batch, codes, coded)
         del batch
         if out is None:
             out = np.empty(probs.shape[1:-2] + (h, w), np.float32)

@@ -144,6 +144,32 @@ class Runner:
         self.module = m.to(self.device).eval()
         self._ready = True
 
+    def reads_codes(self) -> bool:
+        """Whether :meth:`forward_coded` serves (:data:`~geoslide.maps.coded.CODED_FIRST_LAYER`,
+        on the CPU, a UNet, no spread)."""
+        from geoslide.maps import coded
+
+        if not self._ready:
+            self._prepare()
+        return (coded.CODED_FIRST_LAYER and not self.spread and channels_last(self.device)
+                and coded.first_conv(self.module) is not None)
+
+    def forward_coded(self, batch: np.ndarray, codes: np.ndarray, inputs: Any) -> np.ndarray:
+        """Probabilities (B, H, W) of windows of a region's
+        :class:`~geoslide.maps.layout.CodedInputs`: continuous inputs ``batch`` (B, H, W, Cc)
+        and class codes ``codes`` (B, S, H, W) (:mod:`geoslide.maps.coded`)."""
+        import torch
+
+        from geoslide.maps.coded import first_conv, forward_coded
+
+        if not self._ready:
+            self._prepare()
+        with task_threads(), torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
+            logits = forward_coded(self.module, first_conv(self.module), x,
+                                   np.ascontiguousarray(codes), inputs)
+            return torch.sigmoid(logits[:, 0]).float().numpy()
+
     def forward(self, batch: np.ndarray, layout: str = "nchw") -> np.ndarray:
         """Probabilities (B, H, W) float32 of a batch, float32 (B, C, H, W) or, with
         ``layout="nhwc"``, (B, H, W, C); with ``spread``, (B, 2, H, W): the members' mean

@@ -68,14 +68,18 @@ class UNet(nn.Module):
         ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
+        return self.after_first(self.down[0][0](x))[..., :h, :w]
+
+    def after_first(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from the first convolution's output ``x`` (B, widths[0], H, W), H and W
+        multiples of 16: the network but that convolution."""
         skips = []
-        for block in self.down:
-            x = block(x)
+        for i, block in enumerate(self.down):
+            x = block[1:](x) if i == 0 else block(x)
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.drop(self.bottom(x))
         for block, skip in zip(self.up, reversed(skips)):
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
             x = block(torch.cat([skip, x], dim=1))
-        x = self.head(self.drop(x))
-        return x[..., :h, :w]
+        return self.head(self.drop(x))
