@@ -13,7 +13,7 @@ tiled DEM), elevation, cplan, cprof, log10_carea and 17 one-hot elevation-band l
    features=["elevation", "slope"])`` on a ``--public-size`` (2048) square xarray Dataset of
    the tiled Ecuador rasters (10 m, x / y coords, EPSG:32717): numpy-backed (one fused pass
    finds the winners and gathers elevation, slope, dz and azimuth) and dask-backed
-   (chunks ``--public-chunk``, 1024, computed with dask's threaded scheduler), best of 3 after
+   (chunks ``--public-chunk``, 1024, computed with dask's threaded scheduler), best of 5 after
    a warm-up. Against two kernel-alone figures on the same arrays: ``ring_winners`` (the
    search only) and ``align_numpy(z, [elevation, slope], distances, res)`` (the kernel that
    finds the winners and gathers the same features in one fused pass: the baseline of the
@@ -304,7 +304,7 @@ def public_dataset(size: int) -> Any:
     return ds.rio.write_crs("EPSG:32717")
 
 
-def best_of(fn: Any, repeat: int = 3) -> float:
+def best_of(fn: Any, repeat: int = 5) -> float:
     """Best wall time (s) of ``repeat`` calls of ``fn`` after one warm-up call."""
     fn()
     best = float("inf")
