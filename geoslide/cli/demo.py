@@ -242,7 +242,8 @@ class _Clock:
         from geoslide.store.files import write_file
 
         data = {"steps_s": self.steps, "jobs_s": self.jobs,
-                "wall_s": round(time.perf_counter() - self.start, 2), "models": ALL_MODELS if args.full else QUICK_MODELS, "preset": args.preset,
+                "wall_s": round(time.perf_counter() - self.start, 2),
+                "models": ALL_MODELS if args.full else QUICK_MODELS, "preset": args.preset,
                 "peers": not args.no_peers, "epochs": args.epochs}
         write_file(out / "timings.json", json.dumps(data, indent=1).encode())
 

@@ -378,4 +378,5 @@ def _peer_list(ds: xr.Dataset, peers: bool | Sequence[str]) -> list[str]:
 
 
 __all__ = ["evaluate", "fit_peers", "FittedPeers", "Evaluation", "SplitSettings",
-           "split_settings", "stored_map", "top_shares", "evaluation_warnings", "DISPLAY", "TOP_AREAS"]
+           "split_settings", "stored_map", "top_shares", "evaluation_warnings", "DISPLAY",
+           "TOP_AREAS"]
