@@ -99,15 +99,15 @@ def _winner_dataset(ds: xr.Dataset, elevation: str, sources: list[str], dists: l
     """The winner variables ``winner_up<d>`` of uint16 ``index`` ``(n_dist, H, W)``, on
     ``ds``'s grid with ``ds.attrs``."""
     coords = {k: v for k, v in ds[elevation].coords.items()}
-    out = xr.Dataset(coords=coords, attrs=dict(ds.attrs))
+    winners = {}
     for i, d in enumerate(dists):
         off = ring_offsets(d, res)
         ring = {"dy": off[:, 0], "dx": off[:, 1],
                 "azimuth": ring_azimuths(off, res).astype(np.float32)}
         idx = xr.DataArray(index[i], dims=("y", "x"), coords=coords)
-        out[aligned_name(WINNER_BASE, d)] = winner_variable(
+        winners[aligned_name(WINNER_BASE, d)] = winner_variable(
             idx, d, ring, elevation, sources, codes, {PROVENANCE_ATTR: prov})
-    return out
+    return xr.Dataset(winners, coords=coords, attrs=dict(ds.attrs))  # one alignment
 
 
 def _checked(ds: xr.Dataset, features: Sequence[str] | None, elevation: str) -> list[str]:
