@@ -398,3 +398,22 @@ def test_coded_first_layer_keeps_the_map(aligned_crop, monkeypatch, one_torch_th
         assert np.nanstd(full) > 0.01 and np.array_equal(np.isnan(fast), np.isnan(full))
         np.testing.assert_allclose(fast, full, rtol=0, atol=1e-5)
         assert not np.array_equal(fast, full)  # the coded path did run
+
+
+def test_coded_path_without_class_inputs_is_the_plain_map(kashmir, monkeypatch, one_torch_thread):
+    """A UNet on continuous inputs alone: the coded path's inputs are the plain ones, so the
+    map is the same bits with the coded first layer on or off."""
+    import geoslide.maps.coded as coded
+    import geoslide.maps.predict as mp
+
+    ds = kashmir[["elevation", "slope", "landslide"]].isel(y=slice(0, 200), x=slice(0, 220))
+    model = _trained(ds, "cnn", widths=[8, 16, 32, 64, 64])
+    kw = dict(core=128, halo=32, region=128, progress=False)
+    monkeypatch.setattr(coded, "CODED_FIRST_LAYER", False)
+    plain = mp.predict(ds, model, **kw).values
+    monkeypatch.setattr(coded, "CODED_FIRST_LAYER", True)
+    calls, real = [], mp.region_inputs
+    monkeypatch.setattr(mp, "region_inputs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    np.testing.assert_array_equal(mp.predict(ds, model, **kw).values, plain)
+    assert len(calls) == 4  # 2 x 2 regions, each built once
+    assert np.isfinite(plain).mean() > 0.5

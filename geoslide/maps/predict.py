@@ -92,6 +92,8 @@ def _leaf_region(block: np.ndarray, runner: Runner, *, spec: Leaves, features: l
             coded = region_inputs(block, spec, features, normalization, coded=True)
             if coded.codes.shape[0]:  # one-hot layers: read through their codes
                 return _predict_region(coded.pixels, coded.ok, runner, coded=coded, **kwargs)
+            if np.array_equal(coded.channels, np.arange(coded.channels.size)):  # none
+                return _predict_region(coded.pixels, coded.ok, runner, **kwargs)
         return _predict_region(*region_inputs(block, spec, features, normalization), runner,
                                **kwargs)
     finally:
