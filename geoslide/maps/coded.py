@@ -37,18 +37,19 @@ def first_conv(module: Any) -> Any:
     return conv if ok else None
 
 
-def code_terms(weight: np.ndarray, layer_channels: np.ndarray,
-               tables: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def code_terms(weight: np.ndarray, tables: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(rows, where each source's start): per source, per code row, ``(3, 3, O)`` float32,
-    the first convolution's weights ``(O, C, 3, 3)`` at the source's layers times their
-    values in that row, summed over the layers (in float64)."""
+    the first convolution's weights ``(O, C, 3, 3)`` at the source's layers (``tables`` of a
+    :class:`~geoslide.maps.layout.CodedInputs`) times their values in that row, summed over
+    the layers (in float64)."""
+    from geoslide.maps.layout import offsets
+
     terms = []
     for first, count, table in zip(tables["first"], tables["count"], tables["table"]):
-        w = weight[:, layer_channels[first:first + count]].astype(np.float64)  # (O, n, 3, 3)
+        w = weight[:, tables["channels"][first:first + count]].astype(np.float64)
         terms.append(np.einsum("rn,onij->rijo", table.astype(np.float64), w)
                      .astype(np.float32).reshape(-1))
-    starts = np.concatenate([[0], np.cumsum([t.size for t in terms])]).astype(np.int64)
-    return np.concatenate([np.zeros(0, np.float32), *terms]), starts
+    return np.concatenate([np.zeros(0, np.float32), *terms]), offsets(terms)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -103,13 +104,11 @@ def add_code_terms(codes: np.ndarray, tables: dict[str, Any], terms: np.ndarray,
                    starts: np.ndarray, out: np.ndarray) -> None:
     """Add the one-hot layers' share of the first convolution into ``out`` (B, H, W, O) of
     windows whose class codes are ``codes`` (B, S, H, W)."""
-    from geoslide.maps.layout import offsets
     from geoslide.store.classes import NODATA
 
     rows = np.empty(codes.shape, np.int64)
-    _term_rows(codes, np.array(tables["lo"], np.int64),
-               np.concatenate([np.zeros(0, np.int32), *tables["rowmap"]]),
-               offsets(tables["rowmap"]), starts, out.shape[3], np.int16(NODATA), rows)
+    _term_rows(codes, tables["lo"], tables["rowmap"], tables["rowmap_at"], starts,
+               out.shape[3], np.int16(NODATA), rows)
     _add_terms(rows, terms, out.shape[3], out.reshape(-1))
 
 
@@ -125,7 +124,7 @@ def forward_coded(module: Any, conv: Any, pixels: Any, codes: np.ndarray, inputs
         memory_format=torch.channels_last)
     y = F.conv2d(pixels, wc, conv.bias, padding=1)   # (B, O, H, W), channels-last
     extra = np.zeros((y.shape[0], y.shape[2], y.shape[3], y.shape[1]), np.float32)
-    terms, starts = code_terms(weight, inputs.layer_channels, inputs.tables)
+    terms, starts = code_terms(weight, inputs.tables)
     add_code_terms(codes, inputs.tables, terms, starts, extra)
     y = y + torch.from_numpy(extra).permute(0, 3, 1, 2)
     return module.after_first(y)

@@ -117,6 +117,21 @@ def _code_tables(layers: list[tuple], on: np.ndarray, off: np.ndarray) -> dict[s
                            ("table", np.concatenate([rows, off[ks][None, :],
                                                      np.zeros((1, len(ks)), np.float32)]))):
             t[key].append(value)
+    return _packed(t, layers)
+
+
+def _packed(t: dict[str, Any], layers: list[tuple]) -> dict[str, Any]:
+    """``t``'s lists as the arrays the kernels read: per source count, first, consecutive
+    and lo (int64, bool); the row maps and tables concatenated (``rowmap``, ``flat_table``)
+    with where each source's starts and the end (``rowmap_at``, ``table_at``); the layers'
+    channels (``channels``). ``table`` stays one ``(rows, count)`` array per source."""
+    for key, dtype in (("count", np.int64), ("first", np.int64), ("consecutive", np.bool_),
+                       ("lo", np.int64)):
+        t[key] = np.array(t[key], dtype)
+    t["rowmap_at"], t["table_at"] = offsets(t["rowmap"]), offsets(t["table"])
+    t["rowmap"] = np.concatenate([np.zeros(0, np.int32), *t["rowmap"]])
+    t["flat_table"] = np.concatenate([np.zeros(0, np.float32), *(a.ravel() for a in t["table"])])
+    t["channels"] = np.array([g[0] for g in layers], np.int64)
     return t
 
 
@@ -169,13 +184,10 @@ def assemble(conts: list[tuple[int, np.ndarray, float, float]],
     conts, layers, on, off = _prepared(conts, codes, layers)
     out, ok = _continuous_layout(conts, shape)
     t = _code_tables(layers, on, off)
-    _one_hot(_stacked([codes[s] for s in t["source"]], np.int16, shape[:2]),
-             np.array(t["count"], np.int64), np.array([g[0] for g in layers], np.int64),
-             np.array(t["first"], np.int64), np.array(t["consecutive"], np.bool_),
-             np.array(t["lo"], np.int64), np.concatenate([np.zeros(0, np.int32), *t["rowmap"]]),
-             offsets(t["rowmap"]), np.concatenate([np.zeros(0, np.float32),
-                                                    *(a.ravel() for a in t["table"])]),
-             offsets(t["table"]), np.int16(NODATA), out.reshape(-1), ok, shape[2])
+    _one_hot(_stacked([codes[s] for s in t["source"]], np.int16, shape[:2]), t["count"],
+             t["channels"], t["first"], t["consecutive"], t["lo"], t["rowmap"],
+             t["rowmap_at"], t["flat_table"], t["table_at"], np.int16(NODATA),
+             out.reshape(-1), ok, shape[2])
     return out, ok
 
 
@@ -184,13 +196,12 @@ class CodedInputs:
     """A region's inputs with the one-hot layers left as class codes (:func:`assemble_coded`):
     the continuous ones pixel-major, ``(h, w, len(channels))``, at the model's ``channels``;
     ``codes`` ``(S, h, w)`` int16; per source ``s`` (``tables`` as :func:`_code_tables`
-    gives them) its layers' model channels ``layer_channels[first[s]:first[s] + count[s]]``
-    and their values per code row; ``ok`` as :func:`assemble`'s."""
+    gives them) its layers' model channels ``tables["channels"][first[s]:first[s] +
+    count[s]]`` and their values per code row; ``ok`` as :func:`assemble`'s."""
 
     pixels: np.ndarray
     channels: np.ndarray
     codes: np.ndarray
-    layer_channels: np.ndarray
     tables: dict[str, Any]
     ok: np.ndarray
 
@@ -208,8 +219,7 @@ def assemble_coded(conts: list[tuple[int, np.ndarray, float, float]],
     t = _code_tables(layers, on, off)
     stacked = _stacked([codes[s] for s in t["source"]], np.int16, shape[:2])
     ok &= (stacked != NODATA).all(axis=0)
-    return CodedInputs(pixels, np.array([c for c, *_ in conts], np.int64), stacked,
-                       np.array([g[0] for g in layers], np.int64), t, ok)
+    return CodedInputs(pixels, np.array([c for c, *_ in conts], np.int64), stacked, t, ok)
 
 
 __all__ = ["assemble", "assemble_coded", "CodedInputs", "offsets", "ALIGN"]
