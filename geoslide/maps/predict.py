@@ -38,6 +38,7 @@ from geoslide.parallel.devices import resolve_device
 from geoslide.parallel.halo import map_halo
 from geoslide.parallel.workersetup import trim_memory
 from geoslide.store.attrs import PROVENANCE_ATTR
+from geoslide.store.classes import NODATA
 
 DEFAULT_CORE = 256
 """Smallest default window core (px); the default is max(model core, 4 * halo, this)."""
@@ -108,29 +109,18 @@ def _windows(n: int, core: int) -> list[tuple[int, int]]:
     return [(k, min(k + core, n)) for k in range(0, n, core)]
 
 
-def _cut(block: np.ndarray, i: int, j: int, win: int) -> np.ndarray:
-    """The ``win`` x ``win`` window of ``block`` (hh, ww, C) from row ``i``, column ``j``: a
-    view, or a copy with zeros (the mean) where it passes the block's edge."""
-    hh, ww, c = block.shape
-    if i + win <= hh and j + win <= ww:
-        return block[i:i + win, j:j + win]
-    out = np.zeros((win, win, c), block.dtype)
-    part = block[i:i + win, j:j + win]
-    out[:part.shape[0], :part.shape[1]] = part
-    return out
-
-
-def _cut_codes(codes: np.ndarray, i: int, j: int, win: int) -> np.ndarray:
-    """:func:`_cut` of class codes ``(S, hh, ww)``: no data where it passes the edge (their
-    one-hot layers 0, as the inputs' zeros there)."""
-    from geoslide.store.classes import NODATA
-
-    s, hh, ww = codes.shape
-    if i + win <= hh and j + win <= ww:
-        return codes[:, i:i + win, j:j + win]
-    out = np.full((s, win, win), NODATA, codes.dtype)
-    part = codes[:, i:i + win, j:j + win]
-    out[:, :part.shape[1], :part.shape[2]] = part
+def _cut(block: np.ndarray, i: int, j: int, win: int, fill: Any = 0,
+         axis: int = 0) -> np.ndarray:
+    """The ``win`` x ``win`` window from row ``i``, column ``j`` of ``block``, whose rows and
+    columns are axes ``axis`` and ``axis + 1`` ((hh, ww, C) inputs; (S, hh, ww) class
+    codes, ``axis`` 1): a view, or a copy with ``fill`` where it passes the block's edge (0,
+    the mean; for codes no data, their one-hot layers 0 alike)."""
+    lead = (slice(None),) * axis
+    part = block[lead + (slice(i, i + win), slice(j, j + win))]
+    if part.shape[axis:axis + 2] == (win, win):
+        return part
+    out = np.full(block.shape[:axis] + (win, win) + block.shape[axis + 2:], fill, block.dtype)
+    out[lead + (slice(0, part.shape[axis]), slice(0, part.shape[axis + 1]))] = part
     return out
 
 
@@ -169,7 +159,8 @@ def _predict_windows(pixels: np.ndarray, ok: np.ndarray, runner: Runner, *, core
         if coded is None:
             probs = runner.forward(batch, "nhwc")  # (B, H, W), or (B, 2, H, W): the spread
         else:
-            codes = _batch([_cut_codes(coded.codes, y[0], x[0], win) for y, x in part])
+            codes = _batch([_cut(coded.codes, y[0], x[0], win, NODATA, axis=1)
+                            for y, x in part])
             probs = runner.forward_coded(batch, codes, coded)
         del batch
         if out is None:
