@@ -163,9 +163,11 @@ def _train_all(store: Path, out: Path, args: argparse.Namespace,
     names = ALL_MODELS if args.full else QUICK_MODELS
     recipe = {"preset": args.preset, "band": args.band, "seed": args.seed, "epochs": args.epochs}
     jobs: dict[str, Any] = {}
+    reused: dict[str, Any] = {}
     for name in names:
         path = out / "models" / f"{name}.pt"
-        if _reusable(path, args.preset, args.band, args.seed, args.epochs) is not None:
+        reused[name] = _reusable(path, args.preset, args.band, args.seed, args.epochs)
+        if reused[name] is not None:
             _say(args.quiet, f"[3/5] {name}: reused {path}")
         else:
             jobs[name] = (_train_job, (str(store), name, str(path),
@@ -191,7 +193,8 @@ def _train_all(store: Path, out: Path, args: argparse.Namespace,
         bar.update(1)
     bar.close()
     clock.lap("training and peers")
-    return {n: load_model(out / "models" / f"{n}.pt") for n in names}, peers
+    return {n: load_model(out / "models" / f"{n}.pt") if reused[n] is None else reused[n]
+            for n in names}, peers
 
 
 def _maps(ds: Any, store: Path, models: dict[str, Any], args: argparse.Namespace,
