@@ -314,6 +314,8 @@ def test_dask_equals_numpy_equals_reference(ecuador, data):
     rng = np.random.default_rng(seed)
     win["elevation"].values[rng.random((ny, nx)) < nan_frac] = np.nan
     win["slope"].values[rng.random((ny, nx)) < nan_frac] = np.nan
+    if data.draw(st.booleans(), label="float64 elevation"):   # compared in float64
+        win["elevation"] = win["elevation"].astype(np.float64)
     # chunk sizes down to 1 px (the halo is up to 7 px), at most ~8 chunks per axis
     cy = data.draw(st.integers(max(1, ny // 8), ny), label="cy")
     cx = data.draw(st.integers(max(1, nx // 8), nx), label="cx")
@@ -325,8 +327,9 @@ def test_dask_equals_numpy_equals_reference(ecuador, data):
         win[f"curv_{c}"] = (("y", "x"), np.where(np.isnan(win["slope"].values), np.nan,
                                                  (cls == c).astype(np.float32)))
     win.attrs["geoslide:categorical"] = {"curv": [0, 1, 2]}
-    names = ["slope", "curv_0", "cplan", "curv_2", "curv_1"]
-    assert onehot_groups(win, names) == [[1, 3, 4]]
+    # the elevation gathered too: the dask blocks read it from their elevation channel
+    names = ["slope", "curv_0", "elevation", "cplan", "curv_2", "curv_1"]
+    assert onehot_groups(win, names) == [[1, 4, 5]]
     eager = aligned_features(win, dists, names)
     lazy = aligned_features(win, dists, names, chunks={"y": cy, "x": cx})
     assert lazy["dz_up%d" % dists[0]].chunks is not None

@@ -14,7 +14,7 @@ import xarray as xr
 
 from geoslide.errors import FeatureMismatchError, InputError, WrongTypeError
 from geoslide.features.rings import (align_dask, align_numpy, check_distances, ring_azimuths,
-                                     ring_offsets)
+                                     ring_offsets, winner_channel)
 from geoslide.features.terrain import grid_spacing
 from geoslide.names import aligned_name, input_variables
 from geoslide.parallel.chunking import is_dask
@@ -156,20 +156,25 @@ def _kernel(sub: xr.Dataset, elevation: str, sources: list[str], dists: list[int
         return align_dask(z.data, [], dists, res, winners=True), None
     fused = align_dask(z.data, [f.chunk(grid).data for f in feats], dists, res,
                        with_winners=True)
-    index = [_channel(fused, nd * n + i).astype(np.uint16) for i in range(nd)]
-    return index, [[_channel(fused, i * n + c) for c in range(n)] for i in range(nd)]
+    index = [_channel(fused, winner_channel, nd * n, i, dtype=np.uint16) for i in range(nd)]
+    return index, [[_channel(fused, _take, i * n + c) for c in range(n)] for i in range(nd)]
 
 
-def _channel(stack: Any, c: int) -> Any:
-    """Lazy channel ``c`` of dask array ``stack`` ``(C, H, W)`` (one block along C): each
-    block a view of the stack's, not a copy as dask's indexing makes."""
-    one = stack.map_blocks(_take, c, chunks=((1,),) + stack.chunks[1:], dtype=stack.dtype,
-                           name=f"channel-{c}-{stack.name}")
+def _channel(stack: Any, take: Any, *args: Any, dtype: Any = np.float32) -> Any:
+    """Lazy 2-D array whose blocks are ``take(block, *args)`` (2-D) of dask array ``stack``
+    ``(C, H, W)`` (one block along C): views of its blocks, not copies as dask's indexing
+    (or ``drop_axis``, which concatenates) makes."""
+    one = stack.map_blocks(_one, take, *args, chunks=((1,),) + stack.chunks[1:], dtype=dtype,
+                           name=f"channel-{'-'.join(map(str, args))}-{stack.name}")
     return one[0]     # the whole block: a view
 
 
+def _one(block: np.ndarray, take: Any, *args: Any) -> np.ndarray:
+    return take(block, *args)[None]
+
+
 def _take(block: np.ndarray, c: int) -> np.ndarray:
-    return block[c:c + 1]
+    return block[c]
 
 
 def _source(var: xr.DataArray) -> xr.DataArray:

@@ -46,7 +46,7 @@ from geoslide.features.kernels.ring import aligned_rows, onehot_codes
 from geoslide.store.winners import elevation_dtype
 
 __all__ = ["ring_offsets", "ring_azimuths", "check_distances", "align_numpy", "align_dask",
-           "ring_winners"]
+           "ring_winners", "winner_channel"]
 
 _ROWS_PER_TASK = 32
 
@@ -290,32 +290,46 @@ _F32_2D = _f32_2d()
 
 
 def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.ndarray,
-                 start: np.ndarray, az: np.ndarray, onehot: tuple = (),
+                 start: np.ndarray, az: np.ndarray, layers: tuple = (), onehot: tuple = (),
                  winners: bool = False, with_winners: bool = False) -> np.ndarray:
-    """One dask block (channels: elevation then features, with a halo of ry / rx); with
-    ``winners``, the uint16 winner indices ``(n_dist, h, w)`` instead; with ``with_winners``,
-    those as ``n_dist`` more float32 channels (exact) after the features."""
+    """One dask block: channel 0 the elevation, with a halo of ry / rx; feature ``f`` is
+    channel ``layers[f]``. The block is the call's own: its elevation channel gets -inf for
+    NaN (a feature read from it is read at winners only, which are never NaN). With
+    ``winners``, the uint16 winner indices ``(n_dist, h, w)`` instead; with
+    ``with_winners``, those after the features, packed two per float32 channel
+    (:func:`winner_channel` reads them)."""
     z = block[0]
-    E = np.where(np.isnan(z), -np.inf, z)
-    if block.dtype != np.float32:
-        block = block.astype(np.float32)  # features (exact for float32 inputs)
+    feats32 = block if block.dtype == np.float32 else block.astype(np.float32)  # exact
+    np.copyto(z, -np.inf, where=np.isnan(z))
     h = block.shape[1] - 2 * ry
     w = block.shape[2] - 2 * rx
-    nf = block.shape[0] - 1
-    feats = _feature_list([block[1 + f] for f in range(nf)], z.shape)
+    nf = len(layers)
+    feats = _feature_list([feats32[c] for c in layers], z.shape)
     nd = len(start) - 1
     nout = nd * (nf + 2)
-    out = np.empty((nout + (nd if with_winners else 0), h, w), dtype=np.float32)
+    out = np.empty((nout + (_packed(nd) if with_winners else 0), h, w), dtype=np.float32)
     items, layout = _gather_items(feats, _check_groups(onehot, nf),
                                   lambda fn: [fn(0, z.shape[0])])
     win = np.empty((nd, h, w) if winners or with_winners else (0, 0, 0), dtype=np.uint16)
-    aligned_rows(E, items, 0, 0, ry, rx, h, w, dy, dx, start, az, *layout,
+    aligned_rows(z, items, 0, 0, ry, rx, h, w, dy, dx, start, az, *layout,
                  out[:nout].reshape(nd, nf + 2, h, w), win, 0, h, 0)
     if winners:
         return win
-    if with_winners:
-        out[nout:] = win
+    for i in range(nd if with_winners else 0):
+        winner_channel(out, nout, i)[...] = win[i]
     return out
+
+
+def _packed(n: int) -> int:
+    """float32 channels that hold ``n`` uint16 winner channels, two per pixel."""
+    return (n + 1) // 2
+
+
+def winner_channel(block: np.ndarray, first: int, i: int) -> np.ndarray:
+    """Winner channel ``i`` of a block of :func:`align_dask` ``(..., with_winners=True)``
+    whose packed winners start at channel ``first``: a uint16 ``(h, w)`` view (the low or
+    high half of each pixel's float32 there), so any chunking of y and x keeps them."""
+    return block[first + i // 2].view(np.uint16)[:, i % 2::2]
 
 
 def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int],
@@ -324,36 +338,40 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
                with_winners: bool = False) -> Any:
     """Dask entry point: lazy float32 ``(n_dist * (F + 2), H, W)`` array, channel
     ``d * (F + 2) + c`` as in :func:`align_numpy` (``onehot`` too). Inputs: 2-D dask arrays
-    on one chunking.
+    on one chunking (one given twice, e.g. the elevation as a feature, is read once).
 
     One task per (merged) chunk: the chunk plus a halo of the largest ring radius (NaN beyond
-    the raster) from its neighbours' border strips (:func:`geoslide.parallel.halo.map_halo`), then the
-    kernel on the chunk's core only. Chunks thinner than the
+    the raster) from its neighbours' border strips (:func:`geoslide.parallel.halo.map_halo`),
+    then the kernel on the chunk's core only. Chunks thinner than the
     halo are merged with a neighbour for the computation (fewer, larger halo reads) and the
     result is rechunked back to the input's chunks: any chunking gives exactly
     :func:`align_numpy`'s result. ``winners``: the lazy uint16 ``(n_dist, H, W)`` array of
-    :func:`ring_winners` instead (give no features); ``with_winners``: those winners as
-    ``n_dist`` more float32 channels after the features (exact), from the same tasks.
+    :func:`ring_winners` instead (give no features); ``with_winners``: those winners (exact)
+    from the same tasks, packed into ``(n_dist + 1) // 2`` more channels after the features:
+    read winner ``i`` of a block with :func:`winner_channel` ``(block, n_dist * (F + 2), i)``.
     """
     import dask.array as da
 
     res = _res_pair(res_m)
     rings = _Rings(check_distances(distances), res)
     dt = elevation_dtype(elevation.dtype)
-    feats = list(features)
-    nf = len(feats)
-    nout = rings.n if winners else rings.n * (nf + 2) + (rings.n if with_winners else 0)
+    nf = len(features)
+    nout = rings.n if winners else rings.n * (nf + 2) + (
+        _packed(rings.n) if with_winners else 0)
     orig = tuple(elevation.chunks)
     want = (merge_thin(orig[0], rings.ry), merge_thin(orig[1], rings.rx))
-    layers = [a.rechunk(want) if a.chunks != want else a
-              for a in [elevation.astype(dt)] + [f.astype(dt) for f in feats]]
-    stack = da.stack(layers, axis=0).rechunk({0: -1})
+    arrays = {a.name: a for a in [elevation, *features]}        # each input once
+    layers = [arrays[f.name] for f in features]
+    index = {name: c for c, name in enumerate(arrays)}
+    stack = da.stack([a.astype(dt).rechunk(want) for a in arrays.values()],
+                     axis=0).rechunk({0: -1})
     ry, rx = rings.ry, rings.rx
     kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az,
+              layers=tuple(index[a.name] for a in layers),
               onehot=tuple(tuple(g) for g in _check_groups(onehot, nf)), winners=winners,
               with_winners=with_winners)
-    # one task per block with its halo from the neighbours' border strips (geoslide.parallel.halo):
-    # no block waits in memory for its neighbours
+    # one task per block with its halo from the neighbours' border strips
+    # (geoslide.parallel.halo): no block waits in memory for its neighbours
     out = map_halo(_align_block, stack, (ry, rx), fill=np.nan,
                    chunks=((nout,),) + tuple(want), dtype=np.uint16 if winners else np.float32,
                    name="ring-winners" if winners else "aligned-features",
