@@ -21,7 +21,7 @@ from geoslide.learn.models import build, is_pixel
 from geoslide.learn.models.weights import init_weights
 from geoslide.learn.patches import PatchDataset, RegionSampler, collate, flip_batch
 from geoslide.parallel.devices import in_layout, network_input
-from geoslide.parallel.threads import thread_policy
+from geoslide.parallel.threads import scoped_thread_policy
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -94,18 +94,17 @@ class Fitter:
                                                  collate_fn=collate,
                                                  pin_memory=self.dev.type == "cuda")
         prev_det = torch.are_deterministic_algorithms_enabled()
-        prev_threads = torch.get_num_threads()
         # torch, numba and BLAS threads together, OpenMP waiting passively (where it is not
-        # loaded yet); None: the cores the machine's load leaves free
-        self.threads_used = thread_policy(self.threads, dask=False)["threads"]
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
-            module, state, *rest = self._fit_members(train_set, val_loader)
-            return (module.to(memory_format=torch.contiguous_format),
-                    {k: v.contiguous() for k, v in state.items()}, *rest)
-        finally:
-            torch.use_deterministic_algorithms(prev_det)
-            torch.set_num_threads(prev_threads)
+        # loaded yet); None: the cores the machine's load leaves free; the caller's after
+        with scoped_thread_policy(self.threads, dask=False) as policy:
+            self.threads_used = policy["threads"]
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            try:
+                module, state, *rest = self._fit_members(train_set, val_loader)
+            finally:
+                torch.use_deterministic_algorithms(prev_det)
+        return (module.to(memory_format=torch.contiguous_format),
+                {k: v.contiguous() for k, v in state.items()}, *rest)
 
     def _fit_members(self, train_set: PatchDataset, val_loader: Any) -> tuple:
         module = self.new_member(self.seed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Sequence
 
-from geoslide.parallel.threads import default_threads, policy_threads, thread_policy
+from geoslide.parallel.threads import default_threads, scoped_thread_policy, thread_policy
 
 Job = tuple[Callable[..., Any], tuple[Any, ...]]
 
@@ -36,13 +36,10 @@ def side_by_side(jobs: Sequence[Job], workers: int | None = None) -> Iterator[tu
     jobs and is raised here."""
     n = worker_count(len(jobs)) if workers is None else max(1, min(int(workers), len(jobs)))
     if n == 1:
-        before = policy_threads()
-        try:
-            for i, (fn, args) in enumerate(jobs):
-                thread_policy(1, dask=False)
-                yield i, fn(*args)
-        finally:  # the caller's threads again (the free cores where it had set none)
-            thread_policy(before, dask=False)
+        for i, (fn, args) in enumerate(jobs):
+            with scoped_thread_policy(1):      # the caller's threads again after each job
+                result = fn(*args)
+            yield i, result
         return
     from joblib import Parallel, delayed
 

@@ -2,8 +2,10 @@
 
 :func:`thread_policy` is called once per process that computes: by the CLI (``--threads``
 of ``train``, ``predict``, ``features``, ``compare``, ``prepare``), by every dask worker
-(:class:`geoslide.parallel.workersetup.WorkerSetup`) and by training
-(:meth:`geoslide.learn.fit.Fitter.fit`). For ``threads`` CPU threads and ``tasks`` dask
+(:class:`geoslide.parallel.workersetup.WorkerSetup`); training
+(:meth:`geoslide.learn.fit.Fitter.fit`) and jobs run one after another in the caller's
+process (:func:`geoslide.parallel.sidebyside.side_by_side`) set it for their own time only
+(:func:`scoped_thread_policy`). For ``threads`` CPU threads and ``tasks`` dask
 tasks running at once in the process, it sets
 
 - ``OMP_WAIT_POLICY=PASSIVE`` and ``KMP_BLOCKTIME=0`` (unless already set): an OpenMP thread
@@ -32,6 +34,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from geoslide.errors import UsageError
@@ -41,8 +45,6 @@ WAIT_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 
 COUNT_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 """Thread counts that processes started later (dask workers, loaders) read."""
-
-_STATE: dict[str, int] = {}
 
 
 def usable_cpus() -> int:
@@ -152,15 +154,72 @@ def thread_policy(threads: int | None = None, *, tasks: int | None = 1,
         import dask as dask_
 
         dask_.config.set(num_workers=tasks)
-    _STATE["per_task"] = per_task
     return done
 
 
-def policy_threads() -> int | None:
-    """The threads per task the last :func:`thread_policy` of this process set (None before
-    any): what a task running torch in a dask thread should use."""
-    return _STATE.get("per_task")
+@contextmanager
+def scoped_thread_policy(threads: int | None = None, *, tasks: int | None = 1,
+                         dask: bool = False) -> Iterator[dict[str, Any]]:
+    """:func:`thread_policy` for a ``with`` block, which yields what it set; on leaving,
+    this process's threads are as before: torch's, numba's and BLAS's (where loaded at the
+    start), the thread counts in the environment and dask's local workers."""
+    import dask as dask_
+
+    libs = _counts()
+    env = {k: os.environ.get(k) for k in COUNT_ENV}
+    workers = dask_.config.get("num_workers", None)
+    blas = _blas_limiter()
+    try:
+        yield thread_policy(threads, tasks=tasks, dask=dask)
+    finally:
+        if blas is not None:
+            blas.restore_original_limits()
+        _set_counts(libs)
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if dask:
+            dask_.config.set(num_workers=workers)
 
 
-__all__ = ["thread_policy", "default_threads", "busy_cpus", "usable_cpus", "passive_waiting",
-           "openmp_loaded", "policy_threads", "WAIT_ENV", "COUNT_ENV"]
+def _counts() -> dict[str, int]:
+    """numba's and torch's threads, where loaded."""
+    out = {}
+    if "numba" in sys.modules:
+        import numba
+
+        out["numba"] = numba.get_num_threads()
+    if "torch" in sys.modules:
+        import torch
+
+        out["torch"] = torch.get_num_threads()
+    return out
+
+
+def _set_counts(counts: dict[str, int]) -> None:
+    """Set numba's and torch's threads as :func:`_counts` gave them (numba first, as in
+    :func:`_libraries`)."""
+    if "numba" in counts:
+        import numba
+
+        numba.set_num_threads(counts["numba"])
+    if "torch" in counts:
+        import torch
+
+        torch.set_num_threads(counts["torch"])
+
+
+def _blas_limiter() -> Any:
+    """A threadpoolctl limiter that records the BLAS pools' threads now (None without
+    threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        return None
+    return threadpool_limits(limits=None, user_api="blas")
+
+
+__all__ = ["thread_policy", "scoped_thread_policy", "default_threads", "busy_cpus", "usable_cpus", "passive_waiting",
+           "openmp_loaded", "WAIT_ENV", "COUNT_ENV"]
