@@ -465,3 +465,33 @@ def test_winners_alone_are_the_search_alone_and_equal_the_fused_ones(kashmir, ch
         assert any("halo-ring-winners" in n for n in layers), layers
         assert not any("aligned-features" in n for n in layers), layers
         assert any("halo-aligned-features" in n for n in full["winner_up30"].data.dask.layers)
+
+
+def test_fewer_blocks_than_cores_share_the_cores_and_equal_numpy(kashmir, monkeypatch):
+    """A Dataset of one chunk runs its block's kernel on every core (bands of rows), not one,
+    with the numpy path's result; blocks as many as the cores run on one thread each."""
+    import dask
+
+    import geoslide.features.rings as rings
+
+    with dask.config.set(num_workers=4):
+        assert [rings.block_threads(n) for n in (1, 2, 3, 4, 9)] == [4, 2, 1, 1, 1]
+    seen = []
+    real = rings._row_bands
+
+    def spy(h, threads):
+        seen.append((h, threads))
+        return real(h, threads)
+
+    monkeypatch.setattr(rings, "_row_bands", spy)
+    win = kashmir.isel(y=slice(0, 150), x=slice(0, 130))
+    feats = ["slope", "elevation", "geology_3"]
+    eager = aligned_features(win, (30, 100, 300), feats, threads=1)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        one = aligned_features(win, (30, 100, 300), feats, chunks={"y": -1, "x": -1}).compute()
+        assert seen[-1] == (150, 2)
+        two = aligned_features(win, (30, 100, 300), feats, chunks={"y": 75, "x": -1}).compute()
+        assert seen[-2:] == [(75, 1), (75, 1)]
+    for v in eager.data_vars:
+        np.testing.assert_array_equal(one[v].values, eager[v].values, err_msg=v)
+        np.testing.assert_array_equal(two[v].values, eager[v].values, err_msg=v)

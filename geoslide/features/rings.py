@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ from geoslide.features.kernels.ring import aligned_rows, onehot_codes
 from geoslide.store.winners import elevation_dtype
 
 __all__ = ["ring_offsets", "ring_azimuths", "check_distances", "align_numpy", "align_dask",
-           "ring_winners", "winner_channel"]
+           "ring_winners", "winner_channel", "block_threads"]
 
 _ROWS_PER_TASK = 32
 
@@ -177,19 +178,24 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
     elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise InputError(f"expected out as a C-contiguous float32 array of shape {shape}, "
                          f"found {out.dtype} {out.shape}")
-    nthreads = max(1, int(threads or os.cpu_count() or 1))
-    starts = list(range(0, h, _ROWS_PER_TASK))
-    with ThreadPoolExecutor(nthreads) as pool:
-        def run(fn: Any) -> list:
-            if nthreads == 1 or len(starts) == 1:
-                return [fn(r0, min(h, r0 + _ROWS_PER_TASK)) for r0 in starts]
-            return list(pool.map(lambda r0: fn(r0, min(h, r0 + _ROWS_PER_TASK)), starts))
-
+    with _row_bands(h, max(1, int(threads or os.cpu_count() or 1))) as run:
         items, layout = _gather_items(feats, _check_groups(onehot, nf), run)
         args = (E, items, rings.ry, rings.rx, rings.ry, rings.rx, h, w, rings.dy, rings.dx,
                 rings.start, rings.az) + layout + (out, _winners_out(winners, (rings.n, h, w)))
         run(lambda r0, r1: aligned_rows(*args, r0, r1, 0))
     return out
+
+
+@contextmanager
+def _row_bands(h: int, threads: int) -> Iterator[Callable[[Callable], list]]:
+    """``run(fn)``: ``fn(r0, r1)`` over bands of :data:`_ROWS_PER_TASK` of ``h`` rows, on
+    ``threads`` threads (the nogil kernels), the results in band order."""
+    starts = list(range(0, h, _ROWS_PER_TASK))
+    if threads == 1 or len(starts) == 1:
+        yield lambda fn: [fn(r0, min(h, r0 + _ROWS_PER_TASK)) for r0 in starts]
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        yield lambda fn: list(pool.map(lambda r0: fn(r0, min(h, r0 + _ROWS_PER_TASK)), starts))
 
 
 def _winners_out(winners: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
@@ -291,13 +297,14 @@ _F32_2D = _f32_2d()
 
 def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.ndarray,
                  start: np.ndarray, az: np.ndarray, layers: tuple = (), onehot: tuple = (),
-                 winners: bool = False, with_winners: bool = False) -> np.ndarray:
+                 winners: bool = False, with_winners: bool = False,
+                 threads: int = 1) -> np.ndarray:
     """One dask block: channel 0 the elevation, with a halo of ry / rx; feature ``f`` is
     channel ``layers[f]``. The block is the call's own: its elevation channel gets -inf for
     NaN (a feature read from it is read at winners only, which are never NaN). With
     ``winners``, the uint16 winner indices ``(n_dist, h, w)`` instead; with
     ``with_winners``, those after the features, packed two per float32 channel
-    (:func:`winner_channel` reads them)."""
+    (:func:`winner_channel` reads them). ``threads``: threads over the block's rows."""
     z = block[0]
     feats32 = block if block.dtype == np.float32 else block.astype(np.float32)  # exact
     np.copyto(z, -np.inf, where=np.isnan(z))
@@ -308,11 +315,14 @@ def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.nda
     nd = len(start) - 1
     nout = nd * (nf + 2)
     out = np.empty((nout + (_packed(nd) if with_winners else 0), h, w), dtype=np.float32)
-    items, layout = _gather_items(feats, _check_groups(onehot, nf),
-                                  lambda fn: [fn(0, z.shape[0])])
     win = np.empty((nd, h, w) if winners or with_winners else (0, 0, 0), dtype=np.uint16)
-    aligned_rows(z, items, 0, 0, ry, rx, h, w, dy, dx, start, az, *layout,
-                 out[:nout].reshape(nd, nf + 2, h, w), win, 0, h, 0)
+    with _row_bands(h, threads) as run:
+        # class codes over the whole window (halo rows too)
+        items, layout = _gather_items(feats, _check_groups(onehot, nf),
+                                      lambda fn: [fn(0, z.shape[0])])
+        args = (z, items, 0, 0, ry, rx, h, w, dy, dx, start, az, *layout,
+                out[:nout].reshape(nd, nf + 2, h, w), win)
+        run(lambda r0, r1: aligned_rows(*args, r0, r1, 0))
     if winners:
         return win
     for i in range(nd if with_winners else 0):
@@ -323,6 +333,18 @@ def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.nda
 def _packed(n: int) -> int:
     """float32 channels that hold ``n`` uint16 winner channels, two per pixel."""
     return (n + 1) // 2
+
+
+def block_threads(blocks: int) -> int:
+    """Threads each of ``blocks`` dask tasks runs its kernel on: the cores its tasks leave
+    idle shared out (dask's ``num_workers``, else the usable CPUs, over ``blocks``), at
+    least 1. A Dataset of one chunk runs on every core, not one."""
+    import dask
+
+    from geoslide.parallel.threads import usable_cpus
+
+    cores = int(dask.config.get("num_workers", None) or usable_cpus())
+    return max(1, cores // max(1, int(blocks)))
 
 
 def winner_channel(block: np.ndarray, first: int, i: int) -> np.ndarray:
@@ -342,7 +364,8 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
 
     One task per (merged) chunk: the chunk plus a halo of the largest ring radius (NaN beyond
     the raster) from its neighbours' border strips (:func:`geoslide.parallel.halo.map_halo`),
-    then the kernel on the chunk's core only. Chunks thinner than the
+    then the kernel on the chunk's core only, on :func:`block_threads` threads (more than one
+    where the blocks are fewer than the cores). Chunks thinner than the
     halo are merged with a neighbour for the computation (fewer, larger halo reads) and the
     result is rechunked back to the input's chunks: any chunking gives exactly
     :func:`align_numpy`'s result. ``winners``: the lazy uint16 ``(n_dist, H, W)`` array of
@@ -369,7 +392,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az,
               layers=tuple(index[a.name] for a in layers),
               onehot=tuple(tuple(g) for g in _check_groups(onehot, nf)), winners=winners,
-              with_winners=with_winners)
+              with_winners=with_winners, threads=block_threads(len(want[0]) * len(want[1])))
     # one task per block with its halo from the neighbours' border strips
     # (geoslide.parallel.halo): no block waits in memory for its neighbours
     out = map_halo(_align_block, stack, (ry, rx), fill=np.nan,
