@@ -473,9 +473,10 @@ def test_fewer_blocks_than_cores_share_the_cores_and_equal_numpy(kashmir, monkey
     import dask
 
     import geoslide.features.rings as rings
+    from geoslide.parallel.chunking import block_threads
 
     with dask.config.set(num_workers=4):
-        assert [rings.block_threads(n) for n in (1, 2, 3, 4, 9)] == [4, 2, 1, 1, 1]
+        assert [block_threads(n) for n in (1, 2, 3, 4, 9)] == [4, 2, 1, 1, 1]
     seen = []
     real = rings._row_bands
 

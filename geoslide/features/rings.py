@@ -41,13 +41,13 @@ from typing import Any
 import numpy as np
 
 from geoslide.errors import InputError, DistanceError, FeatureMismatchError
-from geoslide.parallel.chunking import merge_thin
+from geoslide.parallel.chunking import block_threads, merge_thin
 from geoslide.parallel.halo import map_halo
 from geoslide.features.kernels.ring import aligned_rows, onehot_codes
 from geoslide.store.winners import elevation_dtype
 
 __all__ = ["ring_offsets", "ring_azimuths", "check_distances", "align_numpy", "align_dask",
-           "ring_winners", "winner_channel", "block_threads"]
+           "ring_winners", "winner_channel"]
 
 _ROWS_PER_TASK = 32
 
@@ -335,18 +335,6 @@ def _packed(n: int) -> int:
     return (n + 1) // 2
 
 
-def block_threads(blocks: int) -> int:
-    """Threads each of ``blocks`` dask tasks runs its kernel on: the cores its tasks leave
-    idle shared out (dask's ``num_workers``, else the usable CPUs, over ``blocks``), at
-    least 1. A Dataset of one chunk runs on every core, not one."""
-    import dask
-
-    from geoslide.parallel.threads import usable_cpus
-
-    cores = int(dask.config.get("num_workers", None) or usable_cpus())
-    return max(1, cores // max(1, int(blocks)))
-
-
 def winner_channel(block: np.ndarray, first: int, i: int) -> np.ndarray:
     """Winner channel ``i`` of a block of :func:`align_dask` ``(..., with_winners=True)``
     whose packed winners start at channel ``first``: a uint16 ``(h, w)`` view (the low or
@@ -364,7 +352,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
 
     One task per (merged) chunk: the chunk plus a halo of the largest ring radius (NaN beyond
     the raster) from its neighbours' border strips (:func:`geoslide.parallel.halo.map_halo`),
-    then the kernel on the chunk's core only, on :func:`block_threads` threads (more than one
+    then the kernel on the chunk's core only, on :func:`geoslide.parallel.chunking.block_threads` threads (more than one
     where the blocks are fewer than the cores). Chunks thinner than the
     halo are merged with a neighbour for the computation (fewer, larger halo reads) and the
     result is rechunked back to the input's chunks: any chunking gives exactly

@@ -34,4 +34,16 @@ def merge_thin(chunks: Sequence[int], depth: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-__all__ = ["is_dask", "merge_thin"]
+def block_threads(blocks: int) -> int:
+    """Threads each of ``blocks`` dask tasks runs its kernel on: the cores its tasks leave
+    idle shared out (dask's ``num_workers``, else the usable CPUs, over ``blocks``), at
+    least 1. A Dataset of one chunk runs on every core, not one."""
+    import dask
+
+    from geoslide.parallel.threads import usable_cpus
+
+    cores = int(dask.config.get("num_workers", None) or usable_cpus())
+    return max(1, cores // max(1, int(blocks)))
+
+
+__all__ = ["is_dask", "merge_thin", "block_threads"]
