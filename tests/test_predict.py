@@ -197,8 +197,9 @@ def test_map_does_not_depend_on_the_process_thread_settings(small, monkeypatch):
     """Regression: region tasks ran on the caller's torch threads, or on those of the thread
     policy that `geoslide train --threads 1` (Fitter.fit) left in the process; another OpenMP
     thread count sums in another order, so a map resumed after training in the same process
-    differed from an uninterrupted one by 1 ulp. Every region now runs on TASK_THREADS torch
-    threads, and a caller's thread (the synchronous scheduler) gets its own count back."""
+    differed from an uninterrupted one by 1 ulp. Every region runs on TASK_THREADS torch
+    threads, whatever policy the process set, and a caller's thread (the synchronous
+    scheduler) gets its own count back."""
     import dask
     import numba
     import threadpoolctl
@@ -210,7 +211,6 @@ def test_map_does_not_depend_on_the_process_thread_settings(small, monkeypatch):
     assert TASK_THREADS == 1
     model = _trained(small, "llr")  # a 1x1 convolution: 1 vs 2 threads differ on ~1/6 of px
     ds = small.chunk({"y": 224, "x": 208})  # 4 regions, in dask's threads
-    monkeypatch.setattr(threads, "_STATE", {})  # no policy set in this process yet
     for key in threads.COUNT_ENV:  # thread_policy's environment, undone after the test
         monkeypatch.setenv(key, os.environ.get(key, ""))
     torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
@@ -219,8 +219,8 @@ def test_map_does_not_depend_on_the_process_thread_settings(small, monkeypatch):
         first = predict(ds, model, progress=False).values
         assert torch.get_num_threads() == 2
         with threadpoolctl.threadpool_limits(limits=None):  # BLAS pools restored on exit
-            threads.thread_policy(1, dask=False)  # what `train --threads 1` leaves behind
-            torch.set_num_threads(2)  # Fitter.fit gives torch its count back, not the policy
+            threads.thread_policy(1, dask=False)  # what the CLI's `--threads 1` sets
+            torch.set_num_threads(2)  # then a caller's own torch count
             again = predict(ds, model, progress=False).values
             torch.set_num_threads(3)
             with dask.config.set(scheduler="synchronous"):  # regions in this very thread
