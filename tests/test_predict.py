@@ -219,7 +219,7 @@ def test_map_does_not_depend_on_the_process_thread_settings(small, monkeypatch):
         first = predict(ds, model, progress=False).values
         assert torch.get_num_threads() == 2
         with threadpoolctl.threadpool_limits(limits=None):  # BLAS pools restored on exit
-            threads.thread_policy(1, dask=False)  # what the CLI's `--threads 1` sets
+            threads.thread_policy(1, dask=False)  # the CLI's `--threads 1`, but dask's
             torch.set_num_threads(2)  # then a caller's own torch count
             again = predict(ds, model, progress=False).values
             torch.set_num_threads(3)

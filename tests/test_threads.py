@@ -139,3 +139,24 @@ def test_cli_threads_option_reaches_the_policy(monkeypatch):
     assert seen == [(2, None), (2, 1)]
     monkeypatch.undo()
     assert main(["predict", "nowhere.zarr", "nomodel.pt", "--threads", "0"]) == 2
+
+
+_SCOPED = """
+import json, torch, numba
+from geoslide.parallel.threads import scoped_thread_policy
+torch.set_num_threads(3)             # numba imported, its OpenMP pool not started yet
+with scoped_thread_policy(1, dask=True) as done:
+    import dask
+    inside = [torch.get_num_threads(), numba.get_num_threads(), dask.config.get("num_workers")]
+print(json.dumps({"inside": inside, "torch": torch.get_num_threads(),
+                  "dask": dask.config.get("num_workers", "unset")}))
+"""
+
+
+def test_scoped_policy_gives_torch_its_own_count_back():
+    """Starting numba's OpenMP pool resets the thread's OpenMP count (torch's): the scope
+    reads torch's count before numba's, and gives back 3, not numba's default; dask's
+    workers are unset again after."""
+    got = _run(_SCOPED)
+    assert got["inside"] == [1, 1, 1]
+    assert got["torch"] == 3 and got["dask"] == "unset"

@@ -14,14 +14,14 @@ import xarray as xr
 
 from geoslide.errors import FeatureMismatchError, InputError, WrongTypeError
 from geoslide.features.rings import (align_dask, align_numpy, check_distances, ring_azimuths,
-                                     ring_offsets, winner_channel)
+                                     ring_offsets)
 from geoslide.features.terrain import grid_spacing
 from geoslide.names import aligned_name, input_variables
 from geoslide.parallel.chunking import is_dask
 from geoslide.store.attrs import PROVENANCE_ATTR
 from geoslide.store.classes import VIRTUAL_ATTR, expand, is_codes, virtual_names
 from geoslide.store.winners import (WINNER_BASE, expand_gathers, represented_names,
-                                    winner_variable)
+                                    winner_channel, winner_variable)
 
 __all__ = ["aligned_features", "select_features", "output_names"]
 
@@ -165,11 +165,13 @@ def _channel(stack: Any, take: Any, *args: Any, dtype: Any = np.float32) -> Any:
     ``(C, H, W)`` (one block along C): views of its blocks, not copies as dask's indexing
     (or ``drop_axis``, which concatenates) makes."""
     one = stack.map_blocks(_one, take, *args, chunks=((1,),) + stack.chunks[1:], dtype=dtype,
+                           meta=np.empty((0, 0, 0), dtype),
                            name=f"channel-{'-'.join(map(str, args))}-{stack.name}")
     return one[0]     # the whole block: a view
 
 
 def _one(block: np.ndarray, take: Any, *args: Any) -> np.ndarray:
+    """``take(block, *args)`` with a leading axis of 1 (a view)."""
     return take(block, *args)[None]
 
 

@@ -44,10 +44,10 @@ from geoslide.errors import InputError, DistanceError, FeatureMismatchError
 from geoslide.parallel.chunking import block_threads, merge_thin
 from geoslide.parallel.halo import map_halo
 from geoslide.features.kernels.ring import aligned_rows, onehot_codes
-from geoslide.store.winners import elevation_dtype
+from geoslide.store.winners import elevation_dtype, pack_winners, packed_channels
 
 __all__ = ["ring_offsets", "ring_azimuths", "check_distances", "align_numpy", "align_dask",
-           "ring_winners", "winner_channel"]
+           "ring_winners"]
 
 _ROWS_PER_TASK = 32
 
@@ -298,25 +298,26 @@ _F32_2D = _f32_2d()
 def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.ndarray,
                  start: np.ndarray, az: np.ndarray, layers: tuple = (), onehot: tuple = (),
                  winners: bool = False, with_winners: bool = False,
-                 threads: int = 1) -> np.ndarray:
+                 blocks: int = 1) -> np.ndarray:
     """One dask block: channel 0 the elevation, with a halo of ry / rx; feature ``f`` is
     channel ``layers[f]``. The block is the call's own: its elevation channel gets -inf for
     NaN (a feature read from it is read at winners only, which are never NaN). With
     ``winners``, the uint16 winner indices ``(n_dist, h, w)`` instead; with
     ``with_winners``, those after the features, packed two per float32 channel
-    (:func:`winner_channel` reads them). ``threads``: threads over the block's rows."""
+    (:func:`geoslide.store.winners.winner_channel` reads them). ``blocks``: the call's
+    blocks, whose tasks share the idle cores out over their rows
+    (:func:`geoslide.parallel.chunking.block_threads`)."""
     z = block[0]
-    feats32 = block if block.dtype == np.float32 else block.astype(np.float32)  # exact
     np.copyto(z, -np.inf, where=np.isnan(z))
     h = block.shape[1] - 2 * ry
     w = block.shape[2] - 2 * rx
     nf = len(layers)
-    feats = _feature_list([feats32[c] for c in layers], z.shape)
+    feats = _feature_list([block[c] for c in layers], z.shape)  # float32 (exact), views
     nd = len(start) - 1
     nout = nd * (nf + 2)
-    out = np.empty((nout + (_packed(nd) if with_winners else 0), h, w), dtype=np.float32)
+    out = np.empty((nout + (packed_channels(nd) if with_winners else 0), h, w), np.float32)
     win = np.empty((nd, h, w) if winners or with_winners else (0, 0, 0), dtype=np.uint16)
-    with _row_bands(h, threads) as run:
+    with _row_bands(h, block_threads(blocks)) as run:
         # class codes over the whole window (halo rows too)
         items, layout = _gather_items(feats, _check_groups(onehot, nf),
                                       lambda fn: [fn(0, z.shape[0])])
@@ -325,21 +326,9 @@ def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.nda
         run(lambda r0, r1: aligned_rows(*args, r0, r1, 0))
     if winners:
         return win
-    for i in range(nd if with_winners else 0):
-        winner_channel(out, nout, i)[...] = win[i]
+    if with_winners:
+        pack_winners(out, nout, win)
     return out
-
-
-def _packed(n: int) -> int:
-    """float32 channels that hold ``n`` uint16 winner channels, two per pixel."""
-    return (n + 1) // 2
-
-
-def winner_channel(block: np.ndarray, first: int, i: int) -> np.ndarray:
-    """Winner channel ``i`` of a block of :func:`align_dask` ``(..., with_winners=True)``
-    whose packed winners start at channel ``first``: a uint16 ``(h, w)`` view (the low or
-    high half of each pixel's float32 there), so any chunking of y and x keeps them."""
-    return block[first + i // 2].view(np.uint16)[:, i % 2::2]
 
 
 def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int],
@@ -352,14 +341,16 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
 
     One task per (merged) chunk: the chunk plus a halo of the largest ring radius (NaN beyond
     the raster) from its neighbours' border strips (:func:`geoslide.parallel.halo.map_halo`),
-    then the kernel on the chunk's core only, on :func:`geoslide.parallel.chunking.block_threads` threads (more than one
-    where the blocks are fewer than the cores). Chunks thinner than the
+    then the kernel on the chunk's core only, on
+    :func:`geoslide.parallel.chunking.block_threads` threads (more than one where the blocks
+    are fewer than the cores). Chunks thinner than the
     halo are merged with a neighbour for the computation (fewer, larger halo reads) and the
     result is rechunked back to the input's chunks: any chunking gives exactly
     :func:`align_numpy`'s result. ``winners``: the lazy uint16 ``(n_dist, H, W)`` array of
     :func:`ring_winners` instead (give no features); ``with_winners``: those winners (exact)
     from the same tasks, packed into ``(n_dist + 1) // 2`` more channels after the features:
-    read winner ``i`` of a block with :func:`winner_channel` ``(block, n_dist * (F + 2), i)``.
+    read winner ``i`` of a block with :func:`geoslide.store.winners.winner_channel`
+    ``(block, n_dist * (F + 2), i)``.
     """
     import dask.array as da
 
@@ -368,7 +359,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     dt = elevation_dtype(elevation.dtype)
     nf = len(features)
     nout = rings.n if winners else rings.n * (nf + 2) + (
-        _packed(rings.n) if with_winners else 0)
+        packed_channels(rings.n) if with_winners else 0)
     orig = tuple(elevation.chunks)
     want = (merge_thin(orig[0], rings.ry), merge_thin(orig[1], rings.rx))
     arrays = {a.name: a for a in [elevation, *features]}        # each input once
@@ -380,7 +371,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az,
               layers=tuple(index[a.name] for a in layers),
               onehot=tuple(tuple(g) for g in _check_groups(onehot, nf)), winners=winners,
-              with_winners=with_winners, threads=block_threads(len(want[0]) * len(want[1])))
+              with_winners=with_winners, blocks=len(want[0]) * len(want[1]))
     # one task per block with its halo from the neighbours' border strips
     # (geoslide.parallel.halo): no block waits in memory for its neighbours
     out = map_halo(_align_block, stack, (ry, rx), fill=np.nan,

@@ -1,5 +1,6 @@
 """Chunk helpers: whether an array is lazy (dask-backed), a side rounded up to a multiple
-(px), and blocks thinner than a halo merged into a neighbour (px).
+(px), blocks thinner than a halo merged into a neighbour (px), and the threads of a block's
+task where the blocks are fewer than the cores.
 """
 from __future__ import annotations
 
@@ -35,14 +36,14 @@ def merge_thin(chunks: Sequence[int], depth: int) -> tuple[int, ...]:
 
 
 def block_threads(blocks: int) -> int:
-    """Threads each of ``blocks`` dask tasks runs its kernel on: the cores its tasks leave
-    idle shared out (dask's ``num_workers``, else the usable CPUs, over ``blocks``), at
+    """Threads each of ``blocks`` dask tasks runs its kernel on, read where the task runs:
+    the process's dask threads (``num_workers``: a worker's, or the local scheduler's; else
+    ``dask.system.CPU_COUNT``, which follows CPU quotas) shared out over the blocks, at
     least 1. A Dataset of one chunk runs on every core, not one."""
     import dask
+    from dask.system import CPU_COUNT
 
-    from geoslide.parallel.threads import usable_cpus
-
-    cores = int(dask.config.get("num_workers", None) or usable_cpus())
+    cores = int(dask.config.get("num_workers", None) or CPU_COUNT)
     return max(1, cores // max(1, int(blocks)))
 
 

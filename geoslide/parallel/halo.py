@@ -29,7 +29,7 @@ such annotations, so :func:`geoslide.store.regions.write_variables` submits anno
 are built (they need no fusing: the reads are inside the tasks).
 
 Blocks must be at least ``depth`` wide (or alone along their axis): neighbours one block away
-then cover the halo. :func:`geoslide.features.align.align_dask` and :func:`geoslide.maps.predict.predict`
+then cover the halo. :func:`geoslide.features.rings.align_dask` and :func:`geoslide.maps.predict.predict`
 merge thinner blocks before calling :func:`map_halo`.
 """
 from __future__ import annotations

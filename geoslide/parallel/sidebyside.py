@@ -37,7 +37,7 @@ def side_by_side(jobs: Sequence[Job], workers: int | None = None) -> Iterator[tu
     n = worker_count(len(jobs)) if workers is None else max(1, min(int(workers), len(jobs)))
     if n == 1:
         for i, (fn, args) in enumerate(jobs):
-            with scoped_thread_policy(1):      # the caller's threads again after each job
+            with scoped_thread_policy(1, dask=True):   # the caller's threads again after
                 result = fn(*args)
             yield i, result
         return

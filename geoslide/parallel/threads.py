@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from geoslide.errors import UsageError
@@ -167,34 +167,36 @@ def scoped_thread_policy(threads: int | None = None, *, tasks: int | None = 1,
 
     libs = _counts()
     env = {k: os.environ.get(k) for k in COUNT_ENV}
-    workers = dask_.config.get("num_workers", None)
     blas = _blas_limiter()
-    try:
-        yield thread_policy(threads, tasks=tasks, dask=dask)
-    finally:
-        if blas is not None:
-            blas.restore_original_limits()
-        _set_counts(libs)
-        for key, value in env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with ExitStack() as undo:
+        done = thread_policy(threads, tasks=tasks, dask=False)
         if dask:
-            dask_.config.set(num_workers=workers)
+            undo.enter_context(dask_.config.set(num_workers=done["tasks"]))
+        try:
+            yield done
+        finally:
+            if blas is not None:   # before torch's: a BLAS on OpenMP sets torch's count too
+                blas.restore_original_limits()
+            _set_counts(libs)
+            for key, value in env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def _counts() -> dict[str, int]:
-    """numba's and torch's threads, where loaded."""
+    """torch's and numba's threads, where loaded (torch's read first: starting numba's
+    OpenMP pool resets this thread's OpenMP count, torch's)."""
     out = {}
-    if "numba" in sys.modules:
-        import numba
-
-        out["numba"] = numba.get_num_threads()
     if "torch" in sys.modules:
         import torch
 
         out["torch"] = torch.get_num_threads()
+    if "numba" in sys.modules:
+        import numba
+
+        out["numba"] = numba.get_num_threads()
     return out
 
 
@@ -221,5 +223,6 @@ def _blas_limiter() -> Any:
     return threadpool_limits(limits=None, user_api="blas")
 
 
-__all__ = ["thread_policy", "scoped_thread_policy", "default_threads", "busy_cpus", "usable_cpus", "passive_waiting",
+__all__ = ["thread_policy", "scoped_thread_policy", "default_threads", "busy_cpus",
+           "usable_cpus", "passive_waiting",
            "openmp_loaded", "WAIT_ENV", "COUNT_ENV"]

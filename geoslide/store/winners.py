@@ -120,6 +120,29 @@ def represented_names(ds: xr.Dataset) -> list[str]:
     return out
 
 
+def pack_winners(out: np.ndarray, first: int, win: np.ndarray) -> None:
+    """Write uint16 winner indices ``win`` ``(n, h, w)`` into float32 ``out``'s channels from
+    ``first`` on, two per channel (:func:`winner_channel`; an odd ``n`` leaves the last
+    channel's other half zero)."""
+    for i in range(len(win)):
+        winner_channel(out, first, i)[...] = win[i]
+    if len(win) % 2:
+        winner_channel(out, first, len(win))[...] = 0
+
+
+def packed_channels(n: int) -> int:
+    """float32 channels that hold ``n`` uint16 winner channels, two per pixel."""
+    return (n + 1) // 2
+
+
+def winner_channel(block: np.ndarray, first: int, i: int) -> np.ndarray:
+    """Winner channel ``i`` of a block of :func:`geoslide.features.rings.align_dask`
+    ``(..., with_winners=True)``
+    whose packed winners start at channel ``first``: a uint16 ``(h, w)`` view (the low or
+    high half of each pixel's float32 there), so any chunking of y and x keeps them."""
+    return block[first + i // 2].view(np.uint16)[:, i % 2::2]
+
+
 def elevation_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype the ring kernel compares elevations in, and ``dz`` is computed in: float64
     for float64 and integers of 4 bytes or more, else float32."""
@@ -314,6 +337,6 @@ def compact_gathers(ds: xr.Dataset) -> xr.Dataset:
     return ds.drop_vars(drop) if drop else ds
 
 
-__all__ = ["expand_gathers", "compact_gathers", "represented_names", "check_sources",
-           "ring_radius", "winner_spec", "elevation_dtype", "winner_variable", "winner_dtype",
-           "is_winner", "gathered_names", "WINNER_ATTR", "GATHERED_ATTR", "WINNER_BASE"]
+__all__ = ["pack_winners", "packed_channels", "winner_channel", "expand_gathers",
+           "compact_gathers", "represented_names", "check_sources", "ring_radius", "winner_spec",
+           "elevation_dtype", "winner_variable", "winner_dtype", "is_winner", "gathered_names", "WINNER_ATTR", "GATHERED_ATTR", "WINNER_BASE"]
