@@ -166,7 +166,8 @@ def _channel(stack: Any, take: Any, *args: Any, dtype: Any = np.float32) -> Any:
     (or ``drop_axis``, which concatenates) makes."""
     one = stack.map_blocks(_one, take, *args, chunks=((1,),) + stack.chunks[1:], dtype=dtype,
                            meta=np.empty((0, 0, 0), dtype),
-                           name=f"channel-{'-'.join(map(str, args))}-{stack.name}")
+                           name=f"channel-{take.__name__}-{'-'.join(map(str, args))}-"
+                                f"{stack.name}")
     return one[0]     # the whole block: a view
 
 
