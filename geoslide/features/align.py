@@ -21,7 +21,7 @@ from geoslide.parallel.chunking import is_dask
 from geoslide.store.attrs import PROVENANCE_ATTR
 from geoslide.store.classes import VIRTUAL_ATTR, expand, is_codes, virtual_names
 from geoslide.store.winners import (WINNER_BASE, expand_gathers, represented_names,
-                                    winner_channel, winner_variable)
+                                    winner_channel, winner_dtype, winner_variable)
 
 __all__ = ["aligned_features", "select_features", "output_names"]
 
@@ -146,7 +146,9 @@ def _kernel(sub: xr.Dataset, elevation: str, sources: list[str], dists: list[int
     feats = [_source(sub[v]) for v in sources] if gathered else []
     nd, n = len(dists), len(feats) + 2
     if ref is None:
-        index = np.empty((nd,) + z.shape, dtype=np.uint16)
+        # the stored dtype where every ring fits it (no cast per variable after)
+        index = np.empty((nd,) + z.shape,
+                         dtype=winner_dtype(max(len(ring_offsets(d, res)) for d in dists)))
         out = align_numpy(np.asarray(z.values), [np.asarray(f.values) for f in feats], dists,
                           res, threads=threads, winners=index)
         return index, out if gathered else None

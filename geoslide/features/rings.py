@@ -157,7 +157,8 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
     gives the same result as gathering every layer (a group that is not one-hot everywhere
     is gathered layer by layer). ``winners``: an optional C-contiguous uint16 array
     ``(n_dist, H, W)`` to fill with each winner's index in its ring (:func:`ring_offsets`
-    order; :data:`geoslide.store.winners.KERNEL_NO_WINNER` where there is none).
+    order; :data:`geoslide.store.winners.KERNEL_NO_WINNER` where there is none), or a uint8
+    one where every ring has fewer than 255 cells (its low byte, 255, where none).
     """
     res = _res_pair(res_m)
     rings = _Rings(check_distances(distances), res)
@@ -201,9 +202,10 @@ def _row_bands(h: int, threads: int) -> Iterator[Callable[[Callable], list]]:
 def _winners_out(winners: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
     if winners is None:
         return np.empty((0, 0, 0), dtype=np.uint16)
-    if winners.shape != shape or winners.dtype != np.uint16 or not winners.flags.c_contiguous:
-        raise InputError(f"expected winners as a C-contiguous uint16 array of shape {shape}, "
-                         f"found {winners.dtype} {winners.shape}")
+    if winners.shape != shape or winners.dtype not in (np.uint8, np.uint16) or \
+            not winners.flags.c_contiguous:
+        raise InputError(f"expected winners as a C-contiguous uint8 or uint16 array of shape "
+                         f"{shape}, found {winners.dtype} {winners.shape}")
     return winners
 
 
