@@ -68,8 +68,9 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
      'winner_up100', 'winner_up30']
     """
     feats = _checked(ds, features, elevation)
-    dists = check_distances(distances)
     res = grid_spacing(ds)
+    rings = {d: ring_offsets(d, res) for d in check_distances(distances)}   # d -> offsets
+    dists = list(rings)
     # a categorical raster's one-hot layers are gathered once, through its class codes
     coded = _coded(ds, feats)
     code_of = {f: cv for cv, fs in coded.items() for f in fs}
@@ -77,11 +78,11 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     sub = ds[list(dict.fromkeys([elevation] + sources))].transpose("y", "x")
     if chunks is not None:
         sub = sub.chunk(dict(chunks))
-    index, channels = _kernel(sub, elevation, sources, dists, res, threads, gathered)
+    index, channels = _kernel(sub, elevation, sources, rings, res, threads, gathered)
     prov = _provenance(dists, feats, elevation,
                        features is not None and feats != input_variables(ds))
     codes = {cv: [int(ds[g].attrs["geoslide:code"]) for g in fs] for cv, fs in coded.items()}
-    out = _winner_dataset(ds, elevation, sources, dists, res, index, codes, prov)
+    out = _winner_dataset(ds, elevation, sources, rings, res, index, codes, prov)
     out.attrs["geoslide:aligned"] = {"distances": dists, "features": feats,
                                      "elevation": elevation}
     if not gathered:
@@ -93,15 +94,14 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
     return full[[v for v in full.data_vars if v in keep]]
 
 
-def _winner_dataset(ds: xr.Dataset, elevation: str, sources: list[str], dists: list[int],
-                    res: Any, index: Any, codes: dict[str, list[int]],
-                    prov: dict) -> xr.Dataset:
-    """The winner variables ``winner_up<d>`` of uint16 ``index`` ``(n_dist, H, W)``, on
-    ``ds``'s grid with ``ds.attrs``."""
+def _winner_dataset(ds: xr.Dataset, elevation: str, sources: list[str],
+                    rings: dict[int, np.ndarray], res: Any, index: Any,
+                    codes: dict[str, list[int]], prov: dict) -> xr.Dataset:
+    """The winner variables ``winner_up<d>`` of the kernel's ``index`` ``(n_dist, H, W)``
+    (``rings``: distance -> ring offsets), on ``ds``'s grid with ``ds.attrs``."""
     coords = {k: v for k, v in ds[elevation].coords.items()}
     winners = {}
-    for i, d in enumerate(dists):
-        off = ring_offsets(d, res)
+    for i, (d, off) in enumerate(rings.items()):
         ring = {"dy": off[:, 0], "dx": off[:, 1],
                 "azimuth": ring_azimuths(off, res).astype(np.float32)}
         idx = xr.DataArray(index[i], dims=("y", "x"), coords=coords)
@@ -134,9 +134,11 @@ def _checked(ds: xr.Dataset, features: Sequence[str] | None, elevation: str) -> 
     return feats
 
 
-def _kernel(sub: xr.Dataset, elevation: str, sources: list[str], dists: list[int], res: Any,
-            threads: int | None, gathered: bool) -> tuple[Any, Any]:
-    """``(index, channels)``: per distance the uint16 ``(H, W)`` winner indices and, when
+def _kernel(sub: xr.Dataset, elevation: str, sources: list[str],
+            rings: dict[int, np.ndarray], res: Any, threads: int | None,
+            gathered: bool) -> tuple[Any, Any]:
+    """``(index, channels)``: per distance of ``rings`` (distance -> ring offsets) the
+    ``(H, W)`` winner indices (uint8 where every ring fits them, numpy; else uint16) and, when
     ``gathered``, ``S + 2`` float32 ``(H, W)`` channels: each source at the winner (a class
     code's -1 read as NaN), then ``dz`` and azimuth (else None). One pass of the ring kernel:
     lazy, one task per chunk, when a variable of ``sub`` is dask-backed; else now, on
@@ -144,11 +146,11 @@ def _kernel(sub: xr.Dataset, elevation: str, sources: list[str], dists: list[int
     ref = next((sub[v] for v in sub.data_vars if is_dask(sub[v])), None)
     z = sub[elevation]
     feats = [_source(sub[v]) for v in sources] if gathered else []
+    dists = list(rings)
     nd, n = len(dists), len(feats) + 2
     if ref is None:
         # the stored dtype where every ring fits it (no cast per variable after)
-        index = np.empty((nd,) + z.shape,
-                         dtype=winner_dtype(max(len(ring_offsets(d, res)) for d in dists)))
+        index = np.empty((nd,) + z.shape, dtype=winner_dtype(max(map(len, rings.values()))))
         out = align_numpy(np.asarray(z.values), [np.asarray(f.values) for f in feats], dists,
                           res, threads=threads, winners=index)
         return index, out if gathered else None
