@@ -478,13 +478,13 @@ def test_fewer_blocks_than_cores_share_the_cores_and_equal_numpy(kashmir, monkey
     with dask.config.set(num_workers=4):
         assert [block_threads(n) for n in (1, 2, 3, 4, 9)] == [4, 2, 1, 1, 1]
     seen = []
-    real = rings._row_bands
+    real = rings.row_bands
 
-    def spy(h, threads):
+    def spy(h, rows, threads):
         seen.append((h, threads))
-        return real(h, threads)
+        return real(h, rows, threads)
 
-    monkeypatch.setattr(rings, "_row_bands", spy)
+    monkeypatch.setattr(rings, "row_bands", spy)
     win = kashmir.isel(y=slice(0, 150), x=slice(0, 130))
     feats = ["slope", "elevation", "geology_3"]
     eager = aligned_features(win, (30, 100, 300), feats, threads=1)

@@ -32,16 +32,13 @@ chunking: chunks thinner than the halo are merged with a neighbour before the ov
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from geoslide.errors import InputError, DistanceError, FeatureMismatchError
-from geoslide.parallel.chunking import block_threads, merge_thin
+from geoslide.parallel.chunking import block_threads, merge_thin, row_bands
 from geoslide.parallel.halo import map_halo
 from geoslide.features.kernels.ring import aligned_rows, onehot_codes
 from geoslide.store.winners import elevation_dtype, pack_winners, packed_channels
@@ -179,24 +176,12 @@ def align_numpy(elevation: np.ndarray, features: Sequence[np.ndarray] | np.ndarr
     elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise InputError(f"expected out as a C-contiguous float32 array of shape {shape}, "
                          f"found {out.dtype} {out.shape}")
-    with _row_bands(h, max(1, int(threads or os.cpu_count() or 1))) as run:
+    with row_bands(h, _ROWS_PER_TASK, threads) as run:
         items, layout = _gather_items(feats, _check_groups(onehot, nf), run)
         args = (E, items, rings.ry, rings.rx, rings.ry, rings.rx, h, w, rings.dy, rings.dx,
                 rings.start, rings.az) + layout + (out, _winners_out(winners, (rings.n, h, w)))
         run(lambda r0, r1: aligned_rows(*args, r0, r1, 0))
     return out
-
-
-@contextmanager
-def _row_bands(h: int, threads: int) -> Iterator[Callable[[Callable], list]]:
-    """``run(fn)``: ``fn(r0, r1)`` over bands of :data:`_ROWS_PER_TASK` of ``h`` rows, on
-    ``threads`` threads (the nogil kernels), the results in band order."""
-    starts = list(range(0, h, _ROWS_PER_TASK))
-    if threads == 1 or len(starts) == 1:
-        yield lambda fn: [fn(r0, min(h, r0 + _ROWS_PER_TASK)) for r0 in starts]
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        yield lambda fn: list(pool.map(lambda r0: fn(r0, min(h, r0 + _ROWS_PER_TASK)), starts))
 
 
 def _winners_out(winners: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
@@ -319,7 +304,7 @@ def _align_block(block: np.ndarray, ry: int, rx: int, dy: np.ndarray, dx: np.nda
     nout = nd * (nf + 2)
     out = np.empty((nout + (packed_channels(nd) if with_winners else 0), h, w), np.float32)
     win = np.empty((nd, h, w) if winners or with_winners else (0, 0, 0), dtype=np.uint16)
-    with _row_bands(h, block_threads(blocks)) as run:
+    with row_bands(h, _ROWS_PER_TASK, block_threads(blocks)) as run:
         # class codes over the whole window (halo rows too)
         items, layout = _gather_items(feats, _check_groups(onehot, nf),
                                       lambda fn: [fn(0, z.shape[0])])

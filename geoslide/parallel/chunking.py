@@ -1,10 +1,13 @@
 """Chunk helpers: whether an array is lazy (dask-backed), a side rounded up to a multiple
-(px), blocks thinner than a halo merged into a neighbour (px), and the threads of a block's
-task where the blocks are fewer than the cores.
+(px), blocks thinner than a halo merged into a neighbour (px), the threads of a block's
+task where the blocks are fewer than the cores, and a kernel run over bands of rows.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -47,4 +50,18 @@ def block_threads(blocks: int) -> int:
     return max(1, cores // max(1, int(blocks)))
 
 
-__all__ = ["is_dask", "merge_thin", "block_threads"]
+@contextmanager
+def row_bands(h: int, rows: int,
+              threads: int | None = None) -> Iterator[Callable[[Callable], list]]:
+    """``run(fn)``: ``fn(r0, r1)`` over bands of ``rows`` of ``h`` rows, on ``threads``
+    threads (nogil kernels; None: every core), the results in band order."""
+    threads = max(1, int(threads or os.cpu_count() or 1))
+    starts = list(range(0, h, rows))
+    if threads <= 1 or len(starts) <= 1:
+        yield lambda fn: [fn(r0, min(h, r0 + rows)) for r0 in starts]
+        return
+    with ThreadPoolExecutor(min(threads, len(starts))) as pool:
+        yield lambda fn: list(pool.map(lambda r0: fn(r0, min(h, r0 + rows)), starts))
+
+
+__all__ = ["is_dask", "merge_thin", "block_threads", "row_bands"]

@@ -25,8 +25,6 @@ Imports ``geoslide.names``, ``geoslide.errors`` and ``geoslide.parallel``.
 from __future__ import annotations
 
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
@@ -34,7 +32,7 @@ import xarray as xr
 
 from geoslide.errors import GridMismatchError, InputError, StoreError
 from geoslide.names import aligned_name
-from geoslide.parallel.chunking import is_dask, merge_thin
+from geoslide.parallel.chunking import is_dask, merge_thin, row_bands
 from geoslide.parallel.halo import map_halo
 from geoslide.store.attrs import PROVENANCE_ATTR
 from geoslide.store.classes import CLASSES_ATTR, aligned_attrs, code_variable, is_codes
@@ -223,18 +221,9 @@ def _gather_numpy(win: np.ndarray, elev: np.ndarray, sources: list[np.ndarray],
     srcs = tuple(sources) if sources else (elev,)   # the kernel reads the first S only
     flags = np.array([bool(c) for c in codes] or [False])
 
-    def rows(r0: int) -> None:
-        gather_rows(win, elev, srcs, flags, oy, ox, dy, dx, ring.azimuth, wide, out, r0,
-                    min(h, r0 + _GATHER_ROWS))
-
-    starts = range(0, h, _GATHER_ROWS)
-    nthreads = max(1, min(len(starts), int(threads or os.cpu_count() or 1)))
-    if nthreads == 1:
-        for r0 in starts:
-            rows(r0)
-    else:
-        with ThreadPoolExecutor(nthreads) as pool:
-            list(pool.map(rows, starts))
+    with row_bands(h, _GATHER_ROWS, threads) as run:
+        run(lambda r0, r1: gather_rows(win, elev, srcs, flags, oy, ox, dy, dx, ring.azimuth,
+                                       wide, out, r0, r1))
     return out
 
 
@@ -339,4 +328,5 @@ def compact_gathers(ds: xr.Dataset) -> xr.Dataset:
 
 __all__ = ["pack_winners", "packed_channels", "winner_channel", "expand_gathers",
            "compact_gathers", "represented_names", "check_sources", "ring_radius", "winner_spec",
-           "elevation_dtype", "winner_variable", "winner_dtype", "is_winner", "gathered_names", "WINNER_ATTR", "GATHERED_ATTR", "WINNER_BASE"]
+           "elevation_dtype", "winner_variable", "winner_dtype", "is_winner", "gathered_names",
+           "WINNER_ATTR", "GATHERED_ATTR", "WINNER_BASE"]
