@@ -496,3 +496,32 @@ def test_fewer_blocks_than_cores_share_the_cores_and_equal_numpy(kashmir, monkey
     for v in eager.data_vars:
         np.testing.assert_array_equal(one[v].values, eager[v].values, err_msg=v)
         np.testing.assert_array_equal(two[v].values, eager[v].values, err_msg=v)
+
+
+def test_dask_channels_are_views_of_the_kernel_block_one_task_each(kashmir):
+    """Each aligned variable of a dask-backed Dataset reads its channel of the kernel's block
+    in place (no copy per variable), through one task per chunk."""
+    import dask
+
+    win = kashmir.isel(y=slice(0, 120), x=slice(0, 100)).chunk({"y": 60, "x": 100})
+    lazy = aligned_features(win, (30, 100), ["slope", "elevation"])
+    names = output_names((30, 100), ["slope", "elevation"])
+    arr = lazy["slope_up30"].data
+    graph = arr.__dask_graph__()
+    assert len(graph.layers[arr.name]) == 2                              # two chunks
+    assert [str(d).startswith("geoslide-halo-aligned-features-")
+            for d in graph.dependencies[arr.name]] == [True]             # the kernel's blocks
+    with dask.config.set(scheduler="threads"):
+        kept = lazy.persist()
+    first = [dict(kept[v].data.__dask_graph__())[(kept[v].data.name, 0, 0)] for v in names]
+    assert len({id(_owner(f)) for f in first}) == 1
+    np.testing.assert_array_equal(kept["dz_up100"].values,
+                                  aligned_features(win.load(), (30, 100),
+                                                   ["slope", "elevation"])["dz_up100"].values)
+
+
+def _owner(a: np.ndarray) -> np.ndarray:
+    """The array that owns ``a``'s memory."""
+    while a.base is not None:
+        a = a.base
+    return a

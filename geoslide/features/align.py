@@ -166,18 +166,20 @@ def _kernel(sub: xr.Dataset, elevation: str, sources: list[str],
 
 def _channel(stack: Any, take: Any, *args: Any, dtype: Any = np.float32) -> Any:
     """Lazy 2-D array whose blocks are ``take(block, *args)`` (2-D) of dask array ``stack``
-    ``(C, H, W)`` (one block along C): views of its blocks, not copies as dask's indexing
-    (or ``drop_axis``, which concatenates) makes."""
-    one = stack.map_blocks(_one, take, *args, chunks=((1,),) + stack.chunks[1:], dtype=dtype,
-                           meta=np.empty((0, 0, 0), dtype),
-                           name=f"channel-{take.__name__}-{'-'.join(map(str, args))}-"
-                                f"{stack.name}")
-    return one[0]     # the whole block: a view
+    ``(C, H, W)`` (one block along C): one task per block, a view of it (dask's indexing, or
+    ``drop_axis``, which concatenates, would copy)."""
+    import dask.array as da
+
+    literals = [a for v in args for a in (v, None)]
+    return da.blockwise(_one, "yx", stack, "cyx", take, None, *literals, concatenate=False,
+                        dtype=dtype, meta=np.empty((0, 0), dtype),
+                        name=f"channel-{take.__name__}-{'-'.join(map(str, args))}-"
+                             f"{stack.name}")
 
 
-def _one(block: np.ndarray, take: Any, *args: Any) -> np.ndarray:
-    """``take(block, *args)`` with a leading axis of 1 (a view)."""
-    return take(block, *args)[None]
+def _one(blocks: list, take: Any, *args: Any) -> np.ndarray:
+    """``take(block, *args)`` of the one block along C that ``blocks`` holds."""
+    return take(blocks[0], *args)
 
 
 def _take(block: np.ndarray, c: int) -> np.ndarray:
