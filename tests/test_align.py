@@ -525,3 +525,17 @@ def _owner(a: np.ndarray) -> np.ndarray:
     while a.base is not None:
         a = a.base
     return a
+
+
+def test_x_y_ordered_variables_give_the_y_x_result(kashmir):
+    """Variables stored (x, y) get the same aligned features, on (y, x), eager and lazy."""
+    ds = kashmir.isel(y=slice(0, 90), x=slice(0, 70))
+    feats = ["slope", "geology_3"]
+    want = aligned_features(ds, (30, 100), feats)
+    eager = aligned_features(ds.transpose("x", "y"), (30, 100), feats)
+    lazy = aligned_features(ds.transpose("x", "y").chunk({"x": 35}), (30, 100), feats)
+    assert list(eager.data_vars) == list(want.data_vars)
+    for v in want.data_vars:
+        assert eager[v].dims == lazy[v].dims == ("y", "x")
+        np.testing.assert_array_equal(eager[v].values, want[v].values, err_msg=v)
+        np.testing.assert_array_equal(lazy[v].values, want[v].values, err_msg=v)

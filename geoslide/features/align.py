@@ -89,7 +89,7 @@ def aligned_features(ds: xr.Dataset, distances: Sequence[int] = (30, 100, 300),
         return out
     keep = set(map(str, out.data_vars)) | set(represented_names(out))
     by_winner = {aligned_name(WINNER_BASE, d): channels[i] for i, d in enumerate(dists)}
-    full = expand(expand_gathers(out.assign({v: sub[v] for v in sub.data_vars}),
+    full = expand(expand_gathers(out.assign({v: sub[v].variable for v in sub.data_vars}),
                                  gathered=by_winner))
     return full[[v for v in full.data_vars if v in keep]]
 
@@ -99,15 +99,15 @@ def _winner_dataset(ds: xr.Dataset, elevation: str, sources: list[str],
                     codes: dict[str, list[int]], prov: dict) -> xr.Dataset:
     """The winner variables ``winner_up<d>`` of the kernel's ``index`` ``(n_dist, H, W)``
     (``rings``: distance -> ring offsets), on ``ds``'s grid with ``ds.attrs``."""
-    coords = {k: v for k, v in ds[elevation].coords.items()}
+    grid = ds[elevation].transpose("y", "x")
     winners = {}
     for i, (d, off) in enumerate(rings.items()):
         ring = {"dy": off[:, 0], "dx": off[:, 1],
                 "azimuth": ring_azimuths(off, res).astype(np.float32)}
-        idx = xr.DataArray(index[i], dims=("y", "x"), coords=coords)
+        idx = grid.copy(deep=False, data=index[i])      # the grid's coords and indexes
         winners[aligned_name(WINNER_BASE, d)] = winner_variable(
-            idx, d, ring, elevation, sources, codes, {PROVENANCE_ATTR: prov})
-    return xr.Dataset(winners, coords=coords, attrs=dict(ds.attrs))  # one alignment
+            idx, d, ring, elevation, sources, codes, {PROVENANCE_ATTR: prov}).variable
+    return xr.Dataset(winners, coords=grid.coords, attrs=dict(ds.attrs))
 
 
 def _checked(ds: xr.Dataset, features: Sequence[str] | None, elevation: str) -> list[str]:

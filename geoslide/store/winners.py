@@ -251,7 +251,7 @@ def expand_gathers(ds: xr.Dataset, *, threads: int | None = None,
     ``(S + 2, H, W)`` already gathered (the ring kernel's, fused with the search), used
     instead of gathering them again."""
     order: list[str] = []
-    new: dict[str, xr.DataArray] = {}
+    new: dict[str, xr.Variable] = {}
     for name, var in ds.data_vars.items():
         order.append(str(name))
         if not is_winner(var):
@@ -264,16 +264,16 @@ def expand_gathers(ds: xr.Dataset, *, threads: int | None = None,
         data = (gathered or {}).get(str(name))
         if data is None:
             data = _gather(ds, str(name), spec, threads)
-        coords = {k: v for k, v in var.coords.items()}
         prov = {k: var.attrs[k] for k in (PROVENANCE_ATTR,) if k in var.attrs}
+        grid = var.transpose("y", "x")
         for i, (src, out) in enumerate(zip(spec["sources"] + ["dz", "azimuth"], names)):
             if out in ds.variables:
                 continue
-            da_ = _gathered_variable(ds, src, d, xr.DataArray(data[i], dims=("y", "x"),
-                                                              coords=coords), spec)
+            # on the winner variable's coords and indexes (no new index)
+            da_ = _gathered_variable(ds, src, d, grid.copy(deep=False, data=data[i]), spec)
             da_.attrs.update({**prov, GATHERED_ATTR: str(name)})
             da_.encoding = {}
-            new[out] = da_
+            new[out] = da_.variable       # ds's own grid: nothing to align
             order.append(out)
     return ds.assign(new)[order] if new else ds
 
