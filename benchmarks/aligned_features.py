@@ -13,8 +13,9 @@ tiled DEM), elevation, cplan, cprof, log10_carea and 17 one-hot elevation-band l
    features=["elevation", "slope"])`` on a ``--public-size`` (2048) square xarray Dataset of
    the tiled Ecuador rasters (10 m, x / y coords, EPSG:32717): numpy-backed (one fused pass
    finds the winners and gathers elevation, slope, dz and azimuth) and dask-backed
-   (chunks ``--public-chunk``, 1024, computed with dask's threaded scheduler), best of 5 after
-   a warm-up. Against two kernel-alone figures on the same arrays: ``ring_winners`` (the
+   (chunks ``--public-chunk``, 1024, computed with dask's threaded scheduler), best of 7
+   rounds after a warm-up, each round timing every call once (interleaved, so that the
+   process's age favours none). Against two kernel-alone figures on the same arrays: ``ring_winners`` (the
    search only) and ``align_numpy(z, [elevation, slope], distances, res)`` (the kernel that
    finds the winners and gathers the same features in one fused pass: the baseline of the
    ratio public / kernel). Ratios: public numpy over kernel (targets >= 0.8), dask time over
@@ -306,14 +307,18 @@ def public_dataset(size: int) -> Any:
     return ds.rio.write_crs("EPSG:32717")
 
 
-def best_of(fn: Any, repeat: int = 5) -> float:
-    """Best wall time (s) of ``repeat`` calls of ``fn`` after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def best_interleaved(fns: dict[str, Any], repeat: int = 5) -> dict[str, float]:
+    """Best wall time (s) of each of ``fns`` over ``repeat`` rounds, after one warm-up call
+    of each; a round calls every function once, in order, so that none is timed only while
+    the process is young (its first large allocations fault slower on this VM)."""
+    for fn in fns.values():
         fn()
-        best = min(best, time.perf_counter() - t0)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
     return best
 
 
@@ -330,21 +335,21 @@ def public(size: int, chunk: int) -> dict:
     feats = ["elevation", "slope"]
     px = size * size
     with dask.config.set(scheduler="threads"):
-        t = {"public_numpy": best_of(lambda: geoslide.aligned_features(ds, DISTANCES, feats)),
-             "public_dask": best_of(lambda: geoslide.aligned_features(
-                 lazy, DISTANCES, feats).compute()),
-             # the blocks computed and kept, not assembled into one array per variable (a
-             # store write, `geoslide features`, takes them so)
-             "public_dask_blocks": best_of(lambda: geoslide.aligned_features(
-                 lazy, DISTANCES, feats).persist()),
-             # one chunk: the block's kernel on every core
-             "public_dask_one_chunk": best_of(lambda: geoslide.aligned_features(
-                 ds.chunk(), DISTANCES, feats).compute()),
-             # dask's assembly alone: the kept blocks into one array per variable
-             "public_dask_assembly": best_of(geoslide.aligned_features(
-                 lazy, DISTANCES, feats).persist().compute),
-             "ring_winners": best_of(lambda: ring_winners(z, DISTANCES, RES)),
-             "align_numpy": best_of(lambda: align_numpy(z, [z, slope], DISTANCES, RES))}
+        t = best_interleaved({
+            "public_numpy": lambda: geoslide.aligned_features(ds, DISTANCES, feats),
+            "public_dask": lambda: geoslide.aligned_features(lazy, DISTANCES, feats).compute(),
+            # the blocks computed and kept, not assembled into one array per variable (a
+            # store write, `geoslide features`, takes them so)
+            "public_dask_blocks": lambda: geoslide.aligned_features(
+                lazy, DISTANCES, feats).persist(),
+            # one chunk: the block's kernel on every core
+            "public_dask_one_chunk": lambda: geoslide.aligned_features(
+                ds.chunk(), DISTANCES, feats).compute(),
+            # dask's assembly alone: the kept blocks into one array per variable
+            "public_dask_assembly": geoslide.aligned_features(
+                lazy, DISTANCES, feats).persist().compute,
+            "ring_winners": lambda: ring_winners(z, DISTANCES, RES),
+            "align_numpy": lambda: align_numpy(z, [z, slope], DISTANCES, RES)}, repeat=7)
     res: dict = {"size": size, "chunk": chunk, "features": feats, "distances": DISTANCES}
     for k, v in t.items():
         res[k] = {"s": v, "mpx_s": px / v / 1e6}
