@@ -69,7 +69,7 @@ def winner_variable(index: xr.DataArray, d: int, ring: dict[str, list], elevatio
     none = np.iinfo(dt).max
     # valid indices lie below ``none``, and the cast keeps the low bits: KERNEL_NO_WINNER
     # (0xFFFF) becomes the maximum of either dtype
-    out = index.copy(data=index.data.astype(dt, copy=False))
+    out = index.copy(deep=False, data=index.data.astype(dt, copy=False))
     out.attrs = {"long_name": f"index of the highest cell of the ring at {d} m in the ring "
                               f"({none}: no valid cell)", "distance_m": d, **attrs,
                  WINNER_ATTR: {"distance_m": d, "elevation": elevation,
