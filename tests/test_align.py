@@ -520,6 +520,23 @@ def test_dask_channels_are_views_of_the_kernel_block_one_task_each(kashmir):
                                                    ["slope", "elevation"])["dz_up100"].values)
 
 
+def test_the_kernel_reads_the_variables_blocks_without_a_stacked_copy(kashmir):
+    """The kernel's windows are filled from the input variables' own blocks (no stacked
+    (C, H, W) copy of the inputs in the graph), and each winner variable is one task per
+    chunk on the kernel's blocks, in its stored dtype (no cast after)."""
+    win = kashmir.isel(y=slice(0, 120), x=slice(0, 100)).chunk({"y": 60, "x": 100})
+    lazy = aligned_features(win, (30, 100), ["slope", "elevation"])
+    eager = aligned_features(win.load(), (30, 100), ["slope", "elevation"])
+    graph = lazy["slope_up30"].data.__dask_graph__()
+    assert not [n for n in graph.layers if n.startswith("stack-")], list(graph.layers)
+    index = lazy["winner_up100"].data
+    deps = index.__dask_graph__().dependencies[index.name]
+    assert [str(d).startswith("geoslide-halo-aligned-features-") for d in deps] == [True]
+    assert index.dtype == eager["winner_up100"].dtype == np.uint8
+    np.testing.assert_array_equal(lazy["winner_up100"].values, eager["winner_up100"].values)
+    np.testing.assert_array_equal(lazy["slope_up30"].values, eager["slope_up30"].values)
+
+
 def _owner(a: np.ndarray) -> np.ndarray:
     """The array that owns ``a``'s memory."""
     while a.base is not None:

@@ -55,13 +55,17 @@ def cases(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(cases(), st.sampled_from([None, True, False]), st.integers(0, 2**16))
-def test_map_halo_equals_the_padded_numpy_reference(case, inline, seed):
+@given(cases(), st.sampled_from([None, True, False]), st.booleans(), st.integers(0, 2**16))
+def test_map_halo_equals_the_padded_numpy_reference(case, inline, layers, seed):
+    """One (C, H, W) array, or its channels given as layers: the first as a (1, H, W)
+    array, the others (H, W)."""
     h, w, hy, hx, cy, cx, c, fill = case
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(c, h, w)).astype(np.float32)
     x[rng.random(x.shape) < 0.1] = np.nan
     arr = (da.from_array(x, chunks=(c, cy, cx)) * 1).astype(np.float32)
+    if layers:
+        arr = [arr[:1]] + [arr[k] for k in range(1, c)]
     out = map_halo(probe, arr, (hy, hx), hy, hx, fill=fill, chunks=(cy, cx),
                    dtype=np.float32, name="probe", inline=inline, scale=2.0)
     expected = reference(x, hy, hx, fill, 2.0)
@@ -135,6 +139,10 @@ def test_blocks_thinner_than_the_halo_are_refused():
     with pytest.raises(ValueError, match="one block along C"):
         map_halo(probe, da.zeros((2, 40, 40), chunks=(1, 40, 40)), (1, 1), 1, 1, fill=0.0,
                  chunks=((40,), (40,)), dtype=np.float32, name="probe")
+    with pytest.raises(ValueError, match="one chunking of y and x"):
+        map_halo(probe, [da.zeros((40, 40), chunks=20), da.zeros((40, 40), chunks=40)],
+                 (1, 1), 1, 1, fill=0.0, chunks=((20, 20), (20, 20)), dtype=np.float32,
+                 name="probe")
     # a single block thinner than the halo is fine: everything around it is fill
     one = map_halo(probe, da.ones((1, 5, 5), chunks=(1, 5, 5)), (16, 16), 16, 16, fill=0.0,
                    chunks=((5,), (5,)), dtype=np.float32, name="probe")

@@ -154,14 +154,20 @@ def _kernel(sub: xr.Dataset, elevation: str, sources: list[str],
         out = align_numpy(np.asarray(z.values), [np.asarray(f.values) for f in feats], dists,
                           res, threads=threads, winners=index)
         return index, out if gathered else None
-    grid = {"y": ref.chunks[0], "x": ref.chunks[1]}
-    z = z.chunk(grid)
     if not gathered:
-        return align_dask(z.data, [], dists, res, winners=True), None
-    fused = align_dask(z.data, [f.chunk(grid).data for f in feats], dists, res,
+        return align_dask(_on_chunks(z, ref), [], dists, res, winners=True), None
+    fused = align_dask(_on_chunks(z, ref), [_on_chunks(f, ref) for f in feats], dists, res,
                        with_winners=True)
-    index = [_channel(fused, winner_channel, nd * n, i, dtype=np.uint16) for i in range(nd)]
+    dt = winner_dtype(max(map(len, rings.values())))
+    index = [_channel(fused, _winner, nd * n, i, dt, dtype=dt) for i in range(nd)]
     return index, [[_channel(fused, _take, i * n + c) for c in range(n)] for i in range(nd)]
+
+
+def _on_chunks(var: xr.DataArray, ref: xr.DataArray) -> Any:
+    """``var``'s dask array on ``ref``'s chunks (rechunked only where they differ)."""
+    if var.chunks == ref.chunks:
+        return var.data
+    return var.chunk({"y": ref.chunks[0], "x": ref.chunks[1]}).data
 
 
 def _channel(stack: Any, take: Any, *args: Any, dtype: Any = np.float32) -> Any:
@@ -184,6 +190,11 @@ def _one(blocks: list, take: Any, *args: Any) -> np.ndarray:
 
 def _take(block: np.ndarray, c: int) -> np.ndarray:
     return block[c]
+
+
+def _winner(block: np.ndarray, first: int, i: int, dtype: np.dtype) -> np.ndarray:
+    """Winner channel ``i`` of a block (packed from channel ``first`` on) in ``dtype``."""
+    return winner_channel(block, first, i).astype(dtype)
 
 
 def _source(var: xr.DataArray) -> xr.DataArray:

@@ -339,8 +339,6 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     read winner ``i`` of a block with :func:`geoslide.store.winners.winner_channel`
     ``(block, n_dist * (F + 2), i)``.
     """
-    import dask.array as da
-
     res = _res_pair(res_m)
     rings = _Rings(check_distances(distances), res)
     dt = elevation_dtype(elevation.dtype)
@@ -352,8 +350,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     arrays = {a.name: a for a in [elevation, *features]}        # each input once
     layers = [arrays[f.name] for f in features]
     index = {name: c for c, name in enumerate(arrays)}
-    stack = da.stack([a.astype(dt).rechunk(want) for a in arrays.values()],
-                     axis=0).rechunk({0: -1})
+    stack = [a.astype(dt).rechunk(want) for a in arrays.values()]   # the window's channels
     ry, rx = rings.ry, rings.rx
     kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az,
               layers=tuple(index[a.name] for a in layers),

@@ -76,27 +76,34 @@ def _side(offset: int, depth: int) -> slice:
     return slice(None)
 
 
-def _strips(block: Any, hy: int, hx: int) -> tuple:
-    """The pieces of ``block`` (C, h, w) its neighbours need, in ``_DIRECTIONS`` order, copied
-    (a view would keep the whole block alive)."""
-    if isinstance(block, _Inline):
-        block = block()
-    return tuple(np.array(block[:, _side(dy, hy), _side(dx, hx)]) for dy, dx in _DIRECTIONS)
+def _channels(parts: Any) -> list[np.ndarray]:
+    """A block's parts (computed now when :class:`_Inline`) as (c, h, w) arrays."""
+    if isinstance(parts, _Inline):
+        parts = parts()
+    return [p if p.ndim == 3 else p[None] for p in parts]
+
+
+def _strips(parts: Any, hy: int, hx: int) -> tuple:
+    """The pieces (C, ., .) of a block (its parts: the layers' blocks, in order) that its
+    neighbours need, in ``_DIRECTIONS`` order, copied (a view would keep the block alive)."""
+    parts = _channels(parts)
+    return tuple(np.concatenate([p[:, _side(dy, hy), _side(dx, hx)] for p in parts])
+                 for dy, dx in _DIRECTIONS)
 
 
 class _Inline:
     """A block's culled sub-graph, run inside a strips or region task (opaque to dask's
     graph parser, so its keys are not dependencies of the task) on :data:`READ_THREADS`
-    threads."""
+    threads: the blocks of ``keys``, in order."""
 
-    def __init__(self, graph: dict, key: Any) -> None:
+    def __init__(self, graph: dict, keys: list) -> None:
         self.graph = graph
-        self.key = key
+        self.keys = keys
 
-    def __call__(self) -> np.ndarray:
+    def __call__(self) -> list[np.ndarray]:
         from dask.threaded import get
 
-        return get(self.graph, self.key, pool=_read_pool())
+        return list(get(self.graph, self.keys, pool=_read_pool()))
 
 
 def _read_pool() -> Any:
@@ -112,16 +119,22 @@ def _read_pool() -> Any:
 
 def _region(func: Callable, core: Any, pieces: Sequence, *args: Any, depth: tuple[int, int],
             fill: float, kwargs: Mapping) -> np.ndarray:
-    """Assemble the window (C, h + 2 hy, w + 2 hx) of one block and call ``func`` on it."""
-    if isinstance(core, _Inline):
-        core = core()
+    """Assemble the window (C, h + 2 hy, w + 2 hx) of one block (its parts copied in, in
+    channel order) and call ``func`` on it."""
+    parts = _channels(core)
+    del core
     hy, hx = depth
-    c, h, w = core.shape
-    window = np.empty((c, h + 2 * hy, w + 2 * hx), dtype=core.dtype)
+    _, h, w = parts[0].shape
+    window = np.empty((sum(len(p) for p in parts), h + 2 * hy, w + 2 * hx),
+                      dtype=np.result_type(*parts))
     rows = {-1: slice(0, hy), 0: slice(hy, hy + h), 1: slice(hy + h, h + 2 * hy)}
     cols = {-1: slice(0, hx), 0: slice(hx, hx + w), 1: slice(hx + w, w + 2 * hx)}
-    window[:, rows[0], cols[0]] = core
-    del core
+    c = 0
+    while parts:            # each part freed once copied
+        part = parts.pop(0)
+        window[c:c + len(part), rows[0], cols[0]] = part
+        c += len(part)
+        del part
     for (dy, dx), piece in zip(_DIRECTIONS, pieces):
         target = window[:, rows[dy], cols[dx]]
         if piece is None:
@@ -183,23 +196,36 @@ def check_blocks(chunks: tuple[int, ...], depth: int, axis: str) -> None:
             f"'x': {max(depth, 512)}}}) (`geoslide prepare --chunks N` for a store)")
 
 
-def _check_stack(stack: Any, hy: int, hx: int) -> None:
-    """Raise unless ``stack`` is (C, H, W) with one block along C and blocks at least ``hy``
+def _layers(stack: Any) -> list:
+    """``stack`` as a list of layers: itself when it is one dask array, else its items."""
+    return [stack] if hasattr(stack, "__dask_graph__") else list(stack)
+
+
+def _check_layers(layers: list, hy: int, hx: int) -> tuple:
+    """The common ``(ychunks, xchunks)`` of ``layers``. Raise unless each is (H, W) or
+    (C, H, W) with one block along C, all on one chunking, with blocks at least ``hy``
     (``hx``) px along y (x), or one block there."""
-    if stack.ndim != 3 or len(stack.chunks[0]) != 1:
-        raise InputError(f"expected a (C, H, W) dask array with one block along C; found "
-                         f"shape {stack.shape}, chunks {stack.chunks}")
-    check_blocks(stack.chunks[1], hy, "y")
-    check_blocks(stack.chunks[2], hx, "x")
+    for a in layers:
+        if a.ndim not in (2, 3) or (a.ndim == 3 and len(a.chunks[0]) != 1):
+            raise InputError(f"expected (H, W) or (C, H, W) dask arrays with one block along "
+                             f"C; found shape {a.shape}, chunks {a.chunks}")
+    grids = {tuple(a.chunks[-2:]) for a in layers}
+    if len(grids) != 1:
+        raise InputError(f"expected layers on one chunking of y and x; found {sorted(grids)}")
+    cy, cx = grids.pop()
+    check_blocks(cy, hy, "y")
+    check_blocks(cx, hx, "x")
+    return cy, cx
 
 
-def _core(graph: Mapping, block: tuple, inline: bool | None) -> Any:
-    """What the strips and region tasks of ``block`` read: its key, or its sub-graph run
-    inside them (:class:`_Inline`) when ``inline`` (None: when :func:`_inlinable`)."""
-    sub = ancestors(graph, block)
+def _core(graph: Mapping, keys: list, inline: bool | None) -> Any:
+    """What the strips and region tasks of a block read: its layers' block ``keys`` (a list:
+    dask finds the keys in it), or their sub-graph run inside them (:class:`_Inline`) when
+    ``inline`` (None: when :func:`_inlinable`)."""
+    sub = set().union(*(ancestors(graph, k) for k in keys))
     if inline is True or (inline is None and _inlinable(graph, sub)):
-        return _Inline({k: graph[k] for k in sub}, block)
-    return block
+        return _Inline({k: graph[k] for k in sub}, keys)
+    return keys
 
 
 def _pieces(piece: str, i: int, j: int, ny: int, nx: int) -> list:
@@ -211,7 +237,7 @@ def _pieces(piece: str, i: int, j: int, ny: int, nx: int) -> list:
             for dy, dx in _DIRECTIONS]
 
 
-def _graph(stack: Any, args: Sequence, strips: str, border: dict, out: str,
+def _graph(layers: list, args: Sequence, strips: str, border: dict, out: str,
            regions: dict) -> Any:
     """The HighLevelGraph of the output: the strips and pieces layer ``border`` (priority
     :data:`PRIORITY`), the ``regions`` layer ``out`` and the layers of the Delayed ``args``."""
@@ -221,20 +247,20 @@ def _graph(stack: Any, args: Sequence, strips: str, border: dict, out: str,
     # strips and pieces before any region a worker could start instead: a strip waiting
     # behind a long region task stalls the neighbours' regions on the other workers
     with dask.annotate(priority=PRIORITY):
-        hlg = HighLevelGraph.from_collections(strips, border, dependencies=[stack])
-    layers, dependencies = dict(hlg.layers), dict(hlg.dependencies)
-    names = {strips, stack.name}
+        hlg = HighLevelGraph.from_collections(strips, border, dependencies=layers)
+    graphs, dependencies = dict(hlg.layers), dict(hlg.dependencies)
+    names = {strips} | {a.name for a in layers}
     for a in args:
         if hasattr(a, "__dask_graph__"):
             g = a.__dask_graph__()
             g = g if isinstance(g, HighLevelGraph) else HighLevelGraph.from_collections(
                 a.key, dict(g))
-            layers.update(g.layers)
+            graphs.update(g.layers)
             dependencies.update(g.dependencies)
             names |= set(a.__dask_layers__())
-    layers[out] = MaterializedLayer(regions)
+    graphs[out] = MaterializedLayer(regions)
     dependencies[out] = names
-    return HighLevelGraph(layers, dependencies)
+    return HighLevelGraph(graphs, dependencies)
 
 
 def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fill: float,
@@ -242,10 +268,12 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
              cheap: bool = False, **kwargs: Any) -> Any:
     """Lazy array whose block ``(i, j)`` is ``func(window, *args, **kwargs)``.
 
-    ``stack``: a dask array ``(C, H, W)`` with one block along C and blocks at least
-    ``depth = (hy, hx)`` px along y and x (or one block). ``window``: that block with ``hy``
-    rows and ``hx`` columns of its neighbours on every side, ``fill`` beyond the raster (a
-    C-contiguous array of the block's dtype). ``args``: extra arguments, dask Delayed objects
+    ``stack``: a dask array ``(C, H, W)`` with one block along C, or a sequence of such
+    arrays and ``(H, W)`` ones (one channel each, copied straight into the window: no stacked
+    copy), on one chunking with blocks at least ``depth = (hy, hx)`` px along y and x (or one
+    block). ``window``: the block's channels, in order, with ``hy`` rows and ``hx`` columns
+    of its neighbours on every side, ``fill`` beyond the raster (a C-contiguous array of the
+    layers' result dtype). ``args``: extra arguments, dask Delayed objects
     among them (e.g. a model: one key that every task depends on). ``chunks`` and ``dtype``:
     the output's (``(ychunks, xchunks)``, or ``((n,), ychunks, xchunks)`` with a leading
     channel axis). ``inline``: compute each block inside its strips and region tasks (the
@@ -258,10 +286,14 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
     from dask.base import tokenize
 
     hy, hx = (int(d) for d in depth)
-    _check_stack(stack, hy, hx)
-    ny, nx = len(stack.chunks[1]), len(stack.chunks[2])
-    graph = dict(stack.__dask_graph__())
-    token = tokenize(stack.name, depth, fill, chunks, dtype, name, args, kwargs, inline)
+    layers = _layers(stack)
+    cy, cx = _check_layers(layers, hy, hx)
+    ny, nx = len(cy), len(cx)
+    graph: dict = {}
+    for a in layers:
+        graph.update(a.__dask_graph__())
+    token = tokenize([a.name for a in layers], depth, fill, chunks, dtype, name, args, kwargs,
+                     inline)
     prefix = CHEAP_PREFIX if cheap else PREFIX
     strips = f"{prefix}-strips-{token}"
     piece = f"{prefix}-piece-{token}"
@@ -272,14 +304,15 @@ def map_halo(func: Callable, stack: Any, depth: tuple[int, int], *args: Any, fil
     border: dict = {}
     regions: dict = {}
     for i, j in product(range(ny), range(nx)):
-        core = _core(graph, (stack.name, 0, i, j), inline)
+        core = _core(graph, [(a.name,) + (0,) * (a.ndim - 2) + (i, j) for a in layers],
+                     inline)
         border[(strips, i, j)] = (_strips, core, hy, hx)
         for k, (dy, dx) in enumerate(_DIRECTIONS):
             if 0 <= i + dy < ny and 0 <= j + dx < nx:  # the neighbour there wants it
                 border[(piece, k, i, j)] = (operator.getitem, (strips, i, j), k)
         key = (out, i, j) if len(chunks) == 2 else (out, 0, i, j)
         regions[key] = (run, func, core, _pieces(piece, i, j, ny, nx)) + arg_keys
-    return da.Array(_graph(stack, args, strips, border, out, regions), out, chunks=chunks,
+    return da.Array(_graph(layers, args, strips, border, out, regions), out, chunks=chunks,
                     dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
 
 

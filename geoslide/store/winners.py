@@ -174,10 +174,9 @@ def _gather(ds: xr.Dataset, name: str, spec: dict[str, Any], threads: int | None
     ref = next(a for a in arrays if is_dask(a)).chunks
     want = (merge_thin(ref[0], ry), merge_thin(ref[1], rx))
     unique = list(dict.fromkeys(names))       # a variable used twice is one channel
-    stack = da.stack([da.asarray(arrays[names.index(v)]).astype(sdt).rechunk(want)
-                      for v in unique]).rechunk({0: -1})
+    layers = [da.asarray(arrays[names.index(v)]).astype(sdt).rechunk(want) for v in unique]
     n = len(sources) + 2
-    out = map_halo(_gather_window, stack, (ry, rx), fill=np.nan, chunks=((n,),) + want,
+    out = map_halo(_gather_window, layers, (ry, rx), fill=np.nan, chunks=((n,),) + want,
                    dtype=np.float32, name=f"{name}-gather", cheap=True, ring=ring,
                    channels=tuple(unique.index(v) for v in names[1:]), codes=tuple(codes),
                    win_dtype=ds[name].dtype.str)
