@@ -350,7 +350,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
     arrays = {a.name: a for a in [elevation, *features]}        # each input once
     layers = [arrays[f.name] for f in features]
     index = {name: c for c, name in enumerate(arrays)}
-    stack = [a.astype(dt).rechunk(want) for a in arrays.values()]   # the window's channels
+    channels = [a.astype(dt).rechunk(want) for a in arrays.values()]   # the window's, in order
     ry, rx = rings.ry, rings.rx
     kw = dict(ry=ry, rx=rx, dy=rings.dy, dx=rings.dx, start=rings.start, az=rings.az,
               layers=tuple(index[a.name] for a in layers),
@@ -358,7 +358,7 @@ def align_dask(elevation: Any, features: Sequence[Any], distances: Sequence[int]
               with_winners=with_winners, blocks=len(want[0]) * len(want[1]))
     # one task per block with its halo from the neighbours' border strips
     # (geoslide.parallel.halo): no block waits in memory for its neighbours
-    out = map_halo(_align_block, stack, (ry, rx), fill=np.nan,
+    out = map_halo(_align_block, channels, (ry, rx), fill=np.nan,
                    chunks=((nout,),) + tuple(want), dtype=np.uint16 if winners else np.float32,
                    name="ring-winners" if winners else "aligned-features",
                    **kw)
