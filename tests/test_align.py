@@ -537,6 +537,23 @@ def test_the_kernel_reads_the_variables_blocks_without_a_stacked_copy(kashmir):
     np.testing.assert_array_equal(lazy["slope_up30"].values, eager["slope_up30"].values)
 
 
+def test_mixed_backends_chunkings_and_winner_dtypes_give_the_eager_result(kashmir):
+    """A numpy-backed feature beside dask ones on other chunks, and rings of both stored
+    dtypes (100 m: uint8; 1500 m at 28.6 m: 344 cells, uint16): the eager result, in each
+    distance's stored dtype."""
+    ds = kashmir.isel(y=slice(0, 150), x=slice(0, 130))[["elevation", "slope", "geology_3"]]
+    mixed = ds.assign(elevation=ds.elevation.chunk({"y": 75, "x": 65}),
+                      geology_3=ds.geology_3.chunk({"y": 50}))
+    feats = ["slope", "geology_3"]
+    want = aligned_features(ds, (100, 1500), feats)
+    got = aligned_features(mixed, (100, 1500), feats)
+    assert got["winner_up100"].dtype == np.uint8 and got["winner_up1500"].dtype == np.uint16
+    assert got["slope_up100"].chunks == mixed.elevation.chunks
+    for v in want.data_vars:
+        np.testing.assert_array_equal(got[v].values, want[v].values.astype(got[v].dtype),
+                                      err_msg=v)
+
+
 def _owner(a: np.ndarray) -> np.ndarray:
     """The array that owns ``a``'s memory."""
     while a.base is not None:

@@ -73,6 +73,23 @@ def test_map_halo_equals_the_padded_numpy_reference(case, inline, layers, seed):
     np.testing.assert_array_equal(out.compute(scheduler="threads"), expected)
 
 
+def test_layers_of_two_dtypes_fill_a_window_of_their_result_dtype():
+    """A float32 and a float64 layer: the window is float64, equal to their float64 stack;
+    a layer that is not a dask array is refused by name."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 40, 36))
+    a = da.from_array(x[0].astype(np.float32), chunks=(20, 18))
+    b = da.from_array(x[1], chunks=(20, 18))
+    out = map_halo(probe, [a, b], (3, 2), 3, 2, fill=0.0, chunks=a.chunks, dtype=np.float64,
+                   name="probe")
+    want = reference(np.stack([x[0].astype(np.float32).astype(np.float64), x[1]]), 3, 2,
+                     0.0, 1.0)
+    np.testing.assert_array_equal(out.compute(), want)
+    with pytest.raises(TypeError, match="expected dask arrays as layers, found ndarray"):
+        map_halo(probe, [a, x[1]], (3, 2), 3, 2, fill=0.0, chunks=a.chunks,
+                 dtype=np.float64, name="probe")
+
+
 def _region_deps(out: da.Array) -> dict:
     graph = dict(out.__dask_graph__())
     from dask.core import get_dependencies
@@ -139,7 +156,7 @@ def test_blocks_thinner_than_the_halo_are_refused():
     with pytest.raises(ValueError, match="one block along C"):
         map_halo(probe, da.zeros((2, 40, 40), chunks=(1, 40, 40)), (1, 1), 1, 1, fill=0.0,
                  chunks=((40,), (40,)), dtype=np.float32, name="probe")
-    with pytest.raises(ValueError, match="one chunking of y and x"):
+    with pytest.raises(ChunkingError, match="one chunking of y and x"):
         map_halo(probe, [da.zeros((40, 40), chunks=20), da.zeros((40, 40), chunks=40)],
                  (1, 1), 1, 1, fill=0.0, chunks=((20, 20), (20, 20)), dtype=np.float32,
                  name="probe")

@@ -138,7 +138,8 @@ def _kernel(sub: xr.Dataset, elevation: str, sources: list[str],
             rings: dict[int, np.ndarray], res: Any, threads: int | None,
             gathered: bool) -> tuple[Any, Any]:
     """``(index, channels)``: per distance of ``rings`` (distance -> ring offsets) the
-    ``(H, W)`` winner indices (uint8 where every ring fits them, numpy; else uint16) and, when
+    ``(H, W)`` winner indices (numpy: uint8 where every ring fits them, else uint16; dask:
+    each distance's stored dtype, :func:`geoslide.store.winners.winner_dtype`) and, when
     ``gathered``, ``S + 2`` float32 ``(H, W)`` channels: each source at the winner (a class
     code's -1 read as NaN), then ``dz`` and azimuth (else None). One pass of the ring kernel:
     lazy, one task per chunk, when a variable of ``sub`` is dask-backed; else now, on
@@ -148,9 +149,10 @@ def _kernel(sub: xr.Dataset, elevation: str, sources: list[str],
     feats = [_source(sub[v]) for v in sources] if gathered else []
     dists = list(rings)
     nd, n = len(dists), len(feats) + 2
+    dts = [winner_dtype(len(off)) for off in rings.values()]     # each distance's stored one
     if ref is None:
         # the stored dtype where every ring fits it (no cast per variable after)
-        index = np.empty((nd,) + z.shape, dtype=winner_dtype(max(map(len, rings.values()))))
+        index = np.empty((nd,) + z.shape, dtype=np.result_type(*dts))
         out = align_numpy(np.asarray(z.values), [np.asarray(f.values) for f in feats], dists,
                           res, threads=threads, winners=index)
         return index, out if gathered else None
@@ -158,8 +160,7 @@ def _kernel(sub: xr.Dataset, elevation: str, sources: list[str],
         return align_dask(_on_chunks(z, ref), [], dists, res, winners=True), None
     fused = align_dask(_on_chunks(z, ref), [_on_chunks(f, ref) for f in feats], dists, res,
                        with_winners=True)
-    dt = winner_dtype(max(map(len, rings.values())))
-    index = [_channel(fused, _winner, nd * n, i, dt, dtype=dt) for i in range(nd)]
+    index = [_channel(fused, _winner, nd * n, i, dt, dtype=dt) for i, dt in enumerate(dts)]
     return index, [[_channel(fused, _take, i * n + c) for c in range(n)] for i in range(nd)]
 
 
@@ -172,8 +173,8 @@ def _on_chunks(var: xr.DataArray, ref: xr.DataArray) -> Any:
 
 def _channel(stack: Any, take: Any, *args: Any, dtype: Any = np.float32) -> Any:
     """Lazy 2-D array whose blocks are ``take(block, *args)`` (2-D) of dask array ``stack``
-    ``(C, H, W)`` (one block along C): one task per block, a view of it (dask's indexing, or
-    ``drop_axis``, which concatenates, would copy)."""
+    ``(C, H, W)`` (one block along C): one task per block, reading it in place (dask's
+    indexing, or ``drop_axis``, which concatenates, would copy it first)."""
     import dask.array as da
 
     literals = [a for v in args for a in (v, None)]

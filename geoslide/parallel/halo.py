@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from geoslide.errors import InputError, ChunkingError
+from geoslide.errors import ChunkingError, InputError, WrongTypeError
 
 PREFIX = "geoslide-halo"
 """Name prefix of the region layers built here (a sub-graph holding one is not inlined)."""
@@ -130,7 +130,7 @@ def _region(func: Callable, core: Any, pieces: Sequence, *args: Any, depth: tupl
     rows = {-1: slice(0, hy), 0: slice(hy, hy + h), 1: slice(hy + h, h + 2 * hy)}
     cols = {-1: slice(0, hx), 0: slice(hx, hx + w), 1: slice(hx + w, w + 2 * hx)}
     c = 0
-    while parts:            # each part freed once copied
+    while parts:            # each part freed once copied (an inlined core's)
         part = parts.pop(0)
         window[c:c + len(part), rows[0], cols[0]] = part
         c += len(part)
@@ -144,11 +144,11 @@ def _region(func: Callable, core: Any, pieces: Sequence, *args: Any, depth: tupl
     return func(window, *args, **kwargs)
 
 
-def ancestors(graph: Mapping, key: Any) -> set:
-    """Keys of ``graph`` that ``key`` depends on, directly or not, ``key`` included."""
+def ancestors(graph: Mapping, *keys: Any) -> set:
+    """Keys of ``graph`` that ``keys`` depend on, directly or not, ``keys`` included."""
     from dask.core import get_dependencies
 
-    seen, stack = {key}, [key]
+    seen, stack = set(keys), list(keys)
     while stack:
         for dep in get_dependencies(graph, stack.pop()):
             if dep not in seen and dep in graph:
@@ -197,21 +197,27 @@ def check_blocks(chunks: tuple[int, ...], depth: int, axis: str) -> None:
 
 
 def _layers(stack: Any) -> list:
-    """``stack`` as a list of layers: itself when it is one dask array, else its items."""
-    return [stack] if hasattr(stack, "__dask_graph__") else list(stack)
+    """``stack`` as a list of layers: itself when it is one array, else its items."""
+    return [stack] if hasattr(stack, "ndim") else list(stack)
 
 
 def _check_layers(layers: list, hy: int, hx: int) -> tuple:
     """The common ``(ychunks, xchunks)`` of ``layers``. Raise unless each is (H, W) or
     (C, H, W) with one block along C, all on one chunking, with blocks at least ``hy``
     (``hx``) px along y (x), or one block there."""
+    import dask.array as da
+
     for a in layers:
+        if not isinstance(a, da.Array):
+            raise WrongTypeError(f"expected dask arrays as layers, found {type(a).__name__}; "
+                                 "wrap it with dask.array.from_array")
         if a.ndim not in (2, 3) or (a.ndim == 3 and len(a.chunks[0]) != 1):
             raise InputError(f"expected (H, W) or (C, H, W) dask arrays with one block along "
                              f"C; found shape {a.shape}, chunks {a.chunks}")
     grids = {tuple(a.chunks[-2:]) for a in layers}
     if len(grids) != 1:
-        raise InputError(f"expected layers on one chunking of y and x; found {sorted(grids)}")
+        raise ChunkingError(f"expected layers on one chunking of y and x; found "
+                            f"{sorted(grids)}; fix: rechunk them alike")
     cy, cx = grids.pop()
     check_blocks(cy, hy, "y")
     check_blocks(cx, hx, "x")
@@ -222,7 +228,7 @@ def _core(graph: Mapping, keys: list, inline: bool | None) -> Any:
     """What the strips and region tasks of a block read: its layers' block ``keys`` (a list:
     dask finds the keys in it), or their sub-graph run inside them (:class:`_Inline`) when
     ``inline`` (None: when :func:`_inlinable`)."""
-    sub = set().union(*(ancestors(graph, k) for k in keys))
+    sub = ancestors(graph, *keys)
     if inline is True or (inline is None and _inlinable(graph, sub)):
         return _Inline({k: graph[k] for k in sub}, keys)
     return keys

@@ -61,7 +61,8 @@ def winner_dtype(ring_size: int) -> np.dtype:
 def winner_variable(index: xr.DataArray, d: int, ring: dict[str, list], elevation: str,
                     sources: Sequence[str], codes: dict[str, list[int]],
                     attrs: dict[str, Any]) -> xr.DataArray:
-    """The winner variable of distance ``d`` (m) from the kernel's uint16 ``index``.
+    """The winner variable of distance ``d`` (m) from the kernel's ``index`` (uint16, or
+    already the stored dtype).
 
     ``ring``: ``{"dy": [...], "dx": [...], "azimuth": [...]}`` in ring order; ``sources``: the
     variables gathered (code variables among them, their one-hot classes in ``codes``)."""
