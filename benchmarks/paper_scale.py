@@ -466,9 +466,11 @@ class _Timer:
 def _leaf_window(ds, spec, depth: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
     """(the leaves of one CHUNK-px region with ``depth`` px around (NaN beyond the raster),
     its origin): the region at (CHUNK, CHUNK) when the crop has one inside, else (0, 0)."""
-    from geoslide.maps.predict import _leaf_stack
+    import dask.array as da
 
-    stack = _leaf_stack(ds, spec)
+    from geoslide.maps.predict import leaf_layers
+
+    stack = da.stack(leaf_layers(ds, spec))
     _, h, w = stack.shape
     y0 = CHUNK if h >= 2 * CHUNK + depth[0] else 0
     x0 = CHUNK if w >= 2 * CHUNK + depth[1] else 0

@@ -193,6 +193,17 @@ def test_model_is_one_graph_key_and_pickles(unet, small):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(runner)).forward(x), runner.forward(x))
 
 
+def test_regions_read_the_leaves_blocks_without_a_stacked_copy(unet, small):
+    """A region's window is filled from its leaves' own blocks: no stacked (L, H, W) copy of
+    the leaves in the graph."""
+    from geoslide.maps.predict import predict
+
+    lazy = predict(small.chunk({"y": 128, "x": 128}), unet, core=128, progress=False)
+    layers = lazy.data.__dask_graph__().layers
+    assert [n for n in layers if n.startswith("geoslide-halo-geoslide-predict-")]
+    assert not [n for n in layers if n.startswith("stack-")], list(layers)
+
+
 def test_map_does_not_depend_on_the_process_thread_settings(small, monkeypatch):
     """Regression: region tasks ran on the caller's torch threads, or on those of the thread
     policy that `geoslide train --threads 1` (Fitter.fit) left in the process; another OpenMP

@@ -48,8 +48,9 @@ DEFAULT_REGION = 1024
 
 
 # --------------------------------------------------------------------------- inputs
-def _leaf_stack(ds: xr.Dataset, spec: Leaves) -> Any:
-    """Lazy ``(L, H, W)`` stack of the leaves (:mod:`geoslide.maps.leaves`), ``spec.stack_dtype``."""
+def leaf_layers(ds: xr.Dataset, spec: Leaves) -> list:
+    """The leaves (:mod:`geoslide.maps.leaves`) as lazy ``(H, W)`` dask arrays of
+    ``spec.stack_dtype``, in ``spec.names`` order: the channels of a region's window."""
     import dask.array as da
 
     layers = []
@@ -57,7 +58,13 @@ def _leaf_stack(ds: xr.Dataset, spec: Leaves) -> Any:
         arr = ds[name].transpose("y", "x").data
         arr = arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr), chunks=-1)
         layers.append(arr.astype(spec.stack_dtype))
-    return da.stack(layers, axis=0)
+    return layers
+
+
+def _stacked_region(*blocks: Any, **kwargs: Any) -> np.ndarray:
+    """:func:`_leaf_region` on a region without halo: its leaves' blocks, then the runner."""
+    *leaves_, runner = blocks
+    return _leaf_region(np.stack(leaves_), runner, **kwargs)
 
 
 def _check_inputs(ds: xr.Dataset, features: Sequence[str]) -> None:
@@ -215,9 +222,9 @@ def predict(ds: xr.Dataset, model: Any, *, core: int | None = None, halo: int | 
     core, halo = _window(trained, len(features), core, halo, batch_size)
     _check_inputs(ds, features)
     spec = leaves(ds, features)  # the stored variables the inputs are computed from
-    stack, depth, first, lazy = _regions(ds, spec, core, halo, region)
+    layers, depth, first, lazy = _regions(ds, spec, core, halo, region)
     token = model_token(trained.module)
-    probs = _region_tasks(stack, depth, trained, spec, token, device, spread,
+    probs = _region_tasks(layers, depth, trained, spec, token, device, spread,
                           core=core, halo=halo, batch_size=batch_size)
     if mask_label:
         probs = _masked_by_label(ds, probs)
@@ -248,21 +255,21 @@ def _window(trained: Any, channels: int, core: int | None, halo: int | None,
 
 def _regions(ds: xr.Dataset, spec: Leaves, core: int, halo: int, region: int | None
              ) -> tuple[Any, tuple[int, int], xr.DataArray, bool]:
-    """(the leaves' stack chunked in regions, the halo depth with the ring radius, the first
-    leaf, whether the input is lazy)."""
-    stack = _leaf_stack(ds, spec)
+    """(the leaves chunked in regions, the halo depth with the ring radius, the first leaf,
+    whether the input is lazy)."""
+    layers = leaf_layers(ds, spec)
     depth = (halo + spec.ring[0], halo + spec.ring[1])
     lazy = any(is_dask(ds[v]) for v in spec.names)
     first = ds[spec.names[0]].transpose("y", "x")
     if region is None:
         region = (max(first.chunks[0]) if lazy and first.chunks else DEFAULT_REGION)
     region = round_up(max(region, core, *depth), core)  # halo exchange needs blocks >= depth
-    _, height, width = stack.shape
+    height, width = layers[0].shape
     chunks = (_region_chunks(height, region, depth[0]), _region_chunks(width, region, depth[1]))
-    return stack.rechunk((len(spec.names),) + chunks), depth, first, lazy
+    return [a.rechunk(chunks) for a in layers], depth, first, lazy
 
 
-def _region_tasks(stack: Any, depth: tuple[int, int], trained: Any, spec: Leaves, token: str,
+def _region_tasks(layers: list, depth: tuple[int, int], trained: Any, spec: Leaves, token: str,
                   device: Any, spread: bool, **window: int) -> Any:
     """The lazy map: one task per region, the model one key of the graph (each worker
     receives it once); (2, H, W) with the spread."""
@@ -276,14 +283,14 @@ def _region_tasks(stack: Any, depth: tuple[int, int], trained: Any, spec: Leaves
     runner = Runner(trained.module, str(resolve_device(device)), spread=spread)
     tag = "-spread" if spread else ""
     runner_d = dask.delayed(runner, name=f"geoslide-model-{token}{tag}", pure=True)
-    chunks = ((2,),) * spread + stack.chunks[1:]
+    chunks = ((2,),) * spread + layers[0].chunks
     kwargs = dict(**window, spec=spec, features=features, normalization=normalization)
-    key = f"geoslide-predict{tag}-" + tokenize(stack.name, token, *window.values(),
-                                               features, normalization)
+    key = f"geoslide-predict{tag}-" + tokenize([a.name for a in layers], token,
+                                               *window.values(), features, normalization)
     if max(depth):  # each region with its halo from the neighbours' border strips
-        return map_halo(_leaf_region, stack, depth, runner_d, fill=np.nan, chunks=chunks,
+        return map_halo(_leaf_region, layers, depth, runner_d, fill=np.nan, chunks=chunks,
                         dtype=np.float32, name=key, **kwargs)
-    return da.map_blocks(_leaf_region, stack, runner_d, drop_axis=[] if spread else 0,
+    return da.map_blocks(_stacked_region, *layers, runner_d, new_axis=[0] if spread else [],
                          chunks=chunks, dtype=np.float32, name=key, **kwargs)
 
 
@@ -332,4 +339,4 @@ def _provenance(trained: Any, path: str, token: str, name: str, core: int, halo:
             "rerun": cmd}
 
 
-__all__ = ["predict", "ALIGN"]
+__all__ = ["predict", "leaf_layers", "ALIGN"]
