@@ -130,11 +130,10 @@ def _region(func: Callable, core: Any, pieces: Sequence, *args: Any, depth: tupl
     rows = {-1: slice(0, hy), 0: slice(hy, hy + h), 1: slice(hy + h, h + 2 * hy)}
     cols = {-1: slice(0, hx), 0: slice(hx, hx + w), 1: slice(hx + w, w + 2 * hx)}
     c = 0
-    while parts:            # each part freed once copied (an inlined core's)
-        part = parts.pop(0)
+    for part in parts:
         window[c:c + len(part), rows[0], cols[0]] = part
         c += len(part)
-        del part
+    del parts, part         # an inlined core's blocks freed before ``func`` runs
     for (dy, dx), piece in zip(_DIRECTIONS, pieces):
         target = window[:, rows[dy], cols[dx]]
         if piece is None:
